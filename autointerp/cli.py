@@ -1,0 +1,91 @@
+"""The ``autointerp`` command.
+
+Options of each stage come from its config dataclass: one flag per field, with the field's docstring
+as help, so the documentation lives in one place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+import typing
+
+from .config import CollectConfig
+from .config_fields import field_docs
+from .errors import AutointerpError
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
+    docs = field_docs(cls)
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        flag = "--" + field.name.replace("_", "-")
+        kind = hints[field.name]
+        help_text = f"{docs.get(field.name, '')} (default: {field.default!r})"
+        if kind is bool:
+            parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction,
+                                default=field.default, help=help_text)
+        else:
+            parser.add_argument(flag, dest=field.name, type=kind, default=field.default, help=help_text,
+                                metavar=field.name.upper())
+
+
+def config_from_args(cls: type, args: argparse.Namespace):
+    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="autointerp", description="Explain and score every latent of an SAE.")
+    parser.add_argument("--log-level", default="WARNING", help="logging level (DEBUG, INFO, WARNING)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    collect = sub.add_parser(
+        "collect", help="sample: run the model and the SAE over a corpus and store every latent's contexts",
+        description="Run the subject model and the SAE over a corpus and store, per latent, its top, quantile "
+                    "and random contexts and statistics in a DuckDB file. With no model, SAE or dataset "
+                    "arguments it uses the embedded default (SmolLM2-135M-Instruct, the SAE in data/, "
+                    "Wikipedia summaries).")
+    collect.add_argument("--db", required=True, help="DuckDB file to write (created if missing)")
+    collect.add_argument("--overwrite", action="store_true",
+                         help="replace the results of an earlier collect with another configuration")
+    collect.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_config_arguments(collect, CollectConfig)
+    return parser
+
+
+def run_collect(args: argparse.Namespace) -> int:
+    from .sample.collect import collect
+
+    config = config_from_args(CollectConfig, args)
+    result = collect(config, args.db, overwrite=args.overwrite, progress=not args.quiet)
+    if result.skipped:
+        print(f"{args.db}: an identical collect is already complete (run {result.run_id}); nothing to do.")
+        return 0
+    counts = result.status_counts or {}
+    print(f"{args.db}: run {result.run_id}: {result.n_tokens:,} tokens in {result.seconds:.0f} s "
+          f"({result.tokens_per_second:,.0f} tokens/s); latents: {counts.get('ok', 0)} ok, "
+          f"{counts.get('too_few_examples', 0)} with too few examples, {counts.get('dead', 0)} dead.")
+    print("Query it: python -c \"import duckdb; print(duckdb.connect('%s', read_only=True).sql("
+          "'SELECT * FROM latents ORDER BY frequency DESC LIMIT 10'))\"" % args.db)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    handlers = {"collect": run_collect}
+    try:
+        return handlers[args.command](args)
+    except AutointerpError as exc:
+        print(f"autointerp {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"autointerp {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

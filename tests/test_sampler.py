@@ -1,0 +1,187 @@
+"""The streaming sampler against a brute-force reference on small random activations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from autointerp.sample.hashing import hash62
+from autointerp.sample.sampler import (SALT_NEGATIVE, SALT_NEGATIVE_START, SALT_RESERVOIR, SamplerSizes,
+                                       StreamingSampler, histogram_edges)
+from autointerp.sample.select import SplitSizes, select_examples
+
+N_SEQ, T, L, W, OFFSET = 90, 24, 9, 6, 4
+SEED = 7
+
+
+def random_activations(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    # Latents with different firing rates, including one that never fires and one that fires often.
+    rates = torch.tensor([0.0, 0.002, 0.01, 0.03, 0.05, 0.1, 0.2, 0.5, 0.9])
+    fires = torch.rand(N_SEQ, T, L, generator=g) < rates
+    acts = torch.rand(N_SEQ, T, L, generator=g) * 10 * fires
+    tokens = torch.randint(3, 1000, (N_SEQ, T), generator=g)
+    return acts, tokens
+
+
+def run_sampler(acts, tokens, batch: int, top_k=5, reservoir=40, negatives=12, seed=SEED) -> StreamingSampler:
+    sizes = SamplerSizes(n_latents=L, seq_len=T, window=W, peak_offset=OFFSET, top_k=top_k,
+                         reservoir=reservoir, negatives=negatives, histogram_bins=12, seed=seed)
+    sampler = StreamingSampler(sizes, torch.device("cpu"))
+    counted = torch.ones(N_SEQ, T, dtype=torch.bool)
+    counted[:, 0] = False
+    for i in range(0, N_SEQ, batch):
+        sl = slice(i, i + batch)
+        sampler.update(acts[sl].clone(), tokens[sl], counted[sl], torch.arange(N_SEQ)[sl])
+    sampler.finish()
+    return sampler
+
+
+def split_sizes(seed=SEED) -> SplitSizes:
+    return SplitSizes(n_quantiles=4, explain_per_quantile=2, test_per_quantile=3, random_explain=3,
+                      random_test=6, seed=seed)
+
+
+@pytest.fixture(scope="module")
+def data():
+    acts, tokens = random_activations()
+    masked = acts.clone()
+    masked[:, 0] = 0
+    seq_max, peak = masked.max(dim=1)  # [N_SEQ, L]
+    start = (peak - OFFSET).clamp(0, T - W)
+    return acts, tokens, masked, seq_max, start
+
+
+def rows_of(sel, latent, kind=None, split=None):
+    m = sel.latent == latent
+    if kind is not None:
+        m &= sel.kind == kind
+    if split is not None:
+        m &= sel.split == split
+    return np.nonzero(m)[0]
+
+
+def test_statistics_match_brute_force(data):
+    acts, tokens, masked, seq_max, _ = data
+    s = run_sampler(acts, tokens, batch=7)
+    assert s.n_tokens == N_SEQ * (T - 1)
+    assert torch.equal(s.n_firing, (masked > 0).sum((0, 1)))
+    assert torch.allclose(s.max_activation, masked.amax((0, 1)))
+    assert torch.allclose(s.sum_activation.float(), masked.sum((0, 1)), rtol=1e-5)
+    assert torch.equal(s.n_active_contexts, (seq_max > 0).sum(0))
+    assert torch.equal(s.histogram.sum(1), s.n_firing)
+    edges = histogram_edges(12).float()
+    for lat in range(L):
+        v = masked[..., lat][masked[..., lat] > 0]
+        expected = torch.bincount(torch.bucketize(v, edges, right=True), minlength=14)
+        assert torch.equal(s.histogram[lat], expected)
+
+
+def test_top_k_exact_with_windows(data):
+    acts, tokens, masked, seq_max, start = data
+    sel = select_examples(run_sampler(acts, tokens, batch=7), split_sizes())
+    for lat in range(L):
+        rows = rows_of(sel, lat, kind=0)
+        active = torch.nonzero(seq_max[:, lat] > 0).flatten()
+        expected = active[torch.argsort(seq_max[active, lat], descending=True)][:5]
+        assert sel.sequence[rows].tolist() == expected.tolist()
+        for r in rows:
+            seq, st = int(sel.sequence[r]), int(sel.start[r])
+            assert st == int(start[seq, lat])
+            assert np.allclose(sel.activations[r], masked[seq, st:st + W, lat].numpy())
+            assert sel.tokens[r].tolist() == tokens[seq, st:st + W].tolist()
+            assert sel.max_activation[r] == pytest.approx(float(seq_max[seq, lat]))
+            assert sel.split[r] == 0  # top contexts explain
+
+
+def test_reservoir_is_the_largest_hash_keys(data):
+    acts, tokens, _, seq_max, _ = data
+    s = run_sampler(acts, tokens, batch=11, reservoir=10)
+    for lat in range(L):
+        active = torch.nonzero(seq_max[:, lat] > 0).flatten()
+        keys = hash62(SEED, active, lat, SALT_RESERVOIR)
+        expected = set(active[torch.argsort(keys, descending=True)][:10].tolist())
+        kept = set(s.reservoir.sequence[lat][s.reservoir.key[lat] >= 0].tolist())
+        assert kept == expected
+
+
+def test_quantile_membership_exact_when_reservoir_holds_all(data):
+    acts, tokens, _, seq_max, _ = data
+    sel = select_examples(run_sampler(acts, tokens, batch=5, reservoir=N_SEQ), split_sizes())
+    for lat in range(L):
+        active = torch.nonzero(seq_max[:, lat] > 0).flatten()
+        m = len(active)
+        ranked = active[torch.argsort(seq_max[active, lat])].tolist()
+        bin_of = {seq: rank * 4 // m for rank, seq in enumerate(ranked)}
+        for r in rows_of(sel, lat, kind=1):
+            assert sel.quantile[r] == bin_of[int(sel.sequence[r])]
+        # The stored lower edges are the smallest value of each bin.
+        for q in range(4):
+            members = [seq_max[seq, lat].item() for seq in ranked if bin_of[seq] == q]
+            if members:
+                assert sel.quantile_edges[lat, q] == pytest.approx(min(members))
+        # Equal counts per bin, the test set filled first.
+        top_seqs = set(sel.sequence[rows_of(sel, lat, kind=0)].tolist())
+        for q in range(4):
+            available = [seq for seq in ranked if bin_of[seq] == q and seq not in top_seqs]
+            got = rows_of(sel, lat, kind=1)[sel.quantile[rows_of(sel, lat, kind=1)] == q]
+            n_test = int((sel.split[got] == 1).sum())
+            assert n_test == min(3, len(available))
+            assert len(got) == min(5, len(available))
+
+
+def test_negatives_match_brute_force(data):
+    acts, tokens, masked, seq_max, start = data
+    s = run_sampler(acts, tokens, batch=4, negatives=12)
+    seqs = torch.arange(N_SEQ)
+    neg_start = hash62(SEED, seqs, SALT_NEGATIVE_START) % (T - W + 1)
+    for lat in range(L):
+        ok = []
+        for seq in range(N_SEQ):
+            st = int(neg_start[seq])
+            zero = masked[seq, st:st + W, lat].max() == 0
+            apart = seq_max[seq, lat] == 0 or abs(int(start[seq, lat]) - st) >= W
+            if zero and apart:
+                ok.append(seq)
+        ok = torch.tensor(ok, dtype=torch.int64)
+        keys = hash62(SEED, ok, lat, SALT_NEGATIVE) if len(ok) else torch.empty(0, dtype=torch.int64)
+        expected = set(ok[torch.argsort(keys, descending=True)][:12].tolist())
+        kept = set(s.negatives.sequence[lat][s.negatives.key[lat] >= 0].tolist())
+        assert kept == expected
+        for slot in range(12):
+            if s.negatives.key[lat, slot] >= 0:
+                seq, st = int(s.negatives.sequence[lat, slot]), int(s.negatives.start[lat, slot])
+                assert masked[seq, st:st + W, lat].max() == 0
+                assert s.negatives.tokens[lat, slot].tolist() == tokens[seq, st:st + W].tolist()
+
+
+def test_explain_and_test_sets_share_no_token(data):
+    acts, tokens, *_ = data
+    sel = select_examples(run_sampler(acts, tokens, batch=9, reservoir=30), split_sizes())
+    assert len(sel.latent) > 0
+    for lat in range(L):
+        spans = {0: set(), 1: set()}
+        for r in rows_of(sel, lat):
+            positions = {(int(sel.sequence[r]), int(sel.start[r]) + i) for i in range(W)}
+            split = int(sel.split[r])
+            assert not positions & spans[1 - split], f"latent {lat}: explain and test overlap"
+            assert not positions & spans[split], f"latent {lat}: two contexts of one split overlap"
+            spans[split] |= positions
+
+
+def test_same_seed_same_result_any_batch_size(data):
+    acts, tokens, *_ = data
+    a = select_examples(run_sampler(acts, tokens, batch=3, reservoir=20), split_sizes())
+    b = select_examples(run_sampler(acts, tokens, batch=17, reservoir=20), split_sizes())
+    for field in ("latent", "split", "kind", "quantile", "sequence", "start", "tokens", "activations"):
+        assert np.array_equal(getattr(a, field), getattr(b, field)), field
+    c = select_examples(run_sampler(acts, tokens, batch=3, reservoir=20, seed=8), split_sizes(seed=8))
+    assert not np.array_equal(a.sequence, c.sequence)
+
+
+def test_dead_latent_has_no_examples(data):
+    acts, tokens, *_ = data
+    sel = select_examples(run_sampler(acts, tokens, batch=7), split_sizes())
+    assert len(rows_of(sel, 0, kind=0)) == 0 and len(rows_of(sel, 0, kind=1)) == 0
+    assert len(rows_of(sel, 0, kind=2)) == 9  # negatives: 6 test + 3 explain
