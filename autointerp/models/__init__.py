@@ -1,0 +1,1 @@
+"""Subject models, SAEs and the embedded default."""

@@ -1,0 +1,1 @@
+"""Sample stage: stream activations, keep each latent's contexts, write them to DuckDB."""
