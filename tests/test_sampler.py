@@ -38,8 +38,8 @@ def run_sampler(acts, tokens, batch: int, top_k=5, reservoir=40, negatives=12, s
     return sampler
 
 
-def split_sizes(seed=SEED) -> SplitSizes:
-    return SplitSizes(n_quantiles=4, explain_per_quantile=2, test_per_quantile=3, random_explain=3,
+def split_sizes(seed=SEED, n_quantiles=4) -> SplitSizes:
+    return SplitSizes(n_quantiles=n_quantiles, explain_per_quantile=2, test_per_quantile=3, random_explain=3,
                       random_test=6, seed=seed)
 
 
@@ -106,24 +106,27 @@ def test_reservoir_is_the_largest_hash_keys(data):
         assert kept == expected
 
 
-def test_quantile_membership_exact_when_reservoir_holds_all(data):
+@pytest.mark.parametrize("n_q", [4, 10])
+def test_quantile_membership_exact_when_reservoir_holds_all(data, n_q):
     acts, tokens, _, seq_max, _ = data
-    sel = select_examples(run_sampler(acts, tokens, batch=5, reservoir=N_SEQ), split_sizes())
+    sel = select_examples(run_sampler(acts, tokens, batch=5, reservoir=N_SEQ), split_sizes(n_quantiles=n_q))
     for lat in range(L):
         active = torch.nonzero(seq_max[:, lat] > 0).flatten()
         m = len(active)
         ranked = active[torch.argsort(seq_max[active, lat])].tolist()
-        bin_of = {seq: rank * 4 // m for rank, seq in enumerate(ranked)}
+        bin_of = {seq: rank * n_q // m for rank, seq in enumerate(ranked)}
         for r in rows_of(sel, lat, kind=1):
             assert sel.quantile[r] == bin_of[int(sel.sequence[r])]
         # The stored lower edges are the smallest value of each bin.
-        for q in range(4):
+        for q in range(n_q):
             members = [seq_max[seq, lat].item() for seq in ranked if bin_of[seq] == q]
             if members:
                 assert sel.quantile_edges[lat, q] == pytest.approx(min(members))
+            else:
+                assert np.isnan(sel.quantile_edges[lat, q])
         # Equal counts per bin, the test set filled first.
         top_seqs = set(sel.sequence[rows_of(sel, lat, kind=0)].tolist())
-        for q in range(4):
+        for q in range(n_q):
             available = [seq for seq in ranked if bin_of[seq] == q and seq not in top_seqs]
             got = rows_of(sel, lat, kind=1)[sel.quantile[rows_of(sel, lat, kind=1)] == q]
             n_test = int((sel.split[got] == 1).sum())

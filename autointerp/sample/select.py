@@ -121,10 +121,11 @@ def _quantile_rows(sampler: StreamingSampler, sizes: SplitSizes):
     eligible = valid & ~in_top
     # Within each (latent, bin): order by hash; test first, then explain.
     lat_idx = torch.arange(L, device=value.device).unsqueeze(1)
-    priority = hash62(sizes.seed, buf.sequence.clamp(min=0), lat_idx, SALT_SPLIT) >> 2  # < 2**60
+    priority = hash62(sizes.seed, buf.sequence.clamp(min=0), lat_idx, SALT_SPLIT)
     bin_of = torch.where(eligible, quantile, n_q)
-    composite = bin_of.to(torch.int64) * (1 << 60) + priority
-    order = torch.sort(composite, dim=1, stable=True).indices
+    by_priority = torch.sort(priority, dim=1, stable=True).indices
+    by_bin = torch.sort(torch.gather(bin_of, 1, by_priority), dim=1, stable=True).indices
+    order = torch.gather(by_priority, 1, by_bin)  # by bin, then by priority within a bin
     sorted_bin = torch.gather(bin_of, 1, order)
     within = torch.arange(cap, device=value.device).expand(L, cap) - torch.searchsorted(sorted_bin.contiguous(), sorted_bin.contiguous())
     t, e = sizes.test_per_quantile, sizes.explain_per_quantile

@@ -15,7 +15,11 @@ def _list_column(matrix: np.ndarray) -> pa.ListArray:
     """A 2-D array as an Arrow list column (one list per row)."""
     rows, width = matrix.shape
     offsets = pa.array(np.arange(0, rows * width + 1, width, dtype=np.int32))
-    return pa.ListArray.from_arrays(offsets, pa.array(matrix.reshape(-1)))
+    flat = matrix.reshape(-1)
+    values = pa.array(flat.tolist(), type=pa.string()) if flat.dtype == object else pa.array(flat)
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    return pa.ListArray.from_arrays(offsets, values)
 
 
 def collect_run_ids(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -45,7 +49,7 @@ def write_collection(con: duckdb.DuckDBPyConnection, run_id: str, replaces: list
         "sequence_id": selection.sequence[first].astype(np.int64),
         "start_pos": selection.start[first].astype(np.int32),
         "token_ids": _list_column(ctx_tokens),
-        "tokens": _list_column(strings.astype(str)),
+        "tokens": _list_column(strings),
     })
     examples = pa.table({
         "run_id": pa.array([run_id] * len(context_ids)),
