@@ -68,22 +68,27 @@ class SubjectModel:
     def __post_init__(self) -> None:
         self._module = find_module(self.model, self.hookpoint)
         self._captured: torch.Tensor | None = None
+        self._reading = False
         self._module.register_forward_hook(self._hook)
 
     def _hook(self, module, inputs, output):  # noqa: ARG002 - torch hook signature
-        self._captured = output[0] if isinstance(output, tuple) else output
-        raise _StopForward
+        if self._reading:  # other forward passes (generation, full runs) go through untouched
+            self._captured = output[0] if isinstance(output, tuple) else output
+            raise _StopForward
 
     @torch.inference_mode()
     def read(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Hookpoint output for a batch of token ids, shape [batch, seq, hidden]."""
         self._captured = None
+        self._reading = True
         try:
             self.model(input_ids=input_ids.to(self.device),
                        attention_mask=None if attention_mask is None else attention_mask.to(self.device),
                        use_cache=False)
         except _StopForward:
             pass
+        finally:
+            self._reading = False
         if self._captured is None:
             raise AutointerpError(f"The hookpoint {self.hookpoint} was not reached by the forward pass.",
                                   "a module that runs on every forward pass (a layer, not a head).")
