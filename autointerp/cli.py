@@ -12,7 +12,7 @@ import logging
 import sys
 import typing
 
-from .config import CollectConfig
+from .config import CollectConfig, ExplainConfig
 from .config_fields import field_docs
 from .errors import AutointerpError
 
@@ -52,6 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
                          help="replace the results of an earlier collect with another configuration")
     collect.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_arguments(collect, CollectConfig)
+
+    explain = sub.add_parser(
+        "explain", help="explain: ask an LLM to explain every latent from its explain-set examples",
+        description="Explain every explainable latent of a collect database with an LLM (in-process, vLLM or "
+                    "any OpenAI-compatible API). Resumable: finished latents are skipped; every call is logged "
+                    "in llm_calls. With no backend arguments it uses the embedded SmolLM2-135M-Instruct.")
+    explain.add_argument("--db", required=True, help="DuckDB file written by `autointerp collect`")
+    explain.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_config_arguments(explain, ExplainConfig)
     return parser
 
 
@@ -72,11 +81,25 @@ def run_collect(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_explain(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .explain.stage import explain
+
+    config = config_from_args(ExplainConfig, args)
+    r = asyncio.run(explain(config, args.db, progress=not args.quiet))
+    print(f"{args.db}: run {r.run_id}: {r.explained} explained, {r.unparsed} unparsed, {r.failed} failed "
+          f"of {r.todo} latents in {r.seconds:.0f} s ({r.calls} calls, {r.prompt_tokens:,} prompt + "
+          f"{r.completion_tokens:,} completion tokens); {r.skipped_done} already done, "
+          f"{r.not_explainable} not explainable (see latents.reason).")
+    return 0 if r.failed == 0 else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    handlers = {"collect": run_collect}
+    handlers = {"collect": run_collect, "explain": run_explain}
     try:
         return handlers[args.command](args)
     except AutointerpError as exc:

@@ -150,3 +150,115 @@ def config_hash(values: dict) -> str:
     """Short stable hash of a JSON-serialisable dict."""
     blob = json.dumps(values, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+EXPLAINERS = ("default", "contrastive", "cot")
+EXAMPLE_SOURCES = ("quantile", "top", "mix")
+
+
+@dataclass
+class ExplainConfig:
+    """Configuration of the explain stage (``autointerp explain``)."""
+
+    backend: str = "local"
+    """LLM backend: local (in-process transformers), openai (any OpenAI-compatible API) or vllm
+    (in-process vLLM engine)."""
+
+    model: str = ""
+    """Model name; empty for the local backend means the embedded SmolLM2-135M-Instruct."""
+
+    base_url: str = ""
+    """Base URL of an OpenAI-compatible API, e.g. http://127.0.0.1:8000/v1 for `vllm serve`; empty for
+    OpenAI itself."""
+
+    api_key_env: str = "OPENAI_API_KEY"
+    """Environment variable holding the API key. The key itself is never stored or logged."""
+
+    explainer: str = "default"
+    """default (marked examples with strengths), contrastive (also non-activating examples) or cot
+    (reason step by step, then answer)."""
+
+    examples: str = "quantile"
+    """Which explain-set examples are shown: quantile (from every activation quantile, strongest first;
+    delphi's default), top (the strongest contexts) or mix (a fifth top, the rest quantile)."""
+
+    n_examples: int = 40
+    """Activating examples shown per latent (at most what the explain set holds)."""
+
+    n_negatives: int = 10
+    """Non-activating examples shown by the contrastive explainer."""
+
+    mark_threshold: float = 0.3
+    """Tokens above this fraction of the example's maximum are marked << >>."""
+
+    show_activations: bool = True
+    """List each example's active tokens with their strength 1-10."""
+
+    max_tokens: int = 300
+    """Most tokens the explainer may write per answer."""
+
+    temperature: float = 0.0
+    """Sampling temperature of the explainer."""
+
+    latents: str = ""
+    """Latents to explain, e.g. 0-999,1500; empty for all explainable ones."""
+
+    max_in_flight: int = 8
+    """Most requests in flight at once."""
+
+    rps: float = 0.0
+    """Most requests started per second; 0 for no limit."""
+
+    tpm: int = 0
+    """Most tokens (prompt + completion budget) per minute; 0 for no limit."""
+
+    max_retries: int = 5
+    """Retries of a request after rate-limit, server, timeout or connection errors."""
+
+    backoff_base: float = 1.0
+    """Seconds of the first backoff ceiling; it doubles per retry (full jitter), capped at 60 s. A
+    Retry-After header from the server wins."""
+
+    timeout: float = 120.0
+    """Seconds before a request times out (and is retried)."""
+
+    def __post_init__(self) -> None:
+        if self.backend not in ("local", "openai", "vllm"):
+            raise AutointerpError(f"--backend {self.backend!r} is not known.", "local, openai or vllm.")
+        if self.explainer not in EXPLAINERS:
+            raise AutointerpError(f"--explainer {self.explainer!r} is not known.", ", ".join(EXPLAINERS))
+        if self.examples not in EXAMPLE_SOURCES:
+            raise AutointerpError(f"--examples {self.examples!r} is not known.", ", ".join(EXAMPLE_SOURCES))
+        for name in ("n_examples", "max_tokens", "max_in_flight"):
+            if getattr(self, name) <= 0:
+                raise AutointerpError(f"--{name.replace('_', '-')} is {getattr(self, name)}.", "a positive integer.")
+        for name in ("n_negatives", "max_retries", "tpm"):
+            if getattr(self, name) < 0:
+                raise AutointerpError(f"--{name.replace('_', '-')} is {getattr(self, name)}.", "zero or more.")
+        if self.rps < 0 or self.timeout <= 0 or self.backoff_base < 0:
+            raise AutointerpError("--rps, --timeout and --backoff-base must be positive (rps 0 = no limit).")
+        if not 0 <= self.mark_threshold < 1:
+            raise AutointerpError(f"--mark-threshold {self.mark_threshold} is outside [0, 1).")
+        parse_latent_ranges(self.latents)
+
+    SHAPING = ("backend", "model", "explainer", "examples", "n_examples", "n_negatives", "mark_threshold",
+               "show_activations", "max_tokens", "temperature")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def parse_latent_ranges(spec: str) -> list[tuple[int, int]]:
+    """'0-999,1500' -> [(0, 999), (1500, 1500)]; '' -> []."""
+    ranges = []
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        try:
+            lo, _, hi = part.partition("-")
+            lo_i, hi_i = int(lo), int(hi) if hi else int(lo)
+        except ValueError:
+            raise AutointerpError(f"--latents {spec!r}: cannot read {part!r}.", "ranges like 0-999,1500.") from None
+        if lo_i < 0 or hi_i < lo_i:
+            raise AutointerpError(f"--latents {spec!r}: {part!r} is not an increasing range of indices.",
+                                  "ranges like 0-999,1500.")
+        ranges.append((lo_i, hi_i))
+    return ranges

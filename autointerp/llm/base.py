@@ -1,0 +1,56 @@
+"""The backend interface: ``await backend.generate(messages, options) -> Completion``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class GenerateOptions:
+    """Sampling options of one request."""
+
+    max_tokens: int = 300
+    temperature: float = 0.0
+    logprobs: bool = False
+    top_logprobs: int = 0
+
+
+@dataclass
+class TokenLogprob:
+    token: str
+    logprob: float
+    top: dict[str, float] = field(default_factory=dict)  # alternative token -> logprob
+
+
+@dataclass
+class Completion:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    logprobs: list[TokenLogprob] | None = None
+    finish_reason: str | None = None
+
+
+class TransientError(Exception):
+    """A failure worth retrying: rate limit, server error, timeout, lost connection, garbled reply."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentError(Exception):
+    """A failure that a retry will not fix (bad request, unknown model, refused key): fail the item."""
+
+
+class Backend:
+    """Base class of LLM backends."""
+
+    kind: str = ""
+    model: str = ""
+
+    async def generate(self, messages: list[dict], options: GenerateOptions) -> Completion:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Release connections, engines or threads."""

@@ -1,0 +1,108 @@
+"""The LLM call log and its single writer task.
+
+Workers never touch the database: they hand call records and result rows to ``CallLogWriter``, whose
+one task owns the connection and commits whatever has arrived in one transaction at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import json
+from collections import defaultdict
+from datetime import datetime, timezone
+
+from ..llm.base import Completion, GenerateOptions
+from ..llm.queue import CallRecord
+
+
+def request_hash(backend: str, model: str, messages: list[dict], options: GenerateOptions) -> str:
+    blob = json.dumps([backend, model, messages, dataclasses.asdict(options)], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def cached_responses(con, purpose: str, backend: str, model: str) -> dict[str, tuple[Completion, int]]:
+    """Successful earlier calls by request hash: the resume cache."""
+    rows = con.execute("SELECT request_hash, call_id, response, prompt_tokens, completion_tokens FROM llm_calls "
+                       "WHERE purpose = ? AND backend = ? AND model = ? AND error IS NULL ORDER BY call_id",
+                       [purpose, backend, model]).fetchall()
+    return {h: (Completion(text=r, prompt_tokens=p or 0, completion_tokens=c or 0), cid) for h, cid, r, p, c in rows}
+
+
+class CallLogWriter:
+    def __init__(self, con, run_id: str, purpose: str, backend: str, model: str):
+        self.con = con
+        self.run_id = run_id
+        self.purpose = purpose
+        self.backend = backend
+        self.model = model
+        self._queue: asyncio.Queue = asyncio.Queue()
+        self._last_call: dict[str, int] = {}
+        self._n_calls: dict[str, int] = defaultdict(int)
+        self.transactions = 0
+
+    def log_call(self, record: CallRecord) -> None:
+        self._queue.put_nowait(("call", record))
+
+    def put_explanation(self, item: str, row: dict) -> None:
+        self._queue.put_nowait(("explanation", item, row))
+
+    async def close(self) -> None:
+        self._queue.put_nowait(("close",))
+
+    async def run(self) -> None:
+        while True:
+            items = [await self._queue.get()]
+            while not self._queue.empty():
+                items.append(self._queue.get_nowait())
+            self._write(items)
+            if any(item[0] == "close" for item in items):
+                return
+
+    def _write(self, items: list[tuple]) -> None:
+        con = self.con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for item in items:
+                if item[0] == "call":
+                    self._insert_call(item[1])
+                elif item[0] == "explanation":
+                    self._insert_explanation(item[1], item[2])
+            con.execute("COMMIT")
+            self.transactions += 1
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+    def _insert_call(self, record: CallRecord) -> None:
+        c = record.completion
+        logprobs = None
+        if c is not None and c.logprobs is not None:
+            logprobs = json.dumps([dataclasses.asdict(t) for t in c.logprobs])
+        call_id = self.con.execute(
+            "INSERT INTO llm_calls (run_id, purpose, item, backend, model, request_hash, messages, options, response, "
+            "logprobs, prompt_tokens, completion_tokens, latency_s, attempt, error, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING call_id",
+            [self.run_id, record.purpose, record.item, self.backend, self.model,
+             request_hash(self.backend, self.model, record.messages, record.options),
+             json.dumps(record.messages), json.dumps(dataclasses.asdict(record.options)),
+             None if c is None else c.text, logprobs, None if c is None else c.prompt_tokens,
+             None if c is None else c.completion_tokens, record.latency_s, record.attempt, record.error,
+             datetime.fromtimestamp(record.started_at, tz=timezone.utc).replace(tzinfo=None)]).fetchone()[0]
+        self._last_call[record.item] = call_id
+        self._n_calls[record.item] += 1
+
+    def _insert_explanation(self, item: str, row: dict) -> None:
+        row = dict(row)
+        if row.get("call_id") is None and row["status"] != "failed":
+            row["call_id"] = self._last_call.get(item)
+        if row.get("n_calls") is None:
+            row["n_calls"] = self._n_calls.get(item, 0)
+        self.con.execute(
+            "INSERT OR REPLACE INTO explanation_rows (latent, config_hash, run_id, explainer, model, status, explanation, "
+            "reason, answer, call_id, n_calls, prompt_tokens, completion_tokens, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now())",
+            [row["latent"], row["config_hash"], self.run_id, row["explainer"], row["model"], row["status"],
+             row["explanation"], row["reason"], row["answer"], row["call_id"], row["n_calls"],
+             row["prompt_tokens"], row["completion_tokens"]])
