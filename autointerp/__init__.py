@@ -5,6 +5,8 @@ Public API (imported lazily, so ``import autointerp`` stays light):
 - ``CollectConfig``, ``collect``: the sample stage;
 - ``connect``: open a database (migrating its schema);
 - ``load_saelens``, ``Sae``: SAEs in SAELens format;
+- ``load_dictionary``, ``mlp_neurons``, ``Dictionary``: dictionaries of every supported format
+  (SAELens, sparsify, Gemma Scope, Llama Scope, BatchTopK) and the model's MLP neurons;
 - ``AutointerpError``: every user-facing error.
 """
 
@@ -20,6 +22,9 @@ _EXPORTS = {
     "connect": "autointerp.store.db",
     "load_saelens": "autointerp.models.sae",
     "Sae": "autointerp.models.sae",
+    "load_dictionary": "autointerp.models.dictionaries",
+    "mlp_neurons": "autointerp.models.dictionaries",
+    "Dictionary": "autointerp.models.dictionaries",
     "AutointerpError": "autointerp.errors",
 }
 

@@ -73,63 +73,28 @@ class Sae:
 
 
 def load_saelens(path: str | Path) -> Sae:
-    """Load an SAE folder in SAELens format, checking shapes and finite weights."""
+    """Load an SAE folder in SAELens format, checking shapes and finite weights.
+
+    Reads standard (ReLU), TopK and JumpReLU SAEs through the SAELens loader of
+    ``autointerp.models.dictionaries`` (which also folds decoder-norm rescaling and a stored
+    'expected_average_only_in' scaling factor into the weights); a missing ``apply_b_dec_to_input`` reads
+    as False here. Gated, AbsTopK and transcoder folders load with ``load_dictionary`` instead.
+    """
+    from .dictionaries import saelens
+
     folder = Path(path)
     if not folder.is_dir():
         raise AutointerpError(f"The SAE folder {folder} does not exist.",
                               f"a folder with {CONFIG_FILE} and {WEIGHTS_FILE} (SAELens format).",
                               "pass the folder that holds cfg.json with --sae.")
-    missing = [f for f in (CONFIG_FILE, WEIGHTS_FILE) if not (folder / f).exists()]
-    if missing:
-        raise AutointerpError(f"The SAE folder {folder} lacks {', '.join(missing)}.",
-                              f"{CONFIG_FILE} and {WEIGHTS_FILE} (the layout SAELens saves).")
-    from safetensors.torch import load_file
-
-    cfg = json.loads((folder / CONFIG_FILE).read_text())
-    weights = load_file(str(folder / WEIGHTS_FILE))
-    activation, k = _activation_of(cfg)
-    for name in ("W_enc", "b_enc", "W_dec", "b_dec") + (("threshold",) if activation == "jumprelu" else ()):
-        if name not in weights:
-            raise AutointerpError(f"{folder / WEIGHTS_FILE} has no tensor {name!r}.",
-                                  "W_enc, b_enc, W_dec, b_dec (and threshold for JumpReLU).",
-                                  f"tensors present: {', '.join(sorted(weights))}")
-    w = {name: t.float() for name, t in weights.items()}
-    d_in, d_sae = w["W_enc"].shape
-    expected = {"W_enc": (d_in, d_sae), "b_enc": (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,),
-                "threshold": (d_sae,)}
-    for name, shape in expected.items():
-        if name in w and tuple(w[name].shape) != shape:
-            raise AutointerpError(f"{name} has shape {tuple(w[name].shape)} in {folder}.",
-                                  f"{shape} given W_enc's shape {(d_in, d_sae)}.")
-        if name in w and not torch.isfinite(w[name]).all():
-            raise AutointerpError(f"{name} in {folder} contains NaN or Inf values.", "finite weights.")
-    if activation == "topk" and not 0 < k <= d_sae:
-        raise AutointerpError(f"TopK SAE with k={k} and {d_sae} latents.", f"1 <= k <= {d_sae}.")
-    norm = cfg.get("normalize_activations", "none") or "none"
-    if norm != "none":
-        raise AutointerpError(f"normalize_activations={norm!r} in {folder / CONFIG_FILE} is not supported yet.",
-                              "normalize_activations='none'.")
-    hook = cfg.get("hook_name") or (cfg.get("metadata") or {}).get("hook_name", "")
-    return Sae(W_enc=w["W_enc"], b_enc=w["b_enc"], W_dec=w["W_dec"], b_dec=w["b_dec"],
-               activation=activation, k=k, threshold=w.get("threshold"),
-               apply_b_dec_to_input=bool(cfg.get("apply_b_dec_to_input", False)), hook_name=hook)
-
-
-def _activation_of(cfg: dict) -> tuple[str, int]:
-    arch = cfg.get("architecture", "standard")
-    fn = cfg.get("activation_fn_str") or cfg.get("activation_fn") or ""
-    kwargs = cfg.get("activation_fn_kwargs") or {}
-    if arch == "topk" or fn == "topk":
-        k = cfg.get("k", kwargs.get("k"))
-        if k is None:
-            raise AutointerpError("A TopK SAE config without k.", "a 'k' field (or activation_fn_kwargs.k).")
-        return "topk", int(k)
-    if arch == "jumprelu":
-        return "jumprelu", 0
-    if arch == "standard" and fn in ("", "relu"):
-        return "relu", 0
-    raise AutointerpError(f"Unknown SAE activation: architecture={arch!r}, activation_fn={fn!r}.",
-                          "architecture standard (ReLU), topk or jumprelu.")
+    d = saelens.load(folder, default_apply_b_dec=False)
+    if d.activation not in ACTIVATIONS or d.reads != "output" or d.W_skip is not None:
+        raise AutointerpError(f"{folder} holds a {d.activation} {'transcoder' if d.reads == 'input' else 'SAE'}, "
+                              "which load_saelens does not represent.",
+                              "a standard (ReLU), TopK or JumpReLU SAE.",
+                              "load it with autointerp.models.dictionaries.load_dictionary.")
+    return Sae(W_enc=d.W_enc, b_enc=d.b_enc, W_dec=d.W_dec, b_dec=d.b_dec, activation=d.activation, k=d.k,
+               threshold=d.threshold, apply_b_dec_to_input=d.input_bias is not None, hook_name=d.hookpoint)
 
 
 def save_saelens(sae: Sae, path: str | Path, extra_cfg: dict | None = None) -> None:
