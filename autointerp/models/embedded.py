@@ -61,6 +61,12 @@ def cache_dir() -> Path:
     return Path(root)
 
 
+def plain_model_dir() -> Path:
+    """Where the dequantised SmolLM2 is cached as a plain Hugging Face folder (written by load_smollm2)."""
+    gguf = smollm2_gguf()
+    return cache_dir() / f"{gguf.stem}-{gguf.stat().st_size}-plain"
+
+
 def load_smollm2(dtype: torch.dtype):
     """SmolLM2-135M-Instruct as a plain (unpacked) transformers model in ``dtype``, and its tokenizer.
 
@@ -72,7 +78,7 @@ def load_smollm2(dtype: torch.dtype):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf = smollm2_gguf()
-    cached = cache_dir() / f"{gguf.stem}-{gguf.stat().st_size}"
+    cached = plain_model_dir()
     if (cached / "config.json").exists() and (cached / "model.safetensors").exists():
         tokenizer = AutoTokenizer.from_pretrained(cached)
         model = AutoModelForCausalLM.from_pretrained(cached, dtype=dtype)
@@ -80,7 +86,10 @@ def load_smollm2(dtype: torch.dtype):
     log.info("dequantising %s (once; cached in %s)", gguf.name, cached)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     packed = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    plain = AutoModelForCausalLM.from_config(packed.config, dtype=torch.float32)
+    config = packed.config
+    if hasattr(config, "quantization_config"):  # the plain model is not quantised (vLLM reads this field)
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     plain.load_state_dict(packed.state_dict())
     del packed
     try:
