@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -429,6 +430,25 @@ def test_generic_encode_sparse_and_to(tmp_path):
     torch.testing.assert_close(dense, d.encode(x))
     assert values.shape[-1] == int((d.encode(x) > 0).sum(-1).max())
     assert d.to("cpu", torch.float64) is d and d.encode(x).dtype == torch.float64
+
+
+def test_every_format_lists_the_files_it_read(tmp_path):
+    """``files`` is what collect hashes into a result's identity: every config and weights file read."""
+    write_saelens(tmp_path / "saelens", {"architecture": "standard",
+                                         "normalize_activations": "expected_average_only_in"}, saelens_weights())
+    write_json(tmp_path / "saelens" / "activation_scaler.json", {"scaling_factor": 2.0})
+    write_sparsify(tmp_path / "sparsify" / "layers.1", {"k": 4}, sparsify_weights())
+    write_safetensors(tmp_path / "gemma" / "params.safetensors", gemma_weights())
+    write_json(tmp_path / "gemma" / "config.json", {"architecture": "jump_relu"})
+    llama_scope_folder(tmp_path / "llama")
+    (tmp_path / "llama" / "notes.txt").write_text("not read")
+    expected = {"saelens": ["activation_scaler.json", "cfg.json", "sae_weights.safetensors"],
+                "sparsify/layers.1": ["cfg.json", "sae.safetensors"],
+                "gemma": ["config.json", "params.safetensors"],
+                "llama": ["checkpoints/final.safetensors", "hyperparams.json"]}
+    for folder, names in expected.items():
+        files = load_dictionary(tmp_path / folder).files
+        assert sorted(Path(f).relative_to(tmp_path / folder).as_posix() for f in files) == names, folder
 
 
 def test_check_input_size_names_both_sizes(tmp_path):

@@ -24,7 +24,9 @@ class Dictionary(ABC):
     Attributes every implementation sets: ``d_in``, ``d_sae``, ``hookpoint`` (module name it reads,
     '' when the files do not say; the files' own naming, e.g. TransformerLens ``blocks.3.hook_resid_post``
     or sparsify's ``layers.3`` relative to ``model.base_model``), ``reads`` ('output' or 'input'),
-    ``signed`` (latents can be negative), ``format`` (which loader produced it) and ``source`` (path).
+    ``signed`` (latents can be negative), ``format`` (which loader produced it), ``source`` (path) and
+    ``files`` (every file the weights and configuration were read from, for identity hashes; empty for
+    the MLP neurons, which are the model's own weights).
     """
 
     d_in: int
@@ -35,6 +37,7 @@ class Dictionary(ABC):
     signed: bool = False
     format: str = ""
     source: str = ""
+    files: tuple[str, ...] = ()
 
     @abstractmethod
     def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> "Dictionary":

@@ -65,4 +65,5 @@ def load(path: str | Path) -> LinearDictionary:
                               "a threshold >= 0, learnt after threshold_start_step training steps.",
                               "use a checkpoint from later in training.")
     return LinearDictionary(W_enc=W_enc, b_enc=b_enc, W_dec=W_dec, b_dec=w["b_dec"], activation="jumprelu",
-                            threshold=threshold, input_bias=w["b_dec"], format=LAYOUT, source=str(folder))
+                            threshold=threshold, input_bias=w["b_dec"], format=LAYOUT, source=str(folder),
+                            files=(folder / CONFIG_FILE, folder / WEIGHTS_FILE))

@@ -62,7 +62,8 @@ def load(path: str | Path) -> LinearDictionary:
     check_tensors(source, w, {"W_dec": (d_sae, d_out), "b_enc": (d_sae,), "b_dec": (d_out,),
                               "threshold": (d_sae,), "affine_skip_connection": (d_in, d_out)})
 
-    cfg = read_json(folder / CONFIG_FILE) if path.is_dir() and (folder / CONFIG_FILE).is_file() else {}
+    config_file = folder / CONFIG_FILE if path.is_dir() and (folder / CONFIG_FILE).is_file() else None
+    cfg = read_json(config_file) if config_file else {}
     if cfg.get("architecture", "jump_relu") != "jump_relu":
         raise AutointerpError(f"Unknown Gemma Scope architecture {cfg['architecture']!r} in {folder / CONFIG_FILE}.",
                               "architecture 'jump_relu'.")
@@ -71,4 +72,5 @@ def load(path: str | Path) -> LinearDictionary:
     skip = w.get("affine_skip_connection")
     return LinearDictionary(W_enc=w["W_enc"], b_enc=w["b_enc"], W_dec=w["W_dec"], b_dec=w["b_dec"],
                             activation="jumprelu", threshold=w["threshold"], W_skip=skip, hookpoint=hookpoint,
-                            hookpoint_out=hookpoint_out, reads=reads, format=LAYOUT, source=str(path))
+                            hookpoint_out=hookpoint_out, reads=reads, format=LAYOUT, source=str(path),
+                            files=(file,) + ((config_file,) if config_file else ()))

@@ -33,7 +33,7 @@ class LinearDictionary(Dictionary):
                  input_bias: torch.Tensor | None = None,
                  W_gate: torch.Tensor | None = None, b_gate: torch.Tensor | None = None,
                  W_skip: torch.Tensor | None = None, hookpoint: str = "", hookpoint_out: str = "",
-                 reads: Reads = "output", format: str = "", source: str = ""):
+                 reads: Reads = "output", format: str = "", source: str = "", files: tuple[str, ...] = ()):
         if activation not in act.ACTIVATIONS:
             raise AutointerpError(f"Unknown activation function {activation!r} in {source}.",
                                   f"one of {', '.join(act.ACTIVATIONS)}.")
@@ -44,7 +44,7 @@ class LinearDictionary(Dictionary):
         self.d_in, self.d_sae = int(W_enc.shape[0]), int(W_enc.shape[1])
         self.hookpoint, self.hookpoint_out, self.reads = hookpoint, hookpoint_out, reads
         self.signed = activation == "abstopk"
-        self.format, self.source = format, source
+        self.format, self.source, self.files = format, source, tuple(str(f) for f in files)
         self._validate()
 
     def _validate(self) -> None:

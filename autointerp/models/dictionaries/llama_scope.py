@@ -112,4 +112,5 @@ def load(path: str | Path) -> LinearDictionary:
         threshold=torch.tensor(threshold) if act_fn == "jumprelu" else None,
         input_bias=b_dec if use_bias and cfg.get("apply_decoder_bias_to_pre_encoder", True) else None,
         hookpoint=hook_in, hookpoint_out=hook_out if hook_out != hook_in else "",
-        reads="input" if hook_out != hook_in else "output", format=LAYOUT, source=str(folder))
+        reads="input" if hook_out != hook_in else "output", format=LAYOUT, source=str(folder),
+        files=(where, file))

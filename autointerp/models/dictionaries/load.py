@@ -44,7 +44,8 @@ def _local_path(path: str | Path) -> Path:
     if isinstance(path, str) and looks_like_hub_id(path):
         return download(path)
     raise AutointerpError(f"The dictionary path {path} does not exist.",
-                          "a folder or file holding a dictionary, or a Hugging Face Hub id owner/repo[/subfolder].")
+                          f"a folder or file holding a dictionary ({LOOKED_FOR}), or a Hugging Face Hub id "
+                          "owner/repo[/subfolder].")
 
 
 def _pick(root: Path, hookpoint: str) -> Path:

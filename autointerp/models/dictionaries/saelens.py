@@ -166,4 +166,5 @@ def load(path: str | Path, default_apply_b_dec: bool = True) -> LinearDictionary
         W_enc=W_enc, b_enc=b_enc, W_dec=W_dec, b_dec=b_dec, activation=activation, k=k, threshold=threshold,
         input_bias=b_dec if apply_b_dec else None, W_gate=W_gate, b_gate=b_gate,
         W_skip=w["W_skip"].T if "W_skip" in w else None, hookpoint=hook, hookpoint_out=hook_out,
-        reads=reads or ("input" if transcoder else "output"), format=LAYOUT, source=str(folder))
+        reads=reads or ("input" if transcoder else "output"), format=LAYOUT, source=str(folder),
+        files=(folder / CONFIG_FILE, folder / WEIGHTS_FILE) + ((folder / SCALER_FILE,) if factor != 1.0 else ()))

@@ -55,4 +55,5 @@ def load(path: str | Path) -> LinearDictionary:
         W_enc=w["encoder.weight"].T.contiguous(), b_enc=w["encoder.bias"], W_dec=w["W_dec"], b_dec=w["b_dec"],
         activation=activation, k=int(cfg["k"]), input_bias=None if transcode else w["b_dec"],
         W_skip=w["W_skip"].T.contiguous() if "W_skip" in w else None, hookpoint=folder.name,
-        reads="input" if transcode else "output", format=LAYOUT, source=str(folder))
+        reads="input" if transcode else "output", format=LAYOUT, source=str(folder),
+        files=(folder / CONFIG_FILE, folder / WEIGHTS_FILE))
