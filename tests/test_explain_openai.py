@@ -149,3 +149,25 @@ def test_killed_run_resumes_without_duplicates(db_copy, local_backend):
     assert served_before - done_before <= 1
     statuses = rows(db_copy, "SELECT status FROM runs WHERE stage = 'explain' ORDER BY started_at")
     assert statuses[0][0] == "running" and statuses[-1][0] == "complete"
+
+
+def test_prompts_show_only_explain_set_contexts(db_copy, local_backend):
+    from autointerp.explain.render import clean_token, neutralise
+
+    latent = ok_latents(db_copy, 1)[0]
+    with ModelServer(local_backend) as server:
+        config = ExplainConfig(**{**QUICK, "n_examples": 40}, base_url=server.base_url, latents=str(latent),
+                               explainer="contrastive")
+        asyncio.run(explain(config, db_copy, progress=False))
+    import json
+
+    messages = json.loads(rows(db_copy, "SELECT messages FROM llm_calls")[0][0])
+    prompt = messages[-1]["content"].replace("<<", "").replace(">>", "")
+    contexts = rows(db_copy, "SELECT split, kind, tokens FROM examples WHERE latent = ?", [latent])
+
+    def text(tokens):
+        return neutralise("".join(clean_token(t) for t in tokens)).strip()
+
+    shown = {split: [text(t) in prompt for s, _, t in contexts if s == split] for split in ("explain", "test")}
+    assert sum(shown["explain"]) >= 4  # the explain set's quantile and random contexts are there
+    assert not any(shown["test"])  # and no test context is
