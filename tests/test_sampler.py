@@ -25,9 +25,10 @@ def random_activations(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     return acts, tokens
 
 
-def run_sampler(acts, tokens, batch: int, top_k=5, reservoir=40, negatives=12, seed=SEED) -> StreamingSampler:
+def run_sampler(acts, tokens, batch: int, top_k=5, reservoir=40, negatives=12, seed=SEED,
+                signed=False) -> StreamingSampler:
     sizes = SamplerSizes(n_latents=L, seq_len=T, window=W, peak_offset=OFFSET, top_k=top_k,
-                         reservoir=reservoir, negatives=negatives, histogram_bins=12, seed=seed)
+                         reservoir=reservoir, negatives=negatives, histogram_bins=12, seed=seed, signed=signed)
     sampler = StreamingSampler(sizes, torch.device("cpu"))
     counted = torch.ones(N_SEQ, T, dtype=torch.bool)
     counted[:, 0] = False
@@ -188,3 +189,128 @@ def test_dead_latent_has_no_examples(data):
     sel = select_examples(run_sampler(acts, tokens, batch=7), split_sizes())
     assert len(rows_of(sel, 0, kind=0)) == 0 and len(rows_of(sel, 0, kind=1)) == 0
     assert len(rows_of(sel, 0, kind=2)) == 9  # negatives: 6 test + 3 explain
+
+
+# ----------------------------------------------------------------------------------------------- signed latents
+# AbsTopK SAEs and MLP neurons: ranked by |activation|, "fires" means != 0, top contexts for both signs.
+
+
+def signed_activations(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    acts, tokens = random_activations(seed)
+    g = torch.Generator().manual_seed(seed + 100)
+    sign = torch.where(torch.rand(acts.shape, generator=g) < 0.5, -1.0, 1.0)
+    sign[..., 1] = -1.0  # a latent that is only ever negative
+    sign[..., 2] = 1.0  # and one only ever positive
+    return acts * sign, tokens
+
+
+@pytest.fixture(scope="module")
+def signed():
+    acts, tokens = signed_activations()
+    masked = acts.clone()
+    masked[:, 0] = 0
+    seq_mag, peak = masked.abs().max(dim=1)  # [N_SEQ, L]
+    seq_val = masked.gather(1, peak.unsqueeze(1)).squeeze(1)  # the signed value at the peak
+    start = (peak - OFFSET).clamp(0, T - W)
+    return acts, tokens, masked, seq_mag, seq_val, start
+
+
+def test_signed_statistics_are_of_the_magnitude(signed):
+    acts, tokens, masked, seq_mag, _, _ = signed
+    s = run_sampler(acts, tokens, batch=7, signed=True)
+    assert torch.equal(s.n_firing, (masked != 0).sum((0, 1)))
+    assert torch.allclose(s.max_activation, masked.abs().amax((0, 1)))
+    assert torch.allclose(s.sum_activation.float(), masked.abs().sum((0, 1)), rtol=1e-5)
+    assert torch.equal(s.n_active_contexts, (seq_mag > 0).sum(0))
+    edges = histogram_edges(12).float()
+    for lat in range(L):
+        v = masked[..., lat][masked[..., lat] != 0].abs()
+        assert torch.equal(s.histogram[lat], torch.bincount(torch.bucketize(v, edges, right=True), minlength=14))
+
+
+def test_signed_top_contexts_of_both_signs(signed):
+    acts, tokens, masked, seq_mag, seq_val, start = signed
+    sel = select_examples(run_sampler(acts, tokens, batch=7, signed=True), split_sizes())
+    n_negative = 0
+    for lat in range(L):
+        rows = rows_of(sel, lat, kind=0)
+        got_sides = []
+        for side in (1, -1):
+            candidates = torch.nonzero((seq_mag[:, lat] > 0) & (torch.sign(seq_val[:, lat]) == side)).flatten()
+            expected = candidates[torch.argsort(seq_mag[candidates, lat], descending=True)][:5]
+            side_rows = rows[np.sign(sel.max_activation[rows]) == side]
+            assert sel.sequence[side_rows].tolist() == expected.tolist(), (lat, side)
+            assert sel.rank[side_rows].tolist() == list(range(len(expected)))
+            got_sides += [side] * len(side_rows)
+            for r in side_rows:
+                seq, st = int(sel.sequence[r]), int(sel.start[r])
+                assert st == int(start[seq, lat])
+                assert np.allclose(sel.activations[r], masked[seq, st:st + W, lat].numpy())
+                assert sel.max_activation[r] == pytest.approx(float(seq_val[seq, lat]))
+                assert sel.split[r] == 0
+        assert np.sign(sel.max_activation[rows]).tolist() == got_sides  # positive side first
+        n_negative += int((sel.max_activation[rows] < 0).sum())
+    assert n_negative > 0
+    assert (sel.max_activation[rows_of(sel, 2, kind=0)] > 0).all()  # only-positive latent
+    assert (sel.max_activation[rows_of(sel, 1, kind=0)] < 0).all()  # only-negative latent
+
+
+@pytest.mark.parametrize("n_q", [4, 10])
+def test_signed_quantiles_are_of_the_magnitude(signed, n_q):
+    acts, tokens, _, seq_mag, seq_val, _ = signed
+    sel = select_examples(run_sampler(acts, tokens, batch=5, reservoir=N_SEQ, signed=True),
+                          split_sizes(n_quantiles=n_q))
+    for lat in range(L):
+        active = torch.nonzero(seq_mag[:, lat] > 0).flatten()
+        m = len(active)
+        ranked = active[torch.argsort(seq_mag[active, lat])].tolist()
+        bin_of = {seq: rank * n_q // m for rank, seq in enumerate(ranked)}
+        top_seqs = set(sel.sequence[rows_of(sel, lat, kind=0)].tolist())
+        for r in rows_of(sel, lat, kind=1):
+            seq = int(sel.sequence[r])
+            assert sel.quantile[r] == bin_of[seq] and seq not in top_seqs
+            assert sel.max_activation[r] == pytest.approx(float(seq_val[seq, lat]))  # signed
+        for q in range(n_q):
+            members = [seq_mag[seq, lat].item() for seq in ranked if bin_of[seq] == q]
+            if members:
+                assert sel.quantile_edges[lat, q] == pytest.approx(min(members))
+            else:
+                assert np.isnan(sel.quantile_edges[lat, q])
+
+
+def test_signed_negatives_are_zero_windows(signed):
+    acts, tokens, masked, seq_mag, _, start = signed
+    s = run_sampler(acts, tokens, batch=4, negatives=12, signed=True)
+    neg_start = hash62(SEED, torch.arange(N_SEQ), SALT_NEGATIVE_START) % (T - W + 1)
+    for lat in range(L):
+        ok = [seq for seq in range(N_SEQ)
+              if masked[seq, int(neg_start[seq]):int(neg_start[seq]) + W, lat].abs().max() == 0
+              and (seq_mag[seq, lat] == 0 or abs(int(start[seq, lat]) - int(neg_start[seq])) >= W)]
+        ok = torch.tensor(ok, dtype=torch.int64)
+        keys = hash62(SEED, ok, lat, SALT_NEGATIVE) if len(ok) else torch.empty(0, dtype=torch.int64)
+        expected = set(ok[torch.argsort(keys, descending=True)][:12].tolist())
+        assert set(s.negatives.sequence[lat][s.negatives.key[lat] >= 0].tolist()) == expected
+
+
+def test_signed_sets_are_disjoint_and_do_not_depend_on_batch_size(signed):
+    acts, tokens, *_ = signed
+    a = select_examples(run_sampler(acts, tokens, batch=3, reservoir=20, signed=True), split_sizes())
+    b = select_examples(run_sampler(acts, tokens, batch=17, reservoir=20, signed=True), split_sizes())
+    for field in ("latent", "split", "kind", "quantile", "rank", "sequence", "start", "tokens", "activations"):
+        assert np.array_equal(getattr(a, field), getattr(b, field)), field
+    for lat in range(L):
+        spans = {0: set(), 1: set()}
+        for r in rows_of(a, lat):
+            positions = {(int(a.sequence[r]), int(a.start[r]) + i) for i in range(W)}
+            split = int(a.split[r])
+            assert not positions & spans[1 - split] and not positions & spans[split], lat
+            spans[split] |= positions
+
+
+def test_signed_sampler_on_non_negative_activations_is_the_unsigned_one(data):
+    acts, tokens, *_ = data
+    a = select_examples(run_sampler(acts, tokens, batch=7, reservoir=20), split_sizes())
+    b = select_examples(run_sampler(acts, tokens, batch=7, reservoir=20, signed=True), split_sizes())
+    for field in ("latent", "split", "kind", "quantile", "rank", "sequence", "start", "max_activation", "tokens",
+                  "activations", "quantile_edges"):
+        assert np.array_equal(getattr(a, field), getattr(b, field), equal_nan=field == "quantile_edges"), field

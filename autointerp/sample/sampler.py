@@ -16,6 +16,13 @@ would double the model's cost) with memory independent of corpus size.
 
 A context is the window of ``window`` tokens around a sequence's peak for that latent, so a latent has
 at most one activating context per sequence and its contexts never share tokens.
+
+Signed latents (``signed=True``: AbsTopK SAEs, MLP neurons) are ranked by magnitude: a latent fires
+where it is non-zero, a sequence's peak is its largest |activation|, and the context's value is the
+signed activation there. Top contexts are kept for each sign (``top`` for positive peaks,
+``top_negative`` for negative ones, ``top_k`` each); the reservoir, the non-activating windows and the
+statistics (count, sum, maximum and histogram of |activation|) treat both signs alike. For non-negative
+activations the magnitude is the activation itself, so an unsigned run does exactly what it always did.
 """
 
 from __future__ import annotations
@@ -53,6 +60,7 @@ class SamplerSizes:
     negatives: int
     histogram_bins: int
     seed: int
+    signed: bool = False
 
 
 class StreamingSampler:
@@ -63,6 +71,7 @@ class StreamingSampler:
         self.device = device
         L = s.n_latents
         self.top = KeyedBuffer(L, s.top_k, s.window, device, torch.float32)
+        self.top_negative = KeyedBuffer(L, s.top_k, s.window, device, torch.float32) if s.signed else None
         self.reservoir = KeyedBuffer(L, s.reservoir, s.window, device, torch.int64)
         self.negatives = KeyedBuffer(L, s.negatives, s.window, device, torch.int64, with_activations=False)
         self.n_firing = torch.zeros(L, dtype=torch.int64, device=device)
@@ -82,9 +91,12 @@ class StreamingSampler:
         s = self.sizes
         acts = acts.masked_fill_(~counted.unsqueeze(-1), 0)  # BOS, padding, first position never count
         B, T, L = acts.shape
-        seq_max, peak = acts.max(dim=1)  # [B, L]
+        magnitude = acts.abs() if s.signed else acts
+        seq_max, peak = magnitude.max(dim=1)  # [B, L]
+        # the signed activation at the peak: what a context's value and the sign of its side are
+        seq_value = acts.gather(1, peak.unsqueeze(1)).squeeze(1) if s.signed else seq_max
         active = seq_max > 0
-        self._update_stats(acts, seq_max, active, counted)
+        self._update_stats(acts, magnitude, seq_max, active, counted)
         peak_start = (peak - s.peak_offset).clamp(0, T - s.window)  # [B, L]
         seq_col = sequence_ids.view(B, 1)
         lat_row = torch.arange(L, device=acts.device).view(1, L)
@@ -92,31 +104,37 @@ class StreamingSampler:
         def fill_activating(lat: torch.Tensor, b: torch.Tensor) -> dict[str, torch.Tensor]:
             start = peak_start[b, lat]
             flat_pos = (b * T + start).unsqueeze(1) + self._offsets  # [n, W] into [B * T]
-            return {"sequence": sequence_ids[b], "start": start, "value": seq_max[b, lat],
+            return {"sequence": sequence_ids[b], "start": start, "value": seq_value[b, lat],
                     "tokens": token_ids.reshape(-1)[flat_pos],
                     "activations": acts.reshape(-1)[flat_pos * L + lat.unsqueeze(1)]}
 
-        top_key = torch.where(active, seq_max, torch.tensor(float(EMPTY), device=acts.device))
-        self.top.offer(top_key.T, fill_activating)
+        empty = torch.tensor(float(EMPTY), device=acts.device)
+        if self.top_negative is None:
+            self.top.offer(torch.where(active, seq_max, empty).T, fill_activating)
+        else:
+            positive = seq_value > 0
+            self.top.offer(torch.where(active & positive, seq_max, empty).T, fill_activating)
+            self.top_negative.offer(torch.where(active & ~positive, seq_max, empty).T, fill_activating)
         if s.reservoir:
             res_key = torch.where(active, hash62(s.seed, seq_col, lat_row, SALT_RESERVOIR), EMPTY)
             self.reservoir.offer(res_key.T, fill_activating)
         if s.negatives:
-            self._offer_negatives(acts, token_ids, sequence_ids, peak_start, active, lat_row)
+            self._offer_negatives(magnitude, token_ids, sequence_ids, peak_start, active, lat_row)
         self.n_sequences += B
 
     def finish(self) -> None:
         """Merge every pending candidate; call once after the last batch."""
-        for buffer in (self.top, self.reservoir, self.negatives):
-            buffer.flush()
+        for buffer in (self.top, self.top_negative, self.reservoir, self.negatives):
+            if buffer is not None:
+                buffer.flush()
 
-    def _offer_negatives(self, acts, token_ids, sequence_ids, peak_start, active, lat_row) -> None:
+    def _offer_negatives(self, magnitude, token_ids, sequence_ids, peak_start, active, lat_row) -> None:
         s = self.sizes
-        B, T, L = acts.shape
+        B, T, L = magnitude.shape
         span = T - s.window + 1
         start = hash62(s.seed, sequence_ids, SALT_NEGATIVE_START) % span  # [B], one per sequence
         pos = start.unsqueeze(1) + self._offsets  # [B, W]
-        window_max = acts[torch.arange(B, device=acts.device).unsqueeze(1), pos].amax(dim=1)  # [B, L]
+        window_max = magnitude[torch.arange(B, device=magnitude.device).unsqueeze(1), pos].amax(dim=1)  # [B, L]
         apart = (peak_start - start.unsqueeze(1)).abs() >= s.window
         ok = (window_max == 0) & (~active | apart)
         key = torch.where(ok, hash62(s.seed, sequence_ids.view(B, 1), lat_row, SALT_NEGATIVE), EMPTY)
@@ -127,11 +145,11 @@ class StreamingSampler:
 
         self.negatives.offer(key.T, fill)
 
-    def _update_stats(self, acts, seq_max, active, counted) -> None:
+    def _update_stats(self, acts, magnitude, seq_max, active, counted) -> None:
         # Work on the non-zeros only: SAE activations are sparse.
         self.n_tokens += int(counted.sum())
         b, t, lat = acts.nonzero(as_tuple=True)
-        values = acts[b, t, lat]
+        values = magnitude[b, t, lat]
         self.n_firing += torch.bincount(lat, minlength=self.sizes.n_latents)
         self.sum_activation.index_add_(0, lat, values.to(torch.float64))
         self.max_activation = torch.maximum(self.max_activation, seq_max.amax(dim=0))

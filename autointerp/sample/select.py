@@ -2,14 +2,16 @@
 
 The split rule (seeded, documented, the same for every latent):
 
-1. ``top`` contexts (the ``top_k`` strongest) join the **explain** set.
-2. The reservoir's activating contexts are ranked by maximum activation and cut into ``n_quantiles``
-   equal-count bins; quantile 0 holds the weakest contexts, quantile n-1 the strongest (delphi numbers
-   its bins the other way round). Contexts that are already top contexts are taken out. Within each
-   bin the rest are ordered by a hash of (seed, sequence, latent); the first ``test_per_quantile`` join
-   the **test** set and the next ``explain_per_quantile`` the **explain** set. The test set is filled
-   first so that every quantile is represented when a bin runs short (the strongest bin of a rare
-   latent, whose strongest contexts are top contexts).
+1. ``top`` contexts (the ``top_k`` strongest; for signed latents the ``top_k`` strongest of each sign)
+   join the **explain** set.
+2. The reservoir's activating contexts are ranked by maximum activation (its magnitude for signed
+   latents) and cut into ``n_quantiles`` equal-count bins; quantile 0 holds the weakest contexts,
+   quantile n-1 the strongest (delphi numbers its bins the other way round). Contexts that are already
+   top contexts (of either sign) are taken out. Within each bin the rest are ordered by a hash of
+   (seed, sequence, latent); the first ``test_per_quantile`` join the **test** set and the next
+   ``explain_per_quantile`` the **explain** set. The test set is filled first so that every quantile is
+   represented when a bin runs short (the strongest bin of a rare latent, whose strongest contexts are
+   top contexts).
 3. Non-activating contexts, already in random (hash) order: the first ``random_test`` join the test set,
    the next ``random_explain`` the explain set.
 
@@ -52,13 +54,13 @@ class Selection:
     split: np.ndarray
     kind: np.ndarray
     quantile: np.ndarray  # -1 where not a quantile example
-    rank: np.ndarray  # order within (latent, kind): by activation for top, by hash otherwise
+    rank: np.ndarray  # order within (latent, kind, quantile): by |activation| for top (per sign), by hash otherwise
     sequence: np.ndarray
     start: np.ndarray
     max_activation: np.ndarray
     tokens: np.ndarray  # [rows, window]
     activations: np.ndarray  # [rows, window]
-    quantile_edges: np.ndarray  # [latents, n_quantiles]: lowest reservoir value of each bin (NaN if empty)
+    quantile_edges: np.ndarray  # [latents, n_quantiles]: lowest reservoir |value| of each bin (NaN if empty)
 
 
 def select_examples(sampler: StreamingSampler, sizes: SplitSizes) -> Selection:
@@ -67,7 +69,8 @@ def select_examples(sampler: StreamingSampler, sizes: SplitSizes) -> Selection:
     quantile, edges = _quantile_rows(sampler, sizes)
     negative = _negative_rows(sampler, sizes)
     rows = {k: np.concatenate([top[k], quantile[k], negative[k]]) for k in top}
-    order = np.lexsort((rows["rank"], rows["quantile"], rows["kind"], rows["latent"]))
+    negative_top = (rows["kind"] == 0) & (rows["max_activation"] < 0)  # a signed latent's other side, after
+    order = np.lexsort((rows["rank"], negative_top, rows["quantile"], rows["kind"], rows["latent"]))
     return Selection(quantile_edges=edges, **{k: v[order] for k, v in rows.items()})
 
 
@@ -90,7 +93,12 @@ def _rows(lat, split, kind, quantile, rank, buf, slot, with_acts=True) -> dict[s
 
 
 def _top_rows(sampler: StreamingSampler) -> dict[str, np.ndarray]:
-    buf = sampler.top
+    """Rows of the top buffer and, for signed latents, of the negative side's, each ranked from 0."""
+    parts = [_ranked_rows(buf) for buf in (sampler.top, sampler.top_negative) if buf is not None]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _ranked_rows(buf) -> dict[str, np.ndarray]:
     order = torch.sort(buf.key, dim=1, descending=True, stable=True).indices
     sorted_key = torch.gather(buf.key, 1, order)
     lat, pos = (sorted_key > EMPTY).nonzero(as_tuple=True)
@@ -104,8 +112,9 @@ def _quantile_rows(sampler: StreamingSampler, sizes: SplitSizes):
     n_q = sizes.n_quantiles
     valid = buf.key > EMPTY
     m = valid.sum(1, keepdim=True)  # reservoir members per latent
-    # Rank members by value (ascending); empty slots sort last.
-    value = torch.where(valid, buf.value, torch.tensor(float("inf"), device=buf.value.device))
+    # Rank members by |value| (ascending; the value itself when unsigned); empty slots sort last.
+    magnitude = buf.value.abs()
+    value = torch.where(valid, magnitude, torch.tensor(float("inf"), device=buf.value.device))
     by_value = torch.sort(value, dim=1, stable=True).indices
     rank = torch.empty_like(by_value)
     rank.scatter_(1, by_value, torch.arange(cap, device=rank.device).expand(L, cap))
@@ -114,9 +123,11 @@ def _quantile_rows(sampler: StreamingSampler, sizes: SplitSizes):
     edges = torch.full((L, n_q), float("nan"), device=value.device)
     first_in_bin = valid & ((rank == 0) | (quantile != _quantile_of_rank(rank - 1, m, n_q)))
     fl, fs = first_in_bin.nonzero(as_tuple=True)
-    edges[fl, quantile[fl, fs]] = buf.value[fl, fs]
+    edges[fl, quantile[fl, fs]] = magnitude[fl, fs]
     # Take out contexts that are top contexts of the same latent (same sequence: same window).
-    top_seq = torch.where(sampler.top.key > EMPTY, sampler.top.sequence, torch.tensor(-2, device=value.device))
+    none = torch.tensor(-2, device=value.device)
+    top_seq = torch.cat([torch.where(top.key > EMPTY, top.sequence, none)
+                         for top in (sampler.top, sampler.top_negative) if top is not None], dim=1)
     in_top = (buf.sequence.unsqueeze(2) == top_seq.unsqueeze(1)).any(2)
     eligible = valid & ~in_top
     # Within each (latent, bin): order by hash; test first, then explain.
