@@ -43,10 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     collect = sub.add_parser(
         "collect", help="sample: run the model and the SAE over a corpus and store every latent's contexts",
-        description="Run the subject model and the SAE over a corpus and store, per latent, its top, quantile "
-                    "and random contexts and statistics in a DuckDB file. With no model, SAE or dataset "
-                    "arguments it uses the embedded default (SmolLM2-135M-Instruct, the SAE in data/, "
-                    "Wikipedia summaries).")
+        description="Run the subject model and a dictionary (an SAE or transcoder of any supported format, or "
+                    "the model's own MLP neurons: --sae neurons:MODULE[:topk=K]) over a corpus and store, per "
+                    "latent, its top, quantile and random contexts and statistics in a DuckDB file. With no "
+                    "model, SAE or dataset arguments it uses the embedded default (SmolLM2-135M-Instruct, the "
+                    "SAE in data/, Wikipedia summaries).")
     collect.add_argument("--db", required=True, help="DuckDB file to write (created if missing)")
     collect.add_argument("--overwrite", action="store_true",
                          help="replace the results of an earlier collect with another configuration")

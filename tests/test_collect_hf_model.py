@@ -45,6 +45,23 @@ def test_forward_stops_at_the_hookpoint(tiny_gpt2):
     torch.testing.assert_close(out, full.hidden_states[2])
 
 
+def test_reading_a_module_input_stops_before_it(tiny_gpt2):
+    subject = load_subject_model(str(tiny_gpt2), "transformer.h.1.mlp.c_proj", dtype="float32", reads="input")
+    calls, seen = [], {}
+    c_proj = subject.model.transformer.h[1].mlp.c_proj
+    c_proj.register_forward_hook(lambda *a: calls.append("c_proj"))
+    subject.model.transformer.h[2].register_forward_hook(lambda *a: calls.append("h.2"))
+    ids = torch.tensor([[5, 6, 7, 8]])
+    out = subject.read(ids)
+    assert out.shape == (1, 4, 4 * WIDTH) and calls == [] and subject.read_width() == 4 * WIDTH
+    c_proj.register_forward_hook(lambda module, args, output: seen.update(x=args[0]))
+    with torch.no_grad():  # a full pass, not read: the hook lets it through
+        subject.model(ids)
+    torch.testing.assert_close(out, seen["x"])
+    subject.attach("transformer.h.1", "output")  # moves the hook: now the block's output
+    assert subject.read(ids).shape == (1, 4, WIDTH)
+
+
 def test_collect_with_a_local_model_and_parquet(tiny_gpt2, tmp_path):
     g = torch.Generator().manual_seed(3)
     sae_dir = tmp_path / "sae"

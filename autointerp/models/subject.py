@@ -1,7 +1,8 @@
-"""The subject model: load any Hugging Face causal LM and read one module's output.
+"""The subject model: load any Hugging Face causal LM and read one module's output or input.
 
-The forward pass stops at the hookpoint: a forward hook stores the module's output and raises, so no
-later layer (and no LM head) is ever computed.
+The forward pass stops at the hookpoint: a forward hook stores the module's output (or a forward
+pre-hook its input, for transcoders and MLP neurons) and raises, so no later layer (and no LM head) is
+ever computed; when the input is read, the module itself does not run either.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import torch
 
 from ..errors import AutointerpError
 from . import embedded
+
+READS = ("output", "input")
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +59,8 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 @dataclass
 class SubjectModel:
-    """A causal LM, its tokenizer, and a hookpoint whose output ``read`` returns."""
+    """A causal LM, its tokenizer, and a hookpoint whose output (``reads='output'``) or input
+    (``reads='input'``) ``read`` returns. An empty hookpoint means none yet: call ``attach``."""
 
     model: torch.nn.Module
     tokenizer: object
@@ -64,21 +68,45 @@ class SubjectModel:
     hookpoint: str
     device: torch.device
     dtype: torch.dtype
+    reads: str = "output"
 
     def __post_init__(self) -> None:
-        self._module = find_module(self.model, self.hookpoint)
         self._captured: torch.Tensor | None = None
         self._reading = False
-        self._module.register_forward_hook(self._hook)
+        self._handle = None
+        if self.hookpoint:
+            self.attach(self.hookpoint, self.reads)
+
+    def attach(self, hookpoint: str, reads: str = "output") -> None:
+        """Read ``hookpoint``'s output or input from now on (replacing any earlier hookpoint)."""
+        if reads not in READS:
+            raise AutointerpError(f"reads={reads!r} is not known.", "'output' or 'input'.")
+        module = find_module(self.model, hookpoint)
+        if self._handle is not None:
+            self._handle.remove()
+        if reads == "input":
+            self._handle = module.register_forward_pre_hook(self._pre_hook, with_kwargs=True)
+        else:
+            self._handle = module.register_forward_hook(self._hook)
+        self.hookpoint, self.reads = hookpoint, reads
 
     def _hook(self, module, inputs, output):  # noqa: ARG002 - torch hook signature
         if self._reading:  # other forward passes (generation, full runs) go through untouched
             self._captured = output[0] if isinstance(output, tuple) else output
             raise _StopForward
 
+    def _pre_hook(self, module, args, kwargs):  # noqa: ARG002 - torch hook signature
+        if self._reading:
+            # the first positional argument; modules called with keywords only: the first tensor one
+            first = args[0] if args else next((v for v in kwargs.values() if isinstance(v, torch.Tensor)), None)
+            self._captured = first
+            raise _StopForward
+
     @torch.inference_mode()
     def read(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Hookpoint output for a batch of token ids, shape [batch, seq, hidden]."""
+        """The hookpoint's output (or input) for a batch of token ids, shape [batch, seq, width]."""
+        if self._handle is None:
+            raise AutointerpError("The subject model has no hookpoint to read.", "attach(hookpoint) first.")
         self._captured = None
         self._reading = True
         try:
@@ -90,13 +118,15 @@ class SubjectModel:
         finally:
             self._reading = False
         if self._captured is None:
-            raise AutointerpError(f"The hookpoint {self.hookpoint} was not reached by the forward pass.",
+            raise AutointerpError(f"The hookpoint {self.hookpoint} was not reached by the forward pass "
+                                  f"(or gave no tensor {self.reads}).",
                                   "a module that runs on every forward pass (a layer, not a head).")
         out, self._captured = self._captured, None
         return out
 
-    def hidden_size(self) -> int:
-        """Width of the hookpoint's output, measured with a two-token forward pass."""
+    def read_width(self) -> int:
+        """Width of what ``read`` returns (the hookpoint's output or input), measured with a two-token
+        forward pass."""
         return int(self.read(torch.tensor([[0, 1]])).shape[-1])
 
     def special_token_ids(self) -> list[int]:
@@ -118,8 +148,10 @@ def find_module(model: torch.nn.Module, hookpoint: str) -> torch.nn.Module:
     )
 
 
-def load_subject_model(name: str, hookpoint: str, device: str = "auto", dtype: str = "auto") -> SubjectModel:
-    """Load ``name`` (hub id, local folder or "embedded") with a hook at ``hookpoint``."""
+def load_subject_model(name: str, hookpoint: str, device: str = "auto", dtype: str = "auto",
+                       reads: str = "output") -> SubjectModel:
+    """Load ``name`` (hub id, local folder or "embedded") with a hook reading ``hookpoint``'s output or
+    input (``reads``); an empty ``hookpoint`` loads the model without one (see ``SubjectModel.attach``)."""
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
     if name == embedded.EMBEDDED:
@@ -130,7 +162,7 @@ def load_subject_model(name: str, hookpoint: str, device: str = "auto", dtype: s
         display = name
     model.to(dev).eval()
     log.info("loaded %s on %s in %s", display, dev, torch_dtype)
-    return SubjectModel(model, tokenizer, display, hookpoint, dev, torch_dtype)
+    return SubjectModel(model, tokenizer, display, hookpoint, dev, torch_dtype, reads)
 
 
 def _load_hf(name: str, torch_dtype: torch.dtype):

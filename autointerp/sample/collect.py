@@ -1,16 +1,18 @@
-"""The sample stage: run the subject model and the SAE over a corpus, keep every latent's contexts.
+"""The sample stage: run the subject model and a dictionary over a corpus, keep every latent's contexts.
 
-Order of work, so that a mistake fails fast and nothing stored is touched before the end:
-1. open the database (a lock held by another process fails here) and load the SAE;
+The dictionary is an SAE or transcoder of any format ``load_dictionary`` reads, or the model's MLP
+neurons (see ``dictionary.py``). Order of work, so that a mistake fails fast and nothing stored is
+touched before the end:
+1. open the database (a lock held by another process fails here) and load the dictionary;
 2. compare with any earlier collect in the database (a different configuration needs ``overwrite``);
-3. load the model and check the hookpoint and the SAE's input size; open the corpus;
-4. stream batches through model -> SAE -> sampler, with a progress bar;
+3. load the model, resolve the hookpoint and check the width of what the dictionary reads there;
+   open the corpus;
+4. stream batches through model -> dictionary -> sampler, with a progress bar;
 5. select the explain and test sets and write everything in one transaction.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import queue
@@ -23,15 +25,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..config import EMBEDDED, CollectConfig, config_hash
+from ..config import CollectConfig, config_hash
 from ..corpus import SequencePacker, open_corpus, texts_of
 from ..errors import AutointerpError
-from ..models import embedded
-from ..models.sae import WEIGHTS_FILE, Sae, load_saelens
-from ..models.subject import SubjectModel, find_module, load_subject_model
+from ..models.subject import SubjectModel, load_subject_model
 from ..store import runs
-from ..store.collect_writer import collect_run_ids, write_collection
+from ..store.collect_writer import write_collection
 from ..store.db import connect
+from . import dictionary as dictionaries
 from .sampler import SamplerSizes, StreamingSampler, histogram_edges
 from .select import SplitSizes, select_examples
 
@@ -48,30 +49,6 @@ class CollectResult:
     status_counts: dict | None = None
 
 
-def sae_path(config: CollectConfig) -> Path:
-    return embedded.DEFAULT_SAE_DIR if config.sae == EMBEDDED else Path(config.sae)
-
-
-def resolve_hookpoint(config: CollectConfig, sae: Sae) -> str:
-    if config.hookpoint:
-        return config.hookpoint
-    if sae.hook_name and "." in sae.hook_name and not sae.hook_name.startswith("blocks."):
-        return sae.hook_name
-    if config.model == EMBEDDED:
-        return embedded.DEFAULT_HOOKPOINT
-    raise AutointerpError("No --hookpoint given and the SAE's hook name "
-                          f"{sae.hook_name!r} is not a module name of a Hugging Face model.",
-                          "--hookpoint naming the module whose output the SAE reads, e.g. model.layers.12.")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def collect(config: CollectConfig, db: str | Path, overwrite: bool = False, progress: bool = True) -> CollectResult:
     """Run the sample stage into the database at ``db``; see the module docstring."""
     con = connect(db)
@@ -82,13 +59,8 @@ def collect(config: CollectConfig, db: str | Path, overwrite: bool = False, prog
 
 
 def _collect(con, config: CollectConfig, overwrite: bool, progress: bool) -> CollectResult:
-    folder = sae_path(config)
-    sae = load_saelens(folder)
-    hookpoint = resolve_hookpoint(config, sae)
-    sae_sha = file_sha256(folder / WEIGHTS_FILE)
-    stored_config = {**config.to_dict(), "hookpoint": hookpoint,
-                     "resolved": {"sae_path": str(folder.resolve()), "sae_sha256": sae_sha}}
-    identity = config_hash({"config": config.result_hash(), "hookpoint": hookpoint, "sae": sae_sha})
+    req = dictionaries.request(config)
+    identity = config_hash({"config": config.result_hash(), **req.identity()})
 
     earlier = runs.stage_runs(con, "collect")
     for run in earlier:
@@ -106,23 +78,19 @@ def _collect(con, config: CollectConfig, overwrite: bool, progress: bool) -> Col
             "a new database path, or the configuration of the earlier run.",
             "pass --overwrite to replace the earlier results, or use another --db.")
 
-    subject = load_subject_model(config.model, hookpoint, config.device, config.dtype)
-    find_module(subject.model, hookpoint)
-    hidden = subject.hidden_size()
-    if hidden != sae.d_in:
-        raise AutointerpError(
-            f"The SAE reads vectors of size {sae.d_in} but {hookpoint} of {subject.name} outputs size {hidden}.",
-            "an SAE trained on this model's hookpoint (d_in equal to the hookpoint's width).",
-            "check --sae, --model and --hookpoint.")
+    subject = load_subject_model(config.model, "", config.device, config.dtype)
+    dictionary, hookpoint = dictionaries.attach(req, config, subject)
     corpus = open_corpus(config.dataset, config.split, config.text_column, config.dataset_config)
-    sae.to(subject.device)
+    dictionary.to(subject.device)
 
     run_id = runs.new_run_id("collect")
-    stored_config["resolved"].update(model=subject.name, device=str(subject.device), dtype=str(subject.dtype))
+    stored_config = {**config.to_dict(), "hookpoint": hookpoint,
+                     "resolved": {**dictionaries.describe(req, dictionary, config), "model": subject.name,
+                                  "device": str(subject.device), "dtype": str(subject.dtype)}}
     runs.start_run(con, run_id, "collect", stored_config, identity)
     try:
-        return _stream_and_write(con, run_id, config, subject, sae, corpus, hookpoint, folder,
-                                 [r.run_id for r in earlier], progress)
+        return _stream_and_write(con, run_id, config, subject, dictionary, corpus, hookpoint,
+                                 stored_config["resolved"]["sae_path"], [r.run_id for r in earlier], progress)
     except KeyboardInterrupt:
         runs.fail_run(con, run_id, "interrupted")
         raise
@@ -168,13 +136,13 @@ def _batches(config: CollectConfig, subject: SubjectModel, corpus, n_seqs: int):
         stop.set()
 
 
-def _stream_and_write(con, run_id, config, subject, sae, corpus, hookpoint, folder, earlier, progress):
+def _stream_and_write(con, run_id, config, subject, dictionary, corpus, hookpoint, source, earlier, progress):
     n_seqs = math.ceil(config.tokens / config.seq_len)
     device = subject.device
-    sizes = SamplerSizes(n_latents=sae.d_sae, seq_len=config.seq_len, window=config.window,
+    sizes = SamplerSizes(n_latents=dictionary.d_sae, seq_len=config.seq_len, window=config.window,
                          peak_offset=config.peak_offset, top_k=config.top_k, reservoir=config.reservoir,
                          negatives=config.random_test + config.random_explain,
-                         histogram_bins=config.histogram_bins, seed=config.seed)
+                         histogram_bins=config.histogram_bins, seed=config.seed, signed=dictionary.signed)
     sampler = StreamingSampler(sizes, device)
     special = torch.tensor(subject.special_token_ids(), dtype=torch.int64, device=device)
     bar = tqdm(total=n_seqs * config.seq_len, unit="tok", unit_scale=True, disable=not progress,
@@ -183,17 +151,20 @@ def _stream_and_write(con, run_id, config, subject, sae, corpus, hookpoint, fold
     done = 0
     batches = _batches(config, subject, corpus, n_seqs)
     try:
-        for ids in batches:
-            ids = ids.to(device)
-            hidden = subject.read(ids)
-            acts = sae.encode(hidden)
-            counted = ~torch.isin(ids, special)
-            if config.exclude_first_position:
-                counted[:, 0] = False
-            seq_ids = torch.arange(done, done + ids.shape[0], device=device)
-            sampler.update(acts, ids, counted, seq_ids)
-            done += ids.shape[0]
-            bar.update(ids.numel())
+        # inference mode throughout: the sampler may update in place what the dictionary returns, which
+        # for raw neurons is the tensor the hook captured
+        with torch.inference_mode():
+            for ids in batches:
+                ids = ids.to(device)
+                acts = dictionary.encode(subject.read(ids))
+                counted = ~torch.isin(ids, special)
+                if config.exclude_first_position:
+                    counted[:, 0] = False
+                seq_ids = torch.arange(done, done + ids.shape[0], device=device)
+                sampler.update(acts, ids, counted, seq_ids)
+                done += ids.shape[0]
+                bar.update(ids.numel())
+            sampler.finish()
     finally:
         bar.close()
     if done < n_seqs:
@@ -211,7 +182,7 @@ def _stream_and_write(con, run_id, config, subject, sae, corpus, hookpoint, fold
         test_per_quantile=config.test_per_quantile, random_explain=config.random_explain,
         random_test=config.random_test, seed=config.seed))
     stats = latent_statistics(sampler, selection, config)
-    collection = {"model": subject.name, "hookpoint": hookpoint, "sae": str(folder),
+    collection = {"model": subject.name, "hookpoint": hookpoint, "sae": source,
                   "dataset": config.dataset, "n_sequences": done, "n_tokens": sampler.n_tokens,
                   "seq_len": config.seq_len, "window": config.window,
                   "histogram_edges": histogram_edges(config.histogram_bins).tolist()}
