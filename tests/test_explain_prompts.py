@@ -96,3 +96,8 @@ def test_parse_takes_the_final_answer(answer, expected):
 def test_unparseable_answers_get_a_reason(answer, reason):
     explanation, why = parse_explanation(answer)
     assert explanation is None and reason in why
+
+
+def test_signed_activations_are_marked_by_magnitude():
+    line = render_example([" a", " b", " c"], [0.0, -6.0, 1.0], latent_max=6.0, index=1)
+    assert line == "Excerpt 1: a<< b>> c\nActive: b (10)"

@@ -34,16 +34,19 @@ def neutralise(text: str) -> str:
 
 
 def strength(activation: float, latent_max: float) -> int:
-    if latent_max <= 0 or activation <= 0:
+    """ceil(10 |a| / A_max) clipped to [1, 10]; 0 where the latent is silent. Signed latents (AbsTopK,
+    neurons) are shown by magnitude, as their quantiles are drawn."""
+    magnitude = abs(activation)
+    if latent_max <= 0 or magnitude == 0:
         return 0
-    return max(1, min(10, math.ceil(10 * activation / latent_max)))
+    return max(1, min(10, math.ceil(10 * magnitude / abs(latent_max))))
 
 
 def render_example(tokens: list[str], activations: list[float], latent_max: float, index: int,
                    mark_threshold: float = 0.3, show_activations: bool = True, max_listed: int = 11) -> str:
     """One excerpt: the marked text and, optionally, a line with the active tokens' strengths."""
-    peak = max(activations) if activations else 0.0
-    active = [peak > 0 and a > mark_threshold * peak for a in activations]
+    peak = max((abs(a) for a in activations), default=0.0)
+    active = [peak > 0 and abs(a) > mark_threshold * peak for a in activations]
     parts: list[str] = []
     listed: list[str] = []
     for i, (token, on) in enumerate(zip(tokens, active)):
