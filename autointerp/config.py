@@ -168,8 +168,8 @@ EXAMPLE_SOURCES = ("quantile", "top", "mix")
 
 
 @dataclass
-class ExplainConfig:
-    """Configuration of the explain stage (``autointerp explain``)."""
+class LLMConfig:
+    """What every stage that calls an LLM shares: the backend and the request queue."""
 
     backend: str = "local"
     """LLM backend: local (in-process transformers), openai (any OpenAI-compatible API) or vllm
@@ -184,6 +184,48 @@ class ExplainConfig:
 
     api_key_env: str = "OPENAI_API_KEY"
     """Environment variable holding the API key. The key itself is never stored or logged."""
+
+    latents: str = ""
+    """Latents to process, e.g. 0-999,1500; empty for all eligible ones."""
+
+    max_in_flight: int = 8
+    """Most requests in flight at once."""
+
+    rps: float = 0.0
+    """Most requests started per second; 0 for no limit."""
+
+    tpm: int = 0
+    """Most tokens (prompt + completion budget) per minute; 0 for no limit."""
+
+    max_retries: int = 5
+    """Retries of a request after rate-limit, server, timeout or connection errors."""
+
+    backoff_base: float = 1.0
+    """Seconds of the first backoff ceiling; it doubles per retry (full jitter), capped at 60 s. A
+    Retry-After header from the server wins."""
+
+    timeout: float = 120.0
+    """Seconds before a request times out (and is retried)."""
+
+    def __post_init__(self) -> None:
+        if self.backend not in ("local", "openai", "vllm"):
+            raise AutointerpError(f"--backend {self.backend!r} is not known.", "local, openai or vllm.")
+        if self.max_in_flight <= 0:
+            raise AutointerpError(f"--max-in-flight is {self.max_in_flight}.", "a positive integer.")
+        for name in ("max_retries", "tpm"):
+            if getattr(self, name) < 0:
+                raise AutointerpError(f"--{name.replace('_', '-')} is {getattr(self, name)}.", "zero or more.")
+        if self.rps < 0 or self.timeout <= 0 or self.backoff_base < 0:
+            raise AutointerpError("--rps, --timeout and --backoff-base must be positive (rps 0 = no limit).")
+        parse_latent_ranges(self.latents)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class ExplainConfig(LLMConfig):
+    """Configuration of the explain stage (``autointerp explain``)."""
 
     explainer: str = "default"
     """default (marked examples with strengths), contrastive (also non-activating examples) or cot
@@ -211,52 +253,22 @@ class ExplainConfig:
     temperature: float = 0.0
     """Sampling temperature of the explainer."""
 
-    latents: str = ""
-    """Latents to explain, e.g. 0-999,1500; empty for all explainable ones."""
-
-    max_in_flight: int = 8
-    """Most requests in flight at once."""
-
-    rps: float = 0.0
-    """Most requests started per second; 0 for no limit."""
-
-    tpm: int = 0
-    """Most tokens (prompt + completion budget) per minute; 0 for no limit."""
-
-    max_retries: int = 5
-    """Retries of a request after rate-limit, server, timeout or connection errors."""
-
-    backoff_base: float = 1.0
-    """Seconds of the first backoff ceiling; it doubles per retry (full jitter), capped at 60 s. A
-    Retry-After header from the server wins."""
-
-    timeout: float = 120.0
-    """Seconds before a request times out (and is retried)."""
-
     def __post_init__(self) -> None:
-        if self.backend not in ("local", "openai", "vllm"):
-            raise AutointerpError(f"--backend {self.backend!r} is not known.", "local, openai or vllm.")
+        super().__post_init__()
         if self.explainer not in EXPLAINERS:
             raise AutointerpError(f"--explainer {self.explainer!r} is not known.", ", ".join(EXPLAINERS))
         if self.examples not in EXAMPLE_SOURCES:
             raise AutointerpError(f"--examples {self.examples!r} is not known.", ", ".join(EXAMPLE_SOURCES))
-        for name in ("n_examples", "max_tokens", "max_in_flight"):
+        for name in ("n_examples", "max_tokens"):
             if getattr(self, name) <= 0:
                 raise AutointerpError(f"--{name.replace('_', '-')} is {getattr(self, name)}.", "a positive integer.")
-        for name in ("n_negatives", "max_retries", "tpm"):
-            if getattr(self, name) < 0:
-                raise AutointerpError(f"--{name.replace('_', '-')} is {getattr(self, name)}.", "zero or more.")
-        if self.rps < 0 or self.timeout <= 0 or self.backoff_base < 0:
-            raise AutointerpError("--rps, --timeout and --backoff-base must be positive (rps 0 = no limit).")
+        if self.n_negatives < 0:
+            raise AutointerpError(f"--n-negatives is {self.n_negatives}.", "zero or more.")
         if not 0 <= self.mark_threshold < 1:
             raise AutointerpError(f"--mark-threshold {self.mark_threshold} is outside [0, 1).")
-        parse_latent_ranges(self.latents)
 
     SHAPING = ("backend", "model", "explainer", "examples", "n_examples", "n_negatives", "mark_threshold",
                "show_activations", "max_tokens", "temperature")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 def parse_latent_ranges(spec: str) -> list[tuple[int, int]]:
