@@ -12,7 +12,7 @@ import logging
 import sys
 import typing
 
-from .config import CollectConfig, ExplainConfig
+from .config import CollectConfig, ExplainConfig, ScoreConfig
 from .config_fields import field_docs
 from .errors import AutointerpError
 
@@ -62,6 +62,16 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--db", required=True, help="DuckDB file written by `autointerp collect`")
     explain.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_arguments(explain, ExplainConfig)
+
+    score = sub.add_parser(
+        "score", help="score: measure how well each explanation predicts its latent's test set",
+        description="Score explanations on each latent's test set (which shares no context with the explain "
+                    "set): detection (does the excerpt activate the latent?) and fuzzing (are the marked tokens "
+                    "the active ones?), with balanced accuracy, precision, recall, F1, AUROC (with logprobs), "
+                    "per-quantile recall and chance levels. Resumable; every call is logged in llm_calls.")
+    score.add_argument("--db", required=True, help="DuckDB file with explanations")
+    score.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_config_arguments(score, ScoreConfig)
     return parser
 
 
@@ -96,11 +106,24 @@ def run_explain(args: argparse.Namespace) -> int:
     return 0 if r.failed == 0 else 1
 
 
+def run_score(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .score.stage import score
+
+    config = config_from_args(ScoreConfig, args)
+    r = asyncio.run(score(config, args.db, progress=not args.quiet))
+    print(f"{args.db}: run {r.run_id}: {r.scored} scores, {r.unscored} unscored (no readable answer) in "
+          f"{r.seconds:.0f} s ({r.calls} calls, {r.prompt_tokens:,} prompt + {r.completion_tokens:,} completion "
+          f"tokens); {r.skipped_done} already done. Query: SELECT * FROM scores")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    handlers = {"collect": run_collect, "explain": run_explain}
+    handlers = {"collect": run_collect, "explain": run_explain, "score": run_score}
     try:
         return handlers[args.command](args)
     except AutointerpError as exc:

@@ -285,3 +285,68 @@ def parse_latent_ranges(spec: str) -> list[tuple[int, int]]:
                                   "ranges like 0-999,1500.")
         ranges.append((lo_i, hi_i))
     return ranges
+
+
+SCORERS = ("detection", "fuzzing")
+
+
+@dataclass
+class ScoreConfig(LLMConfig):
+    """Configuration of the score stage (``autointerp score``)."""
+
+    scorers: str = "detection,fuzzing"
+    """Comma-separated scorers to run: detection, fuzzing."""
+
+    explanations: str = ""
+    """Explainer configuration hash whose explanations are scored; empty for each latent's latest
+    explanation."""
+
+    control: str = ""
+    """'shuffled' scores every latent with another latent's explanation (a derangement drawn with the
+    seed), the baseline a paper reports the gap over; empty for the real scores."""
+
+    batch_size: int = 25
+    """Excerpts per scorer prompt."""
+
+    mark_threshold: float = 0.3
+    """Fuzzing marks tokens at or above this fraction of the excerpt's maximum activation."""
+
+    fuzz_random: int = 25
+    """Fuzzing negatives made of non-activating test contexts with random tokens marked."""
+
+    fuzz_misplaced: int = 25
+    """Fuzzing negatives made of activating test contexts with the marks moved to inactive tokens."""
+
+    logprobs: bool = False
+    """Ask for logprobs and record a probability per excerpt (needs a backend that returns them)."""
+
+    max_tokens: int = 120
+    """Most tokens the scorer may write per answer."""
+
+    temperature: float = 0.0
+    """Sampling temperature of the scorer."""
+
+    seed: int = 22
+    """Seed of the shuffling, batching and false marks."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        unknown = [s for s in self.scorer_list() if s not in SCORERS]
+        if unknown or not self.scorer_list():
+            raise AutointerpError(f"--scorers {self.scorers!r}: unknown or none: {', '.join(unknown)}.",
+                                  "a comma-separated list of: " + ", ".join(SCORERS))
+        if self.control not in ("", "shuffled"):
+            raise AutointerpError(f"--control {self.control!r} is not known.", "'shuffled' or nothing.")
+        for name in ("batch_size", "max_tokens"):
+            if getattr(self, name) <= 0:
+                raise AutointerpError(f"--{name.replace('_', '-')} is {getattr(self, name)}.", "a positive integer.")
+        if self.fuzz_random < 0 or self.fuzz_misplaced < 0:
+            raise AutointerpError("--fuzz-random and --fuzz-misplaced must be zero or more.")
+        if not 0 < self.mark_threshold <= 1:
+            raise AutointerpError(f"--mark-threshold {self.mark_threshold} is outside (0, 1].")
+
+    def scorer_list(self) -> list[str]:
+        return [s.strip() for s in self.scorers.split(",") if s.strip()]
+
+    SHAPING = ("backend", "model", "batch_size", "mark_threshold", "fuzz_random", "fuzz_misplaced", "logprobs",
+               "max_tokens", "temperature", "seed")

@@ -58,9 +58,11 @@ def rows(db, sql: str, params=()):
 def test_faults_end_in_explained_or_failed_with_reason(db_copy, local_backend):
     latents = ok_latents(db_copy, 8)
     plan = FaultPlan([["429"], ["500", "500"], ["timeout"], ["malformed"], ["500", "500", "500"], ["400"]])
-    with ModelServer(local_backend, plan, timeout_sleep=12) as server:
+    # The client's timeout must exceed a real answer's latency on a loaded 2-core machine by a wide
+    # margin, and the injected "timeout" must exceed the client's timeout.
+    with ModelServer(local_backend, plan, timeout_sleep=31) as server:
         config = ExplainConfig(**QUICK, base_url=server.base_url, latents=",".join(map(str, latents)),
-                               max_in_flight=2, max_retries=2, timeout=10)
+                               max_in_flight=2, max_retries=2, timeout=30)
         result = asyncio.run(explain(config, db_copy, progress=False))
     got = rows(db_copy, "SELECT latent, status, reason, n_calls FROM explanations ORDER BY latent")
     assert [r[0] for r in got] == latents  # none lost

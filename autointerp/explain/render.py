@@ -4,8 +4,8 @@ What the explainer sees follows delphi's default explainer (see shared/specs/exp
 active tokens wrapped in << >> (runs of tokens above ``mark_threshold`` x the example's own maximum
 share one pair) and, per example, the active tokens with their strength ceil(10 a / A_max) clipped to
 [1, 10], A_max being the latent's largest activation in the whole corpus. We deliberately differ in
-three ways: corpus characters that could be mistaken for our markers (< and >) or for the answer line
-([EXPLANATION]) are replaced before rendering, so corpus text can neither fake a mark nor hijack the
+three ways: corpus characters that could be mistaken for our markers (< and >) or for an answer line
+([EXPLANATION], [ANSWER]) are replaced before rendering, so corpus text can neither fake a mark nor hijack the
 parse; newlines inside tokens are shown as ↵, so every excerpt stays on one line; and excerpts are
 labelled "Excerpt i:" exactly as in the few-shot turns.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 
 PROMPTS_DIR = Path(__file__).resolve().parents[2] / "prompts"
 OPEN, CLOSE = "<<", ">>"
-_ANSWER_MARK = re.compile(r"\[\s*explanation\s*\]", re.I)
+_ANSWER_MARK = re.compile(r"\[\s*(explanation|answer)\s*\]", re.I)
 
 
 def clean_token(token: str) -> str:
@@ -30,7 +30,7 @@ def clean_token(token: str) -> str:
 
 def neutralise(text: str) -> str:
     """Corpus text with anything that reads as our answer line defused."""
-    return _ANSWER_MARK.sub("(explanation)", text)
+    return _ANSWER_MARK.sub(lambda m: f"({m.group(1).lower()})", text)
 
 
 def strength(activation: float, latent_max: float) -> int:
@@ -47,21 +47,25 @@ def render_example(tokens: list[str], activations: list[float], latent_max: floa
     """One excerpt: the marked text and, optionally, a line with the active tokens' strengths."""
     peak = max((abs(a) for a in activations), default=0.0)
     active = [peak > 0 and abs(a) > mark_threshold * peak for a in activations]
-    parts: list[str] = []
-    listed: list[str] = []
-    for i, (token, on) in enumerate(zip(tokens, active)):
-        shown = clean_token(token)
-        if on and (i == 0 or not active[i - 1]):
-            parts.append(OPEN)
-        parts.append(shown)
-        if on and (i == len(tokens) - 1 or not active[i + 1]):
-            parts.append(CLOSE)
-        if on and len(listed) < max_listed:
-            listed.append(f"{shown.strip() or repr(shown)} ({strength(activations[i], latent_max)})")
-    line = f"Excerpt {index}: " + neutralise("".join(parts)).strip()
+    shown = [clean_token(t) for t in tokens]
+    listed = [f"{shown[i].strip() or repr(shown[i])} ({strength(activations[i], latent_max)})"
+              for i, on in enumerate(active) if on][:max_listed]
+    line = f"Excerpt {index}: " + neutralise(mark_runs(shown, active)).strip()
     if show_activations and listed:
         line += "\nActive: " + ", ".join(listed)
     return line
+
+
+def mark_runs(tokens: list[str], marked: list[bool]) -> str:
+    """Tokens joined, each maximal run of marked tokens wrapped in one << >> pair."""
+    parts: list[str] = []
+    for i, (token, on) in enumerate(zip(tokens, marked)):
+        if on and (i == 0 or not marked[i - 1]):
+            parts.append(OPEN)
+        parts.append(token)
+        if on and (i == len(tokens) - 1 or not marked[i + 1]):
+            parts.append(CLOSE)
+    return "".join(parts)
 
 
 def render_plain(tokens: list[str], index: int) -> str:

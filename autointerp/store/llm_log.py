@@ -48,6 +48,11 @@ class CallLogWriter:
     def put_explanation(self, item: str, row: dict) -> None:
         self._queue.put_nowait(("explanation", item, row))
 
+    def put_result(self, write) -> None:
+        """``write(con, call_id_of)`` runs in the writer's transaction; ``call_id_of(item)`` gives the
+        id of the item's last logged call."""
+        self._queue.put_nowait(("result", write))
+
     async def close(self) -> None:
         self._queue.put_nowait(("close",))
 
@@ -69,6 +74,8 @@ class CallLogWriter:
                     self._insert_call(item[1])
                 elif item[0] == "explanation":
                     self._insert_explanation(item[1], item[2])
+                elif item[0] == "result":
+                    item[1](con, self._last_call.get)
             con.execute("COMMIT")
             self.transactions += 1
         except BaseException:

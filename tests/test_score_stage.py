@@ -1,0 +1,94 @@
+"""The score stage end to end: a collect database, explanations, detection and fuzzing through the
+openai backend against the real OpenAI-protocol test server answering with the embedded model."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+
+import duckdb
+import pytest
+
+from autointerp.config import ScoreConfig
+from autointerp.llm.local_backend import LocalBackend
+from autointerp.score.stage import score
+from autointerp.store.db import connect
+
+from .openai_server import ModelServer
+
+pytestmark = pytest.mark.slow
+EXPLANATIONS = ["names of rivers", "the word 'the'", "dates and years", "units of measurement"]
+
+
+@pytest.fixture(scope="module")
+def local_backend():
+    return LocalBackend()
+
+
+@pytest.fixture
+def explained_db(collected_db, tmp_path):
+    """The session's collect database with explanations for four latents, as an import would add them."""
+    path = tmp_path / "score.duckdb"
+    shutil.copy(collected_db, path)
+    con = connect(path)
+    latents = [r[0] for r in con.execute("SELECT latent FROM latents WHERE status = 'ok' ORDER BY latent LIMIT 4").fetchall()]
+    for latent, text in zip(latents, EXPLANATIONS):
+        con.execute("INSERT INTO explanation_rows VALUES (?, 'imported', 'import-test', 'default', 'test', 'explained', ?, "
+                    "NULL, NULL, NULL, 0, 0, 0, now())", [latent, text])
+    con.close()
+    return path, latents
+
+
+def query(db, sql, params=()):
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute(sql, list(params)).fetchall()
+    finally:
+        con.close()
+
+
+def test_detection_and_fuzzing_rows_for_every_latent(explained_db, local_backend):
+    db, latents = explained_db
+    with ModelServer(local_backend) as server:
+        config = ScoreConfig(backend="openai", model="smollm2", base_url=server.base_url, batch_size=3,
+                             max_tokens=16)
+        first = asyncio.run(score(config, db, progress=False))
+        again = asyncio.run(score(config, db, progress=False))
+        served = server.served
+    assert first.scored + first.unscored == 8 and again.skipped_done == 8 and again.calls == 0
+    rows = query(db, "SELECT latent, scorer, status, reason, n_examples, n_unscored, chance, explanation_id FROM scores "
+                     "ORDER BY latent, scorer")
+    assert [(r[0], r[1]) for r in rows] == [(lat, s) for lat in latents for s in ("detection", "fuzzing")]
+    for latent, scorer, status, reason, n, n_unscored, chance, explanation_id in rows:
+        assert explanation_id == f"imported/{latent}"
+        assert (status == "scored") == (n > 0) and (reason is None) == (status == "scored")
+        assert json.loads(chance)["balanced_accuracy"] in (0.5, None)
+    # One row per scored context: detection shows the test set once; fuzzing adds false-mark copies.
+    per = dict(((r[0], r[1]), r[2:]) for r in query(
+        db, "SELECT latent, scorer, count(*), count(*) FILTER (label), count(prediction) FROM score_examples GROUP BY ALL"))
+    for latent in latents:
+        test_ids = {r[0] for r in query(db, "SELECT context_id FROM examples WHERE latent = ? AND split = 'test'", [latent])}
+        used = {r[0] for r in query(db, "SELECT context_id FROM score_examples WHERE latent = ?", [latent])}
+        assert used == test_ids  # only the test set, all of it
+        n_test, n_pos = len(test_ids), query(db, "SELECT count(*) FROM examples WHERE latent = ? AND split = 'test' "
+                                                  "AND kind = 'quantile'", [latent])[0][0]
+        assert per[(latent, "detection")][:2] == (n_test, n_pos)
+        assert per[(latent, "fuzzing")][1] == n_pos and per[(latent, "fuzzing")][0] > n_pos
+    # Unreadable answers are unscored with a reason, never predictions.
+    bad = query(db, "SELECT count(*) FROM score_examples WHERE prediction IS NULL AND reason IS NULL")[0][0]
+    assert bad == 0
+    calls = query(db, "SELECT count(*) FROM llm_calls WHERE purpose IN ('detection', 'fuzzing')")[0][0]
+    assert calls == served == first.calls
+
+
+def test_shuffled_control_scores_with_other_latents_explanations(explained_db, local_backend):
+    db, latents = explained_db
+    with ModelServer(local_backend) as server:
+        config = ScoreConfig(backend="openai", model="smollm2", base_url=server.base_url, scorers="detection",
+                             control="shuffled", max_tokens=16)
+        asyncio.run(score(config, db, progress=False))
+    rows = query(db, "SELECT latent, explanation_id, control FROM scores ORDER BY latent")
+    assert [r[0] for r in rows] == latents and all(r[2] == "shuffled" for r in rows)
+    sources = [int(r[1].split("/")[1]) for r in rows]
+    assert all(src != lat for lat, src in zip(latents, sources)) and sorted(sources) == latents
