@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from autointerp.cli import main
-from autointerp.models import embedded
 from autointerp.models.sae import Sae, save_saelens
 
 from .conftest import SMALL

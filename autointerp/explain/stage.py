@@ -9,7 +9,6 @@ and reused instead of being sent twice.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -24,7 +23,7 @@ from ..llm.factory import make_backend
 from ..llm.queue import LLMQueue, QueueConfig, RequestFailed
 from ..store import runs
 from ..store.db import connect
-from ..store.llm_log import CallLogWriter, cached_responses, request_hash
+from ..store.llm_log import CallLogWriter, cached_responses, request_hash, run_logged
 from .parse import parse_explanation
 from .prompt import FEW_SHOT, SYSTEM, Example, build_messages
 from .render import prompt_text
@@ -117,7 +116,6 @@ async def _run(con, config, backend, latents, not_explainable, progress) -> Expl
     options = GenerateOptions(max_tokens=config.max_tokens, temperature=config.temperature)
     cache = cached_responses(con, "explain", backend.kind, backend.model)
     writer = CallLogWriter(con, run_id, "explain", backend.kind, backend.model)
-    writer_task = asyncio.create_task(writer.run())
     queue = LLMQueue(backend, QueueConfig(config.max_in_flight, config.rps, config.tpm, config.max_retries,
                                           config.backoff_base), on_call=writer.log_call)
     counts = {"explained": 0, "unparsed": 0, "failed": 0}
@@ -153,30 +151,16 @@ async def _run(con, config, backend, latents, not_explainable, progress) -> Expl
         bar.set_postfix(tok_s=f"{(queue.stats.prompt_tokens + queue.stats.completion_tokens) / elapsed:,.0f}",
                         failed=counts["failed"], unparsed=counts["unparsed"], refresh=False)
 
-    pending: set[asyncio.Task] = set()
-    limit = max(4 * config.max_in_flight, 16)  # latents prepared ahead of the queue
-    cur = con.cursor()
-    try:
+    def jobs():
         for i in range(0, len(todo), CHUNK):
             chunk = todo[i:i + CHUNK]
             examples, maxima = read_examples(cur, chunk)
             for latent in chunk:
-                while len(pending) >= limit:
-                    finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                    for task in finished:
-                        task.result()
-                pending.add(asyncio.create_task(one(latent, examples[latent], maxima[latent])))
-        if pending:
-            for task in asyncio.as_completed(pending):
-                await task
-        await writer.close()
-        await writer_task
-    except BaseException as exc:
-        for task in pending:
-            task.cancel()
-        writer_task.cancel()
-        runs.fail_run(con, run_id, f"{type(exc).__name__}: {exc}")
-        raise
+                yield lambda latent=latent: one(latent, examples[latent], maxima[latent])
+
+    cur = con.cursor()
+    try:  # latents are prepared ahead of the queue, a few times the requests in flight
+        await run_logged(con, run_id, writer, jobs(), max(4 * config.max_in_flight, 16))
     finally:
         bar.close()
         cur.close()

@@ -22,7 +22,7 @@ from ..llm.factory import make_backend
 from ..llm.queue import LLMQueue, QueueConfig, RequestFailed
 from ..store import runs
 from ..store.db import connect
-from ..store.llm_log import CallLogWriter
+from ..store.llm_log import CallLogWriter, run_logged
 from . import classifier
 from .answers import digit_probabilities, parse_digits
 from .metrics import binary_metrics
@@ -110,20 +110,19 @@ async def _run(con, config: ScoreConfig, backend, chosen, progress) -> ScoreResu
     identities = {s: scorer_identity(config, s, backend.model) for s in scorers}
     done = set(con.execute("SELECT latent, explanation_id, scorer, config_hash FROM score_rows WHERE control = ?",
                            [config.control]).fetchall())
-    jobs = [(lat, s) for lat in sorted(chosen) for s in scorers
-            if (lat, chosen[lat][0], s, identities[s]) not in done]
+    jobs_todo = [(lat, s) for lat in sorted(chosen) for s in scorers
+                 if (lat, chosen[lat][0], s, identities[s]) not in done]
     run_id = runs.new_run_id("score")
     runs.start_run(con, run_id, "score", {**config.to_dict(), "resolved": {"model": backend.model,
                                                                          "config_hashes": identities}},
                    config_hash(identities))
     writer = CallLogWriter(con, run_id, "score", backend.kind, backend.model)
-    writer_task = asyncio.create_task(writer.run())
     queue = LLMQueue(backend, QueueConfig(config.max_in_flight, config.rps, config.tpm, config.max_retries,
                                           config.backoff_base), on_call=writer.log_call)
     options = GenerateOptions(max_tokens=config.max_tokens, temperature=config.temperature,
                               logprobs=config.logprobs, top_logprobs=5 if config.logprobs else 0)
     counts = {"scored": 0, "unscored": 0}
-    bar = tqdm(total=len(jobs), unit="score", disable=not progress, desc="score", dynamic_ncols=True)
+    bar = tqdm(total=len(jobs_todo), unit="score", disable=not progress, desc="score", dynamic_ncols=True)
     count_tokens = getattr(backend, "count_tokens", None)
     fixed_tokens = {s: _fixed_tokens(count_tokens, s) for s in scorers}
     start = time.perf_counter()
@@ -180,41 +179,28 @@ async def _run(con, config: ScoreConfig, backend, chosen, progress) -> ScoreResu
         bar.update(1)
         bar.set_postfix(unscored=counts["unscored"], refresh=False)
 
-    pending: set[asyncio.Task] = set()
-    limit = max(2 * config.max_in_flight, 8)
-    cur = con.cursor()
-    try:
-        latents = sorted({lat for lat, _ in jobs})
-        wanted = set(jobs)
+    def jobs():
+        latents = sorted({lat for lat, _ in jobs_todo})
+        wanted = set(jobs_todo)
         for i in range(0, len(latents), CHUNK):
             chunk = latents[i:i + CHUNK]
             tests = read_test_sets(cur, chunk)
             for lat, scorer in [(lat, s) for lat in chunk for s in scorers if (lat, s) in wanted]:
-                while len(pending) >= limit:
-                    finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                    for task in finished:
-                        task.result()
-                pending.add(asyncio.create_task(one(lat, scorer, tests[lat])))
-        for task in asyncio.as_completed(pending):
-            await task
-        await writer.close()
-        await writer_task
-    except BaseException as exc:
-        for task in pending:
-            task.cancel()
-        writer_task.cancel()
-        runs.fail_run(con, run_id, f"{type(exc).__name__}: {exc}")
-        raise
+                yield lambda lat=lat, scorer=scorer: one(lat, scorer, tests[lat])
+
+    cur = con.cursor()
+    try:  # each score sends its batches at once, so fewer scores than requests need to be pending
+        await run_logged(con, run_id, writer, jobs(), max(2 * config.max_in_flight, 8))
     finally:
         bar.close()
         cur.close()
     seconds = time.perf_counter() - start
     stats = queue.stats
-    summary = {**counts, "jobs": len(jobs), "seconds": round(seconds, 2), "calls": stats.calls,
+    summary = {**counts, "jobs": len(jobs_todo), "seconds": round(seconds, 2), "calls": stats.calls,
                "retries": stats.retries, "prompt_tokens": stats.prompt_tokens, "completion_tokens": stats.completion_tokens}
     con.execute("UPDATE runs SET status='complete', finished_at=now(), summary=? WHERE run_id=?",
                 [json.dumps(summary), run_id])
-    return ScoreResult(run_id, counts["scored"], counts["unscored"], len(chosen) * len(scorers) - len(jobs),
+    return ScoreResult(run_id, counts["scored"], counts["unscored"], len(chosen) * len(scorers) - len(jobs_todo),
                        stats.calls, stats.prompt_tokens, stats.completion_tokens, seconds)
 
 

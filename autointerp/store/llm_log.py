@@ -14,7 +14,9 @@ from collections import defaultdict
 from datetime import datetime, timezone
 
 from ..llm.base import Completion, GenerateOptions
+from ..llm.jobs import drive
 from ..llm.queue import CallRecord
+from . import runs
 
 
 def request_hash(backend: str, model: str, messages: list[dict], options: GenerateOptions) -> str:
@@ -113,3 +115,17 @@ class CallLogWriter:
             [row["latent"], row["config_hash"], self.run_id, row["explainer"], row["model"], row["status"],
              row["explanation"], row["reason"], row["answer"], row["call_id"], row["n_calls"],
              row["prompt_tokens"], row["completion_tokens"]])
+
+
+async def run_logged(con, run_id: str, writer: CallLogWriter, jobs, limit: int) -> None:
+    """Drive ``jobs`` (see ``llm.jobs.drive``) while ``writer`` stores what they produce; flush the writer
+    at the end. On any failure, mark the run failed with the reason and re-raise."""
+    writer_task = asyncio.create_task(writer.run())
+    try:
+        await drive(jobs, limit)
+        await writer.close()
+        await writer_task
+    except BaseException as exc:
+        writer_task.cancel()
+        runs.fail_run(con, run_id, f"{type(exc).__name__}: {exc}")
+        raise
