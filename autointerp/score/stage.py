@@ -43,6 +43,8 @@ class ScoreResult:
 
 
 def scorer_identity(config: ScoreConfig, scorer: str, model: str) -> str:
+    if scorer == "embedding":
+        return config_hash({"scorer": scorer, "model": model, "threshold": "median"})
     shaping = {k: getattr(config, k) for k in ScoreConfig.SHAPING}
     shaping.update(model=model, scorer=scorer,
                    prompts=[classifier.prompt_text(classifier.SYSTEM[scorer]), classifier.prompt_text("score_user.txt")])
@@ -107,7 +109,13 @@ async def score(config: ScoreConfig, db, progress: bool = True) -> ScoreResult:
 
 async def _run(con, config: ScoreConfig, backend, chosen, progress) -> ScoreResult:
     scorers = config.scorer_list()
-    identities = {s: scorer_identity(config, s, backend.model) for s in scorers}
+    embedder = None
+    if "embedding" in scorers:
+        from .embedding import EmbeddingScorer
+
+        embedder = EmbeddingScorer(config.embedding_model or None)
+    models = {s: (embedder.path.name if s == "embedding" else backend.model) for s in scorers}
+    identities = {s: scorer_identity(config, s, models[s]) for s in scorers}
     done = set(con.execute("SELECT latent, explanation_id, scorer, config_hash FROM score_rows WHERE control = ?",
                            [config.control]).fetchall())
     jobs_todo = [(lat, s) for lat in sorted(chosen) for s in scorers
@@ -124,31 +132,41 @@ async def _run(con, config: ScoreConfig, backend, chosen, progress) -> ScoreResu
     counts = {"scored": 0, "unscored": 0}
     bar = tqdm(total=len(jobs_todo), unit="score", disable=not progress, desc="score", dynamic_ncols=True)
     count_tokens = getattr(backend, "count_tokens", None)
-    fixed_tokens = {s: _fixed_tokens(count_tokens, s) for s in scorers}
+    fixed_tokens = {s: _fixed_tokens(count_tokens, s) for s in scorers if s != "embedding"}
     start = time.perf_counter()
 
     async def one(latent: int, scorer: str, contexts: list[classifier.TestContext]) -> None:
         explanation_id, explanation = chosen[latent]
         rng = classifier.latent_rng(config.seed, latent, scorer)
-        if scorer == "detection":
-            samples = classifier.detection_samples(contexts)
-        else:
-            samples = classifier.fuzzing_samples(contexts, config.mark_threshold, config.fuzz_random,
-                                                 config.fuzz_misplaced, rng)
-        groups = classifier.batches(samples, config.batch_size, rng)
-        results = await asyncio.gather(*[_ask(queue, scorer, explanation, batch, i, latent, options)
-                                         for i, batch in enumerate(groups)])
-        predictions, probabilities, reasons, items = [], [], [], []
         tokens = [0, 0, 0]
-        for batch, (item, preds, probs, reason, completion) in zip(groups, results):
-            predictions += preds
-            probabilities += probs
-            reasons += [reason] * len(batch)
-            items += [item] * len(batch)
-            if completion is not None:
-                tokens[0] += completion.prompt_tokens
-                tokens[1] += completion.completion_tokens
-                tokens[2] += fixed_tokens[scorer]
+        if scorer == "embedding":  # no LLM: cosine similarity of explanation and raw context text
+            samples = classifier.detection_samples(contexts)
+            groups, n_calls = [samples], 0
+            result = await asyncio.to_thread(
+                embedder.score, explanation, ["".join(c.tokens) for c in contexts], [s.label for s in samples],
+                [s.quantile if s.label else None for s in samples])
+            predictions, probabilities = result["prediction"], result["similarity"]
+            reasons, items = [None] * len(samples), [None] * len(samples)
+        else:
+            if scorer == "detection":
+                samples = classifier.detection_samples(contexts)
+            else:
+                samples = classifier.fuzzing_samples(contexts, config.mark_threshold, config.fuzz_random,
+                                                     config.fuzz_misplaced, rng)
+            groups = classifier.batches(samples, config.batch_size, rng)
+            n_calls = len(groups)
+            results = await asyncio.gather(*[_ask(queue, scorer, explanation, batch, i, latent, options)
+                                             for i, batch in enumerate(groups)])
+            predictions, probabilities, reasons, items = [], [], [], []
+            for batch, (item, preds, probs, reason, completion) in zip(groups, results):
+                predictions += preds
+                probabilities += probs
+                reasons += [reason] * len(batch)
+                items += [item] * len(batch)
+                if completion is not None:
+                    tokens[0] += completion.prompt_tokens
+                    tokens[1] += completion.completion_tokens
+                    tokens[2] += fixed_tokens[scorer]
         flat = [s for batch in groups for s in batch]
         metrics = binary_metrics([s.label for s in flat], predictions, probabilities,
                                  [s.quantile if s.label else None for s in flat])
@@ -160,11 +178,11 @@ async def _run(con, config: ScoreConfig, backend, chosen, progress) -> ScoreResu
         def write(db, call_id_of):
             db.execute("INSERT OR REPLACE INTO score_rows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
                        "?, ?, ?, ?, ?, ?, now())",
-                       [latent, explanation_id, scorer, backend.model, identity, config.control, run_id, status, reason,
+                       [latent, explanation_id, scorer, models[scorer], identity, config.control, run_id, status, reason,
                         metrics["n"], metrics["n_unscored"], metrics["balanced_accuracy"], metrics["accuracy"],
                         metrics["precision"], metrics["recall"], metrics["f1"], metrics["auroc"],
                         json.dumps({str(k): v for k, v in metrics["recall_by_quantile"].items()}),
-                        json.dumps(chance), len(groups), tokens[0], tokens[1], tokens[2]])
+                        json.dumps(chance), n_calls, tokens[0], tokens[1], tokens[2]])
             db.execute("DELETE FROM score_example_rows WHERE latent = ? AND explanation_id = ? AND scorer = ? "
                        "AND config_hash = ? AND control = ?", [latent, explanation_id, scorer, identity, config.control])
             batch_of = [b for b, batch in enumerate(groups) for _ in batch]
