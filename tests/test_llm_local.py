@@ -51,3 +51,5 @@ def test_batch_answers_equal_single_answers():
 
     together, alone = asyncio.run(run())
     assert [c.text for c in together] == [c.text for c in alone]
+    # count_tokens (used to report the prefix-cacheable share of prompts) counts as generate does.
+    assert [backend.count_tokens(p) for p in prompts] == [c.prompt_tokens for c in alone]

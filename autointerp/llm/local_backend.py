@@ -46,7 +46,9 @@ class LocalBackend(Backend):
         self.batches: list[int] = []  # size of every generate call, for tests and benchmarks
 
     def count_tokens(self, messages: list[dict]) -> int:
-        return len(self._tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True))
+        """Prompt tokens of ``messages`` with the chat template, as ``generate`` counts them."""
+        text = self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return len(self._tokenizer(text, add_special_tokens=False).input_ids)
 
     async def generate(self, messages: list[dict], options: GenerateOptions) -> Completion:
         if self._queue is None:
