@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+import duckdb
+
 from autointerp.config import CollectConfig
 
 SMALL = dict(tokens=6144, seq_len=256, batch_size=8, top_k=3, n_quantiles=2, explain_per_quantile=1,
@@ -25,3 +27,20 @@ def collected_db(tmp_path_factory):
         args += ["--" + key.replace("_", "-"), str(value)]
     assert main(args) == 0
     return path
+
+
+@pytest.fixture(scope="module")
+def local_backend():
+    """The in-process embedded model, behind the OpenAI-protocol test server of a test module."""
+    from autointerp.llm.local_backend import LocalBackend
+
+    return LocalBackend()
+
+
+def query(db, sql: str, params=()) -> list[tuple]:
+    """Rows of ``sql`` on the database file ``db``, opened read-only and closed again."""
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute(sql, list(params)).fetchall()
+    finally:
+        con.close()

@@ -17,18 +17,12 @@ import pytest
 
 from autointerp.config import ExplainConfig
 from autointerp.explain.stage import explain
-from autointerp.llm.local_backend import LocalBackend
-
+from .conftest import query as rows
 from .openai_server import FaultPlan, ModelServer
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = dict(backend="openai", model="smollm2", n_examples=3, max_tokens=12, backoff_base=0.05)
-
-
-@pytest.fixture(scope="module")
-def local_backend():
-    return LocalBackend()
 
 
 @pytest.fixture
@@ -43,14 +37,6 @@ def ok_latents(db, n: int) -> list[int]:
     try:
         return [r[0] for r in con.execute("SELECT latent FROM latents WHERE status = 'ok' ORDER BY latent LIMIT ?",
                                           [n]).fetchall()]
-    finally:
-        con.close()
-
-
-def rows(db, sql: str, params=()):
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql, list(params)).fetchall()
     finally:
         con.close()
 
