@@ -7,23 +7,17 @@ import asyncio
 import json
 import shutil
 
-import duckdb
 import pytest
 
 from autointerp.config import ScoreConfig
-from autointerp.llm.local_backend import LocalBackend
 from autointerp.score.stage import score
 from autointerp.store.db import connect
 
+from .conftest import query
 from .openai_server import ModelServer
 
 pytestmark = pytest.mark.slow
 EXPLANATIONS = ["names of rivers", "the word 'the'", "dates and years", "units of measurement"]
-
-
-@pytest.fixture(scope="module")
-def local_backend():
-    return LocalBackend()
 
 
 @pytest.fixture
@@ -38,14 +32,6 @@ def explained_db(collected_db, tmp_path):
                     "NULL, NULL, NULL, 0, 0, 0, now())", [latent, text])
     con.close()
     return path, latents
-
-
-def query(db, sql, params=()):
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql, list(params)).fetchall()
-    finally:
-        con.close()
 
 
 def test_detection_and_fuzzing_rows_for_every_latent(explained_db, local_backend):
@@ -110,3 +96,14 @@ def test_embedding_scorer_through_the_stage(explained_db, local_backend):
     sims = query(db, "SELECT count(*), count(probability), min(probability), max(probability) FROM score_examples "
                      "WHERE scorer = 'embedding'")[0]
     assert sims[0] == sims[1] > 0 and -1 <= sims[2] <= sims[3] <= 1
+    # With the local backend named, no local model is loaded either.
+    import autointerp.llm.local_backend as local_module
+
+    loads = []
+    original = local_module.LocalBackend.__init__
+    local_module.LocalBackend.__init__ = lambda self, *a, **k: (loads.append(1), original(self, *a, **k))[1]
+    try:
+        again = asyncio.run(score(ScoreConfig(scorers="embedding", control="shuffled"), db, progress=False))
+    finally:
+        local_module.LocalBackend.__init__ = original
+    assert loads == [] and again.scored == 4 and again.calls == 0

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from ..config import ScoreConfig, config_hash, parse_latent_ranges
 from ..errors import AutointerpError
-from ..llm.base import GenerateOptions
+from ..llm.base import Backend, GenerateOptions
 from ..llm.factory import make_backend
 from ..llm.queue import LLMQueue, QueueConfig, RequestFailed
 from ..store import runs
@@ -98,7 +98,11 @@ async def score(config: ScoreConfig, db, progress: bool = True) -> ScoreResult:
         chosen = select_explanations(con, config)
         if config.control == "shuffled":
             chosen = shuffled_control(chosen, config.seed)
-        backend = make_backend(config.backend, config.model, config.base_url, config.api_key_env, config.timeout)
+        if any(s != "embedding" for s in config.scorer_list()):
+            backend = make_backend(config.backend, config.model, config.base_url, config.api_key_env,
+                                   config.timeout)
+        else:  # the embedding scorer calls no LLM: load none (the base Backend is never asked)
+            backend = Backend()
         try:
             return await _run(con, config, backend, chosen, progress)
         finally:
