@@ -180,18 +180,25 @@ async def _run(con, config: ScoreConfig, backend, chosen, progress) -> ScoreResu
         identity = identities[scorer]
 
         def write(db, call_id_of):
-            db.execute("INSERT OR REPLACE INTO score_rows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-                       "?, ?, ?, ?, ?, ?, now())",
+            headline = metrics["auroc"] if scorer == "embedding" else metrics["balanced_accuracy"]
+            chance["score"] = chance["auroc"] if scorer == "embedding" else chance["balanced_accuracy"]
+            db.execute("INSERT OR REPLACE INTO score_rows (latent, explanation_id, scorer, model, config_hash, control, "
+                       "run_id, status, reason, n_examples, n_unscored, balanced_accuracy, accuracy, precision, recall, "
+                       "f1, auroc, quantile_recall, chance, n_calls, prompt_tokens, completion_tokens, "
+                       "fixed_prompt_tokens, score, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                       "?, ?, ?, ?, ?, ?, ?, ?, now())",
                        [latent, explanation_id, scorer, models[scorer], identity, config.control, run_id, status, reason,
                         metrics["n"], metrics["n_unscored"], metrics["balanced_accuracy"], metrics["accuracy"],
                         metrics["precision"], metrics["recall"], metrics["f1"], metrics["auroc"],
                         json.dumps({str(k): v for k, v in metrics["recall_by_quantile"].items()}),
-                        json.dumps(chance), n_calls, tokens[0], tokens[1], tokens[2]])
+                        json.dumps(chance), n_calls, tokens[0], tokens[1], tokens[2], headline])
             db.execute("DELETE FROM score_example_rows WHERE latent = ? AND explanation_id = ? AND scorer = ? "
                        "AND config_hash = ? AND control = ?", [latent, explanation_id, scorer, identity, config.control])
             batch_of = [b for b, batch in enumerate(groups) for _ in batch]
             db.executemany(
-                "INSERT INTO score_example_rows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO score_example_rows (run_id, latent, explanation_id, scorer, config_hash, control, "
+                "context_id, variant, marked, quantile, label, prediction, probability, batch, call_id, reason) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [[run_id, latent, explanation_id, scorer, identity, config.control, s.context_id, s.variant,
                   s.marked or None, s.quantile, s.label, predictions[k], probabilities[k], batch_of[k],
                   call_id_of(items[k]), reasons[k]] for k, s in enumerate(flat)])
