@@ -7,6 +7,8 @@ Public API (imported lazily, so ``import autointerp`` stays light):
 - ``load_saelens``, ``Sae``: SAEs in SAELens format;
 - ``load_dictionary``, ``mlp_neurons``, ``Dictionary``: dictionaries of every supported format
   (SAELens, sparsify, Gemma Scope, Llama Scope, BatchTopK) and the model's MLP neurons;
+- ``open_db``, ``Database``: read a database's views as DuckDB relations, pandas DataFrames or Arrow
+  tables; ``refresh_latent_summary``: bring the stored ``latent_summary`` up to date after writing;
 - ``AutointerpError``: every user-facing error.
 """
 
@@ -26,6 +28,9 @@ _EXPORTS = {
     "mlp_neurons": "autointerp.models.dictionaries",
     "Dictionary": "autointerp.models.dictionaries",
     "AutointerpError": "autointerp.errors",
+    "open_db": "autointerp.query.api",
+    "Database": "autointerp.query.api",
+    "refresh_latent_summary": "autointerp.store.summary",
 }
 
 __all__ = list(_EXPORTS)

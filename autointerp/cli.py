@@ -14,7 +14,10 @@ import typing
 
 from .config import CollectConfig, ExplainConfig, ScoreConfig
 from .config_fields import field_docs
+from .browse import command as browse_command
 from .errors import AutointerpError
+from .interop import export_command, import_command
+from .query import sql as sql_command
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
@@ -72,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--db", required=True, help="DuckDB file with explanations")
     score.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_arguments(score, ScoreConfig)
+    export_command.add_parser(sub)
+    import_command.add_parser(sub)
+    browse_command.add_parser(sub)
+    sql_command.add_parser(sub)
     return parser
 
 
@@ -124,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     handlers = {"collect": run_collect, "explain": run_explain, "score": run_score}
+    handlers.update({"export": export_command.run, "import": import_command.run})
+    handlers["browse"] = browse_command.run
+    handlers["sql"] = sql_command.run
     try:
         return handlers[args.command](args)
     except AutointerpError as exc:

@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..sample.select import KINDS, SPLITS, Selection
+from .summary import refresh_latent_summary
 
 
 def _list_column(matrix: np.ndarray) -> pa.ListArray:
@@ -94,6 +95,7 @@ def write_collection(con: duckdb.DuckDBPyConnection, run_id: str, replaces: list
         con.execute("INSERT INTO latent_examples SELECT * FROM _examples")
         con.register("_stats", latent_stats)
         con.execute("INSERT INTO latent_stats SELECT * FROM _stats")
+        refresh_latent_summary(con, in_transaction=True)
         con.execute("UPDATE runs SET status = 'complete', finished_at = now(), summary = ? WHERE run_id = ?",
                     [json.dumps(summary), run_id])
         con.execute("COMMIT")

@@ -1,0 +1,368 @@
+# Source of paper_figures.ipynb (percent format: one cell per "# %%" line). Edit this file, then run
+# `.venv/bin/python notebooks/build_notebook.py` to rewrite the notebook; a test checks the two agree.
+
+# %% [markdown]
+# # Paper figures from an autointerp database
+#
+# Every figure and table below comes from **one SQL query** over the public views of an autointerp
+# database (`latents` and `scores`, documented in `docs/schema.md`), opened read-only:
+#
+# - **(a)** the distribution of each scorer's headline `score`, with its chance level (`chance.score`);
+# - **(b)** recall per activation quantile (0 = weakest), mean and 95% t-interval over latents, from
+#   `scores.quantile_recall`;
+# - **(c)** agreement between scorers: Spearman correlation of the latents' scores for each pair of
+#   scorers, with the number of latents both scored;
+# - **(d)** score against firing frequency (log scale);
+# - **(e)** real scores against the shuffled-explanation control (`control = 'shuffled'`), paired per
+#   latent: the mean gap with a bootstrap 95% interval, and the chance level;
+# - a summary table per scorer.
+#
+# Rows without a score (`score IS NULL`: unscored, or a metric undefined on that test set) are left out
+# of every figure and counted in its titles. When one latent has several rows for the same scorer and
+# control (rescored with another configuration), the latest is used; set `AUTOINTERP_SCORES_WHERE` to
+# choose others. Figures are saved as PNG (and the tables as CSV) in `AUTOINTERP_FIGURES`.
+#
+# From the repository root (relative paths are read from the notebook's folder when it runs):
+#
+# ```bash
+# AUTOINTERP_DB=$PWD/demo.duckdb AUTOINTERP_FIGURES=$PWD/figures .venv/bin/jupyter execute notebooks/paper_figures.ipynb
+# ```
+
+# %%
+import os
+from pathlib import Path
+
+DB = Path(os.environ.get("AUTOINTERP_DB", "demo.duckdb")).resolve()
+FIGURES = Path(os.environ.get("AUTOINTERP_FIGURES", "figures/")).resolve()
+# A SQL condition on the `scores` view choosing the rows to plot, e.g. "model = 'gpt-4o-mini'".
+SCORES_WHERE = os.environ.get("AUTOINTERP_SCORES_WHERE", "TRUE")
+N_BOOTSTRAP = 10_000
+SEED = 0
+
+# %%
+import textwrap
+
+import duckdb
+import matplotlib
+
+matplotlib.use("Agg")  # figures go to PNG files, which are then shown
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from IPython.display import Image, display
+from matplotlib.ticker import NullFormatter
+from scipy import stats
+
+from autointerp.errors import AutointerpError
+
+if not DB.is_file():
+    raise AutointerpError(f"No database at {DB}.", "an autointerp DuckDB file (collect, explain, score).",
+                          "set AUTOINTERP_DB to its path (relative paths start from the notebook's folder).")
+con = duckdb.connect(str(DB), read_only=True)
+if not con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = 'scores'").fetchone()[0]:
+    raise AutointerpError(f"{DB} has no `scores` view.", "a database written by autointerp 0.1 or later.",
+                          "run `autointerp score --db ...` on it (which also upgrades its schema).")
+FIGURES.mkdir(parents=True, exist_ok=True)
+
+# The rows every query starts from: the latest row per (latent, scorer, control) among those chosen.
+CHOSEN = f"""chosen AS (
+    SELECT * FROM scores WHERE {SCORES_WHERE}
+    QUALIFY row_number() OVER (PARTITION BY latent, scorer, control
+                               ORDER BY created_at DESC, config_hash, explanation_id) = 1)"""
+
+
+def query(sql: str) -> pd.DataFrame:
+    """Run ``sql`` with the ``chosen`` score rows as a CTE; ``sql`` may begin with more: ", x AS (...)"."""
+    return con.execute(f"WITH {CHOSEN} {sql}").df()
+
+
+KNOWN = ["detection", "fuzzing", "embedding", "simulation", "intervention", "intervention_choice",
+         "intervention_surprisal"]
+SCORERS = sorted(query("SELECT DISTINCT scorer FROM chosen").scorer,
+                 key=lambda s: (KNOWN.index(s) if s in KNOWN else len(KNOWN), s))
+COLORS = {s: plt.cm.tab10(i % 10) for i, s in enumerate(SCORERS)}
+n_all = con.execute(f"SELECT count(*) FROM scores WHERE {SCORES_WHERE}").fetchone()[0]
+n_chosen = query("SELECT count(*) AS n FROM chosen").n[0]
+print(f"{DB}: {n_chosen} score rows used ({n_all - n_chosen} older rows of the same latent, scorer and "
+      f"control set aside); scorers: {', '.join(SCORERS) or 'none'}")
+
+
+def panels(n: int, width: float = 4.2, height: float = 3.2):
+    """A figure with one axes per scorer (at least one), in rows of three; unused axes hidden."""
+    n = max(n, 1)
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:n])
+
+
+def note(ax, text: str) -> None:
+    """Say in the panel (and in the notebook's output) why there is nothing to draw."""
+    ax.text(0.5, 0.5, textwrap.fill(text, 36), ha="center", va="center", transform=ax.transAxes)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    print(text)
+
+
+def finish(fig, name: str) -> None:
+    """Save the figure as FIGURES/<name>.png, show that file, and free the figure."""
+    path = FIGURES / f"{name}.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+    display(Image(filename=str(path)))
+
+
+def mean_ci(values) -> tuple[float, float, float]:
+    """Mean and 95% t-interval; the interval is NaN with fewer than two values."""
+    values = np.asarray(values, dtype=float)
+    mean = values.mean() if len(values) else np.nan
+    if len(values) < 2:
+        return mean, np.nan, np.nan
+    half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
+    return mean, mean - half, mean + half
+
+
+def bootstrap_ci(values, n_resamples: int = N_BOOTSTRAP, seed: int = SEED) -> tuple[float, float]:
+    """Percentile bootstrap 95% interval of the mean; NaN with fewer than two values."""
+    values = np.asarray(values, dtype=float)
+    if len(values) < 2:
+        return np.nan, np.nan
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), size=(n_resamples, len(values)))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def no_scores(ax) -> None:
+    note(ax, f"no scores in {DB.name}: run `autointerp score` first")
+
+# %% [markdown]
+# ## (a) Score distribution per scorer
+#
+# The dashed line is the scorer's chance level (`chance.score`, averaged over latents when it varies).
+
+# %%
+real = query("""
+    SELECT scorer, latent, score, CAST(chance->>'score' AS DOUBLE) AS chance
+    FROM chosen WHERE control = ''""")
+
+fig, axes = panels(len(SCORERS))
+for ax, scorer in zip(axes, SCORERS or [None]):
+    if scorer is None:
+        no_scores(ax)
+        continue
+    rows = real[real.scorer == scorer]
+    scored = rows[rows.score.notna()]
+    n_null = len(rows) - len(scored)
+    if scored.empty:
+        note(ax, f"no data for {scorer}: {n_null} rows without a score")
+        ax.set_title(scorer)
+        continue
+    ax.hist(scored.score, bins=min(20, max(5, len(scored) // 3)), color=COLORS[scorer], alpha=0.8)
+    chance = scored.chance.mean()
+    if not np.isnan(chance):
+        ax.axvline(chance, color="k", ls="--", label=f"chance {chance:.2f}")
+        ax.legend(fontsize=8)
+    ax.set_title(f"{scorer}: {len(scored)} scored, {n_null} unscored", fontsize=10)
+    ax.set_xlabel("score")
+    ax.set_ylabel("latents")
+finish(fig, "scores_histogram")
+
+# %% [markdown]
+# ## (b) Recall per activation quantile
+#
+# Each latent's recall of the activating test contexts of each quantile (0 = weakest), mean and 95%
+# t-interval over latents.
+
+# %%
+recall = query("""
+    SELECT s.scorer, s.latent, CAST(q.key AS INTEGER) AS quantile, TRY_CAST(q.value AS DOUBLE) AS recall
+    FROM chosen s, json_each(s.quantile_recall) q
+    WHERE s.control = '' AND s.score IS NOT NULL""")
+
+fig, axes = panels(len(SCORERS))
+for ax, scorer in zip(axes, SCORERS or [None]):
+    if scorer is None:
+        no_scores(ax)
+        continue
+    rows = recall[(recall.scorer == scorer) & recall.recall.notna()]
+    if rows.empty:
+        note(ax, f"no data for {scorer}: no per-quantile recall among its scored rows")
+        ax.set_title(scorer)
+        continue
+    curve = pd.DataFrame([(q, *mean_ci(g.recall), len(g)) for q, g in rows.groupby("quantile")],
+                         columns=["quantile", "mean", "low", "high", "n"])
+    ax.plot(curve["quantile"], curve["mean"], "o-", color=COLORS[scorer])
+    ax.fill_between(curve["quantile"], curve["low"], curve["high"], color=COLORS[scorer], alpha=0.25)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xticks(curve["quantile"])
+    ax.set_title(f"{scorer}: {rows.latent.nunique()} latents", fontsize=10)
+    ax.set_xlabel("activation quantile (0 = weakest)")
+    ax.set_ylabel("recall")
+finish(fig, "quantile_recall")
+
+# %% [markdown]
+# ## (c) Agreement between scorers
+#
+# Spearman correlation of the latents' scores for each pair of scorers, over the latents both scored
+# (`n`); "n/a" where fewer than three latents are shared or one scorer's scores are constant.
+
+# %%
+wide = query("SELECT latent, scorer, score FROM chosen WHERE control = '' AND score IS NOT NULL") \
+    .pivot(index="latent", columns="scorer", values="score")
+with_data = [s for s in SCORERS if s in wide.columns]
+wide = wide.reindex(columns=with_data)
+rho = wide.corr(method="spearman", min_periods=3)
+present = wide.notna().to_numpy(dtype=int)
+shared = pd.DataFrame(present.T @ present, index=with_data, columns=with_data)  # latents scored by both
+agreement = pd.DataFrame([(a, b, rho.loc[a, b], shared.loc[a, b]) for a in with_data for b in with_data],
+                         columns=["scorer_a", "scorer_b", "spearman", "n_latents"])
+agreement.to_csv(FIGURES / "agreement.csv", index=False)
+
+fig, ax = plt.subplots(figsize=(1.6 * max(len(with_data), 2) + 1.5, 1.4 * max(len(with_data), 2) + 1))
+if len(with_data) < 2:
+    missing = [s for s in SCORERS if s not in with_data]
+    note(ax, "no data for agreement: it needs two scorers with scores (have: "
+         + (", ".join(with_data) or "none") + (f"; no data for {', '.join(missing)}" if missing else "") + ")")
+else:
+    image = ax.imshow(rho.to_numpy(dtype=float), vmin=-1, vmax=1, cmap="RdBu_r")
+    for i, a in enumerate(with_data):
+        for j, b in enumerate(with_data):
+            value = rho.loc[a, b]
+            label = "n/a" if np.isnan(value) else f"{value:.2f}"
+            ax.text(j, i, f"{label}\nn={shared.loc[a, b]}", ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(len(with_data)), with_data, rotation=30, ha="right")
+    ax.set_yticks(range(len(with_data)), with_data)
+    fig.colorbar(image, ax=ax, label="Spearman ρ")
+    ax.set_title("agreement between scorers")
+    for s in SCORERS:
+        if s not in with_data:
+            print(f"no data for {s}: no scored rows to compare")
+finish(fig, "scorer_agreement")
+
+# %% [markdown]
+# ## (d) Score against firing frequency
+
+# %%
+by_frequency = query("""
+    SELECT s.scorer, s.latent, s.score, l.frequency
+    FROM chosen s JOIN latents l USING (latent)
+    WHERE s.control = ''""")
+
+fig, axes = panels(len(SCORERS))
+for ax, scorer in zip(axes, SCORERS or [None]):
+    if scorer is None:
+        no_scores(ax)
+        continue
+    rows = by_frequency[by_frequency.scorer == scorer]
+    usable = rows[rows.score.notna() & (rows.frequency > 0)]
+    n_null = int(rows.score.isna().sum())
+    if usable.empty:
+        note(ax, f"no data for {scorer}: {n_null} rows without a score")
+        ax.set_title(scorer)
+        continue
+    ax.scatter(usable.frequency, usable.score, s=10, alpha=0.6, color=COLORS[scorer])
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    chance = real[(real.scorer == scorer) & real.score.notna()].chance.mean()
+    if not np.isnan(chance):
+        ax.axhline(chance, color="k", ls="--", lw=1, label=f"chance {chance:.2f}")
+        ax.legend(fontsize=8)
+    r = stats.spearmanr(usable.frequency, usable.score)[0] if len(usable) >= 3 else np.nan
+    ax.set_title(f"{scorer}: {len(usable)} latents, {n_null} unscored"
+                 + ("" if np.isnan(r) else f", ρ={r:.2f}"), fontsize=10)
+    ax.set_xlabel("firing frequency")
+    ax.set_ylabel("score")
+finish(fig, "score_vs_frequency")
+
+# %% [markdown]
+# ## (e) Real explanations against the shuffled-explanation control
+#
+# For each latent scored both with its own explanation and with another latent's, the gap is
+# real - shuffled. Left: mean of each over those latents, with bootstrap 95% intervals, and the chance
+# level (short black line). Right: the mean gap with its bootstrap 95% interval.
+
+# %%
+paired = query("""
+    SELECT coalesce(r.scorer, c.scorer) AS scorer, coalesce(r.latent, c.latent) AS latent,
+           r.score AS own, c.score AS shuffled, CAST(r.chance->>'score' AS DOUBLE) AS chance
+    FROM (SELECT * FROM chosen WHERE control = '') r
+    FULL JOIN (SELECT * FROM chosen WHERE control = 'shuffled') c ON r.latent = c.latent AND r.scorer = c.scorer""")
+
+gaps = {}
+fig, (left, right) = plt.subplots(1, 2, figsize=(max(8, 2.6 * len(SCORERS)), 3.8))
+if not SCORERS:
+    no_scores(left)
+    no_scores(right)
+for x, scorer in enumerate(SCORERS):
+    rows = paired[paired.scorer == scorer]
+    both = rows[rows.own.notna() & rows.shuffled.notna()]
+    if both.empty:
+        text = (f"no data for {scorer}: {int(rows.own.notna().sum())} real and "
+                f"{int(rows.shuffled.notna().sum())} shuffled scores, none on the same latent")
+        print(text)
+        for ax in (left, right):
+            ax.text(x, 0.5, f"no data\nfor {scorer}", ha="center", va="center", fontsize=8,
+                    transform=ax.get_xaxis_transform())
+        continue
+    diff = (both.own - both.shuffled).to_numpy()
+    gaps[scorer] = (diff.mean(), *bootstrap_ci(diff), len(diff))
+    for offset, column in ((-0.12, "own"), (0.12, "shuffled")):
+        mean = both[column].mean()
+        low, high = bootstrap_ci(both[column])
+        err = None if np.isnan(low) else [[mean - low], [high - mean]]
+        left.errorbar(x + offset, mean, yerr=err, fmt="o", color=COLORS[scorer],
+                      mfc=COLORS[scorer] if column == "own" else "white", capsize=3)
+    chance = both.chance.mean()
+    if not np.isnan(chance):
+        left.hlines(chance, x - 0.3, x + 0.3, color="k", ls="--", lw=1)
+    gap, low, high, n = gaps[scorer]
+    err = None if np.isnan(low) else [[gap - low], [high - gap]]
+    right.errorbar(x, gap, yerr=err, fmt="o", color=COLORS[scorer], capsize=4)
+    right.annotate(f"n={n}", (x, gap), textcoords="offset points", xytext=(8, 0), fontsize=8)
+for ax in (left, right):
+    ax.set_xticks(range(len(SCORERS)), SCORERS, rotation=20)
+    ax.set_xlim(-0.6, max(len(SCORERS), 1) - 0.4)
+left.set_ylabel("mean score (● real, ○ shuffled, -- chance)")
+left.set_title("real vs shuffled-explanation control", fontsize=10)
+right.axhline(0, color="grey", lw=1)
+right.set_ylabel("mean gap (real - shuffled)")
+right.set_title("gap over the control, bootstrap 95% CI", fontsize=10)
+finish(fig, "shuffled_control")
+
+# %% [markdown]
+# ## Summary per scorer
+#
+# `n_scored` / `n_unscored`: real-explanation rows with and without a score; `mean_score` and `chance`
+# (mean `chance.score`) over the scored ones; `control_mean`: mean score of the shuffled-control rows;
+# `gap`: mean of real - shuffled over the `n_pairs` latents that have both, with the bootstrap interval
+# of figure (e).
+
+# %%
+summary = query("""
+    , own AS (SELECT * FROM chosen WHERE control = ''),
+    ctrl AS (SELECT * FROM chosen WHERE control = 'shuffled')
+    SELECT s.scorer,
+           coalesce(r.n_scored, 0) AS n_scored, coalesce(r.n_unscored, 0) AS n_unscored,
+           r.mean_score, r.chance, c.control_mean, coalesce(g.n_pairs, 0) AS n_pairs, g.gap
+    FROM (SELECT DISTINCT scorer FROM chosen) s
+    LEFT JOIN (SELECT scorer, count(score) AS n_scored, count(*) - count(score) AS n_unscored,
+                      avg(score) AS mean_score,
+                      avg(CAST(chance->>'score' AS DOUBLE)) FILTER (WHERE score IS NOT NULL) AS chance
+               FROM own GROUP BY scorer) r USING (scorer)
+    LEFT JOIN (SELECT scorer, avg(score) AS control_mean FROM ctrl GROUP BY scorer) c USING (scorer)
+    LEFT JOIN (SELECT scorer, count(*) AS n_pairs, avg(own.score - ctrl.score) AS gap
+               FROM own JOIN ctrl USING (latent, scorer)
+               WHERE own.score IS NOT NULL AND ctrl.score IS NOT NULL GROUP BY scorer) g USING (scorer)""")
+summary = summary.set_index("scorer").reindex(SCORERS)
+summary["gap_low"] = [gaps.get(s, (np.nan,) * 4)[1] for s in summary.index]
+summary["gap_high"] = [gaps.get(s, (np.nan,) * 4)[2] for s in summary.index]
+summary.to_csv(FIGURES / "summary.csv")
+print(f"figures and tables in {FIGURES}")
+display(summary)
+
+# %%
+con.close()
