@@ -207,9 +207,18 @@ class LLMConfig:
     timeout: float = 120.0
     """Seconds before a request times out (and is retried)."""
 
+    guided: str = "auto"
+    """Guide the answer's format: start the model's answer with its marker ("[EXPLANATION]:",
+    "[ANSWER]:") for it to continue, and constrain scorer answers to the expected digits (regex-guided
+    decoding). on, off, or auto: on for the local and vllm backends, off for openai, whose API can do
+    neither (a `vllm serve` endpoint can: use on with it). Small models need it to keep the format; it
+    changes the format of the answer, never which answer is chosen among valid ones."""
+
     def __post_init__(self) -> None:
         if self.backend not in ("local", "openai", "vllm"):
             raise AutointerpError(f"--backend {self.backend!r} is not known.", "local, openai or vllm.")
+        if self.guided not in ("auto", "on", "off"):
+            raise AutointerpError(f"--guided {self.guided!r} is not known.", "auto, on or off.")
         if self.max_in_flight <= 0:
             raise AutointerpError(f"--max-in-flight is {self.max_in_flight}.", "a positive integer.")
         for name in ("max_retries", "tpm"):
@@ -221,6 +230,14 @@ class LLMConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def is_guided(self) -> bool:
+        """Whether answers are prefilled with their marker and, where given, constrained by a regex."""
+        return self.guided == "on" or (self.guided == "auto" and self.backend in ("local", "vllm"))
+
+    def answer_prefill(self, marker: str) -> str:
+        """The text the model's answer starts with: ``marker`` when guided, else empty."""
+        return marker if self.is_guided() else ""
 
 
 @dataclass
@@ -268,7 +285,7 @@ class ExplainConfig(LLMConfig):
             raise AutointerpError(f"--mark-threshold {self.mark_threshold} is outside [0, 1).")
 
     SHAPING = ("backend", "model", "explainer", "examples", "n_examples", "n_negatives", "mark_threshold",
-               "show_activations", "max_tokens", "temperature")
+               "show_activations", "max_tokens", "temperature", "guided")
 
 
 def parse_latent_ranges(spec: str) -> list[tuple[int, int]]:
@@ -287,7 +304,7 @@ def parse_latent_ranges(spec: str) -> list[tuple[int, int]]:
     return ranges
 
 
-SCORERS = ("detection", "fuzzing", "embedding")
+SCORERS = ("detection", "fuzzing", "embedding", "simulation", "intervention")
 
 
 @dataclass
@@ -296,7 +313,9 @@ class ScoreConfig(LLMConfig):
 
     scorers: str = "detection,fuzzing"
     """Comma-separated scorers to run: detection, fuzzing (LLM), embedding (cosine similarity of the
-    explanation and each context under a sentence-embedding model, AUROC)."""
+    explanation and each context under a sentence-embedding model, AUROC), simulation (the LLM predicts
+    every token's activation; Pearson correlation), intervention (steer the subject model with the
+    latent; a judge, a multiple-choice judge and the surprisal score)."""
 
     embedding_model: str = ""
     """Sentence-embedding model folder for the embedding scorer; empty for all-MiniLM-L6-v2 from the
@@ -334,6 +353,15 @@ class ScoreConfig(LLMConfig):
     seed: int = 22
     """Seed of the shuffling, batching and false marks."""
 
+    simulation_contexts: int = 10
+    """Test contexts the simulation scorer predicts per latent: half activating (spread over the
+    quantiles), half non-activating, as OpenAI's 5 top + 5 random."""
+
+    simulation_batch: int = 5
+    """Excerpts per simulation prompt."""
+
+    # -- intervention scorer (fields below) --
+
     def __post_init__(self) -> None:
         super().__post_init__()
         unknown = [s for s in self.scorer_list() if s not in SCORERS]
@@ -342,7 +370,7 @@ class ScoreConfig(LLMConfig):
                                   "a comma-separated list of: " + ", ".join(SCORERS))
         if self.control not in ("", "shuffled"):
             raise AutointerpError(f"--control {self.control!r} is not known.", "'shuffled' or nothing.")
-        for name in ("batch_size", "max_tokens"):
+        for name in ("batch_size", "max_tokens", "simulation_contexts", "simulation_batch"):
             if getattr(self, name) <= 0:
                 raise AutointerpError(f"--{name.replace('_', '-')} is {getattr(self, name)}.", "a positive integer.")
         if self.fuzz_random < 0 or self.fuzz_misplaced < 0:
@@ -354,4 +382,5 @@ class ScoreConfig(LLMConfig):
         return [s.strip() for s in self.scorers.split(",") if s.strip()]
 
     SHAPING = ("backend", "model", "batch_size", "mark_threshold", "fuzz_random", "fuzz_misplaced", "logprobs",
-               "max_tokens", "temperature", "seed")
+               "max_tokens", "temperature", "seed", "guided")
+    SIMULATION = ("simulation_contexts", "simulation_batch")

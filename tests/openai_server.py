@@ -111,17 +111,30 @@ class ModelServer:
         return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
 
     def complete(self, request: dict) -> dict:
+        messages = request["messages"]
+        prefill = ""
+        if request.get("continue_final_message") and messages and messages[-1]["role"] == "assistant":
+            messages, prefill = messages[:-1], messages[-1]["content"]  # vLLM's extension of the protocol
         options = GenerateOptions(max_tokens=int(request.get("max_tokens") or 64),
-                                  temperature=float(request.get("temperature") or 0.0))
+                                  temperature=float(request.get("temperature") or 0.0), prefill=prefill,
+                                  logprobs=bool(request.get("logprobs")),
+                                  top_logprobs=int(request.get("top_logprobs") or 0),
+                                  regex=(request.get("structured_outputs") or {}).get("regex", ""))
         if self.delay:
             time.sleep(self.delay)
         with self._generate_lock:
-            completion = self._loop.run_until_complete(self.backend.generate(request["messages"], options))
+            completion = self._loop.run_until_complete(self.backend.generate(messages, options))
+        choice_logprobs = None
+        if completion.logprobs is not None:  # the wire format of chat completions' logprobs
+            choice_logprobs = {"content": [
+                {"token": t.token, "logprob": t.logprob, "bytes": list(t.token.encode()),
+                 "top_logprobs": [{"token": a, "logprob": v, "bytes": list(a.encode())} for a, v in t.top.items()]}
+                for t in completion.logprobs]}
         return {
             "id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()),
             "model": request.get("model", "smollm2"),
             "choices": [{"index": 0, "message": {"role": "assistant", "content": completion.text},
-                         "finish_reason": completion.finish_reason or "stop"}],
+                         "finish_reason": completion.finish_reason or "stop", "logprobs": choice_logprobs}],
             "usage": {"prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens,
                       "total_tokens": completion.prompt_tokens + completion.completion_tokens},
         }

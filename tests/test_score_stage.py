@@ -107,3 +107,25 @@ def test_embedding_scorer_through_the_stage(explained_db, local_backend):
     finally:
         local_module.LocalBackend.__init__ = original
     assert loads == [] and again.scored == 4 and again.calls == 0
+
+
+def test_guided_answers_with_logprobs_give_a_probability_per_context(explained_db, local_backend):
+    """With --guided on (answer prefilled with its marker, digits constrained by a regex, both sent as
+    `vllm serve`'s extensions) and --logprobs, the embedded model's every batch is readable and every
+    context gets P(1) from the digit's logprobs; AUROC comes from those probabilities."""
+    db, latents = explained_db
+    with ModelServer(local_backend) as server:
+        config = ScoreConfig(backend="openai", model="smollm2", base_url=server.base_url, batch_size=4,
+                             scorers="detection", latents=f"{latents[0]}-{latents[1]}", guided="on", logprobs=True)
+        result = asyncio.run(score(config, db, progress=False))
+    assert result.scored == 2 and result.unscored == 0
+    rows = query(db, "SELECT label, prediction, probability, reason FROM score_examples WHERE scorer = 'detection'")
+    assert rows and all(r[1] is not None and r[3] is None for r in rows)
+    assert all(0.0 <= r[2] <= 1.0 for r in rows)
+    # The digit read from the answer and its probability agree: greedy decoding picks the likelier digit.
+    assert all((r[2] >= 0.5) == r[1] for r in rows)
+    for auroc, labels in query(db, "SELECT s.auroc, list(e.label) FROM scores s JOIN score_examples e USING "
+                                   "(latent, scorer, config_hash) GROUP BY ALL"):
+        assert (auroc is None) == (len(set(labels)) < 2)
+    sent = query(db, "SELECT messages, options FROM llm_calls WHERE purpose = 'detection' LIMIT 1")[0]
+    assert json.loads(sent[1])["prefill"] == "[ANSWER]:" and json.loads(sent[1])["regex"].startswith("( [01]){")

@@ -24,6 +24,7 @@ from ..llm.queue import LLMQueue, QueueConfig, RequestFailed
 from ..store import runs
 from ..store.db import connect
 from ..store.llm_log import CallLogWriter, cached_responses, request_hash, run_logged
+from ..store.summary import refresh_summary_quietly
 from .parse import parse_explanation
 from .prompt import FEW_SHOT, SYSTEM, Example, build_messages
 from .render import prompt_text
@@ -92,6 +93,7 @@ async def explain(config: ExplainConfig, db, progress: bool = True) -> ExplainRe
     try:
         return await _explain(con, config, progress)
     finally:
+        refresh_summary_quietly(con)
         con.close()
 
 
@@ -113,7 +115,8 @@ async def _run(con, config, backend, latents, not_explainable, progress) -> Expl
     run_id = runs.new_run_id("explain")
     stored = {**config.to_dict(), "resolved": {"model": backend.model, "backend": backend.kind}}
     runs.start_run(con, run_id, "explain", stored, identity)
-    options = GenerateOptions(max_tokens=config.max_tokens, temperature=config.temperature)
+    prefill = config.answer_prefill("[EXPLANATION]:")
+    options = GenerateOptions(max_tokens=config.max_tokens, temperature=config.temperature, prefill=prefill)
     cache = cached_responses(con, "explain", backend.kind, backend.model)
     writer = CallLogWriter(con, run_id, "explain", backend.kind, backend.model)
     queue = LLMQueue(backend, QueueConfig(config.max_in_flight, config.rps, config.tpm, config.max_retries,
@@ -140,9 +143,10 @@ async def _run(con, config, backend, latents, not_explainable, progress) -> Expl
                 row.update(status="failed", explanation=None, reason=exc.reason, answer=None,
                            prompt_tokens=0, completion_tokens=0, n_calls=exc.attempts, call_id=None)
         if completion is not None:
-            explanation, reason = parse_explanation(completion.text)
+            answer = prefill + completion.text  # the whole assistant turn, as the parser must read it
+            explanation, reason = parse_explanation(answer)
             row.update(status="explained" if explanation else "unparsed", explanation=explanation, reason=reason,
-                       answer=completion.text, prompt_tokens=completion.prompt_tokens,
+                       answer=answer, prompt_tokens=completion.prompt_tokens,
                        completion_tokens=completion.completion_tokens)
         counts[row["status"]] += 1
         writer.put_explanation(item, row)

@@ -13,6 +13,13 @@ class GenerateOptions:
     temperature: float = 0.0
     logprobs: bool = False
     top_logprobs: int = 0
+    prefill: str = ""
+    """Text the assistant's answer starts with (the model continues it; the completion's text does not
+    repeat it). Pins small models to the answer format; needs a backend that can continue a message."""
+    regex: str = ""
+    """A regular expression the completion (after the prefill) must match in full: guided decoding.
+    The local backend enforces it for answers made of digits, spaces, newlines and colons; vllm and
+    `vllm serve` enforce any regex."""
 
 
 @dataclass

@@ -15,6 +15,7 @@ import torch
 from ..models import embedded
 from ..models.subject import resolve_device, resolve_dtype
 from .base import Backend, Completion, GenerateOptions, PermanentError, TokenLogprob
+from .guided import RegexGuide
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class LocalBackend(Backend):
             self._tokenizer.pad_token = self._tokenizer.eos_token
         self.max_batch = max_batch
         self._queue: asyncio.Queue | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._worker: asyncio.Task | None = None
         self.batches: list[int] = []  # size of every generate call, for tests and benchmarks
 
@@ -51,8 +53,9 @@ class LocalBackend(Backend):
         return len(self._tokenizer(text, add_special_tokens=False).input_ids)
 
     async def generate(self, messages: list[dict], options: GenerateOptions) -> Completion:
-        if self._queue is None:
-            self._queue = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+        if self._queue is None or self._loop is not loop:  # first use, or used again from a new event loop
+            self._loop, self._queue = loop, asyncio.Queue()
             self._worker = asyncio.create_task(self._work())
         future = asyncio.get_running_loop().create_future()
         await self._queue.put((messages, options, future))
@@ -83,10 +86,13 @@ class LocalBackend(Backend):
     @torch.inference_mode()
     def _generate_batch(self, conversations: list[list[dict]], options: GenerateOptions) -> list[Completion]:
         tok = self._tokenizer
-        prompts = [tok.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in conversations]
+        prompts = [tok.apply_chat_template(m, tokenize=False, add_generation_prompt=True) + options.prefill
+                   for m in conversations]
         enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self._device)
         sampling = dict(do_sample=True, temperature=options.temperature) if options.temperature > 0 else \
             dict(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if options.regex:
+            sampling["prefix_allowed_tokens_fn"] = RegexGuide(tok, options.regex, enc.input_ids.shape[1])
         out = self._model.generate(**enc, max_new_tokens=options.max_tokens, eos_token_id=tok.eos_token_id,
                                    pad_token_id=tok.pad_token_id, output_scores=options.logprobs,
                                    return_dict_in_generate=True, **sampling)

@@ -58,6 +58,14 @@ class OpenAIBackend(Backend):
                       temperature=options.temperature)
         if options.logprobs:
             kwargs.update(logprobs=True, top_logprobs=options.top_logprobs or None)
+        extra_body = {}  # extensions of `vllm serve` (OpenAI's own API has neither)
+        if options.prefill:  # continue a final assistant message
+            kwargs["messages"] = [*messages, {"role": "assistant", "content": options.prefill}]
+            extra_body.update(continue_final_message=True, add_generation_prompt=False)
+        if options.regex:
+            extra_body["structured_outputs"] = {"regex": options.regex}
+        if extra_body:
+            kwargs["extra_body"] = extra_body
         try:
             response = await self._client.chat.completions.create(**kwargs)
         except openai.RateLimitError as exc:

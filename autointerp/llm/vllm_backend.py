@@ -38,9 +38,14 @@ class VLLMBackend(Backend):
         self._ids = itertools.count()
 
     async def generate(self, messages: list[dict], options: GenerateOptions) -> Completion:
-        prompt = self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        prompt = self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + options.prefill
+        extra = {}
+        if options.regex:  # vLLM's structured outputs (guided decoding)
+            from vllm.sampling_params import StructuredOutputsParams
+
+            extra["structured_outputs"] = StructuredOutputsParams(regex=options.regex)
         params = self._sampling_params(max_tokens=options.max_tokens, temperature=options.temperature,
-                                       logprobs=(options.top_logprobs or 1) if options.logprobs else None)
+                                       logprobs=(options.top_logprobs or 1) if options.logprobs else None, **extra)
         final = None
         try:
             async for output in self._engine.generate(prompt, params, f"autointerp-{next(self._ids)}"):

@@ -38,17 +38,19 @@ def parse_digits(answer: str | None, n: int) -> tuple[list[bool] | None, str | N
     return [t == "1" for t in items], None
 
 
-def digit_probabilities(answer: str, logprobs: list[TokenLogprob] | None, n: int) -> list[float] | None:
+def digit_probabilities(answer: str, logprobs: list[TokenLogprob] | None, n: int,
+                        prefill: str = "") -> list[float] | None:
     """P(1) for each of the n digits after the last marker, from the tokens' top logprobs; None when the
-    tokens cannot be matched one to one with the digits."""
+    tokens cannot be matched one to one with the digits. ``prefill`` is the start of the answer the model
+    was given (it has no logprobs; the marker may be in it)."""
     if not logprobs:
         return None
-    text = "".join(t.token for t in logprobs)
+    text = prefill + "".join(t.token for t in logprobs)
     marks = list(_MARK.finditer(text))
     if not marks:
         return None
     start = marks[-1].end()
-    probabilities, offset = [], 0
+    probabilities, offset = [], len(prefill)
     for step in logprobs:
         begin, offset = offset, offset + len(step.token)
         if begin < start or step.token.strip() not in ("0", "1"):

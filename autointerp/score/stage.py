@@ -8,6 +8,7 @@ scores. Each score's row and its per-context rows are written in one transaction
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import random
 import time
@@ -23,6 +24,7 @@ from ..llm.queue import LLMQueue, QueueConfig, RequestFailed
 from ..store import runs
 from ..store.db import connect
 from ..store.llm_log import CallLogWriter, run_logged
+from ..store.summary import refresh_summary_quietly
 from . import classifier
 from .answers import digit_probabilities, parse_digits
 from .metrics import binary_metrics
@@ -108,6 +110,7 @@ async def score(config: ScoreConfig, db, progress: bool = True) -> ScoreResult:
         finally:
             await backend.aclose()
     finally:
+        refresh_summary_quietly(con)
         con.close()
 
 
@@ -132,7 +135,8 @@ async def _run(con, config: ScoreConfig, backend, chosen, progress) -> ScoreResu
     queue = LLMQueue(backend, QueueConfig(config.max_in_flight, config.rps, config.tpm, config.max_retries,
                                           config.backoff_base), on_call=writer.log_call)
     options = GenerateOptions(max_tokens=config.max_tokens, temperature=config.temperature,
-                              logprobs=config.logprobs, top_logprobs=5 if config.logprobs else 0)
+                              logprobs=config.logprobs, top_logprobs=5 if config.logprobs else 0,
+                              prefill=config.answer_prefill("[ANSWER]:"))
     counts = {"scored": 0, "unscored": 0}
     bar = tqdm(total=len(jobs_todo), unit="score", disable=not progress, desc="score", dynamic_ncols=True)
     count_tokens = getattr(backend, "count_tokens", None)
@@ -238,14 +242,17 @@ async def _ask(queue, scorer, explanation, batch, index, latent, options):
     item = f"latent {latent} {scorer} batch {index}"
     messages = classifier.build_messages(scorer, explanation, batch)
     n = len(batch)
+    if options.prefill:  # guided: the answer is exactly n space-separated digits
+        options = dataclasses.replace(options, regex=f"( [01]){{{n}}}")
     try:
         completion = await queue.run(messages, options, item, scorer)
     except RequestFailed as exc:
         return item, [None] * n, [None] * n, f"request failed: {exc.reason}", None
-    predictions, reason = parse_digits(completion.text, n)
+    answer = options.prefill + completion.text
+    predictions, reason = parse_digits(answer, n)
     if predictions is None:
         return item, [None] * n, [None] * n, reason, completion
-    probabilities = digit_probabilities(completion.text, completion.logprobs, n) or [None] * n
+    probabilities = digit_probabilities(answer, completion.logprobs, n, options.prefill) or [None] * n
     return item, predictions, probabilities, None, completion
 
 
