@@ -61,7 +61,10 @@ def test_parquet_has_every_public_view_with_the_same_rows(db, tmp_path):
     assert main(["export", "--db", str(db), "--out", str(out), "--format", "parquet"]) == 0
     assert db.stat().st_mtime_ns == before  # opened read-only
     names = sorted(p.stem for p in out.iterdir())
-    assert set(documented_relations()) <= set(names)  # every documented view and table, and only views beside them
+    # every documented view and table (latent_summary_live is the same rows as latent_summary, which a
+    # stale stored copy never shadows in an export), and only views beside them
+    assert set(documented_relations()) - {"latent_summary_live"} <= set(names)
+    assert "latent_summary_live" not in names
     con = duckdb.connect(str(db), read_only=True)
     views = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
     assert set(names) - views == {"llm_calls", "runs"}

@@ -25,9 +25,9 @@ from ..store import runs
 from ..store.db import connect
 from ..store.llm_log import CallLogWriter, run_logged
 from ..store.summary import refresh_summary_quietly
-from . import classifier
+from . import classifier, simulation
 from .answers import digit_probabilities, parse_digits
-from .metrics import binary_metrics
+from .metrics import binary_metrics, pearson
 
 CHUNK = 128
 
@@ -48,8 +48,12 @@ def scorer_identity(config: ScoreConfig, scorer: str, model: str) -> str:
     if scorer == "embedding":
         return config_hash({"scorer": scorer, "model": model, "threshold": "median"})
     shaping = {k: getattr(config, k) for k in ScoreConfig.SHAPING}
-    shaping.update(model=model, scorer=scorer,
-                   prompts=[classifier.prompt_text(classifier.SYSTEM[scorer]), classifier.prompt_text("score_user.txt")])
+    if scorer == "simulation":
+        shaping.update({k: getattr(config, k) for k in ScoreConfig.SIMULATION})
+        prompts = [classifier.prompt_text(simulation.SYSTEM), classifier.prompt_text(simulation.USER)]
+    else:
+        prompts = [classifier.prompt_text(classifier.SYSTEM[scorer]), classifier.prompt_text("score_user.txt")]
+    shaping.update(model=model, scorer=scorer, prompts=prompts)
     return config_hash(shaping)
 
 
@@ -114,6 +118,21 @@ async def score(config: ScoreConfig, db, progress: bool = True) -> ScoreResult:
         con.close()
 
 
+@dataclass
+class Outcome:
+    """What one (latent, scorer) produced: per-context rows, metrics and costs, ready to store."""
+
+    rows: list[dict]          # context_id, variant, marked, quantile, label, prediction, probability, batch, item,
+    metrics: dict             # reason, simulated (see score_example_rows)
+    headline: float | None
+    chance: dict
+    n_calls: int = 0
+    tokens: tuple[int, int, int] = (0, 0, 0)  # prompt, completion, fixed prompt
+    reason: str | None = None  # why unscored
+    detail: dict | None = None
+    correlation: float | None = None
+
+
 async def _run(con, config: ScoreConfig, backend, chosen, progress) -> ScoreResult:
     scorers = config.scorer_list()
     embedder = None
@@ -121,93 +140,61 @@ async def _run(con, config: ScoreConfig, backend, chosen, progress) -> ScoreResu
         from .embedding import EmbeddingScorer
 
         embedder = EmbeddingScorer(config.embedding_model or None)
-    models = {s: (embedder.path.name if s == "embedding" else backend.model) for s in scorers}
-    identities = {s: scorer_identity(config, s, models[s]) for s in scorers}
-    done = set(con.execute("SELECT latent, explanation_id, scorer, config_hash FROM score_rows WHERE control = ?",
-                           [config.control]).fetchall())
-    jobs_todo = [(lat, s) for lat in sorted(chosen) for s in scorers
-                 if (lat, chosen[lat][0], s, identities[s]) not in done]
+    per_latent = [s for s in scorers if s != "intervention"]
+    models = {s: (embedder.path.name if s == "embedding" else backend.model) for s in per_latent}
+    identities = {s: scorer_identity(config, s, models[s]) for s in per_latent}
     run_id = runs.new_run_id("score")
-    runs.start_run(con, run_id, "score", {**config.to_dict(), "resolved": {"model": backend.model,
-                                                                         "config_hashes": identities}},
-                   config_hash(identities))
     writer = CallLogWriter(con, run_id, "score", backend.kind, backend.model)
     queue = LLMQueue(backend, QueueConfig(config.max_in_flight, config.rps, config.tpm, config.max_retries,
                                           config.backoff_base), on_call=writer.log_call)
     options = GenerateOptions(max_tokens=config.max_tokens, temperature=config.temperature,
                               logprobs=config.logprobs, top_logprobs=5 if config.logprobs else 0,
                               prefill=config.answer_prefill("[ANSWER]:"))
+    intervention = None
+    if "intervention" in scorers:
+        from .intervention_stage import InterventionScorer
+
+        intervention = InterventionScorer(con, config, queue, writer, run_id, options, backend.model, chosen)
+    done = set(con.execute("SELECT latent, explanation_id, scorer, config_hash FROM score_rows WHERE control = ?",
+                           [config.control]).fetchall())
+    jobs_todo = [(lat, s) for lat in sorted(chosen) for s in per_latent
+                 if (lat, chosen[lat][0], s, identities[s]) not in done]
+    all_identities = dict(identities)
+    if intervention is not None:
+        all_identities.update(intervention.identities)
+        jobs_todo += [(lat, "intervention") for lat in sorted(chosen)
+                      if any((lat, chosen[lat][0], s, h) not in done for s, h in intervention.identities.items())]
+    runs.start_run(con, run_id, "score", {**config.to_dict(), "resolved": {"model": backend.model,
+                                                                         "config_hashes": all_identities}},
+                   config_hash(all_identities))
     counts = {"scored": 0, "unscored": 0}
     bar = tqdm(total=len(jobs_todo), unit="score", disable=not progress, desc="score", dynamic_ncols=True)
     count_tokens = getattr(backend, "count_tokens", None)
-    fixed_tokens = {s: _fixed_tokens(count_tokens, s) for s in scorers if s != "embedding"}
+    fixed_tokens = {s: _fixed_tokens(count_tokens, s) for s in per_latent if s != "embedding"}
     start = time.perf_counter()
 
     async def one(latent: int, scorer: str, contexts: list[classifier.TestContext]) -> None:
+        if scorer == "intervention":
+            statuses = await intervention.score_latent(latent)
+            for status in statuses.values():
+                counts[status] += 1
+            bar.update(1)
+            return
         explanation_id, explanation = chosen[latent]
         rng = classifier.latent_rng(config.seed, latent, scorer)
-        tokens = [0, 0, 0]
-        if scorer == "embedding":  # no LLM: cosine similarity of explanation and raw context text
-            samples = classifier.detection_samples(contexts)
-            groups, n_calls = [samples], 0
-            result = await asyncio.to_thread(
-                embedder.score, explanation, ["".join(c.tokens) for c in contexts], [s.label for s in samples],
-                [s.quantile if s.label else None for s in samples])
-            predictions, probabilities = result["prediction"], result["similarity"]
-            reasons, items = [None] * len(samples), [None] * len(samples)
+        if scorer == "embedding":
+            outcome = await _embedding(embedder, explanation, contexts)
+        elif scorer == "simulation":
+            outcome = await _simulation(queue, config, options, explanation, contexts, latent, rng, fixed_tokens[scorer])
         else:
-            if scorer == "detection":
-                samples = classifier.detection_samples(contexts)
-            else:
-                samples = classifier.fuzzing_samples(contexts, config.mark_threshold, config.fuzz_random,
-                                                     config.fuzz_misplaced, rng)
-            groups = classifier.batches(samples, config.batch_size, rng)
-            n_calls = len(groups)
-            results = await asyncio.gather(*[_ask(queue, scorer, explanation, batch, i, latent, options)
-                                             for i, batch in enumerate(groups)])
-            predictions, probabilities, reasons, items = [], [], [], []
-            for batch, (item, preds, probs, reason, completion) in zip(groups, results):
-                predictions += preds
-                probabilities += probs
-                reasons += [reason] * len(batch)
-                items += [item] * len(batch)
-                if completion is not None:
-                    tokens[0] += completion.prompt_tokens
-                    tokens[1] += completion.completion_tokens
-                    tokens[2] += fixed_tokens[scorer]
-        flat = [s for batch in groups for s in batch]
-        metrics = binary_metrics([s.label for s in flat], predictions, probabilities,
-                                 [s.quantile if s.label else None for s in flat])
-        status = "scored" if metrics["n"] > 0 else "unscored"
-        reason = None if status == "scored" else f"no batch answer could be read: {next(filter(None, reasons), '')}"
-        chance = metrics["chance"]
-        identity = identities[scorer]
-
-        def write(db, call_id_of):
-            headline = metrics["auroc"] if scorer == "embedding" else metrics["balanced_accuracy"]
-            chance["score"] = chance["auroc"] if scorer == "embedding" else chance["balanced_accuracy"]
-            db.execute("INSERT OR REPLACE INTO score_rows (latent, explanation_id, scorer, model, config_hash, control, "
-                       "run_id, status, reason, n_examples, n_unscored, balanced_accuracy, accuracy, precision, recall, "
-                       "f1, auroc, quantile_recall, chance, n_calls, prompt_tokens, completion_tokens, "
-                       "fixed_prompt_tokens, score, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-                       "?, ?, ?, ?, ?, ?, ?, ?, now())",
-                       [latent, explanation_id, scorer, models[scorer], identity, config.control, run_id, status, reason,
-                        metrics["n"], metrics["n_unscored"], metrics["balanced_accuracy"], metrics["accuracy"],
-                        metrics["precision"], metrics["recall"], metrics["f1"], metrics["auroc"],
-                        json.dumps({str(k): v for k, v in metrics["recall_by_quantile"].items()}),
-                        json.dumps(chance), n_calls, tokens[0], tokens[1], tokens[2], headline])
-            db.execute("DELETE FROM score_example_rows WHERE latent = ? AND explanation_id = ? AND scorer = ? "
-                       "AND config_hash = ? AND control = ?", [latent, explanation_id, scorer, identity, config.control])
-            batch_of = [b for b, batch in enumerate(groups) for _ in batch]
-            db.executemany(
-                "INSERT INTO score_example_rows (run_id, latent, explanation_id, scorer, config_hash, control, "
-                "context_id, variant, marked, quantile, label, prediction, probability, batch, call_id, reason) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [[run_id, latent, explanation_id, scorer, identity, config.control, s.context_id, s.variant,
-                  s.marked or None, s.quantile, s.label, predictions[k], probabilities[k], batch_of[k],
-                  call_id_of(items[k]), reasons[k]] for k, s in enumerate(flat)])
-
-        writer.put_result(write)
+            outcome = await _classifier(queue, config, options, scorer, explanation, contexts, latent, rng,
+                                        fixed_tokens[scorer])
+        status = "scored" if outcome.headline is not None or outcome.metrics["n"] > 0 else "unscored"
+        if scorer == "simulation" and outcome.correlation is None:
+            status = "unscored"
+        reason = None if status == "scored" else outcome.reason
+        writer.put_result(_writer(latent, explanation_id, scorer, models[scorer], identities[scorer], config.control,
+                                  run_id, status, reason, outcome))
         counts[status] += 1
         bar.update(1)
         bar.set_postfix(unscored=counts["unscored"], refresh=False)
@@ -233,8 +220,138 @@ async def _run(con, config: ScoreConfig, backend, chosen, progress) -> ScoreResu
                "retries": stats.retries, "prompt_tokens": stats.prompt_tokens, "completion_tokens": stats.completion_tokens}
     con.execute("UPDATE runs SET status='complete', finished_at=now(), summary=? WHERE run_id=?",
                 [json.dumps(summary), run_id])
-    return ScoreResult(run_id, counts["scored"], counts["unscored"], len(chosen) * len(scorers) - len(jobs_todo),
+    n_jobs = len(chosen) * (len(per_latent) + (intervention is not None))
+    return ScoreResult(run_id, counts["scored"], counts["unscored"], n_jobs - len(jobs_todo),
                        stats.calls, stats.prompt_tokens, stats.completion_tokens, seconds)
+
+
+def _writer(latent, explanation_id, scorer, model, identity, control, run_id, status, reason, outcome: Outcome):
+    """The single writer's transaction for one score: its row, then its per-context rows (replaced)."""
+    m = outcome.metrics
+
+    def write(db, call_id_of):
+        db.execute("INSERT OR REPLACE INTO score_rows (latent, explanation_id, scorer, model, config_hash, control, "
+                   "run_id, status, reason, n_examples, n_unscored, balanced_accuracy, accuracy, precision, recall, "
+                   "f1, auroc, quantile_recall, chance, n_calls, prompt_tokens, completion_tokens, "
+                   "fixed_prompt_tokens, score, correlation, detail, created_at) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now())",
+                   [latent, explanation_id, scorer, model, identity, control, run_id, status, reason,
+                    m["n"], m["n_unscored"], m.get("balanced_accuracy"), m.get("accuracy"), m.get("precision"),
+                    m.get("recall"), m.get("f1"), m.get("auroc"),
+                    json.dumps({str(k): v for k, v in m.get("recall_by_quantile", {}).items()}),
+                    json.dumps(outcome.chance), outcome.n_calls, *outcome.tokens,
+                    outcome.headline if status == "scored" else None, outcome.correlation,
+                    json.dumps(outcome.detail) if outcome.detail else None])
+        db.execute("DELETE FROM score_example_rows WHERE latent = ? AND explanation_id = ? AND scorer = ? "
+                   "AND config_hash = ? AND control = ?", [latent, explanation_id, scorer, identity, control])
+        db.executemany(
+            "INSERT INTO score_example_rows (run_id, latent, explanation_id, scorer, config_hash, control, "
+            "context_id, variant, marked, quantile, label, prediction, probability, batch, call_id, reason, "
+            "simulated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [[run_id, latent, explanation_id, scorer, identity, control, r["context_id"], r["variant"],
+              r.get("marked") or None, r["quantile"], r["label"], r["prediction"], r["probability"], r["batch"],
+              call_id_of(r["item"]) if r["item"] else None, r["reason"], r.get("simulated")]
+             for r in outcome.rows])
+
+    return write
+
+
+def _binary_outcome(rows: list[dict], headline_key: str, **extra) -> Outcome:
+    metrics = binary_metrics([r["label"] for r in rows], [r["prediction"] for r in rows],
+                             [r["probability"] for r in rows], [r["quantile"] if r["label"] else None for r in rows])
+    chance = dict(metrics["chance"])
+    chance["score"] = chance.get(headline_key)
+    reasons = [r["reason"] for r in rows if r["reason"]]
+    return Outcome(rows, metrics, metrics[headline_key], chance,
+                   reason=f"no batch answer could be read: {reasons[0] if reasons else ''}", **extra)
+
+
+async def _embedding(embedder, explanation, contexts) -> Outcome:
+    """No LLM: cosine similarity of the explanation and each context's raw text; AUROC is the headline."""
+    samples = classifier.detection_samples(contexts)
+    result = await asyncio.to_thread(
+        embedder.score, explanation, ["".join(c.tokens) for c in contexts], [s.label for s in samples],
+        [s.quantile if s.label else None for s in samples])
+    rows = [dict(context_id=s.context_id, variant=s.variant, marked=None, quantile=s.quantile, label=s.label,
+                 prediction=p, probability=sim, batch=0, item=None, reason=None)
+            for s, p, sim in zip(samples, result["prediction"], result["similarity"])]
+    return _binary_outcome(rows, "auroc")
+
+
+async def _classifier(queue, config, options, scorer, explanation, contexts, latent, rng, fixed) -> Outcome:
+    """Detection or fuzzing: batches of excerpts, one 0/1 answer per excerpt; balanced accuracy."""
+    if scorer == "detection":
+        samples = classifier.detection_samples(contexts)
+    else:
+        samples = classifier.fuzzing_samples(contexts, config.mark_threshold, config.fuzz_random,
+                                             config.fuzz_misplaced, rng)
+    groups = classifier.batches(samples, config.batch_size, rng)
+    results = await asyncio.gather(*[_ask(queue, scorer, explanation, batch, i, latent, options)
+                                     for i, batch in enumerate(groups)])
+    rows, tokens = [], [0, 0, 0]
+    for b, (batch, (item, preds, probs, reason, completion)) in enumerate(zip(groups, results)):
+        rows += [dict(context_id=s.context_id, variant=s.variant, marked=s.marked, quantile=s.quantile, label=s.label,
+                      prediction=p, probability=pr, batch=b, item=item, reason=reason)
+                 for s, p, pr in zip(batch, preds, probs)]
+        if completion is not None:
+            tokens = [tokens[0] + completion.prompt_tokens, tokens[1] + completion.completion_tokens, tokens[2] + fixed]
+    return _binary_outcome(rows, "balanced_accuracy", n_calls=len(groups), tokens=tuple(tokens))
+
+
+async def _simulation(queue, config, options, explanation, contexts, latent, rng, fixed) -> Outcome:
+    """Per-token predictions 0-10 for a few test contexts; Pearson r pooled over all their tokens."""
+    chosen = simulation.choose_contexts(contexts, config.simulation_contexts, rng)
+    groups = [chosen[i:i + config.simulation_batch] for i in range(0, len(chosen), config.simulation_batch)]
+
+    async def ask(b, batch):
+        item = f"latent {latent} simulation batch {b}"
+        opts = options
+        if options.prefill:  # guided: one line of exactly len(tokens) values per excerpt
+            opts = dataclasses.replace(options, regex=simulation.answer_regex(batch),
+                                       max_tokens=max(options.max_tokens, 4 + sum(2 * len(c.tokens) + 4 for c in batch)))
+        else:
+            opts = dataclasses.replace(options, max_tokens=max(options.max_tokens,
+                                                               sum(3 * len(c.tokens) + 4 for c in batch)))
+        try:
+            completion = await queue.run(simulation.build_messages(explanation, batch), opts, item, "simulation")
+        except RequestFailed as exc:
+            return item, [simulation.Simulated(None, f"request failed: {exc.reason}")] * len(batch), None
+        answer = opts.prefill + completion.text
+        return item, simulation.parse(answer, [len(c.tokens) for c in batch], completion.logprobs, opts.prefill), \
+            completion
+
+    results = await asyncio.gather(*[ask(b, batch) for b, batch in enumerate(groups)])
+    rows, tokens, true, predicted = [], [0, 0, 0], [], []
+    from_logprobs = from_answer = 0
+    for b, (batch, (item, sims, completion)) in enumerate(zip(groups, results)):
+        for c, sim in zip(batch, sims):
+            label = c.kind != "random"
+            if sim.values is not None:
+                true += simulation.true_values(c)
+                predicted += sim.values
+                if sim.from_logprobs:
+                    from_logprobs += len(sim.values)
+                else:
+                    from_answer += len(sim.values)
+            rows.append(dict(context_id=c.context_id, variant="plain", marked=None, quantile=c.quantile, label=label,
+                             prediction=None if sim.values is None else max(sim.values) >= 0.5,
+                             probability=None, batch=b, item=item, reason=sim.reason, simulated=sim.values))
+        if completion is not None:
+            tokens = [tokens[0] + completion.prompt_tokens, tokens[1] + completion.completion_tokens, tokens[2] + fixed]
+    r = pearson(true, predicted) if predicted else None
+    n_scored = sum(1 for row in rows if row["simulated"] is not None)
+    reasons = [row["reason"] for row in rows if row["reason"]]
+    if not predicted:
+        reason = f"no excerpt's simulation could be read: {reasons[0] if reasons else ''}"
+    elif r is None:
+        reason = "the simulation (or the true activations) is constant over every token: correlation undefined"
+    else:
+        reason = None
+    metrics = {"n": n_scored, "n_unscored": len(rows) - n_scored}
+    detail = {"tokens_from_logprobs": from_logprobs, "tokens_from_answer": from_answer, "tokens": len(true),
+              "excerpts": len(rows)}
+    return Outcome(rows, metrics, r, {"correlation": 0.0, "score": 0.0}, n_calls=len(groups), tokens=tuple(tokens),
+                   reason=reason, detail=detail, correlation=r)
 
 
 async def _ask(queue, scorer, explanation, batch, index, latent, options):
@@ -260,5 +377,5 @@ def _fixed_tokens(count_tokens, scorer: str) -> int:
     """Prompt tokens of the part every call of this scorer shares (system message and chat framing)."""
     if count_tokens is None:
         return 0
-    system = classifier.prompt_text(classifier.SYSTEM[scorer]).strip()
+    system = simulation.fixed_text() if scorer == "simulation" else classifier.prompt_text(classifier.SYSTEM[scorer]).strip()
     return count_tokens([{"role": "system", "content": system}])

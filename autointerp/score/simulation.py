@@ -1,0 +1,150 @@
+"""Simulation scoring (OpenAI's method): predict every token's activation from the explanation.
+
+The scorer model reads the explanation and a few test excerpts, each as its tokens, and writes one
+value 0-10 per token. The score is the Pearson correlation between predicted and true activations,
+pooled over every token of every scored excerpt (spec §2.7: not a mean of per-excerpt correlations);
+chance is 0; a constant prediction leaves the correlation undefined, so the score is unscored.
+
+Where we deliberately differ from OpenAI's all-at-once simulator (shared/specs/
+detection-fuzzing-simulation.md §2.4-2.6), because chat backends return logprobs of generated tokens
+only, never of the prompt:
+- the model writes the values ("[ANSWER]:" then "k: v v v" per excerpt, guided by a regex where the
+  backend allows) instead of us reading prompt logprobs at "unknown" slots; several excerpts share a
+  prompt (``simulation_batch``) so the fixed instructions are paid once per batch, not per excerpt;
+- with logprobs, each value is the expected value over the candidates "0".."10" among the top
+  alternatives of the token that starts it (spec §2.4 step 3); tokenizers that split "10" into "1" "0"
+  (SmolLM2's) never offer 10 as a candidate, which compresses the top of the scale (pitfall §2.9) but
+  not the correlation's sign; without logprobs, the written integers are the prediction;
+- an excerpt whose line is missing or has the wrong number of values is unscored with its reason,
+  never read as zeros (OpenAI's and delphi's logprob-free parsers return all zeros);
+- true values are |activation| (signed latents are shown by magnitude, as everywhere else), raw, not
+  normalised: correlation does not depend on scale; non-activating contexts are all zeros;
+- the excerpts are ``simulation_contexts`` test contexts, half activating (round robin over the
+  quantiles, weakest first) and half non-activating, as OpenAI's 5 top + 5 random but from our test set.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from dataclasses import dataclass
+
+from ..explain.render import clean_token, fill, neutralise, prompt_text
+from ..llm.base import TokenLogprob
+from .classifier import TestContext
+
+SYSTEM = "score_simulation_system.txt"
+USER = "score_simulation_user.txt"
+VALUE = r"(?:10|[0-9])"
+_MARK = re.compile(r"\[\s*ANSWER\s*\]\s*:", re.I)
+_THINK = re.compile(r"<think>.*?</think>", re.S | re.I)
+_LINE = re.compile(r"^\s*(\d+)\s*[:.]\s*(.*)$")
+CANDIDATES = {str(v): v for v in range(11)}
+
+
+@dataclass
+class Simulated:
+    """The prediction for one excerpt: values per token, or None with the reason."""
+
+    values: list[float] | None
+    reason: str | None
+    from_logprobs: bool = False
+
+
+def choose_contexts(contexts: list[TestContext], n: int, rng: random.Random) -> list[TestContext]:
+    """n test contexts: half activating, round robin over the quantiles (weakest first), half not."""
+    active = [c for c in contexts if c.kind != "random"]
+    quiet = [c for c in contexts if c.kind == "random"]
+    by_quantile: dict[int, list[TestContext]] = {}
+    for c in active:
+        by_quantile.setdefault(c.quantile or 0, []).append(c)
+    for group in by_quantile.values():
+        rng.shuffle(group)
+    want_active = min(len(active), (n + 1) // 2)
+    picked: list[TestContext] = []
+    while len(picked) < want_active:
+        for q in sorted(by_quantile):
+            if by_quantile[q] and len(picked) < want_active:
+                picked.append(by_quantile[q].pop())
+    rng.shuffle(quiet)
+    picked += quiet[:max(0, n - len(picked))]
+    rng.shuffle(picked)
+    return picked
+
+
+def excerpt_tokens(tokens: list[str]) -> str:
+    return "|".join(neutralise(clean_token(t)) for t in tokens)
+
+
+def build_messages(explanation: str, batch: list[TestContext]) -> list[dict]:
+    excerpts = "\n".join(f"{i + 1} ({len(c.tokens)} tokens): {excerpt_tokens(c.tokens)}" for i, c in enumerate(batch))
+    return [{"role": "system", "content": prompt_text(SYSTEM).strip()},
+            {"role": "user", "content": fill(USER, explanation=neutralise(explanation), excerpts=excerpts)}]
+
+
+def answer_regex(batch: list[TestContext]) -> str:
+    """What a guided backend may write after "[ANSWER]:": one line of values per excerpt."""
+    return "".join(f"\n{i + 1}:( {VALUE}){{{len(c.tokens)}}}" for i, c in enumerate(batch))
+
+
+def parse(answer: str | None, lengths: list[int], logprobs: list[TokenLogprob] | None = None,
+          prefill: str = "") -> list[Simulated]:
+    """One ``Simulated`` per excerpt from the text after the last "[ANSWER]:" (``answer`` includes the
+    prefill; ``logprobs`` cover the generated part only)."""
+    n = len(lengths)
+    if answer is None or not answer.strip():
+        return [Simulated(None, "empty answer")] * n
+    text = _THINK.sub("", answer) if not logprobs else answer  # offsets must match the logprobs
+    marks = list(_MARK.finditer(text))
+    if not marks:
+        return [Simulated(None, "no '[ANSWER]:' line")] * n
+    expected = _expected_values(text, logprobs, len(prefill)) if logprobs else {}
+    found: dict[int, tuple[int, str]] = {}
+    offset = marks[-1].end()
+    for line in text[offset:].split("\n"):
+        match = _LINE.match(line)
+        if match and 1 <= int(match.group(1)) <= n and int(match.group(1)) not in found:
+            found[int(match.group(1))] = (offset + match.start(2), match.group(2))
+        offset += len(line) + 1
+    out = []
+    for k, length in enumerate(lengths, start=1):
+        if k not in found:
+            out.append(Simulated(None, f"no line for excerpt {k}"))
+            continue
+        start, body = found[k]
+        values = [(start + m.start(), m.group()) for m in re.finditer(r"\S+", body)]
+        if len(values) != length:
+            out.append(Simulated(None, f"excerpt {k}: {len(values)} values for {length} tokens"))
+            continue
+        if any(v not in CANDIDATES for _, v in values):
+            out.append(Simulated(None, f"excerpt {k}: not integers 0-10: {body[:60]!r}"))
+            continue
+        if expected and all(pos in expected for pos, _ in values):
+            out.append(Simulated([expected[pos] for pos, _ in values], None, True))
+        else:
+            out.append(Simulated([float(CANDIDATES[v]) for _, v in values], None))
+    return out
+
+
+def _expected_values(text: str, logprobs: list[TokenLogprob], start: int) -> dict[int, float]:
+    """Text offset where a generated token's digits begin -> the expected value over "0".."10" of its
+    top alternatives (normalised over those candidates; tokens with none are left out)."""
+    out, offset = {}, start
+    for step in logprobs:
+        piece = step.token
+        stripped = piece.lstrip()
+        if stripped and stripped[0].isdigit():
+            weights = {CANDIDATES[t.strip()]: math.exp(lp) for t, lp in step.top.items() if t.strip() in CANDIDATES}
+            if weights and sum(weights.values()) > 0:
+                out[offset + len(piece) - len(stripped)] = sum(v * w for v, w in weights.items()) / sum(weights.values())
+        offset += len(piece)
+    return out
+
+
+def true_values(context: TestContext) -> list[float]:
+    return [abs(a) for a in context.activations] if context.kind != "random" else [0.0] * len(context.tokens)
+
+
+def fixed_text() -> str:
+    return prompt_text(SYSTEM).strip()
