@@ -20,6 +20,19 @@ from .interop import export_command, import_command
 from .query import sql as sql_command
 
 
+class JoinRepeated(argparse.Action):
+    """A flag that may be given several times, its values joined with commas (--base-url A --base-url B)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        earlier = getattr(namespace, self.dest, None)
+        given = [] if earlier in (None, self.default) else [earlier]
+        setattr(namespace, self.dest, ",".join([*given, values]))
+
+
+#: Config fields whose flag may be repeated.
+REPEATABLE = {"base_url"}
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     docs = field_docs(cls)
     hints = typing.get_type_hints(cls)
@@ -32,7 +45,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
                                 default=field.default, help=help_text)
         else:
             parser.add_argument(flag, dest=field.name, type=kind, default=field.default, help=help_text,
-                                metavar=field.name.upper())
+                                metavar=field.name.upper(),
+                                action=JoinRepeated if field.name in REPEATABLE else "store")
 
 
 def config_from_args(cls: type, args: argparse.Namespace):

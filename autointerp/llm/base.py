@@ -36,6 +36,8 @@ class Completion:
     completion_tokens: int
     logprobs: list[TokenLogprob] | None = None
     finish_reason: str | None = None
+    endpoint: str | None = None
+    """Which endpoint answered, when a backend spreads requests over several (its URL without user info)."""
 
 
 class TransientError(Exception):
