@@ -189,3 +189,30 @@ def test_batched_greedy_completions_match_transformers_generate(subject):
             out = subject.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=6,
                                          do_sample=False)
             assert text == subject.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+
+
+@pytest.mark.slow
+def test_clean_and_steered_in_one_batch_equal_two_calls(subject, sae, prompts):
+    """One batch of clean (steered by 0) and steered rows sharing noise gives what two calls with one seed
+    give, sampled and greedy."""
+    hookpoint, direction = iv.steering_target(sae, LATENTS[0], subject)
+    few = prompts[:3]
+    for temperature in (1.0, 0.0):
+        kwargs = dict(max_new_tokens=6, seed=5, temperature=temperature)
+        clean, steered = iv.generate_clean_and_steered(subject, subject.tokenizer, few, direction, 60.0, hookpoint,
+                                                       **kwargs)
+        assert clean == iv.generate_completions(subject, subject.tokenizer, few, **kwargs)
+        assert steered == iv.generate_completions(subject, subject.tokenizer, few, direction=direction, scale=60.0,
+                                                  hookpoint=hookpoint, **kwargs)
+    assert clean != steered
+    with pytest.raises(AutointerpError, match="noise_rows"):
+        iv.generate_completions(subject, subject.tokenizer, few, noise_rows=2)
+
+
+@pytest.mark.slow
+def test_padded_batch_of_passages_equals_one_at_a_time(subject):
+    passages = ["a", "The quick brown fox jumps over the lazy dog and runs away", "Hello\n", "x y z w"]
+    batched = iv.explanation_logprobs(subject, subject.tokenizer, "cooking and recipes", passages)
+    alone = [float(iv.explanation_logprobs(subject, subject.tokenizer, "cooking and recipes", [p])[0])
+             for p in passages]
+    assert batched.tolist() == pytest.approx(alone, abs=1e-3)

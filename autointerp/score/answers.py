@@ -18,8 +18,9 @@ _MARK = re.compile(r"\[\s*ANSWER\s*\]\s*:", re.I)
 _THINK = re.compile(r"<think>.*?</think>", re.S | re.I)
 
 
-def parse_digits(answer: str | None, n: int) -> tuple[list[bool] | None, str | None]:
-    """(n predictions, None) or (None, why the answer could not be read)."""
+def answer_line(answer: str | None) -> tuple[str | None, str | None]:
+    """(the first line after the last "[ANSWER]:", None) or (None, why there is none); reasoning in
+    <think>...</think> is dropped first."""
     if answer is None or not answer.strip():
         return None, "empty answer"
     text = _THINK.sub("", answer)
@@ -27,7 +28,14 @@ def parse_digits(answer: str | None, n: int) -> tuple[list[bool] | None, str | N
     if not marks:
         return None, "no '[ANSWER]:' line"
     rest = text[marks[-1].end():].strip()
-    line = rest.splitlines()[0] if rest else ""
+    return (rest.splitlines()[0] if rest else ""), None
+
+
+def parse_digits(answer: str | None, n: int) -> tuple[list[bool] | None, str | None]:
+    """(n predictions, None) or (None, why the answer could not be read)."""
+    line, reason = answer_line(answer)
+    if line is None:
+        return None, reason
     items = [t for t in re.split(r"[\s,;\[\]]+", line) if t]
     if not items:
         return None, "nothing after the last '[ANSWER]:'"

@@ -359,19 +359,25 @@ def _saturates(values: list[float]) -> bool:
 
 @torch.inference_mode()
 def generate_completions(model, tokenizer, prompts: Sequence[str], direction: torch.Tensor | None = None,
-                         scale: float = 0.0, hookpoint: str | None = None, max_new_tokens: int = 20,
-                         seed: int = 0, temperature: float = 0.7) -> list[str]:
+                         scale: float | torch.Tensor = 0.0, hookpoint: str | None = None, max_new_tokens: int = 20,
+                         seed: int = 0, temperature: float = 0.7, *, noise_rows: int | None = None) -> list[str]:
     """One continuation per prompt (the new text only, cut at end-of-sequence), all prompts in one
-    left-padded batch, with ``scale * direction`` added at ``hookpoint`` when a direction is given.
+    left-padded batch, with ``scale * direction`` added at ``hookpoint`` when a direction is given
+    (``scale`` may be a tensor of one scale per prompt, as ``steering`` takes).
 
     Sampling draws the token argmax(log p - log E) with E ~ Exp(1) noise from a ``torch.Generator``
     seeded with ``seed`` (the exponential race: an exact sample of p). The same seed gives clean and
     steered runs the same noise, so the steering is the only difference between them; ``temperature``
     0 is greedy. ``hookpoint`` defaults to that of a ``SubjectModel`` reading a module's output.
+    ``noise_rows``: draw noise for that many rows and repeat it, so row i shares its random numbers with
+    rows i + noise_rows, i + 2 noise_rows, ... (``generate_clean_and_steered``).
     """
     if max_new_tokens < 1 or temperature < 0:
         raise AutointerpError(f"max_new_tokens={max_new_tokens!r}, temperature={temperature!r}.",
                               "max_new_tokens >= 1 and temperature >= 0 (0: greedy).")
+    if noise_rows is not None and (noise_rows < 1 or len(prompts) % noise_rows):
+        raise AutointerpError(f"noise_rows={noise_rows!r} for {len(prompts)} prompts.",
+                              "a positive divisor of the number of prompts.")
     net = _torch_model(model)
     if direction is not None and not hookpoint:
         # a SubjectModel's hookpoint is where its SAE writes only when the SAE reads the module's output
@@ -394,7 +400,9 @@ def generate_completions(model, tokenizer, prompts: Sequence[str], direction: to
         for step in range(max_new_tokens):
             logits = out.logits[:, -1].float()
             if temperature > 0:
-                noise = torch.empty_like(logits).exponential_(generator=generator)
+                rows = logits.shape[0] if noise_rows is None else noise_rows
+                noise = logits.new_empty((rows, logits.shape[1])).exponential_(generator=generator)
+                noise = noise.repeat(logits.shape[0] // rows, 1)
                 token = (torch.log_softmax(logits / temperature, dim=-1) - noise.log()).argmax(-1)
             else:
                 token = logits.argmax(-1)
@@ -414,6 +422,21 @@ def generate_completions(model, tokenizer, prompts: Sequence[str], direction: to
         cut = next((i for i, t in enumerate(row) if t in eos_set), len(row))
         texts.append(tokenizer.decode(row[:cut], skip_special_tokens=True))
     return texts
+
+
+def generate_clean_and_steered(model, tokenizer, prompts: Sequence[str], direction: torch.Tensor, scale: float,
+                               hookpoint: str | None = None, max_new_tokens: int = 20, seed: int = 0,
+                               temperature: float = 0.7) -> tuple[list[str], list[str]]:
+    """(clean, steered) continuations of ``prompts``: ``generate_completions`` without and with
+    ``scale * direction`` from one seed, run as one batch of 2 x len(prompts) rows whose clean rows are
+    steered by 0 and share their noise with the steered rows. A decoding step of a small model on a CPU
+    costs about the same for 10 rows as for 20 (each step reads all weights once), so this takes about
+    half the time of the two calls."""
+    n = len(prompts)
+    scales = torch.tensor([0.0] * n + [float(scale)] * n)
+    texts = generate_completions(model, tokenizer, list(prompts) * 2, direction, scales, hookpoint, max_new_tokens,
+                                 seed, temperature, noise_rows=n)
+    return texts[:n], texts[n:]
 
 
 def _eos_ids(model: torch.nn.Module, tokenizer) -> torch.Tensor:
@@ -446,7 +469,9 @@ def explanation_logprobs(scorer_model, tokenizer, explanation: str, passages: Se
     """log p(explanation | passage) in nats under the scorer LM, for each passage: the sum over the
     scored tokens (``render_surprisal``), each conditioned on everything before it. Context and scored
     text are tokenized apart (special tokens, e.g. a BOS, on the context only) and scored as one
-    right-padded sequence."""
+    sequence. Sequences are left-padded, so every scored span ends at the last position and only the
+    logits of the last (longest span + 1) positions are computed: the vocabulary projection and its
+    softmax cost a few positions per passage instead of all of them."""
     net = _torch_model(scorer_model)
     device = _device(net)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
@@ -462,13 +487,15 @@ def explanation_logprobs(scorer_model, tokenizer, explanation: str, passages: Se
     for start in range(0, len(rows), batch_size):
         chunk = rows[start:start + batch_size]
         width = max(len(r) for r, _ in chunk)
-        ids = torch.tensor([r + [pad] * (width - len(r)) for r, _ in chunk], device=device)
-        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r, _ in chunk], device=device)
-        logprobs = torch.log_softmax(net(input_ids=ids, attention_mask=mask, use_cache=False).logits.double(), -1)
-        for i, (r, n) in enumerate(chunk):
-            # the token at position j is predicted by the logits at j - 1
-            span = torch.arange(len(r) - n, len(r), device=device)
-            values.append(logprobs[i, span - 1].gather(-1, ids[i, span, None]).sum())
+        keep = max(n for _, n in chunk) + 1
+        ids = torch.tensor([[pad] * (width - len(r)) + r for r, _ in chunk], device=device)
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r, _ in chunk], device=device)
+        logits = net(input_ids=ids, attention_mask=mask, position_ids=_positions(mask), use_cache=False,
+                     logits_to_keep=keep).logits  # positions width - keep .. width - 1
+        logprobs = torch.log_softmax(logits.double(), -1)
+        for i, (_, n) in enumerate(chunk):
+            # the scored tokens are the last n; each is predicted by the logits one position earlier
+            values.append(logprobs[i, keep - 1 - n:keep - 1].gather(-1, ids[i, width - n:, None]).sum())
     return torch.stack(values).cpu()
 
 
