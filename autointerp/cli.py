@@ -15,6 +15,7 @@ import typing
 from .config import CollectConfig, ExplainConfig, ScoreConfig
 from .config_fields import field_docs
 from .browse import command as browse_command
+from .demo import command as demo_command
 from .errors import AutointerpError
 from .interop import export_command, import_command
 from .query import sql as sql_command
@@ -93,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     import_command.add_parser(sub)
     browse_command.add_parser(sub)
     sql_command.add_parser(sub)
+    demo_command.add_parser(sub)
     return parser
 
 
@@ -148,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers.update({"export": export_command.run, "import": import_command.run})
     handlers["browse"] = browse_command.run
     handlers["sql"] = sql_command.run
+    handlers["demo"] = demo_command.run
     try:
         return handlers[args.command](args)
     except AutointerpError as exc:

@@ -1,0 +1,192 @@
+"""The demo's summary: per scorer, how many latents were scored and how their mean compares with chance
+and with the shuffled-explanation control; then the best latents by detection score.
+
+Read back from the public views (not from the stages' return values), so a rerun that skipped every
+stage prints the same table. Which rows count follows ``latent_summary``'s rules: each latent's latest
+explanation, the latest score row of that explanation per scorer, and the latest shuffled-control row
+per scorer. A mean is called "at chance" when chance lies within two standard errors of it (over
+latents): with a handful of latents that is a wide band, and the table says so rather than reading
+meaning into noise.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+
+MIN_LATENTS = 3  # fewer scored latents give no verdict: two equal scores would give a zero-width band
+
+FRAME = """
+WITH chosen AS (SELECT unnest(?::INTEGER[]) AS latent),
+explained AS (
+    SELECT latent, config_hash || '/' || latent AS explanation_id, explanation
+    FROM explanations WHERE status = 'explained' AND latent IN (SELECT latent FROM chosen)
+    QUALIFY row_number() OVER (PARTITION BY latent ORDER BY created_at DESC) = 1)
+"""
+REAL = FRAME + """
+SELECT s.latent, s.scorer, s.status, s.score, s.chance FROM scores s JOIN explained e USING (explanation_id)
+WHERE s.control = '' QUALIFY row_number() OVER (PARTITION BY s.latent, s.scorer ORDER BY s.created_at DESC) = 1
+"""
+CONTROL = FRAME + """
+SELECT latent, scorer, status, score, chance FROM scores
+WHERE control = 'shuffled' AND latent IN (SELECT latent FROM chosen)
+QUALIFY row_number() OVER (PARTITION BY latent, scorer ORDER BY created_at DESC) = 1
+"""
+EXPLAIN_STATUS = """
+SELECT latent, status FROM explanations WHERE latent IN (SELECT unnest(?::INTEGER[]))
+QUALIFY row_number() OVER (PARTITION BY latent ORDER BY status = 'explained' DESC, created_at DESC) = 1
+"""
+
+
+@dataclass
+class ScorerLine:
+    """One scorer's row of the summary table."""
+
+    scorer: str
+    scored: int
+    unscored: int  # a score row without a readable answer
+    not_run: int  # chosen latents with no score row (no explanation, or the run stopped)
+    mean: float | None
+    chance: float | None
+    half_width: float | None  # two standard errors of the mean over latents
+    verdict: str
+    control_mean: float | None = None
+    n_control: int = 0
+    gap: float | None = None  # mean over latents of (score - its shuffled control), paired by latent
+    gap_half_width: float | None = None
+
+
+@dataclass
+class Summary:
+    latents: list[int]
+    explain_status: dict[str, int]  # explained / unparsed / failed / not explained
+    lines: list[ScorerLine]
+    top: list[dict] = field(default_factory=list)  # best latents: latent, frequency, scores, explanation
+    top_by: str = ""
+
+
+def mean_and_half_width(values: list[float]) -> tuple[float | None, float | None]:
+    """The mean and two standard errors of it (sample standard deviation); None where undefined."""
+    if not values:
+        return None, None
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, None
+    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+    return mean, 2 * math.sqrt(var / len(values))
+
+
+def verdict(mean: float | None, half_width: float | None, chance: float | None, n: int) -> str:
+    """above / below / at chance, by whether chance lies outside mean +- two standard errors over ``n``
+    latents; no verdict below ``MIN_LATENTS``, where the spread itself is too poorly known."""
+    if mean is None:
+        return "not scored"
+    if chance is None:
+        return "no chance level"
+    if half_width is None or n < MIN_LATENTS:
+        return f"{n} latent{'s' if n != 1 else ''}: too few to tell"
+    if mean - half_width > chance:
+        return "above chance"
+    if mean + half_width < chance:
+        return "below chance"
+    return "at chance"
+
+
+def _chance_of(text) -> float | None:
+    try:
+        value = json.loads(text).get("score") if text else None
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, (int, float)) else None
+
+
+def scorer_line(scorer: str, n_latents: int, rows: list[tuple], control_rows: list[tuple]) -> ScorerLine:
+    """Aggregate one scorer's (latent, status, score, chance) rows and its control rows into a table line.
+
+    The gap over the control is paired by latent (both scores are on the latent's own test set), so
+    its spread is that of the differences, narrower than the two means' spreads would suggest."""
+    scored = {r[0]: r for r in rows if r[1] == "scored" and r[2] is not None}
+    mean, half = mean_and_half_width([r[2] for r in scored.values()])
+    chances = [c for c in (_chance_of(r[3]) for r in scored.values()) if c is not None]
+    chance = sum(chances) / len(chances) if chances else None
+    controls = {r[0]: r[2] for r in control_rows if r[1] == "scored" and r[2] is not None}
+    gap, gap_half = mean_and_half_width([scored[lat][2] - value for lat, value in controls.items() if lat in scored])
+    return ScorerLine(scorer, len(scored), len(rows) - len(scored), n_latents - len(rows), mean, chance, half,
+                      verdict(mean, half, chance, len(scored)), mean_and_half_width(list(controls.values()))[0],
+                      len(controls), gap, gap_half)
+
+
+def gather(con, latents: list[int], scorer_order: list[str]) -> Summary:
+    """The summary of ``latents`` from the database behind ``con`` (read-only is enough)."""
+    real = con.execute(REAL, [latents]).fetchall()
+    control = con.execute(CONTROL, [latents]).fetchall()
+    statuses = dict(con.execute(EXPLAIN_STATUS, [latents]).fetchall())
+    explain_status = {"explained": 0, "unparsed": 0, "failed": 0, "not explained": 0}
+    for latent in latents:
+        explain_status[statuses.get(latent, "not explained")] += 1
+    present = {r[1] for r in real} | {r[1] for r in control}
+    scorers = list(scorer_order) + sorted(present - set(scorer_order))
+    lines = [scorer_line(s, len(latents), [r[:1] + r[2:] for r in real if r[1] == s],
+                         [r[:1] + r[2:] for r in control if r[1] == s])
+             for s in scorers]
+    summary = Summary(latents, explain_status, lines)
+    scores: dict[int, dict[str, float]] = {}
+    for latent, scorer, status, value, _ in real:
+        if status == "scored" and value is not None:
+            scores.setdefault(latent, {})[scorer] = value
+    by = next((s for s in ["detection"] + scorers if any(s in v for v in scores.values())), "")
+    if by:
+        texts = dict(con.execute(FRAME + "SELECT latent, explanation FROM explained", [latents]).fetchall())
+        freq = dict(con.execute("SELECT latent, frequency FROM latents WHERE latent IN (SELECT unnest(?::INTEGER[]))",
+                                [latents]).fetchall())
+        ranked = sorted((lat for lat in scores if by in scores[lat]), key=lambda lat: (-scores[lat][by], lat))
+        summary.top = [{"latent": lat, "frequency": freq.get(lat), "scores": scores[lat], "explanation": texts.get(lat)}
+                       for lat in ranked[:5]]
+        summary.top_by = by
+    return summary
+
+
+def _number(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def table(header: list[str], rows: list[list[str]], right: set[int]) -> str:
+    """An aligned text table, numbers (the columns in ``right``) right-aligned."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+
+    def line(cells):
+        padded = (c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+        return "  ".join(padded).rstrip()
+
+    return "\n".join([line(header), "  ".join("-" * w for w in widths)] + [line(r) for r in rows])
+
+
+def cut(text: str | None, width: int) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def render(summary: Summary, scorers_shown: list[str]) -> str:
+    """The summary as text: the scorer table, then the top latents."""
+    n = len(summary.latents)
+    es = summary.explain_status
+    out = [(f"Explanations for the {n} demo latents: {es['explained']} explained, {es['unparsed']} unparsed (no "
+            f"explanation could be read from the answer), {es['failed']} failed, {es['not explained']} not explained.")]
+    rows = []
+    for ln in summary.lines:
+        rows.append([ln.scorer, str(ln.scored), str(ln.unscored), str(ln.not_run), _number(ln.mean),
+                     "-" if ln.half_width is None else f"±{ln.half_width:.3f}", _number(ln.chance, 2), ln.verdict,
+                     _number(ln.control_mean) + (f" (n={ln.n_control})" if ln.n_control else ""),
+                     "-" if ln.gap is None else f"{ln.gap:+.3f}" + (
+                         "" if ln.gap_half_width is None else f" ±{ln.gap_half_width:.3f}")])
+    out += ["", table(["scorer", "scored", "unscored", "not run", "mean", "±2 SE", "chance", "verdict",
+                       "shuffled control", "gap ±2 SE"], rows, {1, 2, 3, 4, 5, 6, 9})]
+    if summary.top:
+        out += ["", f"Top latents by {summary.top_by} score:"]
+        rows = [[str(t["latent"]), "-" if t["frequency"] is None else f"{t['frequency']:.2e}"]
+                + [_number(t["scores"].get(s)) for s in scorers_shown] + [cut(t["explanation"], 70)]
+                for t in summary.top]
+        out.append(table(["latent", "frequency"] + scorers_shown + ["explanation"], rows,
+                         set(range(len(scorers_shown) + 2))))
+    return "\n".join(out)
