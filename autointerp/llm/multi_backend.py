@@ -4,7 +4,8 @@ Each request goes to the usable endpoint with the fewest requests in flight rela
 in turn). An endpoint that answers ``failures`` transient errors in a row is taken out for a cool-down
 (``cooldown`` seconds, doubling each time it fails again, up to ``max_cooldown``); when the cool-down
 ends it gets one probe request: an answer puts it back in service, another error takes it out for
-longer. A Retry-After from an endpoint pauses that endpoint alone.
+longer. After any error, until it answers again, an endpoint gets one request at a time, so a
+failing endpoint never takes a share of the load. A Retry-After from an endpoint pauses that endpoint alone.
 
 This backend never retries. A transient error is re-raised, naming the endpoint, for the queue to
 retry, so retries are counted, logged and backed off in one place; and since an endpoint that just
@@ -46,8 +47,8 @@ class _Endpoint:
         self.failed = 0
 
     def cap(self) -> float:
-        if self.taken_out:
-            return 1  # the probe
+        if self.taken_out or self.failures:
+            return 1  # the probe; or, after an error, one request at a time until it answers again
         return self.limit if self.limit is not None else math.inf
 
 
