@@ -12,6 +12,7 @@ vllm = pytest.importorskip("vllm", reason="vLLM is not installed (pip install vl
 from autointerp.llm.base import GenerateOptions  # noqa: E402
 from autointerp.llm.vllm_backend import VLLMBackend  # noqa: E402
 from autointerp.models import embedded  # noqa: E402
+from autointerp.score.answers import parse_digits  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -20,16 +21,23 @@ def test_vllm_generates_with_token_counts_and_logprobs():
     embedded.load_smollm2(torch.float32)  # makes sure the plain HF folder exists in the cache
     folder = embedded.plain_model_dir()
 
+    guided_options = GenerateOptions(max_tokens=20, prefill="[ANSWER]:", regex=r"( [01]){5}")
+
     async def run():
-        backend = VLLMBackend(str(folder), max_model_len=2048, dtype="float32")
+        # vLLM's CPU backend reserves this share of the machine's memory (0.9 by default)
+        backend = VLLMBackend(str(folder), max_model_len=2048, dtype="float32", gpu_memory_utilization=0.3)
         try:
             messages = [{"role": "user", "content": f"Name a colour. Answer {i}."} for i in range(3)]
-            return await asyncio.gather(*[backend.generate([m], GenerateOptions(max_tokens=8, logprobs=True,
-                                                                                top_logprobs=3)) for m in messages])
+            plain = await asyncio.gather(*[backend.generate([m], GenerateOptions(max_tokens=8, logprobs=True,
+                                                                                 top_logprobs=3)) for m in messages])
+            # Guided: the prefilled marker is continued and vLLM's structured outputs hold the regex.
+            guided = await backend.generate([{"role": "user", "content": "Write a poem about rivers."}], guided_options)
+            return plain, guided
         finally:
             await backend.aclose()
 
-    results = asyncio.run(run())
+    results, guided = asyncio.run(run())
+    assert parse_digits(guided_options.prefill + guided.text, 5)[1] is None, guided.text
     for completion in results:
         assert completion.text.strip()
         assert completion.prompt_tokens > 5 and 0 < completion.completion_tokens <= 8
