@@ -37,6 +37,26 @@ def local_backend():
     return LocalBackend()
 
 
+def with_explanations(collected_db, path, explanations: list[str]) -> list[int]:
+    """Copy the collect database to ``path`` and give its first ``ok`` latents the ``explanations``, as an
+    import would add them (explanation_id 'imported/<latent>'); returns those latents."""
+    import shutil
+
+    from autointerp.store.db import connect
+
+    shutil.copy(collected_db, path)
+    con = connect(path)
+    try:
+        latents = [r[0] for r in con.execute("SELECT latent FROM latents WHERE status = 'ok' ORDER BY latent LIMIT ?",
+                                             [len(explanations)]).fetchall()]
+        for latent, text in zip(latents, explanations):
+            con.execute("INSERT INTO explanation_rows VALUES (?, 'imported', 'import-test', 'default', 'test', "
+                        "'explained', ?, NULL, NULL, NULL, 0, 0, 0, now())", [latent, text])
+    finally:
+        con.close()
+    return latents
+
+
 def query(db, sql: str, params=()) -> list[tuple]:
     """Rows of ``sql`` on the database file ``db``, opened read-only and closed again."""
     con = duckdb.connect(str(db), read_only=True)

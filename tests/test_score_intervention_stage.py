@@ -25,7 +25,7 @@ from autointerp.store import runs
 from autointerp.store.db import connect
 from autointerp.store.llm_log import CallLogWriter, run_logged
 
-from .conftest import query
+from .conftest import query, with_explanations
 from .test_score_intervention import reference_kl
 
 EXPLANATIONS = ["names of rivers", "dates and years", "units of measurement"]
@@ -36,15 +36,7 @@ SMALL = {"intervention_prompts": 2, "completion_tokens": 8, "choices": 3, "batch
 def explained_db(collected_db, tmp_path):
     """The session's collect database with explanations for three latents."""
     path = tmp_path / "intervention.duckdb"
-    shutil.copy(collected_db, path)
-    con = connect(path)
-    latents = [r[0] for r in con.execute(
-        "SELECT latent FROM latents WHERE status = 'ok' ORDER BY latent LIMIT 3").fetchall()]
-    for latent, text in zip(latents, EXPLANATIONS):
-        con.execute("INSERT INTO explanation_rows VALUES (?, 'imported', 'import-test', 'default', 'test', "
-                    "'explained', ?, NULL, NULL, NULL, 0, 0, 0, now())", [latent, text])
-    con.close()
-    return path, latents
+    return path, with_explanations(collected_db, path, EXPLANATIONS)
 
 
 class Counting:

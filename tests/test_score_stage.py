@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 
 import pytest
 
 from autointerp.config import ScoreConfig
 from autointerp.score.stage import score
-from autointerp.store.db import connect
 
-from .conftest import query
+from .conftest import query, with_explanations
 from .openai_server import ModelServer
 
 pytestmark = pytest.mark.slow
@@ -24,14 +22,7 @@ EXPLANATIONS = ["names of rivers", "the word 'the'", "dates and years", "units o
 def explained_db(collected_db, tmp_path):
     """The session's collect database with explanations for four latents, as an import would add them."""
     path = tmp_path / "score.duckdb"
-    shutil.copy(collected_db, path)
-    con = connect(path)
-    latents = [r[0] for r in con.execute("SELECT latent FROM latents WHERE status = 'ok' ORDER BY latent LIMIT 4").fetchall()]
-    for latent, text in zip(latents, EXPLANATIONS):
-        con.execute("INSERT INTO explanation_rows VALUES (?, 'imported', 'import-test', 'default', 'test', 'explained', ?, "
-                    "NULL, NULL, NULL, 0, 0, 0, now())", [latent, text])
-    con.close()
-    return path, latents
+    return path, with_explanations(collected_db, path, EXPLANATIONS)
 
 
 def test_detection_and_fuzzing_rows_for_every_latent(explained_db, local_backend):
