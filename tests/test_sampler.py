@@ -314,3 +314,54 @@ def test_signed_sampler_on_non_negative_activations_is_the_unsigned_one(data):
     for field in ("latent", "split", "kind", "quantile", "rank", "sequence", "start", "max_activation", "tokens",
                   "activations", "quantile_edges"):
         assert np.array_equal(getattr(a, field), getattr(b, field), equal_nan=field == "quantile_edges"), field
+
+
+def _sharded(acts, tokens, bounds, batch, signed=False, **sizes_kw) -> StreamingSampler:
+    """One sampler per sequence range, merged into a fresh one in reverse order (order must not matter)."""
+    states = []
+    for lo, hi in zip(bounds, bounds[1:]):
+        shard = run_sampler_range(acts, tokens, lo, hi, batch, signed=signed, **sizes_kw)
+        states.append(shard.state())
+    merged = run_sampler_range(acts, tokens, 0, 0, batch, signed=signed, **sizes_kw)
+    for state in reversed(states):
+        merged.absorb(state)
+    merged.finish()
+    return merged
+
+
+def run_sampler_range(acts, tokens, lo, hi, batch, top_k=5, reservoir=40, negatives=12, seed=SEED,
+                      signed=False) -> StreamingSampler:
+    sizes = SamplerSizes(n_latents=L, seq_len=T, window=W, peak_offset=OFFSET, top_k=top_k,
+                         reservoir=reservoir, negatives=negatives, histogram_bins=12, seed=seed, signed=signed)
+    sampler = StreamingSampler(sizes, torch.device("cpu"))
+    counted = torch.ones(N_SEQ, T, dtype=torch.bool)
+    counted[:, 0] = False
+    for i in range(lo, hi, batch):
+        sl = slice(i, min(i + batch, hi))
+        sampler.update(acts[sl].clone(), tokens[sl], counted[sl], torch.arange(N_SEQ)[sl])
+    return sampler
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_merged_shards_equal_one_pass_even_with_ties(signed):
+    acts, tokens = random_activations(seed=3)
+    # A coarse grid makes many sequences tie on their maximum (bf16 activations tie often too).
+    acts = torch.round(acts * 2) / 2
+    if signed:
+        acts = acts * torch.where(torch.rand(acts.shape, generator=torch.Generator().manual_seed(1)) < 0.5, -1, 1)
+    one = run_sampler(acts, tokens, batch=6, reservoir=20, signed=signed)
+    seq_max = acts[:, 1:].abs().amax(dim=1)
+    assert (seq_max[:, 5].unique(return_counts=True)[1] > 1).any(), "the data must hold ties"
+    for bounds in ([0, 30, 60, N_SEQ], [0, 12, N_SEQ], [0, 6, 12, 18, 48, 84, N_SEQ]):
+        merged = _sharded(acts, tokens, bounds, batch=6, reservoir=20, signed=signed)
+        for name in StreamingSampler.STAT_FIELDS:
+            if name in ("sum_activation", "sum_error"):
+                assert torch.equal(merged.total_activation.float(), one.total_activation.float()), bounds
+            else:
+                assert torch.equal(getattr(merged, name), getattr(one, name)), (name, bounds)
+        assert (merged.n_tokens, merged.n_sequences) == (one.n_tokens, one.n_sequences)
+        a, b = select_examples(one, split_sizes()), select_examples(merged, split_sizes())
+        for field in ("latent", "split", "kind", "quantile", "rank", "sequence", "start", "max_activation",
+                      "tokens", "activations"):
+            assert np.array_equal(getattr(a, field), getattr(b, field)), (field, bounds)
+        assert np.array_equal(a.quantile_edges, b.quantile_edges, equal_nan=True)

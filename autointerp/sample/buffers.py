@@ -12,6 +12,11 @@ activations of the window) cut out and wait in a pending list. Every ``merge_eve
 candidates are merged into the buffer: slots are stable, a newcomer takes the slot of the entry it
 evicts, so the buffer is never copied. Keeping the largest keys is also what makes shards mergeable:
 the union of shard buffers, cut to the capacity, is the single-pass buffer.
+
+Ties are broken by sequence number (on equal keys the earlier sequence ranks first), in the merge and
+in ``canonicalize``, so that what is kept and the order it is read in never depend on the order the
+candidates arrived in: a run split into shards (``absorb``) keeps exactly what one pass keeps, row for
+row, even where activations tie (frequent in bf16).
 """
 
 from __future__ import annotations
@@ -82,10 +87,14 @@ class KeyedBuffer:
         keys[lat, col] = pending["key"][order]
         source = torch.full((n_latents, width), -1, dtype=torch.int64, device=lat.device)
         source[lat, col] = order
-        # Per latent, drop the `width` smallest of old + pending: the rest is kept.
+        sequences = torch.full((n_latents, width), -1, dtype=torch.int64, device=lat.device)
+        sequences[lat, col] = pending["sequence"][order]
+        # Per latent, drop the `width` last of old + pending in the buffer's order (key descending, then
+        # sequence ascending): the rest is kept.
         both = torch.cat([self.key, keys], dim=1)
+        last_first = _order(both, torch.cat([self.sequence, sequences], dim=1), descending=False)
         dropped = torch.zeros_like(both, dtype=torch.bool)
-        dropped.scatter_(1, both.topk(width, dim=1, largest=False).indices, True)
+        dropped.scatter_(1, last_first[:, :width], True)
         incoming = ~dropped[:, self.capacity:] & (keys > EMPTY)
         evicted = dropped[:, :self.capacity]
         in_lat, in_col = incoming.nonzero(as_tuple=True)
@@ -105,6 +114,46 @@ class KeyedBuffer:
             if self.activations is not None:
                 self.activations[in_lat, slot] = pending["activations"][src]
         self.floor = self.key.min(dim=1).values
+
+    def absorb(self, rows: dict[str, torch.Tensor]) -> None:
+        """Merge another buffer's kept candidates (``rows()`` of a shard) into this one."""
+        if self.capacity == 0 or rows["latent"].numel() == 0:
+            return
+        device = self.key.device
+        self._pending.append({k: v.to(device) for k, v in rows.items()
+                              if k != "activations" or self.activations is not None})
+        self.flush()
+
+    def rows(self) -> dict[str, torch.Tensor]:
+        """The kept candidates as flat rows (latent, key and payload), for a shard's part file."""
+        lat, slot = (self.key > EMPTY).nonzero(as_tuple=True)
+        out = {"latent": lat, "key": self.key[lat, slot], "sequence": self.sequence[lat, slot],
+               "start": self.start[lat, slot], "value": self.value[lat, slot], "tokens": self.tokens[lat, slot]}
+        if self.activations is not None:
+            out["activations"] = self.activations[lat, slot]
+        return out
+
+    def canonicalize(self) -> None:
+        """Reorder each latent's slots by key descending, then sequence ascending, empty slots last:
+        the order readers see no longer depends on arrival order. Call after the last flush."""
+        self.flush()
+        order = _order(self.key, self.sequence, descending=True)
+        for name in ("key", "sequence", "start", "value"):
+            setattr(self, name, torch.gather(getattr(self, name), 1, order))
+        for name in ("tokens", "activations"):
+            matrix = getattr(self, name)
+            if matrix is not None:
+                index = order.unsqueeze(2).expand(-1, -1, matrix.shape[2])
+                setattr(self, name, torch.gather(matrix, 1, index))
+        self.floor = self.key.min(dim=1).values
+
+
+def _order(key: torch.Tensor, sequence: torch.Tensor, descending: bool) -> torch.Tensor:
+    """Per row, the indices that sort by key (descending or ascending) with ties broken by sequence so
+    that the earlier sequence always ranks higher: ascending order is exactly descending order reversed."""
+    by_sequence = torch.sort(sequence, dim=1, descending=not descending, stable=True).indices
+    keys = torch.gather(key, 1, by_sequence)
+    return torch.gather(by_sequence, 1, torch.sort(keys, dim=1, descending=descending, stable=True).indices)
 
 
 def _first_index(sorted_rows: torch.Tensor, n_rows: int) -> torch.Tensor:

@@ -226,7 +226,7 @@ def latent_statistics(sampler: StreamingSampler, selection, config: CollectConfi
     status[dead] = "dead"
     reason[dead] = f"never fired in {sampler.n_tokens:,} counted tokens"
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(n_firing > 0, sampler.sum_activation.cpu().numpy() / np.maximum(n_firing, 1), np.nan)
+        mean = np.where(n_firing > 0, sampler.total_activation.cpu().numpy() / np.maximum(n_firing, 1), np.nan)
     return {"n_firing": n_firing, "frequency": n_firing / max(sampler.n_tokens, 1),
             "max_activation": sampler.max_activation.cpu().numpy(), "mean_activation": mean,
             "n_active_contexts": n_active, "histogram": sampler.histogram.cpu().numpy(),

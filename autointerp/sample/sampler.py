@@ -23,6 +23,12 @@ signed activation there. Top contexts are kept for each sign (``top`` for positi
 ``top_negative`` for negative ones, ``top_k`` each); the reservoir, the non-activating windows and the
 statistics (count, sum, maximum and histogram of |activation|) treat both signs alike. For non-negative
 activations the magnitude is the activation itself, so an unsigned run does exactly what it always did.
+
+Shards: a corpus split by sequence ranges over workers (``scale/collect_shards.py``) gives one sampler
+per shard; ``state()`` is what a shard keeps and ``absorb(state)`` merges it. Every choice is a
+largest-keys selection with ties broken by sequence, counts add, maxima take the maximum, and the sum
+of activations is kept with its rounding error (Neumaier's compensated sum), so the merge of any
+sharding selects and reports exactly what one pass does.
 """
 
 from __future__ import annotations
@@ -77,6 +83,7 @@ class StreamingSampler:
         self.n_firing = torch.zeros(L, dtype=torch.int64, device=device)
         self.n_active_contexts = torch.zeros(L, dtype=torch.int64, device=device)
         self.sum_activation = torch.zeros(L, dtype=torch.float64, device=device)
+        self.sum_error = torch.zeros(L, dtype=torch.float64, device=device)  # rounding error of the sum
         self.max_activation = torch.zeros(L, dtype=torch.float32, device=device)
         self.edges = histogram_edges(s.histogram_bins).to(device=device, dtype=torch.float32)
         self.histogram = torch.zeros(L, s.histogram_bins + 2, dtype=torch.int64, device=device)
@@ -122,11 +129,57 @@ class StreamingSampler:
             self._offer_negatives(magnitude, token_ids, sequence_ids, peak_start, active, lat_row)
         self.n_sequences += B
 
+    def buffers(self) -> dict[str, KeyedBuffer]:
+        named = {"top": self.top, "top_negative": self.top_negative, "reservoir": self.reservoir,
+                 "negatives": self.negatives}
+        return {name: buf for name, buf in named.items() if buf is not None}
+
     def finish(self) -> None:
-        """Merge every pending candidate; call once after the last batch."""
-        for buffer in (self.top, self.top_negative, self.reservoir, self.negatives):
-            if buffer is not None:
-                buffer.flush()
+        """Merge every pending candidate and put each latent's slots in canonical order; call once after
+        the last batch (or the last ``absorb``)."""
+        for buffer in self.buffers().values():
+            buffer.canonicalize()
+
+    @property
+    def total_activation(self) -> torch.Tensor:
+        """Sum of |activation| per latent (float64), with its accumulated rounding error added back."""
+        return self.sum_activation + self.sum_error
+
+    STAT_FIELDS = ("n_firing", "n_active_contexts", "sum_activation", "sum_error", "max_activation", "histogram")
+
+    def state(self) -> dict:
+        """What a shard hands to the merge: per-latent statistics, counts and every buffer's rows."""
+        for buffer in self.buffers().values():
+            buffer.flush()
+        return {"stats": {name: getattr(self, name) for name in self.STAT_FIELDS},
+                "n_tokens": self.n_tokens, "n_sequences": self.n_sequences,
+                "buffers": {name: buf.rows() for name, buf in self.buffers().items()}}
+
+    def absorb(self, state: dict) -> None:
+        """Merge a shard's ``state()`` into this sampler (any number of shards, in any order)."""
+        stats = {k: v.to(self.device) for k, v in state["stats"].items()}
+        self.n_firing += stats["n_firing"]
+        self.n_active_contexts += stats["n_active_contexts"]
+        self._add_to_sum(stats["sum_activation"])
+        self.sum_error += stats["sum_error"]
+        self.max_activation = torch.maximum(self.max_activation, stats["max_activation"])
+        self.histogram += stats["histogram"]
+        self.n_tokens += state["n_tokens"]
+        self.n_sequences += state["n_sequences"]
+        mine = self.buffers()
+        if set(mine) != set(state["buffers"]):
+            raise ValueError(f"shard buffers {sorted(state['buffers'])} do not match {sorted(mine)}")
+        for name, rows in state["buffers"].items():
+            mine[name].absorb(rows)
+
+    def _add_to_sum(self, values: torch.Tensor) -> None:
+        """Neumaier's compensated addition: ``sum_error`` collects what rounding dropped, so the total
+        does not depend on how the corpus was split into batches and shards."""
+        total = self.sum_activation + values
+        big = self.sum_activation.abs() >= values.abs()
+        error = torch.where(big, (self.sum_activation - total) + values, (values - total) + self.sum_activation)
+        self.sum_activation = total
+        self.sum_error += error
 
     def _offer_negatives(self, magnitude, token_ids, sequence_ids, peak_start, active, lat_row) -> None:
         s = self.sizes
@@ -151,7 +204,8 @@ class StreamingSampler:
         b, t, lat = acts.nonzero(as_tuple=True)
         values = magnitude[b, t, lat]
         self.n_firing += torch.bincount(lat, minlength=self.sizes.n_latents)
-        self.sum_activation.index_add_(0, lat, values.to(torch.float64))
+        batch_sum = torch.zeros_like(self.sum_activation).index_add_(0, lat, values.to(torch.float64))
+        self._add_to_sum(batch_sum)
         self.max_activation = torch.maximum(self.max_activation, seq_max.amax(dim=0))
         self.n_active_contexts += active.sum(dim=0)
         bins = torch.bucketize(values, self.edges, right=True)
