@@ -159,6 +159,54 @@ class CollectConfig:
         return config_hash(shaping)
 
 
+EXECUTORS = ("local", "ray")
+
+
+@dataclass
+class ExecutorConfig:
+    """Where a stage runs: in this process (local) or spread over the workers of a Ray cluster.
+
+    None of these fields shapes a result: a sharded run stores exactly what a local run stores (the
+    collect row for row; explain and score the same rows, each latent done once)."""
+
+    executor: str = "local"
+    """local (this process) or ray (workers of a Ray cluster; needs `pip install ray`)."""
+
+    ray_address: str = ""
+    """Ray cluster to join with --executor ray: empty starts a private Ray instance on this machine for
+    the run; "auto" joins the cluster this machine belongs to (`ray start`); HOST:PORT joins that head
+    node's GCS, ray://HOST:10001 goes through Ray Client."""
+
+    workers: int = 0
+    """Ray workers (one actor each). 0: one per GPU of the cluster, or 2 when it has none."""
+
+    worker_gpus: float = 1.0
+    """GPUs each worker reserves when the cluster has GPUs (0.5 packs two workers on a GPU); ignored
+    without GPUs."""
+
+    shard_tokens: int = 0
+    """collect: corpus tokens per shard, rounded to whole batches of sequences. 0: the tokens split into
+    4 shards per worker (a finished shard is kept on disk, so a failure redoes at most one shard)."""
+
+    parts_dir: str = ""
+    """collect: folder for the shards' Parquet parts; empty for DB.parts next to the database. Must be
+    reachable from every worker (a shared filesystem on a multi-machine cluster)."""
+
+    def __post_init__(self) -> None:
+        if self.executor not in EXECUTORS:
+            raise AutointerpError(f"--executor {self.executor!r} is not known.", "local or ray.")
+        if self.workers < 0 or self.shard_tokens < 0 or self.worker_gpus < 0:
+            raise AutointerpError("--workers, --worker-gpus and --shard-tokens must not be negative.",
+                                  "0 (automatic) or a positive number.")
+        if self.executor == "local" and (self.ray_address or self.workers):
+            raise AutointerpError("--ray-address and --workers need --executor ray.",
+                                  "--executor ray with them, or neither.", "add --executor ray.")
+
+    @property
+    def is_ray(self) -> bool:
+        return self.executor == "ray"
+
+
 def config_hash(values: dict) -> str:
     """Short stable hash of a JSON-serialisable dict."""
     blob = json.dumps(values, sort_keys=True, default=str).encode()

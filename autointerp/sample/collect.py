@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..config import CollectConfig, config_hash
+from ..config import CollectConfig, ExecutorConfig, config_hash
 from ..corpus import SequencePacker, open_corpus, texts_of
 from ..errors import AutointerpError
 from ..models.subject import SubjectModel, load_subject_model
@@ -49,19 +49,31 @@ class CollectResult:
     status_counts: dict | None = None
 
 
-def collect(config: CollectConfig, db: str | Path, overwrite: bool = False, progress: bool = True) -> CollectResult:
-    """Run the sample stage into the database at ``db``; see the module docstring."""
+def collect(config: CollectConfig, db: str | Path, overwrite: bool = False, progress: bool = True,
+            executor: ExecutorConfig | None = None) -> CollectResult:
+    """Run the sample stage into the database at ``db``; see the module docstring. With
+    ``executor.executor == "ray"`` the corpus is sharded over Ray workers (``scale/collect_shards.py``)
+    and the merged result is the one this process would write, row for row."""
     con = connect(db)
     try:
+        if executor is not None and executor.is_ray:
+            from ..scale.collect_shards import collect_on_ray
+
+            return collect_on_ray(con, db, config, executor, overwrite, progress)
         return _collect(con, config, overwrite, progress)
     finally:
         con.close()
 
 
-def _collect(con, config: CollectConfig, overwrite: bool, progress: bool) -> CollectResult:
+def collect_identity(config: CollectConfig) -> tuple[dictionaries.Request, str]:
+    """The dictionary request and the hash identifying the collect's result."""
     req = dictionaries.request(config)
-    identity = config_hash({"config": config.result_hash(), **req.identity()})
+    return req, config_hash({"config": config.result_hash(), **req.identity()})
 
+
+def check_earlier(con, identity: str, overwrite: bool) -> tuple[list, runs.RunRow | None]:
+    """Earlier collect runs, and the complete one with this identity if there is one (nothing to do).
+    Raises when another process is writing or a different collect is stored without ``overwrite``."""
     earlier = runs.stage_runs(con, "collect")
     for run in earlier:
         if run.is_alive_elsewhere():
@@ -70,13 +82,21 @@ def _collect(con, config: CollectConfig, overwrite: bool, progress: bool) -> Col
     complete = [r for r in earlier if r.status == "complete"]
     if complete and complete[-1].config_hash == identity and not overwrite:
         log.info("an identical collect (%s) is already complete; nothing to do", complete[-1].run_id)
-        return CollectResult(run_id=complete[-1].run_id, skipped=True)
+        return earlier, complete[-1]
     if complete and complete[-1].config_hash != identity and not overwrite:
         raise AutointerpError(
             f"The database already holds a collect with another configuration (run {complete[-1].run_id}, "
             f"config hash {complete[-1].config_hash}; this one is {identity}).",
             "a new database path, or the configuration of the earlier run.",
             "pass --overwrite to replace the earlier results, or use another --db.")
+    return earlier, None
+
+
+def _collect(con, config: CollectConfig, overwrite: bool, progress: bool) -> CollectResult:
+    req, identity = collect_identity(config)
+    earlier, done = check_earlier(con, identity, overwrite)
+    if done is not None:
+        return CollectResult(run_id=done.run_id, skipped=True)
 
     subject = load_subject_model(config.model, "", config.device, config.dtype)
     dictionary, hookpoint = dictionaries.attach(req, config, subject)
@@ -99,22 +119,28 @@ def _collect(con, config: CollectConfig, overwrite: bool, progress: bool) -> Col
         raise
 
 
-def _batches(config: CollectConfig, subject: SubjectModel, corpus, n_seqs: int):
-    """Yield [batch, seq_len] token tensors, tokenizing in a background thread."""
+def _batches(config: CollectConfig, subject: SubjectModel, corpus, first: int, last: int):
+    """Yield [batch, seq_len] token tensors of sequences ``first`` to ``last`` - 1, tokenizing in a
+    background thread; return the number of sequences made. Batches are cut from ``first``, so a shard
+    that starts at a multiple of the batch size sees exactly the batches a single pass sees (the same
+    inputs give bitwise the same activations). Sequences before ``first`` are tokenized and dropped."""
     packer = SequencePacker(subject.tokenizer, config.seq_len)
     out: queue.Queue = queue.Queue(maxsize=8)
     stop = threading.Event()
 
     def produce():
         try:
-            batch, made = [], 0
+            batch, made, index = [], 0, -1
             for seq in packer.sequences(texts_of(corpus, config.text_column)):
+                index += 1
+                if index < first:
+                    continue
                 batch.append(seq)
                 made += 1
-                if len(batch) == config.batch_size or made == n_seqs:
+                if len(batch) == config.batch_size or first + made == last:
                     out.put(torch.from_numpy(np.stack(batch)))
                     batch = []
-                if made == n_seqs or stop.is_set():
+                if first + made == last or stop.is_set():
                     break
             if batch:
                 out.put(torch.from_numpy(np.stack(batch)))
@@ -136,20 +162,37 @@ def _batches(config: CollectConfig, subject: SubjectModel, corpus, n_seqs: int):
         stop.set()
 
 
-def _stream_and_write(con, run_id, config, subject, dictionary, corpus, hookpoint, source, earlier, progress):
-    n_seqs = math.ceil(config.tokens / config.seq_len)
+def n_sequences(config: CollectConfig) -> int:
+    return math.ceil(config.tokens / config.seq_len)
+
+
+def sampler_sizes(config: CollectConfig, n_latents: int, signed: bool) -> SamplerSizes:
+    return SamplerSizes(n_latents=n_latents, seq_len=config.seq_len, window=config.window,
+                        peak_offset=config.peak_offset, top_k=config.top_k, reservoir=config.reservoir,
+                        negatives=config.random_test + config.random_explain,
+                        histogram_bins=config.histogram_bins, seed=config.seed, signed=signed)
+
+
+def corpus_too_short(config: CollectConfig, available: int) -> AutointerpError:
+    have = available * config.seq_len
+    return AutointerpError(
+        f"The corpus has only {have:,} tokens ({available:,} sequences of {config.seq_len}); "
+        f"{config.tokens:,} were requested.",
+        f"--tokens at most {have:,} for this corpus.", f"pass --tokens {have} or a larger dataset.")
+
+
+def stream(config: CollectConfig, subject: SubjectModel, dictionary, corpus, first: int, last: int,
+           progress: bool = True) -> tuple[StreamingSampler, int, float]:
+    """Run sequences ``first`` to ``last`` - 1 through model -> dictionary -> sampler: the sampler, the
+    sequences made (fewer than asked when the corpus ends) and the seconds it took."""
     device = subject.device
-    sizes = SamplerSizes(n_latents=dictionary.d_sae, seq_len=config.seq_len, window=config.window,
-                         peak_offset=config.peak_offset, top_k=config.top_k, reservoir=config.reservoir,
-                         negatives=config.random_test + config.random_explain,
-                         histogram_bins=config.histogram_bins, seed=config.seed, signed=dictionary.signed)
-    sampler = StreamingSampler(sizes, device)
+    sampler = StreamingSampler(sampler_sizes(config, dictionary.d_sae, dictionary.signed), device)
     special = torch.tensor(subject.special_token_ids(), dtype=torch.int64, device=device)
-    bar = tqdm(total=n_seqs * config.seq_len, unit="tok", unit_scale=True, disable=not progress,
+    bar = tqdm(total=(last - first) * config.seq_len, unit="tok", unit_scale=True, disable=not progress,
                desc="collect", dynamic_ncols=True)
     start = time.perf_counter()
-    done = 0
-    batches = _batches(config, subject, corpus, n_seqs)
+    done = first
+    batches = _batches(config, subject, corpus, first, last)
     try:
         # inference mode throughout: the sampler may update in place what the dictionary returns, which
         # for raw neurons is the tensor the hook captured
@@ -167,33 +210,41 @@ def _stream_and_write(con, run_id, config, subject, dictionary, corpus, hookpoin
             sampler.finish()
     finally:
         bar.close()
-    if done < n_seqs:
-        have = done * config.seq_len
-        raise AutointerpError(
-            f"The corpus has only {have:,} tokens ({done:,} sequences of {config.seq_len}); "
-            f"{config.tokens:,} were requested.",
-            f"--tokens at most {have:,} for this corpus.", f"pass --tokens {have} or a larger dataset.")
     if device.type == "cuda":
         torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
+    return sampler, done - first, time.perf_counter() - start
 
+
+def _stream_and_write(con, run_id, config, subject, dictionary, corpus, hookpoint, source, earlier, progress):
+    n_seqs = n_sequences(config)
+    sampler, done, seconds = stream(config, subject, dictionary, corpus, 0, n_seqs, progress)
+    if done < n_seqs:
+        raise corpus_too_short(config, done)
+    collection = {"model": subject.name, "hookpoint": hookpoint, "sae": source}
+
+    def token_strings(ids: np.ndarray) -> list[str]:
+        return subject.tokenizer.batch_decode([[int(i)] for i in ids])
+
+    return select_and_write(con, run_id, config, sampler, collection, token_strings, earlier, seconds)
+
+
+def select_and_write(con, run_id, config: CollectConfig, sampler: StreamingSampler, collection: dict,
+                     token_strings, earlier: list[str], seconds: float, extra_summary: dict | None = None
+                     ) -> CollectResult:
+    """Select the explain and test sets from a finished (or merged) sampler and write the run."""
+    done = sampler.n_sequences
     selection = select_examples(sampler, SplitSizes(
         n_quantiles=config.n_quantiles, explain_per_quantile=config.explain_per_quantile,
         test_per_quantile=config.test_per_quantile, random_explain=config.random_explain,
         random_test=config.random_test, seed=config.seed))
     stats = latent_statistics(sampler, selection, config)
-    collection = {"model": subject.name, "hookpoint": hookpoint, "sae": source,
-                  "dataset": config.dataset, "n_sequences": done, "n_tokens": sampler.n_tokens,
+    collection = {**collection, "dataset": config.dataset, "n_sequences": done, "n_tokens": sampler.n_tokens,
                   "seq_len": config.seq_len, "window": config.window,
                   "histogram_edges": histogram_edges(config.histogram_bins).tolist()}
     status_counts = {s: int((stats["status"] == s).sum()) for s in ("ok", "too_few_examples", "dead")}
     summary = {"sequences": done, "tokens_processed": done * config.seq_len, "tokens_counted": sampler.n_tokens,
                "seconds": round(seconds, 2), "tokens_per_second": round(done * config.seq_len / seconds, 1),
-               "latents": status_counts}
-
-    def token_strings(ids: np.ndarray) -> list[str]:
-        return subject.tokenizer.batch_decode([[int(i)] for i in ids])
-
+               "latents": status_counts, **(extra_summary or {})}
     write_collection(con, run_id, earlier, collection, selection, stats, token_strings, summary)
     return CollectResult(run_id=run_id, skipped=False, n_tokens=done * config.seq_len, seconds=seconds,
                          tokens_per_second=done * config.seq_len / seconds, status_counts=status_counts)

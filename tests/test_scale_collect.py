@@ -1,0 +1,174 @@
+"""`autointerp collect --executor ray` on a real local Ray cluster (ray.init(num_cpus=2)): the sharded
+collect equals the single-process one row for row, also when a worker process is killed mid-shard, and
+a failed sharded run resumes from its finished shards."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from autointerp.cli import main
+from autointerp.config import ExecutorConfig
+from autointerp.errors import AutointerpError
+from autointerp.store.db import connect
+
+from .conftest import SMALL, small_config
+
+ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.slow
+
+TABLES = ("collections", "contexts", "latent_examples", "latent_stats")
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # Test workers below are defined in this module: ship them to Ray's worker processes by value.
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    yield
+    ray.shutdown()
+
+
+def differing_rows(a: Path, b: Path) -> dict[str, tuple[int, int, int]]:
+    """Per result table: (rows in a, rows only in a, rows only in b), comparing every column but run_id."""
+    con = duckdb.connect()
+    con.execute(f"ATTACH '{a}' AS a (READ_ONLY)")
+    con.execute(f"ATTACH '{b}' AS b (READ_ONLY)")
+    out = {}
+    for table in TABLES:
+        columns = [r[0] for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_catalog = 'a' AND table_name = ? "
+            "ORDER BY ordinal_position", [table]).fetchall() if r[0] != "run_id"]
+        cols = ", ".join(f'"{c}"' for c in columns)
+        only = [con.execute(f"SELECT count(*) FROM (SELECT {cols} FROM {x}.{table} EXCEPT ALL "
+                            f"SELECT {cols} FROM {y}.{table})").fetchone()[0] for x, y in (("a", "b"), ("b", "a"))]
+        out[table] = (con.execute(f"SELECT count(*) FROM a.{table}").fetchone()[0], *only)
+    con.close()
+    return out
+
+
+def assert_same_collect(a: Path, b: Path) -> None:
+    diff = differing_rows(a, b)
+    assert all(n > 0 for n, _, _ in diff.values()), diff
+    assert all(x == 0 and y == 0 for _, x, y in diff.values()), diff
+
+
+def collect_summary(db: Path) -> dict:
+    import json
+
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return json.loads(con.execute("SELECT summary FROM runs WHERE stage = 'collect' AND status = 'complete'")
+                          .fetchone()[0])
+    finally:
+        con.close()
+
+
+def test_sharded_collect_over_two_workers_equals_single_process(collected_db, ray_local, tmp_path):
+    db = tmp_path / "sharded.duckdb"
+    args = ["collect", "--db", str(db), "--quiet", "--executor", "ray", "--workers", "2", "--shard-tokens", "2048"]
+    for key, value in SMALL.items():
+        args += ["--" + key.replace("_", "-"), str(value)]
+    assert main(args) == 0
+    summary = collect_summary(db)
+    assert (summary["executor"], summary["workers"], summary["shards"], summary["workers_died"]) == ("ray", 2, 3, 0)
+    assert_same_collect(collected_db, db)
+    assert not (tmp_path / "sharded.duckdb.parts").exists(), "parts are removed once merged"
+    # The same command again finds the identical collect and does nothing.
+    assert main(args) == 0
+
+
+class DiesOnSecondShard:
+    """A real worker whose process is killed (SIGKILL) in the middle of its second shard, after the
+    model has run and before the part is written, when it is the first worker to get there (``marker``
+    is created exclusively); every worker dies there when ``everyone`` is set."""
+
+    marker = ""
+    everyone = False
+
+    def __init__(self, config):
+        from autointerp.scale.collect_shards import CollectWorker
+
+        self.inner = CollectWorker(config)
+        self.shards = 0
+
+    def load(self):
+        return self.inner.load()
+
+    def decode(self, ids):
+        return self.inner.decode(ids)
+
+    def run_shard(self, first, last, folder, identity):
+        self.shards += 1
+        if self.shards == 2:
+            from autointerp.sample import collect as local
+
+            local.stream(self.inner.config, self.inner.subject, self.inner.dictionary, self.inner.corpus,
+                         first, last, progress=False)
+            try:
+                os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL))
+                chosen = True
+            except FileExistsError:
+                chosen = False
+            if chosen or self.everyone:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return self.inner.run_shard(first, last, folder, identity)
+
+
+def _collect_with(worker, db: Path, **executor) -> object:
+    from autointerp.scale.collect_shards import collect_on_ray
+
+    con = connect(db)
+    try:
+        return collect_on_ray(con, db, small_config(), ExecutorConfig(executor="ray", workers=2, **executor),
+                              overwrite=False, progress=False, worker_class=worker)
+    finally:
+        con.close()
+
+
+def test_a_killed_worker_loses_only_its_shard(collected_db, ray_local, tmp_path):
+    class Once(DiesOnSecondShard):
+        marker = str(tmp_path / "died")
+
+    db = tmp_path / "killed.duckdb"
+    _collect_with(Once, db, shard_tokens=2048)  # 3 shards: the worker given shard 3 dies in it
+    assert Path(Once.marker).exists(), "a worker was killed"
+    summary = collect_summary(db)
+    assert (summary["workers_died"], summary["shards"]) == (1, 3)
+    assert_same_collect(collected_db, db)
+
+
+def test_a_failed_sharded_collect_resumes_from_its_finished_shards(collected_db, ray_local, tmp_path):
+    class Everyone(DiesOnSecondShard):
+        marker = str(tmp_path / "died")
+        everyone = True
+
+    db = tmp_path / "resumed.duckdb"
+    with pytest.raises(AutointerpError, match="Every Ray worker died"):
+        _collect_with(Everyone, db, shard_tokens=2048)  # 3 shards: two finish, then both workers die
+    parts = list((tmp_path / "resumed.duckdb.parts").glob("*/shard-*"))
+    assert len(parts) == 2, parts
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("SELECT status FROM runs WHERE stage = 'collect'").fetchall() == [("failed",)]
+    con.close()
+
+    from autointerp.scale.collect_shards import CollectWorker
+
+    _collect_with(CollectWorker, db, shard_tokens=2048)
+    summary = collect_summary(db)
+    assert (summary["reused_shards"], summary["shards"]) == (2, 3)
+    assert_same_collect(collected_db, db)
+
+
+def test_bad_input_fails_before_any_worker_starts(tmp_path, capsys):
+    db = tmp_path / "bad.duckdb"
+    assert main(["collect", "--db", str(db), "--quiet", "--workers", "2"]) == 2
+    assert "--executor ray" in capsys.readouterr().err
+    assert main(["collect", "--db", str(db), "--quiet", "--executor", "ray", "--sae", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err
+    assert "none" in err and "Traceback" not in err
