@@ -91,23 +91,24 @@ class DiesOnSecondShard:
     marker = ""
     everyone = False
 
-    def __init__(self, config):
+    def __init__(self, configs):
         from autointerp.scale.collect_shards import CollectWorker
 
-        self.inner = CollectWorker(config)
+        self.inner = CollectWorker(configs)
         self.shards = 0
 
-    def load(self):
-        return self.inner.load()
+    def load(self, job):
+        return self.inner.load(job)
 
-    def decode(self, ids):
-        return self.inner.decode(ids)
+    def decode(self, job, ids):
+        return self.inner.decode(job, ids)
 
-    def run_shard(self, first, last, folder, identity):
+    def run_shard(self, job, first, last, folder, identity):
         self.shards += 1
         if self.shards == 2:
             from autointerp.sample import collect as local
 
+            self.inner.load(job)
             local.stream(self.inner.config, self.inner.subject, self.inner.dictionary, self.inner.corpus,
                          first, last, progress=False)
             try:
@@ -117,7 +118,7 @@ class DiesOnSecondShard:
                 chosen = False
             if chosen or self.everyone:
                 os.kill(os.getpid(), signal.SIGKILL)
-        return self.inner.run_shard(first, last, folder, identity)
+        return self.inner.run_shard(job, first, last, folder, identity)
 
 
 def _collect_with(worker, db: Path, **executor) -> object:
@@ -125,8 +126,8 @@ def _collect_with(worker, db: Path, **executor) -> object:
 
     con = connect(db)
     try:
-        return collect_on_ray(con, db, small_config(), ExecutorConfig(executor="ray", workers=2, **executor),
-                              overwrite=False, progress=False, worker_class=worker)
+        return collect_on_ray([(con, db, small_config())], ExecutorConfig(executor="ray", workers=2, **executor),
+                              overwrite=False, progress=False, worker_class=worker)[0]
     finally:
         con.close()
 
@@ -172,3 +173,39 @@ def test_bad_input_fails_before_any_worker_starts(tmp_path, capsys):
     assert main(["collect", "--db", str(db), "--quiet", "--executor", "ray", "--sae", str(tmp_path / "none")]) == 2
     err = capsys.readouterr().err
     assert "none" in err and "Traceback" not in err
+
+
+def small_args(*extra) -> list[str]:
+    args = ["collect", "--quiet", *extra]
+    for key, value in SMALL.items():
+        args += ["--" + key.replace("_", "-"), str(value)]
+    return args
+
+
+def test_several_jobs_share_the_workers_and_each_equals_its_single_process_collect(collected_db, ray_local,
+                                                                                  tmp_path):
+    import json
+
+    other = tmp_path / "layer10-local.duckdb"  # the embedded SAE read at another layer: another job
+    assert main(small_args("--db", str(other), "--hookpoint", "model.layers.10")) == 0
+    jobs = tmp_path / "jobs.json"
+    jobs.write_text(json.dumps([{"db": str(tmp_path / "layer14.duckdb")},
+                                {"db": str(tmp_path / "layer10.duckdb"), "hookpoint": "model.layers.10"}]))
+    assert main(small_args("--jobs", str(jobs), "--executor", "ray", "--workers", "2", "--shard-tokens", "2048")) == 0
+    assert_same_collect(collected_db, tmp_path / "layer14.duckdb")
+    assert_same_collect(other, tmp_path / "layer10.duckdb")
+    assert differing_rows(collected_db, other)["latent_stats"][1] > 0, "the two jobs are different collects"
+
+
+def test_bad_jobs_file_is_refused(tmp_path, capsys):
+    import json
+
+    jobs = tmp_path / "jobs.json"
+    jobs.write_text(json.dumps([{"db": str(tmp_path / "a.duckdb"), "sae_path": "x"}]))
+    assert main(["collect", "--quiet", "--jobs", str(jobs)]) == 2
+    assert "unknown option(s): sae_path" in capsys.readouterr().err
+    jobs.write_text(json.dumps([{"db": str(tmp_path / "a.duckdb")}, {"db": str(tmp_path / "a.duckdb")}]))
+    assert main(["collect", "--quiet", "--jobs", str(jobs)]) == 2
+    assert "same database" in capsys.readouterr().err
+    assert main(["collect", "--quiet"]) == 2
+    assert not list(tmp_path.glob("*.duckdb"))

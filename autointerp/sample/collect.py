@@ -54,15 +54,30 @@ def collect(config: CollectConfig, db: str | Path, overwrite: bool = False, prog
     """Run the sample stage into the database at ``db``; see the module docstring. With
     ``executor.executor == "ray"`` the corpus is sharded over Ray workers (``scale/collect_shards.py``)
     and the merged result is the one this process would write, row for row."""
-    con = connect(db)
+    return collect_many([(config, db)], overwrite, progress, executor)[0]
+
+
+def collect_many(jobs: list[tuple[CollectConfig, str | Path]], overwrite: bool = False, progress: bool = True,
+                 executor: ExecutorConfig | None = None) -> list[CollectResult]:
+    """Several collects (e.g. one per hookpoint or SAE), each into its own database: one after another
+    here, or spread together over the workers of a Ray cluster with ``--executor ray``."""
+    paths = [str(Path(db).resolve()) for _, db in jobs]
+    if len(set(paths)) < len(paths):
+        raise AutointerpError("Two collect jobs write the same database.", "one database per job.",
+                              "give each job its own \"db\".")
+    connections = []
     try:
+        for _, db in jobs:
+            connections.append(connect(db))
         if executor is not None and executor.is_ray:
             from ..scale.collect_shards import collect_on_ray
 
-            return collect_on_ray(con, db, config, executor, overwrite, progress)
-        return _collect(con, config, overwrite, progress)
+            return collect_on_ray([(con, db, config) for con, (config, db) in zip(connections, jobs)],
+                                  executor, overwrite, progress)
+        return [_collect(con, config, overwrite, progress) for con, (config, _) in zip(connections, jobs)]
     finally:
-        con.close()
+        for con in connections:
+            con.close()
 
 
 def collect_identity(config: CollectConfig) -> tuple[dictionaries.Request, str]:

@@ -8,10 +8,14 @@
    sampler with global sequence numbers (every random choice is a hash of them, see
    ``sample/hashing.py``) and writes the sampler's state as a Parquet part (``shard_parts.py``). A
    worker keeps only its own shard's candidates.
-3. The driver merges the parts one at a time into one sampler (``StreamingSampler.absorb``: largest
+3. As soon as a job's shards are all on disk, the driver merges its parts one at a time into one sampler (``StreamingSampler.absorb``: largest
    keys with ties broken by sequence, counts added, a compensated sum), selects the explain and test
    sets and writes the run exactly as a local collect does, in one transaction. The result equals a
    single-process collect with the same configuration, row for row (tests/test_scale_collect.py).
+
+Several jobs (one per hookpoint or dictionary, each with its own database: ``autointerp collect --jobs``)
+share one pool of workers: their shards are interleaved, a worker keeps the job it last loaded and
+prefers that job's shards, and each job is merged and written as soon as its own shards are done.
 
 Failures: a worker that dies loses only the shard it was running; the shard goes back in the queue
 and the job finishes on the other workers. Finished shards stay on disk under ``--parts-dir`` (by
@@ -29,6 +33,7 @@ import os
 import shutil
 import time
 from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -55,29 +60,62 @@ def plan_shards(n_seqs: int, config: CollectConfig, executor: ExecutorConfig, wo
     return [(first, min(first + per_shard, n_seqs)) for first in range(0, n_seqs, per_shard)]
 
 
+@dataclass
+class _Job:
+    """One collect of a several-job run: its database, identity and shards."""
+
+    index: int
+    con: object
+    db: Path
+    config: CollectConfig
+    identity: str
+    earlier: list[str]
+    parts: Path
+    shards: list[tuple[int, int]] = field(default_factory=list)
+    reused: list[tuple[int, int]] = field(default_factory=list)
+    meta: dict | None = None
+    run_id: str = ""
+    finished: int = 0
+    worker_seconds: float = 0.0
+    result: local.CollectResult | None = None
+
+
 class CollectWorker:
-    """One Ray actor: loads the model and the dictionary once, then streams shards into parts."""
+    """One Ray actor: loads a job's model and dictionary (keeping the last one loaded) and streams
+    shards of it into parts."""
 
-    def __init__(self, config: dict):
-        self.config = CollectConfig(**config)
-        self.subject = self.dictionary = self.corpus = None
+    def __init__(self, configs: list[dict]):
+        self.configs = [CollectConfig(**c) for c in configs]
+        self.job = None
+        self.subject = self.dictionary = self.corpus = self.meta = None
 
-    def load(self) -> dict:
+    def load(self, job: int) -> dict:
+        if job == self.job:
+            return self.meta
         from ..corpus import open_corpus
         from ..models.subject import load_subject_model
         from ..sample import dictionary as dictionaries
 
-        config = self.config
+        self.job = self.subject = self.dictionary = self.corpus = None  # free the previous job's model first
+        config = self.configs[job]
         req = dictionaries.request(config)
         self.subject = load_subject_model(config.model, "", config.device, config.dtype)
         self.dictionary, hookpoint = dictionaries.attach(req, config, self.subject)
         self.dictionary.to(self.subject.device)
         self.corpus = open_corpus(config.dataset, config.split, config.text_column, config.dataset_config)
-        return {"hookpoint": hookpoint, "n_latents": int(self.dictionary.d_sae), "signed": bool(self.dictionary.signed),
-                "resolved": {**dictionaries.describe(req, self.dictionary, config), "model": self.subject.name,
-                             "device": str(self.subject.device), "dtype": str(self.subject.dtype)}}
+        self.job = job
+        self.meta = {"hookpoint": hookpoint, "n_latents": int(self.dictionary.d_sae),
+                     "signed": bool(self.dictionary.signed),
+                     "resolved": {**dictionaries.describe(req, self.dictionary, config), "model": self.subject.name,
+                                  "device": str(self.subject.device), "dtype": str(self.subject.dtype)}}
+        return self.meta
 
-    def run_shard(self, first: int, last: int, folder: str, identity: str) -> dict:
+    @property
+    def config(self) -> CollectConfig:
+        return self.configs[self.job]
+
+    def run_shard(self, job: int, first: int, last: int, folder: str, identity: str) -> dict:
+        self.load(job)
         sampler, made, seconds = local.stream(self.config, self.subject, self.dictionary, self.corpus,
                                               first, last, progress=False)
         manifest = {"first": first, "last": last, "made": made, "seconds": seconds, "identity": identity,
@@ -85,7 +123,8 @@ class CollectWorker:
         write_part(Path(folder), sampler.state(), manifest)
         return manifest
 
-    def decode(self, ids: list[int]) -> list[str]:
+    def decode(self, job: int, ids: list[int]) -> list[str]:
+        self.load(job)
         return self.subject.tokenizer.batch_decode([[int(i)] for i in ids])
 
     def pid(self) -> int:
@@ -97,145 +136,178 @@ def _cause(exc: Exception) -> Exception:
     return getattr(exc, "cause", None) or exc
 
 
-def collect_on_ray(con, db, config: CollectConfig, executor: ExecutorConfig, overwrite: bool,
-                   progress: bool, worker_class: type = CollectWorker) -> local.CollectResult:
-    """See the module docstring; ``worker_class`` lets a test inject faults into real workers."""
-    req, identity = local.collect_identity(config)
-    earlier, done = local.check_earlier(con, identity, overwrite)
-    if done is not None:
-        return local.CollectResult(run_id=done.run_id, skipped=True)
-    parts = Path(executor.parts_dir or f"{db}.parts") / identity
-    with ray_cluster(executor) as cluster:
-        ray = import_ray()
-        actor_class = ray.remote(num_cpus=cluster.cpus_per_worker, num_gpus=cluster.gpus_per_worker,
-                                 max_restarts=0)(worker_class)
-        actors = [actor_class.remote(config.to_dict()) for _ in range(cluster.workers)]
-        try:
-            return _run(con, db, config, executor, identity, earlier, parts, actors, cluster, progress)
-        finally:
-            for actor in actors:
-                ray.kill(actor)
-
-
-def _load(actors: list) -> tuple[dict, set[int]]:
-    """Load model and dictionary on every worker; the first description, and the workers that died."""
-    ray = import_ray()
-    from ray.exceptions import RayActorError
-
-    meta, dead = None, set()
-    for i, ref in enumerate([a.load.remote() for a in actors]):
-        try:
-            got = ray.get(ref)
-        except RayActorError as exc:
-            log.warning("Ray worker %d died while loading: %s", i, exc)
-            dead.add(i)
+def collect_on_ray(targets: list[tuple[object, Path, CollectConfig]], executor: ExecutorConfig, overwrite: bool,
+                   progress: bool, worker_class: type = CollectWorker) -> list[local.CollectResult]:
+    """Collect each (open connection, database path, config) over one pool of Ray workers; see the
+    module docstring. ``worker_class`` lets a test inject faults into real workers."""
+    jobs, results = [], {}
+    for i, (con, db, config) in enumerate(targets):
+        _, identity = local.collect_identity(config)
+        earlier, done = local.check_earlier(con, identity, overwrite)
+        if done is not None:
+            results[i] = local.CollectResult(run_id=done.run_id, skipped=True)
             continue
-        except Exception as exc:  # noqa: BLE001 - a task error: a bad model, SAE or corpus
-            raise _cause(exc) from None
-        meta = meta or got
-    if meta is None:
-        raise AutointerpError("Every Ray worker died while loading the model and the dictionary.",
-                              "workers with enough memory for the subject model and the dictionary.",
-                              "see the Ray logs (/tmp/ray/session_latest/logs) of the workers.")
-    return meta, dead
+        jobs.append(_Job(i, con, Path(db), config, identity, [r.run_id for r in earlier],
+                         Path(executor.parts_dir or f"{db}.parts") / identity))
+    if jobs:
+        with ray_cluster(executor) as cluster:
+            ray = import_ray()
+            actor_class = ray.remote(num_cpus=cluster.cpus_per_worker, num_gpus=cluster.gpus_per_worker,
+                                     max_restarts=0)(worker_class)
+            configs = [config.to_dict() for _, _, config in targets]
+            actors = [actor_class.remote(configs) for _ in range(cluster.workers)]
+            try:
+                _run(jobs, executor, actors, cluster, progress)
+            finally:
+                for actor in actors:
+                    ray.kill(actor)
+        results.update({job.index: job.result for job in jobs})
+    return [results[i] for i in range(len(targets))]
 
 
-def _run(con, db, config, executor, identity, earlier, parts, actors, cluster, progress) -> local.CollectResult:
+def _load(jobs: list[_Job], actors: list, dead: set[int], loaded: dict[int, int]) -> None:
+    """Load every job's model and dictionary once (on workers in turn), so that a bad model, dictionary
+    or corpus fails before any run starts; records each job's description and each worker's job."""
     ray = import_ray()
     from ray.exceptions import RayActorError
 
+    pending = list(jobs)
+    while pending:
+        alive = [i for i in range(len(actors)) if i not in dead]
+        if not alive:
+            raise AutointerpError("Every Ray worker died while loading the model and the dictionary.",
+                                  "workers with enough memory for the subject model and the dictionary.",
+                                  "see the Ray logs (/tmp/ray/session_latest/logs) of the workers.")
+        batch = [(alive[k % len(alive)], job) for k, job in enumerate(pending[:len(alive)])]
+        pending = pending[len(alive):]
+        for worker, job in batch:
+            try:
+                job.meta = ray.get(actors[worker].load.remote(job.index))
+                loaded[worker] = job.index
+            except RayActorError as exc:
+                log.warning("Ray worker %d died while loading: %s", worker, exc)
+                dead.add(worker)
+                pending.append(job)
+            except Exception as exc:  # noqa: BLE001 - a task error: a bad model, SAE or corpus
+                raise _cause(exc) from None
+
+
+def _run(jobs: list[_Job], executor, actors, cluster, progress) -> None:
+    dead: set[int] = set()
+    loaded: dict[int, int] = {}
     start = time.perf_counter()
-    meta, dead = _load(actors)
-    n_seqs = local.n_sequences(config)
-    shards = plan_shards(n_seqs, config, executor, cluster.workers)
-    parts.mkdir(parents=True, exist_ok=True)
-    reused = [s for s in shards if (m := read_manifest(parts / shard_name(*s))) and m.get("identity") == identity]
-    run_id = runs.new_run_id("collect")
-    stored = {**config.to_dict(), "hookpoint": meta["hookpoint"], "resolved": meta["resolved"],
-              "executor": {"executor": "ray", "workers": cluster.workers, "gpus_per_worker": cluster.gpus_per_worker,
-                           "shards": len(shards), "shard_sequences": shards[0][1] - shards[0][0],
-                           "reused_shards": len(reused), "parts_dir": str(parts)}}
-    runs.start_run(con, run_id, "collect", stored, identity)
+    _load(jobs, actors, dead, loaded)
     try:
-        worker_seconds = _dispatch(actors, dead, [s for s in shards if s not in reused], parts, identity,
-                                   config, progress, RayActorError)
-        sampler = StreamingSampler(local.sampler_sizes(config, meta["n_latents"], meta["signed"]),
-                                   _cpu())
-        available = n_seqs
-        for first, last in shards:
-            state, manifest = read_part(parts / shard_name(first, last))
-            if manifest["made"] < last - first:
-                available = min(available, first + manifest["made"])
-            sampler.absorb(state)
-        if available < n_seqs:
-            raise local.corpus_too_short(config, available)
-        sampler.finish()
-        alive = next(a for i, a in enumerate(actors) if i not in dead)
-        collection = {"model": meta["resolved"]["model"], "hookpoint": meta["hookpoint"],
-                      "sae": meta["resolved"]["sae_path"]}
-
-        def token_strings(ids):
-            return ray.get(alive.decode.remote([int(i) for i in ids]))
-
-        seconds = time.perf_counter() - start
-        result = local.select_and_write(
-            con, run_id, config, sampler, collection, token_strings, [r.run_id for r in earlier], seconds,
-            {"executor": "ray", "workers": cluster.workers, "workers_died": len(dead), "shards": len(shards),
-             "reused_shards": len(reused), "worker_seconds": round(worker_seconds, 2)})
-    except KeyboardInterrupt:
-        runs.fail_run(con, run_id, "interrupted")
+        for job in jobs:
+            job.shards = plan_shards(local.n_sequences(job.config), job.config, executor, cluster.workers)
+            job.parts.mkdir(parents=True, exist_ok=True)
+            job.reused = [s for s in job.shards if (m := read_manifest(job.parts / shard_name(*s)))
+                          and m.get("identity") == job.identity]
+            job.finished = len(job.reused)
+            job.run_id = runs.new_run_id("collect")
+            stored = {**job.config.to_dict(), "hookpoint": job.meta["hookpoint"], "resolved": job.meta["resolved"],
+                      "executor": {"executor": "ray", "workers": cluster.workers,
+                                   "gpus_per_worker": cluster.gpus_per_worker, "shards": len(job.shards),
+                                   "shard_sequences": job.shards[0][1] - job.shards[0][0],
+                                   "reused_shards": len(job.reused), "parts_dir": str(job.parts)}}
+            runs.start_run(job.con, job.run_id, "collect", stored, job.identity)
+        for job in jobs:
+            if job.finished == len(job.shards):
+                _merge_and_write(job, actors, dead, loaded, cluster, start)
+        _dispatch(jobs, actors, dead, loaded, cluster, progress, start)
+    except BaseException as exc:
+        for job in jobs:
+            if job.run_id and job.result is None:
+                runs.fail_run(job.con, job.run_id, "interrupted" if isinstance(exc, KeyboardInterrupt)
+                              else f"{type(exc).__name__}: {exc}")
         raise
-    except Exception as exc:
-        runs.fail_run(con, run_id, f"{type(exc).__name__}: {exc}")
-        raise
-    shutil.rmtree(parts, ignore_errors=True)  # merged and committed: the parts are no longer needed
-    if parts.parent.is_dir() and not any(parts.parent.iterdir()):
-        parts.parent.rmdir()
-    return result
 
 
-def _cpu():
-    import torch
-
-    return torch.device("cpu")
-
-
-def _dispatch(actors, dead: set[int], todo: list[tuple[int, int]], parts: Path, identity: str,
-              config: CollectConfig, progress: bool, actor_error: type) -> float:
-    """Hand shards to idle workers until every shard is on disk; a worker that dies gives its shard
-    back to the queue. Returns the workers' summed streaming seconds."""
+def _dispatch(jobs: list[_Job], actors, dead: set[int], loaded: dict[int, int], cluster, progress, start) -> None:
+    """Hand shards to idle workers (a worker prefers the job it has loaded) until every job is written;
+    a worker that dies gives its shard back."""
     ray = import_ray()
-    pending = deque(todo)
+    from ray.exceptions import RayActorError
+
+    by_index = {job.index: job for job in jobs}
+    pending = {job.index: deque(s for s in job.shards if s not in job.reused) for job in jobs}
     idle = [i for i in range(len(actors)) if i not in dead]
     in_flight: dict = {}
-    seconds = 0.0
-    bar = tqdm(total=sum(last - first for first, last in todo) * config.seq_len, unit="tok", unit_scale=True,
-               disable=not progress, desc=f"collect ({len(idle)} Ray workers)", dynamic_ncols=True)
+    total = sum((s[1] - s[0]) * job.config.seq_len for job in jobs for s in pending[job.index])
+    bar = tqdm(total=total, unit="tok", unit_scale=True, disable=not progress,
+               desc=f"collect ({len(idle)} Ray workers, {len(jobs)} job(s))", dynamic_ncols=True)
     try:
-        while pending or in_flight:
-            while pending and idle:
-                worker, shard = idle.pop(0), pending.popleft()
-                ref = actors[worker].run_shard.remote(*shard, str(parts / shard_name(*shard)), identity)
-                in_flight[ref] = (worker, shard)
+        while any(pending.values()) or in_flight:
+            while idle and any(pending.values()):
+                worker = idle.pop(0)
+                mine = loaded.get(worker)
+                index = mine if pending.get(mine) else max(pending, key=lambda j: len(pending[j]))
+                job, shard = by_index[index], pending[index].popleft()
+                ref = actors[worker].run_shard.remote(index, *shard, str(job.parts / shard_name(*shard)), job.identity)
+                loaded[worker] = index
+                in_flight[ref] = (worker, index, shard)
             if not in_flight:
+                left = sum(len(q) for q in pending.values())
                 raise AutointerpError(
-                    f"Every Ray worker died; {len(pending)} shard(s) were not collected. The finished ones are "
-                    f"kept in {parts}.", "workers that stay up.", "rerun the same command: it resumes there.")
+                    f"Every Ray worker died; {left} shard(s) were not collected. The finished ones are kept in "
+                    + ", ".join(str(job.parts) for job in jobs if job.result is None) + ".",
+                    "workers that stay up.", "rerun the same command: it resumes there.")
             ready, _ = ray.wait(list(in_flight), num_returns=1)
-            worker, shard = in_flight.pop(ready[0])
+            worker, index, shard = in_flight.pop(ready[0])
+            job = by_index[index]
             try:
                 manifest = ray.get(ready[0])
-            except actor_error as exc:
-                log.warning("Ray worker %d died running shard %s (%s); the shard goes to another worker",
-                            worker, shard, type(exc).__name__)
+            except RayActorError as exc:
+                log.warning("Ray worker %d died running shard %s of %s (%s); the shard goes to another worker",
+                            worker, shard, job.db, type(exc).__name__)
                 dead.add(worker)
-                pending.appendleft(shard)
+                loaded.pop(worker, None)
+                pending[index].appendleft(shard)
                 continue
             except Exception as exc:  # noqa: BLE001 - an error inside the shard: fail the run
                 raise _cause(exc) from None
-            seconds += manifest["seconds"]
+            job.worker_seconds += manifest["seconds"]
+            job.finished += 1
             idle.append(worker)
-            bar.update((shard[1] - shard[0]) * config.seq_len)
+            bar.update((shard[1] - shard[0]) * job.config.seq_len)
+            if job.finished == len(job.shards):
+                _merge_and_write(job, actors, dead, loaded, cluster, start)
     finally:
         bar.close()
-    return seconds
+
+
+def _merge_and_write(job: _Job, actors, dead: set[int], loaded: dict[int, int], cluster, start) -> None:
+    """Merge a job's parts in shard order, write the run as a local collect would, drop the parts."""
+    import torch
+
+    ray = import_ray()
+    config, meta = job.config, job.meta
+    sampler = StreamingSampler(local.sampler_sizes(config, meta["n_latents"], meta["signed"]), torch.device("cpu"))
+    n_seqs = local.n_sequences(config)
+    available = n_seqs
+    for first, last in job.shards:
+        state, manifest = read_part(job.parts / shard_name(first, last))
+        if manifest["made"] < last - first:
+            available = min(available, first + manifest["made"])
+        sampler.absorb(state)
+    if available < n_seqs:
+        raise local.corpus_too_short(config, available)
+    sampler.finish()
+    alive = [i for i in range(len(actors)) if i not in dead]
+    if not alive:
+        raise AutointerpError("Every Ray worker died before the tokens could be decoded.", "workers that stay up.",
+                          f"rerun the same command: the finished shards are kept in {job.parts}.")
+    worker = next((i for i in alive if loaded.get(i) == job.index), alive[0])
+
+    def token_strings(ids):
+        loaded[worker] = job.index
+        return ray.get(actors[worker].decode.remote(job.index, [int(i) for i in ids]))
+
+    collection = {"model": meta["resolved"]["model"], "hookpoint": meta["hookpoint"], "sae": meta["resolved"]["sae_path"]}
+    job.result = local.select_and_write(
+        job.con, job.run_id, config, sampler, collection, token_strings, job.earlier, time.perf_counter() - start,
+        {"executor": "ray", "workers": cluster.workers, "workers_died": len(dead), "shards": len(job.shards),
+         "reused_shards": len(job.reused), "worker_seconds": round(job.worker_seconds, 2)})
+    shutil.rmtree(job.parts, ignore_errors=True)  # merged and committed: the parts are no longer needed
+    if job.parts.parent.is_dir() and not any(job.parts.parent.iterdir()):
+        job.parts.parent.rmdir()
