@@ -12,7 +12,7 @@ import logging
 import sys
 import typing
 
-from .config import CollectConfig, ExplainConfig, ScoreConfig
+from .config import CollectConfig, ExecutorConfig, ExplainConfig, ScoreConfig
 from .config_fields import field_docs
 from .browse import command as browse_command
 from .demo import command as demo_command
@@ -66,11 +66,16 @@ def build_parser() -> argparse.ArgumentParser:
                     "latent, its top, quantile and random contexts and statistics in a DuckDB file. With no "
                     "model, SAE or dataset arguments it uses the embedded default (SmolLM2-135M-Instruct, the "
                     "SAE in data/, Wikipedia summaries).")
-    collect.add_argument("--db", required=True, help="DuckDB file to write (created if missing)")
+    collect.add_argument("--db", help="DuckDB file to write (created if missing)")
+    collect.add_argument("--jobs", metavar="FILE",
+                         help="several collects in one job instead of --db: a JSON list of objects, each with a "
+                              "\"db\" and any options that differ from the flags (e.g. \"sae\", \"hookpoint\"), "
+                              "named as in the config (sae_hookpoint); with --executor ray they share the workers")
     collect.add_argument("--overwrite", action="store_true",
                          help="replace the results of an earlier collect with another configuration")
     collect.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_arguments(collect, CollectConfig)
+    add_config_arguments(collect.add_argument_group("executor (Ray scale-out)"), ExecutorConfig)
 
     explain = sub.add_parser(
         "explain", help="explain: ask an LLM to explain every latent from its explain-set examples",
@@ -80,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--db", required=True, help="DuckDB file written by `autointerp collect`")
     explain.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_arguments(explain, ExplainConfig)
+    add_config_arguments(explain.add_argument_group("executor (Ray scale-out)"), ExecutorConfig)
 
     score = sub.add_parser(
         "score", help="score: measure how well each explanation predicts its latent's test set",
@@ -90,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--db", required=True, help="DuckDB file with explanations")
     score.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_arguments(score, ScoreConfig)
+    add_config_arguments(score.add_argument_group("executor (Ray scale-out)"), ExecutorConfig)
     export_command.add_parser(sub)
     import_command.add_parser(sub)
     browse_command.add_parser(sub)
@@ -99,20 +106,50 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_collect(args: argparse.Namespace) -> int:
-    from .sample.collect import collect
+    from .sample.collect import collect_many
 
     config = config_from_args(CollectConfig, args)
-    result = collect(config, args.db, overwrite=args.overwrite, progress=not args.quiet)
-    if result.skipped:
-        print(f"{args.db}: an identical collect is already complete (run {result.run_id}); nothing to do.")
-        return 0
-    counts = result.status_counts or {}
-    print(f"{args.db}: run {result.run_id}: {result.n_tokens:,} tokens in {result.seconds:.0f} s "
-          f"({result.tokens_per_second:,.0f} tokens/s); latents: {counts.get('ok', 0)} ok, "
-          f"{counts.get('too_few_examples', 0)} with too few examples, {counts.get('dead', 0)} dead.")
+    executor = config_from_args(ExecutorConfig, args)
+    if (args.db is None) == (args.jobs is None):
+        raise AutointerpError("collect needs exactly one of --db and --jobs.",
+                              "--db PATH for one collect, or --jobs FILE for several.")
+    jobs = read_jobs(args.jobs, config) if args.jobs else [(config, args.db)]
+    results = collect_many(jobs, overwrite=args.overwrite, progress=not args.quiet, executor=executor)
+    for (_, db), result in zip(jobs, results):
+        if result.skipped:
+            print(f"{db}: an identical collect is already complete (run {result.run_id}); nothing to do.")
+            continue
+        counts = result.status_counts or {}
+        print(f"{db}: run {result.run_id}: {result.n_tokens:,} tokens in {result.seconds:.0f} s "
+              f"({result.tokens_per_second:,.0f} tokens/s); latents: {counts.get('ok', 0)} ok, "
+              f"{counts.get('too_few_examples', 0)} with too few examples, {counts.get('dead', 0)} dead.")
     print("Query it: python -c \"import duckdb; print(duckdb.connect('%s', read_only=True).sql("
-          "'SELECT * FROM latents ORDER BY frequency DESC LIMIT 10'))\"" % args.db)
+          "'SELECT * FROM latents ORDER BY frequency DESC LIMIT 10'))\"" % jobs[0][1])
     return 0
+
+
+def read_jobs(path: str, base: CollectConfig) -> list[tuple[CollectConfig, str]]:
+    """The --jobs file: a JSON list of {"db": ..., option: value, ...}; options default to the flags'."""
+    import json
+    from pathlib import Path
+
+    names = {f.name for f in dataclasses.fields(CollectConfig)}
+    try:
+        entries = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise AutointerpError(f"Cannot read the jobs file {path}: {exc}",
+                              'a JSON list like [{"db": "l6.duckdb", "hookpoint": "model.layers.6"}, ...].') from None
+    if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) and "db" in e for e in entries):
+        raise AutointerpError(f"The jobs file {path} is not a non-empty list of objects with a \"db\".",
+                              'a JSON list like [{"db": "l6.duckdb", "hookpoint": "model.layers.6"}, ...].')
+    jobs = []
+    for k, entry in enumerate(entries):
+        unknown = sorted(set(entry) - names - {"db"})
+        if unknown:
+            raise AutointerpError(f"Job {k} of {path} has unknown option(s): {', '.join(unknown)}.",
+                                  "options of `autointerp collect`, named as in the config: " + ", ".join(sorted(names)))
+        jobs.append((dataclasses.replace(base, **{key: v for key, v in entry.items() if key != "db"}), entry["db"]))
+    return jobs
 
 
 def run_explain(args: argparse.Namespace) -> int:
@@ -121,7 +158,8 @@ def run_explain(args: argparse.Namespace) -> int:
     from .explain.stage import explain
 
     config = config_from_args(ExplainConfig, args)
-    r = asyncio.run(explain(config, args.db, progress=not args.quiet))
+    executor = config_from_args(ExecutorConfig, args)
+    r = asyncio.run(explain(config, args.db, progress=not args.quiet, executor=executor))
     print(f"{args.db}: run {r.run_id}: {r.explained} explained, {r.unparsed} unparsed, {r.failed} failed "
           f"of {r.todo} latents in {r.seconds:.0f} s ({r.calls} calls, {r.prompt_tokens:,} prompt + "
           f"{r.completion_tokens:,} completion tokens); {r.skipped_done} already done, "
@@ -135,7 +173,8 @@ def run_score(args: argparse.Namespace) -> int:
     from .score.stage import score
 
     config = config_from_args(ScoreConfig, args)
-    r = asyncio.run(score(config, args.db, progress=not args.quiet))
+    executor = config_from_args(ExecutorConfig, args)
+    r = asyncio.run(score(config, args.db, progress=not args.quiet, executor=executor))
     print(f"{args.db}: run {r.run_id}: {r.scored} scores, {r.unscored} unscored (no readable answer) in "
           f"{r.seconds:.0f} s ({r.calls} calls, {r.prompt_tokens:,} prompt + {r.completion_tokens:,} completion "
           f"tokens); {r.skipped_done} already done. Query: SELECT * FROM scores")

@@ -173,6 +173,14 @@ def test_bad_input_fails_before_any_worker_starts(tmp_path, capsys):
     assert main(["collect", "--db", str(db), "--quiet", "--executor", "ray", "--sae", str(tmp_path / "none")]) == 2
     err = capsys.readouterr().err
     assert "none" in err and "Traceback" not in err
+    # A cluster address nobody answers at fails at once (ray.init would retry it for minutes). In a
+    # subprocess: this process may already be connected to the test cluster, which a run then keeps.
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-m", "autointerp.cli", "collect", "--db", str(db), "--quiet",
+                           "--executor", "ray", "--ray-address", "127.0.0.1:1"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and "Nothing answers at --ray-address 127.0.0.1:1" in done.stderr, done.stderr
 
 
 def small_args(*extra) -> list[str]:

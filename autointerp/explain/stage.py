@@ -16,11 +16,12 @@ from dataclasses import dataclass
 
 from tqdm.auto import tqdm
 
-from ..config import ExplainConfig, config_hash, parse_latent_ranges
+from ..config import ExecutorConfig, ExplainConfig, config_hash, parse_latent_ranges
 from ..errors import AutointerpError
 from ..llm.base import GenerateOptions
-from ..llm.factory import make_backend
+from ..llm.factory import open_backend
 from ..llm.queue import LLMQueue, QueueConfig, RequestFailed
+from ..llm.routing import current_latent
 from ..store import runs
 from ..store.db import connect
 from ..store.llm_log import CallLogWriter, cached_responses, request_hash, run_logged
@@ -88,22 +89,22 @@ def read_examples(cur, latents: list[int]) -> tuple[dict[int, list[Example]], di
     return examples, maxima
 
 
-async def explain(config: ExplainConfig, db, progress: bool = True) -> ExplainResult:
+async def explain(config: ExplainConfig, db, progress: bool = True,
+                  executor: ExecutorConfig | None = None) -> ExplainResult:
+    """Explain the selected latents; with ``executor`` set to Ray, Ray workers generate the answers
+    (autointerp/scale/llm_pool.py) and this process still stores everything."""
     con = connect(db)
     try:
-        return await _explain(con, config, progress)
+        return await _explain(con, config, progress, executor)
     finally:
         refresh_summary_quietly(con)
         con.close()
 
 
-async def _explain(con, config: ExplainConfig, progress: bool) -> ExplainResult:
+async def _explain(con, config: ExplainConfig, progress: bool, executor: ExecutorConfig | None) -> ExplainResult:
     latents, not_explainable = select_latents(con, config)
-    backend = make_backend(config.backend, config.model, config.base_url, config.api_key_env, config.timeout)
-    try:
+    async with open_backend(config, executor) as backend:
         return await _run(con, config, backend, latents, not_explainable, progress)
-    finally:
-        await backend.aclose()
 
 
 async def _run(con, config, backend, latents, not_explainable, progress) -> ExplainResult:
@@ -113,7 +114,8 @@ async def _run(con, config, backend, latents, not_explainable, progress) -> Expl
         [identity]).fetchall()}
     todo = [lat for lat in latents if lat not in done]
     run_id = runs.new_run_id("explain")
-    stored = {**config.to_dict(), "resolved": {"model": backend.model, "backend": backend.kind}}
+    stored = {**config.to_dict(), "resolved": {"model": backend.model, "backend": backend.kind,
+                                               **getattr(backend, "executor_info", {})}}
     runs.start_run(con, run_id, "explain", stored, identity)
     prefill = config.answer_prefill("[EXPLANATION]:")
     options = GenerateOptions(max_tokens=config.max_tokens, temperature=config.temperature, prefill=prefill)
@@ -126,6 +128,7 @@ async def _run(con, config, backend, latents, not_explainable, progress) -> Expl
     start = time.perf_counter()
 
     async def one(latent: int, examples: list[Example], latent_max: float) -> None:
+        current_latent.set(latent)  # a Ray worker pool sends a latent's requests to one worker
         messages = build_messages(examples, latent_max, config)
         key = request_hash(backend.kind, backend.model, messages, options)
         item = f"latent {latent}"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..errors import AutointerpError
+
 
 @dataclass(frozen=True)
 class GenerateOptions:
@@ -50,6 +52,11 @@ class TransientError(Exception):
 
 class PermanentError(Exception):
     """A failure that a retry will not fix (bad request, unknown model, refused key): fail the item."""
+
+
+class BackendGone(AutointerpError):
+    """The backend can serve no request any more (every Ray worker of the run died): the queue does not
+    turn this into a failed item; it stops the run, which is marked failed, and a rerun resumes it."""
 
 
 class Backend:

@@ -7,7 +7,8 @@
 - transient errors (rate limit, server error, timeout, connection, garbled reply) are retried up to
   ``max_retries`` times with exponential backoff and full jitter, honouring Retry-After; other errors
   fail that one request at once;
-- every attempt, successful or not, is handed to ``on_call`` (the call log).
+- every attempt, successful or not, is handed to ``on_call`` (the call log);
+- a ``BackendGone`` (every Ray worker of the run died) is not an item's failure: it stops the run.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .base import Backend, Completion, GenerateOptions, PermanentError, TransientError
+from .base import Backend, BackendGone, Completion, GenerateOptions, PermanentError, TransientError
 
 
 @dataclass
@@ -154,6 +155,8 @@ class LLMQueue:
                     completion = await self.backend.generate(messages, options)
                 except (TransientError, PermanentError) as exc:
                     error = exc
+                except BackendGone:  # nothing left to send requests to: stop the run, not just this item
+                    raise
                 except Exception as exc:  # noqa: BLE001 - an unexpected backend error fails this item
                     error = PermanentError(f"{type(exc).__name__}: {exc}")
                 finally:

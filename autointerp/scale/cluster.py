@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -46,6 +47,7 @@ def ray_cluster(executor: ExecutorConfig) -> Iterator[Cluster]:
     ray = import_ray()
     started_here = False
     if not ray.is_initialized():
+        check_address(executor.ray_address)
         try:
             if executor.ray_address:
                 ray.init(address=executor.ray_address, log_to_driver=False)
@@ -63,6 +65,27 @@ def ray_cluster(executor: ExecutorConfig) -> Iterator[Cluster]:
     finally:
         if started_here:
             ray.shutdown()
+
+
+def check_address(address: str, timeout: float = 5.0) -> None:
+    """Fail at once on a HOST:PORT that nobody listens on: ``ray.init`` retries such an address for
+    minutes before giving up."""
+    if not address or address in ("auto", "local"):
+        return
+    host_port = address.split("://", 1)[1] if "://" in address else address
+    host, sep, port = host_port.rstrip("/").rpartition(":")
+    if not sep or not port.isdigit():
+        return  # not HOST:PORT: Ray reads it
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise AutointerpError(
+            f"Nothing answers at --ray-address {address}: {exc}.",
+            "the address of a running Ray cluster's head node: HOST:6379 (the GCS port `ray start --head` "
+            "prints), ray://HOST:10001 for Ray Client, or auto on a cluster node.",
+            "start the cluster (`ray start --head`) or correct the address; leave --ray-address empty to "
+            "start a private Ray instance on this machine.") from None
 
 
 def size_workers(executor: ExecutorConfig, resources: dict) -> Cluster:

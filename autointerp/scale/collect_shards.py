@@ -285,6 +285,7 @@ def _merge_and_write(job: _Job, actors, dead: set[int], loaded: dict[int, int], 
     sampler = StreamingSampler(local.sampler_sizes(config, meta["n_latents"], meta["signed"]), torch.device("cpu"))
     n_seqs = local.n_sequences(config)
     available = n_seqs
+    merge_start = time.perf_counter()
     for first, last in job.shards:
         state, manifest = read_part(job.parts / shard_name(first, last))
         if manifest["made"] < last - first:
@@ -293,6 +294,7 @@ def _merge_and_write(job: _Job, actors, dead: set[int], loaded: dict[int, int], 
     if available < n_seqs:
         raise local.corpus_too_short(config, available)
     sampler.finish()
+    merge_seconds = time.perf_counter() - merge_start
     alive = [i for i in range(len(actors)) if i not in dead]
     if not alive:
         raise AutointerpError("Every Ray worker died before the tokens could be decoded.", "workers that stay up.",
@@ -307,7 +309,8 @@ def _merge_and_write(job: _Job, actors, dead: set[int], loaded: dict[int, int], 
     job.result = local.select_and_write(
         job.con, job.run_id, config, sampler, collection, token_strings, job.earlier, time.perf_counter() - start,
         {"executor": "ray", "workers": cluster.workers, "workers_died": len(dead), "shards": len(job.shards),
-         "reused_shards": len(job.reused), "worker_seconds": round(job.worker_seconds, 2)})
+         "reused_shards": len(job.reused), "worker_seconds": round(job.worker_seconds, 2),
+         "merge_seconds": round(merge_seconds, 2)})
     shutil.rmtree(job.parts, ignore_errors=True)  # merged and committed: the parts are no longer needed
     if job.parts.parent.is_dir() and not any(job.parts.parent.iterdir()):
         job.parts.parent.rmdir()

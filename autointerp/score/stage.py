@@ -16,11 +16,12 @@ from dataclasses import dataclass
 
 from tqdm.auto import tqdm
 
-from ..config import ScoreConfig, config_hash, parse_latent_ranges
+from ..config import ExecutorConfig, ScoreConfig, config_hash, parse_latent_ranges
 from ..errors import AutointerpError
 from ..llm.base import Backend, GenerateOptions
-from ..llm.factory import make_backend
+from ..llm.factory import open_backend
 from ..llm.queue import LLMQueue, QueueConfig, RequestFailed
+from ..llm.routing import current_latent
 from ..store import runs
 from ..store.db import connect
 from ..store.llm_log import CallLogWriter, run_logged
@@ -98,21 +99,20 @@ def read_test_sets(cur, latents: list[int]) -> dict[int, list[classifier.TestCon
     return out
 
 
-async def score(config: ScoreConfig, db, progress: bool = True) -> ScoreResult:
+async def score(config: ScoreConfig, db, progress: bool = True,
+                executor: ExecutorConfig | None = None) -> ScoreResult:
+    """Score the selected explanations; with ``executor`` set to Ray, Ray workers answer the LLM calls
+    (autointerp/scale/llm_pool.py) and this process still stores everything."""
     con = connect(db)
     try:
         chosen = select_explanations(con, config)
         if config.control == "shuffled":
             chosen = shuffled_control(chosen, config.seed)
         if any(s != "embedding" for s in config.scorer_list()):
-            backend = make_backend(config.backend, config.model, config.base_url, config.api_key_env,
-                                   config.timeout)
-        else:  # the embedding scorer calls no LLM: load none (the base Backend is never asked)
-            backend = Backend()
-        try:
-            return await _run(con, config, backend, chosen, progress)
-        finally:
-            await backend.aclose()
+            async with open_backend(config, executor) as backend:
+                return await _run(con, config, backend, chosen, progress)
+        # the embedding scorer calls no LLM: load none (the base Backend is never asked), start no workers
+        return await _run(con, config, Backend(), chosen, progress)
     finally:
         refresh_summary_quietly(con)
         con.close()
@@ -164,8 +164,8 @@ async def _run(con, config: ScoreConfig, backend, chosen, progress) -> ScoreResu
         all_identities.update(intervention.identities)
         jobs_todo += [(lat, "intervention") for lat in sorted(chosen)
                       if any((lat, chosen[lat][0], s, h) not in done for s, h in intervention.identities.items())]
-    runs.start_run(con, run_id, "score", {**config.to_dict(), "resolved": {"model": backend.model,
-                                                                         "config_hashes": all_identities}},
+    runs.start_run(con, run_id, "score", {**config.to_dict(), "resolved": {
+        "model": backend.model, "config_hashes": all_identities, **getattr(backend, "executor_info", {})}},
                    config_hash(all_identities))
     counts = {"scored": 0, "unscored": 0}
     bar = tqdm(total=len(jobs_todo), unit="score", disable=not progress, desc="score", dynamic_ncols=True)
@@ -174,6 +174,7 @@ async def _run(con, config: ScoreConfig, backend, chosen, progress) -> ScoreResu
     start = time.perf_counter()
 
     async def one(latent: int, scorer: str, contexts: list[classifier.TestContext]) -> None:
+        current_latent.set(latent)  # a Ray worker pool sends a latent's requests to one worker
         if scorer == "intervention":
             statuses = await intervention.score_latent(latent)
             for status in statuses.values():
