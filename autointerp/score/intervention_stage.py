@@ -65,6 +65,7 @@ from .answers import digit_probabilities, parse_digits
 from .classifier import latent_rng
 from .metrics import binary_metrics, multiple_choice
 from .reopen import read_collect_source
+from .rows import replace_score
 
 SCORERS = ("intervention", "intervention_choice", "intervention_surprisal")
 #: Fields of ScoreConfig that shape the steered and clean continuations (with the collect's identity).
@@ -242,12 +243,11 @@ class InterventionScorer:
             rows.append([s.latent, self.steering_hash, 2 * i + 1, i, prompt, True, s.steered[i],
                          s.calibration["scale"], self.config.target_kl, s.calibration["achieved_kl"], self.run_id])
 
-        def write(db, call_id_of):  # noqa: ARG001 - the writer's signature
-            db.execute("DELETE FROM intervention_rows WHERE latent = ? AND config_hash = ?",
-                       [s.latent, self.steering_hash])
-            db.executemany("INSERT INTO intervention_rows (latent, config_hash, completion_id, prompt_index, prompt, "
-                           "steered, completion, scale, target_kl, achieved_kl, run_id, created_at) "
-                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now())", rows)
+        def write(replacements, call_id_of):  # noqa: ARG001 - the writer's signature
+            replacements.replace("intervention_rows", ["latent", "config_hash"],
+                                 ["latent", "config_hash", "completion_id", "prompt_index", "prompt", "steered",
+                                  "completion", "scale", "target_kl", "achieved_kl", "run_id"],
+                                 [s.latent, self.steering_hash], rows, now="created_at")
         return write
 
     # ------------------------------------------------------------------------------------------- scoring
@@ -407,29 +407,21 @@ class InterventionScorer:
     def _scores_writer(self, latent: int, explanation_id: str, scores: list[_Score]):
         control, run_id = self.config.control, self.run_id
 
-        def write(db, call_id_of):
+        def write(rows, call_id_of):
             for s in scores:
                 m, identity = s.metrics, self.identities[s.scorer]
-                db.execute(
-                    "INSERT OR REPLACE INTO score_rows (latent, explanation_id, scorer, model, config_hash, control, "
-                    "run_id, status, reason, n_examples, n_unscored, balanced_accuracy, accuracy, precision, recall, "
-                    "f1, auroc, quantile_recall, chance, n_calls, prompt_tokens, completion_tokens, "
-                    "fixed_prompt_tokens, score, detail, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, now())",
-                    [latent, explanation_id, s.scorer, self.models[s.scorer], identity, control, run_id, s.status,
-                     s.reason, s.n_examples, s.n_unscored, m.get("balanced_accuracy"), m.get("accuracy"),
-                     m.get("precision"), m.get("recall"), m.get("f1"), m.get("auroc"), json.dumps(s.chance),
-                     s.n_calls, *s.tokens, s.score, json.dumps(s.detail)])
-                db.execute("DELETE FROM score_example_rows WHERE latent = ? AND explanation_id = ? AND scorer = ? "
-                           "AND config_hash = ? AND control = ?", [latent, explanation_id, s.scorer, identity, control])
-                if s.examples:
-                    db.executemany(
-                        "INSERT INTO score_example_rows (run_id, latent, explanation_id, scorer, config_hash, control, "
-                        "context_id, variant, label, prediction, probability, batch, call_id, reason) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        [[run_id, latent, explanation_id, s.scorer, identity, control, r["context_id"], r["variant"],
-                          r["label"], r["prediction"], r["probability"], r["batch"],
-                          call_id_of(r["item"]) if r["item"] else None, r["reason"]] for r in s.examples])
+                replace_score(rows, dict(
+                    latent=latent, explanation_id=explanation_id, scorer=s.scorer, config_hash=identity,
+                    control=control, model=self.models[s.scorer], run_id=run_id, status=s.status, reason=s.reason,
+                    n_examples=s.n_examples, n_unscored=s.n_unscored, balanced_accuracy=m.get("balanced_accuracy"),
+                    accuracy=m.get("accuracy"), precision=m.get("precision"), recall=m.get("recall"), f1=m.get("f1"),
+                    auroc=m.get("auroc"), chance=json.dumps(s.chance), n_calls=s.n_calls, prompt_tokens=s.tokens[0],
+                    completion_tokens=s.tokens[1], fixed_prompt_tokens=s.tokens[2], score=s.score,
+                    detail=json.dumps(s.detail)),
+                    [dict(run_id=run_id, context_id=r["context_id"], variant=r["variant"], label=r["label"],
+                          prediction=r["prediction"], probability=r["probability"], batch=r["batch"],
+                          call_id=call_id_of(r["item"]) if r["item"] else None, reason=r["reason"])
+                     for r in s.examples])
         return write
 
 

@@ -29,6 +29,7 @@ from ..store.summary import refresh_summary_quietly
 from . import classifier, simulation
 from .answers import digit_probabilities, parse_digits
 from .metrics import binary_metrics, pearson
+from .rows import replace_score
 
 CHUNK = 128
 
@@ -230,29 +231,21 @@ def _writer(latent, explanation_id, scorer, model, identity, control, run_id, st
     """The single writer's transaction for one score: its row, then its per-context rows (replaced)."""
     m = outcome.metrics
 
-    def write(db, call_id_of):
-        db.execute("INSERT OR REPLACE INTO score_rows (latent, explanation_id, scorer, model, config_hash, control, "
-                   "run_id, status, reason, n_examples, n_unscored, balanced_accuracy, accuracy, precision, recall, "
-                   "f1, auroc, quantile_recall, chance, n_calls, prompt_tokens, completion_tokens, "
-                   "fixed_prompt_tokens, score, correlation, detail, created_at) "
-                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now())",
-                   [latent, explanation_id, scorer, model, identity, control, run_id, status, reason,
-                    m["n"], m["n_unscored"], m.get("balanced_accuracy"), m.get("accuracy"), m.get("precision"),
-                    m.get("recall"), m.get("f1"), m.get("auroc"),
-                    json.dumps({str(k): v for k, v in m.get("recall_by_quantile", {}).items()}),
-                    json.dumps(outcome.chance), outcome.n_calls, *outcome.tokens,
-                    outcome.headline if status == "scored" else None, outcome.correlation,
-                    json.dumps(outcome.detail) if outcome.detail else None])
-        db.execute("DELETE FROM score_example_rows WHERE latent = ? AND explanation_id = ? AND scorer = ? "
-                   "AND config_hash = ? AND control = ?", [latent, explanation_id, scorer, identity, control])
-        db.executemany(
-            "INSERT INTO score_example_rows (run_id, latent, explanation_id, scorer, config_hash, control, "
-            "context_id, variant, marked, quantile, label, prediction, probability, batch, call_id, reason, "
-            "simulated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [[run_id, latent, explanation_id, scorer, identity, control, r["context_id"], r["variant"],
-              r.get("marked") or None, r["quantile"], r["label"], r["prediction"], r["probability"], r["batch"],
-              call_id_of(r["item"]) if r["item"] else None, r["reason"], r.get("simulated")]
-             for r in outcome.rows])
+    def write(rows, call_id_of):
+        replace_score(rows, dict(
+            latent=latent, explanation_id=explanation_id, scorer=scorer, config_hash=identity, control=control,
+            model=model, run_id=run_id, status=status, reason=reason, n_examples=m["n"], n_unscored=m["n_unscored"],
+            balanced_accuracy=m.get("balanced_accuracy"), accuracy=m.get("accuracy"), precision=m.get("precision"),
+            recall=m.get("recall"), f1=m.get("f1"), auroc=m.get("auroc"),
+            quantile_recall=json.dumps({str(k): v for k, v in m.get("recall_by_quantile", {}).items()}),
+            chance=json.dumps(outcome.chance), n_calls=outcome.n_calls, prompt_tokens=outcome.tokens[0],
+            completion_tokens=outcome.tokens[1], fixed_prompt_tokens=outcome.tokens[2],
+            score=outcome.headline if status == "scored" else None, correlation=outcome.correlation,
+            detail=json.dumps(outcome.detail) if outcome.detail else None),
+            [dict(run_id=run_id, context_id=r["context_id"], variant=r["variant"], marked=r.get("marked") or None,
+                  quantile=r["quantile"], label=r["label"], prediction=r["prediction"], probability=r["probability"],
+                  batch=r["batch"], call_id=call_id_of(r["item"]) if r["item"] else None, reason=r["reason"],
+                  simulated=r.get("simulated")) for r in outcome.rows])
 
     return write
 

@@ -17,6 +17,7 @@ from ..llm.base import Completion, GenerateOptions
 from ..llm.jobs import drive
 from ..llm.queue import CallRecord
 from . import runs
+from .bulk import Replacements, insert_rows
 
 
 def request_hash(backend: str, model: str, messages: list[dict], options: GenerateOptions) -> str:
@@ -51,8 +52,9 @@ class CallLogWriter:
         self._queue.put_nowait(("explanation", item, row))
 
     def put_result(self, write) -> None:
-        """``write(con, call_id_of)`` runs in the writer's transaction; ``call_id_of(item)`` gives the
-        id of the item's last logged call."""
+        """``write(rows, call_id_of)`` runs in the writer's transaction: ``rows.replace(...)`` (a
+        ``store.bulk.Replacements``) puts rows in place of stored ones, written in bulk at the end of
+        the transaction; ``call_id_of(item)`` gives the id of the item's last logged call."""
         self._queue.put_nowait(("result", write))
 
     async def close(self) -> None:
@@ -68,53 +70,81 @@ class CallLogWriter:
                 return
 
     def _write(self, items: list[tuple]) -> None:
+        """One transaction for everything that has arrived, in order. Consecutive calls and all the
+        explanations are inserted in bulk (one statement each, see ``store/bulk.py``): per-row inserts
+        were the single writer's ceiling at many-GPU rates."""
         con = self.con
         con.execute("BEGIN TRANSACTION")
         try:
+            calls: list[CallRecord] = []
+            explanations: list[list] = []
+            results = Replacements(con)
             for item in items:
                 if item[0] == "call":
-                    self._insert_call(item[1])
-                elif item[0] == "explanation":
-                    self._insert_explanation(item[1], item[2])
+                    calls.append(item[1])
+                    continue
+                self._insert_calls(calls)
+                calls = []
+                if item[0] == "explanation":
+                    explanations.append(self._explanation_row(item[1], item[2]))
                 elif item[0] == "result":
-                    item[1](con, self._last_call.get)
+                    item[1](results, self._last_call.get)
+            self._insert_calls(calls)
+            self._insert_explanations(explanations)
+            results.flush()
             con.execute("COMMIT")
             self.transactions += 1
         except BaseException:
             con.execute("ROLLBACK")
             raise
 
-    def _insert_call(self, record: CallRecord) -> None:
-        c = record.completion
-        logprobs = None
-        if c is not None and c.logprobs is not None:
-            logprobs = json.dumps([dataclasses.asdict(t) for t in c.logprobs])
-        call_id = self.con.execute(
-            "INSERT INTO llm_calls (run_id, purpose, item, backend, model, request_hash, messages, options, response, "
-            "logprobs, prompt_tokens, completion_tokens, latency_s, attempt, error, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING call_id",
-            [self.run_id, record.purpose, record.item, self.backend, self.model,
-             request_hash(self.backend, self.model, record.messages, record.options),
-             json.dumps(record.messages), json.dumps(dataclasses.asdict(record.options)),
-             None if c is None else c.text, logprobs, None if c is None else c.prompt_tokens,
-             None if c is None else c.completion_tokens, record.latency_s, record.attempt, record.error,
-             datetime.fromtimestamp(record.started_at, tz=timezone.utc).replace(tzinfo=None)]).fetchone()[0]
-        self._last_call[record.item] = call_id
-        self._n_calls[record.item] += 1
+    CALL_COLUMNS = ["call_id", "run_id", "purpose", "item", "backend", "model", "request_hash", "messages", "options",
+                    "response", "logprobs", "prompt_tokens", "completion_tokens", "latency_s", "attempt", "error",
+                    "created_at"]
 
-    def _insert_explanation(self, item: str, row: dict) -> None:
+    def _insert_calls(self, records: list[CallRecord]) -> None:
+        if not records:
+            return
+        # Ids from the table's sequence, in call order, so that a later call has a larger id.
+        ids = sorted(r[0] for r in self.con.execute("SELECT nextval('llm_call_ids') FROM range(?)",
+                                                      [len(records)]).fetchall())
+        rows = []
+        for call_id, record in zip(ids, records):
+            c = record.completion
+            logprobs = None
+            if c is not None and c.logprobs is not None:
+                logprobs = json.dumps([dataclasses.asdict(t) for t in c.logprobs])
+            rows.append([call_id, self.run_id, record.purpose, record.item, self.backend, self.model,
+                         request_hash(self.backend, self.model, record.messages, record.options),
+                         json.dumps(record.messages), json.dumps(dataclasses.asdict(record.options)),
+                         None if c is None else c.text, logprobs, None if c is None else c.prompt_tokens,
+                         None if c is None else c.completion_tokens, record.latency_s, record.attempt, record.error,
+                         datetime.fromtimestamp(record.started_at, tz=timezone.utc).replace(tzinfo=None)])
+            self._last_call[record.item] = call_id
+            self._n_calls[record.item] += 1
+        insert_rows(self.con, "llm_calls", self.CALL_COLUMNS, rows)
+
+    EXPLANATION_COLUMNS = ["latent", "config_hash", "run_id", "explainer", "model", "status", "explanation", "reason",
+                           "answer", "call_id", "n_calls", "prompt_tokens", "completion_tokens"]
+
+    def _explanation_row(self, item: str, row: dict) -> list:
         row = dict(row)
         if row.get("call_id") is None and row["status"] != "failed":
             row["call_id"] = self._last_call.get(item)
         if row.get("n_calls") is None:
             row["n_calls"] = self._n_calls.get(item, 0)
-        self.con.execute(
-            "INSERT OR REPLACE INTO explanation_rows (latent, config_hash, run_id, explainer, model, status, explanation, "
-            "reason, answer, call_id, n_calls, prompt_tokens, completion_tokens, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now())",
-            [row["latent"], row["config_hash"], self.run_id, row["explainer"], row["model"], row["status"],
-             row["explanation"], row["reason"], row["answer"], row["call_id"], row["n_calls"],
-             row["prompt_tokens"], row["completion_tokens"]])
+        row["run_id"] = self.run_id
+        return [row[c] for c in self.EXPLANATION_COLUMNS]
+
+    def _insert_explanations(self, rows: list[list]) -> None:
+        """Insert or replace (a failed latent retried) the explanations, the last one per key winning."""
+        if not rows:
+            return
+        latest = {(r[0], r[1]): r for r in rows}
+        keys = list(latest)
+        self.con.execute("DELETE FROM explanation_rows WHERE (latent, config_hash) IN "
+                         "(SELECT (unnest(?), unnest(?)))", [[k[0] for k in keys], [k[1] for k in keys]])
+        insert_rows(self.con, "explanation_rows", self.EXPLANATION_COLUMNS, list(latest.values()), now="created_at")
 
 
 async def run_logged(con, run_id: str, writer: CallLogWriter, jobs, limit: int) -> None:
