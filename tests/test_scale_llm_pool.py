@@ -271,3 +271,26 @@ def test_an_unreachable_ray_address_fails_at_once(collected_db, tmp_path):
     assert "Nothing answers at --ray-address 127.0.0.1:1" in done.stderr and "ray start --head" in done.stderr
     assert time.monotonic() - start < 60
     assert query(db, "SELECT count(*) FROM runs") == before  # no run started, nothing stored
+
+
+@pytest.mark.slow
+def test_each_worker_loads_its_own_in_process_model(collected_db, tmp_path):
+    """--backend local over 2 workers: each worker process loads the embedded model itself (the path an
+    in-process vLLM per GPU takes) and sends the local run's requests. (Answers are not compared: the
+    workers batch other requests together than one process does, and bf16 may round differently.)"""
+    ray_db, local_db = tmp_path / "ray.duckdb", tmp_path / "local.duckdb"
+    shutil.copy(collected_db, ray_db)
+    shutil.copy(collected_db, local_db)
+    latents = ok_latents(ray_db, 0, 2000)[:4]
+    spec = ",".join(map(str, latents))
+    common = ["explain", "--quiet", "--latents", spec, "--max-tokens", "24"]
+    assert main([*common, "--db", str(ray_db), "--executor", "ray", "--workers", "2"]) == 0
+    assert main([*common, "--db", str(local_db)]) == 0
+    sql = "SELECT latent, model, answer IS NOT NULL AND status IN ('explained', 'unparsed') FROM explanation_rows " \
+          "ORDER BY latent"
+    assert query(ray_db, sql) == query(local_db, sql) == [(lat, query(local_db, "SELECT model FROM explanation_rows")[0][0],
+                                                           True) for lat in latents]
+    (config,) = query(ray_db, "SELECT config FROM runs WHERE stage = 'explain'")[0]
+    assert json.loads(config)["resolved"]["backend"] == "local"
+    hashes = "SELECT request_hash FROM llm_calls WHERE error IS NULL ORDER BY request_hash"
+    assert query(ray_db, hashes) == query(local_db, hashes)
