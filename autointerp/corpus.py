@@ -7,6 +7,7 @@ Documents are tokenized in batches, joined with the tokenizer's EOS token and cu
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -96,17 +97,65 @@ class SequencePacker:
         probe = tok("a").input_ids
         self.bos = tok.bos_token_id if (tok.bos_token_id is not None and probe[:1] == [tok.bos_token_id]) else None
 
-    def sequences(self, texts: Iterable[str]) -> Iterator[np.ndarray]:
-        body = self.seq_len - (1 if self.bos is not None else 0)
+    @property
+    def body(self) -> int:
+        """Corpus tokens per sequence (the sequence minus its BOS)."""
+        return self.seq_len - (1 if self.bos is not None else 0)
+
+    def _documents(self, texts: Iterable[str]) -> Iterator[list[int]]:
+        """Each non-empty text's token ids, EOS appended, tokenized ``doc_batch`` texts at a time."""
+        batch: list[str] = []
+        for text in texts:
+            if text:
+                batch.append(text)
+            if len(batch) >= self.doc_batch:
+                yield from self._encode(batch)
+                batch = []
+        if batch:
+            yield from self._encode(batch)
+
+    def _encode(self, batch: list[str]) -> Iterator[list[int]]:
+        for ids in self.tokenizer(batch, add_special_tokens=False).input_ids:
+            yield ids + ([self.eos] if self.eos is not None else [])
+
+    def locate(self, texts: Iterable[str], sequence_starts: list[int]) -> tuple[list[tuple[int, int] | None], int | None]:
+        """Where each sequence of ``sequence_starts`` (ascending) begins: (index of its first document
+        among the non-empty texts, tokens of that document before it), or None past the corpus's end;
+        and, when the corpus ended first, how many whole sequences it holds. One tokenizing pass, after
+        which ``sequences(texts[document:], start_offset)`` starts right there: a shard seeks instead
+        of tokenizing everything before it."""
+        wanted = [first * self.body for first in sequence_starts]
+        found: list[tuple[int, int] | None] = [None] * len(wanted)
+        k, position = 0, 0
+        for index, ids in enumerate(self._documents(texts)):
+            end = position + len(ids)
+            while k < len(wanted) and wanted[k] < end:
+                found[k] = (index, wanted[k] - position)
+                k += 1
+            if k == len(wanted):
+                return found, None
+            position = end
+        return found, position // self.body
+
+    def sequences(self, texts: Iterable[str], start_offset: int = 0) -> Iterator[np.ndarray]:
+        """Sequences of ``seq_len`` tokens from ``texts``, dropping the first ``start_offset`` tokens of
+        the joined stream (see ``locate``)."""
+        body = self.body
         buffer: list[int] = []
         batch: list[str] = []
+        skip = start_offset
 
         def flush_docs():
+            nonlocal skip
             for ids in self.tokenizer(batch, add_special_tokens=False).input_ids:
                 buffer.extend(ids)
                 if self.eos is not None:
                     buffer.append(self.eos)
             batch.clear()
+            if skip:
+                dropped = min(skip, len(buffer))
+                del buffer[:dropped]
+                skip -= dropped
 
         for text in texts:
             if text:
@@ -134,3 +183,9 @@ def texts_of(ds: Iterable[dict], text_column: str) -> Iterator[str]:
         text = row[text_column]
         if isinstance(text, str):
             yield text
+
+
+def nonempty_texts(ds: Iterable[dict], text_column: str, skip: int = 0) -> Iterator[str]:
+    """The texts the packer reads (non-empty strings), without the first ``skip`` of them."""
+    texts = (t for t in texts_of(ds, text_column) if t)
+    return itertools.islice(texts, skip, None)

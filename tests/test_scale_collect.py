@@ -103,14 +103,17 @@ class DiesOnSecondShard:
     def decode(self, job, ids):
         return self.inner.decode(job, ids)
 
-    def run_shard(self, job, first, last, folder, identity):
+    def locate(self, job, starts):
+        return self.inner.locate(job, starts)
+
+    def run_shard(self, job, first, last, folder, identity, position=None):
         self.shards += 1
         if self.shards == 2:
             from autointerp.sample import collect as local
 
             self.inner.load(job)
             local.stream(self.inner.config, self.inner.subject, self.inner.dictionary, self.inner.corpus,
-                         first, last, progress=False)
+                         first, last, progress=False, position=position)
             try:
                 os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL))
                 chosen = True
@@ -118,7 +121,7 @@ class DiesOnSecondShard:
                 chosen = False
             if chosen or self.everyone:
                 os.kill(os.getpid(), signal.SIGKILL)
-        return self.inner.run_shard(job, first, last, folder, identity)
+        return self.inner.run_shard(job, first, last, folder, identity, position)
 
 
 def _collect_with(worker, db: Path, **executor) -> object:
@@ -217,3 +220,31 @@ def test_bad_jobs_file_is_refused(tmp_path, capsys):
     assert "same database" in capsys.readouterr().err
     assert main(["collect", "--quiet"]) == 2
     assert not list(tmp_path.glob("*.duckdb"))
+
+
+def test_a_located_start_gives_exactly_the_sequences_of_one_pass():
+    """SequencePacker.locate + sequences(start_offset): a shard that seeks to its start reads the very
+    sequences a pass from the corpus's beginning reads there (short docs_batch so starts fall inside
+    documents, across tokenizer batches, and at document boundaries alike)."""
+    import itertools
+
+    import torch
+
+    from autointerp.corpus import SequencePacker, nonempty_texts, open_corpus, texts_of
+    from autointerp.models import embedded
+
+    _, tokenizer = embedded.load_smollm2(torch.float32)
+    packer = SequencePacker(tokenizer, 64, doc_batch=7)
+    corpus = open_corpus("embedded")
+    whole = list(itertools.islice(packer.sequences(texts_of(corpus, "text")), 120))
+    starts = [0, 1, 5, 33, 64, 119]
+    found, ended = packer.locate(texts_of(corpus, "text"), starts)
+    assert ended is None and all(f is not None for f in found)
+    assert any(offset > 0 for _, offset in found[1:]), "some starts must fall inside a document"
+    for first, (document, offset) in zip(starts, found):
+        seeked = list(itertools.islice(packer.sequences(nonempty_texts(corpus, "text", document), offset),
+                                       len(whole) - first))
+        assert all((a == b).all() for a, b in zip(seeked, whole[first:])) and len(seeked) == len(whole) - first
+    # Past the end: no position, and how many whole sequences the corpus holds.
+    tail, total = packer.locate(texts_of(corpus, "text"), [10**9])
+    assert tail == [None] and total > 120

@@ -26,7 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import CollectConfig, ExecutorConfig, config_hash
-from ..corpus import SequencePacker, open_corpus, texts_of
+from ..corpus import SequencePacker, nonempty_texts, open_corpus, texts_of
 from ..errors import AutointerpError
 from ..models.subject import SubjectModel, load_subject_model
 from ..store import runs
@@ -134,19 +134,26 @@ def _collect(con, config: CollectConfig, overwrite: bool, progress: bool) -> Col
         raise
 
 
-def _batches(config: CollectConfig, subject: SubjectModel, corpus, first: int, last: int):
+def _batches(config: CollectConfig, subject: SubjectModel, corpus, first: int, last: int,
+             position: tuple[int, int] | None = None):
     """Yield [batch, seq_len] token tensors of sequences ``first`` to ``last`` - 1, tokenizing in a
     background thread; return the number of sequences made. Batches are cut from ``first``, so a shard
     that starts at a multiple of the batch size sees exactly the batches a single pass sees (the same
-    inputs give bitwise the same activations). Sequences before ``first`` are tokenized and dropped."""
+    inputs give bitwise the same activations). ``position`` is where sequence ``first`` begins in the
+    corpus (``SequencePacker.locate``); without it the sequences before ``first`` are tokenized and
+    dropped."""
     packer = SequencePacker(subject.tokenizer, config.seq_len)
     out: queue.Queue = queue.Queue(maxsize=8)
     stop = threading.Event()
+    if position is None:
+        texts, offset, skip = texts_of(corpus, config.text_column), 0, first
+    else:
+        texts, offset, skip = nonempty_texts(corpus, config.text_column, position[0]), position[1], 0
 
     def produce():
         try:
-            batch, made, index = [], 0, -1
-            for seq in packer.sequences(texts_of(corpus, config.text_column)):
+            batch, made, index = [], 0, first - skip - 1
+            for seq in packer.sequences(texts, offset):
                 index += 1
                 if index < first:
                     continue
@@ -197,9 +204,10 @@ def corpus_too_short(config: CollectConfig, available: int) -> AutointerpError:
 
 
 def stream(config: CollectConfig, subject: SubjectModel, dictionary, corpus, first: int, last: int,
-           progress: bool = True) -> tuple[StreamingSampler, int, float]:
+           progress: bool = True, position: tuple[int, int] | None = None) -> tuple[StreamingSampler, int, float]:
     """Run sequences ``first`` to ``last`` - 1 through model -> dictionary -> sampler: the sampler, the
-    sequences made (fewer than asked when the corpus ends) and the seconds it took."""
+    sequences made (fewer than asked when the corpus ends) and the seconds it took. ``position``: see
+    ``_batches``."""
     device = subject.device
     sampler = StreamingSampler(sampler_sizes(config, dictionary.d_sae, dictionary.signed), device)
     special = torch.tensor(subject.special_token_ids(), dtype=torch.int64, device=device)
@@ -207,7 +215,7 @@ def stream(config: CollectConfig, subject: SubjectModel, dictionary, corpus, fir
                desc="collect", dynamic_ncols=True)
     start = time.perf_counter()
     done = first
-    batches = _batches(config, subject, corpus, first, last)
+    batches = _batches(config, subject, corpus, first, last, position)
     try:
         # inference mode throughout: the sampler may update in place what the dictionary returns, which
         # for raw neurons is the tensor the hook captured

@@ -20,13 +20,16 @@ prefers that job's shards, and each job is merged and written as soon as its own
 Failures: a worker that dies loses only the shard it was running; the shard goes back in the queue
 and the job finishes on the other workers. Finished shards stay on disk under ``--parts-dir`` (by
 default DB.parts/<config hash>) until the merged result is committed, so a rerun of a failed job
-redoes only unfinished shards. Every worker tokenizes the corpus from its start to reach its shard
-(packing joins documents, so a sequence's tokens depend on everything before it): at a billion tokens
-this skipping, not the model, becomes the cost to remove first (docs/scaling.md).
+redoes only unfinished shards. Packing joins documents, so where a shard's first sequence begins
+depends on all text before it: one worker finds every shard's start (document, token offset) in one
+tokenizing pass before the shards run (kept as positions.json with the parts), and each shard then
+skips whole documents untokenized. At a billion tokens that one serial pass is the cost to remove
+next (docs/scaling.md).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -76,6 +79,7 @@ class _Job:
     meta: dict | None = None
     run_id: str = ""
     finished: int = 0
+    positions: dict = field(default_factory=dict)  # shard -> [document, offset] where it begins
     worker_seconds: float = 0.0
     result: local.CollectResult | None = None
 
@@ -114,10 +118,20 @@ class CollectWorker:
     def config(self) -> CollectConfig:
         return self.configs[self.job]
 
-    def run_shard(self, job: int, first: int, last: int, folder: str, identity: str) -> dict:
+    def locate(self, job: int, starts: list[int]) -> tuple[list, int | None]:
+        """Where each shard start begins in the corpus (one tokenizing pass; ``SequencePacker.locate``)."""
+        from ..corpus import SequencePacker, texts_of
+
+        self.load(job)
+        packer = SequencePacker(self.subject.tokenizer, self.config.seq_len)
+        return packer.locate(texts_of(self.corpus, self.config.text_column), starts)
+
+    def run_shard(self, job: int, first: int, last: int, folder: str, identity: str,
+                  position: list[int] | None = None) -> dict:
         self.load(job)
         sampler, made, seconds = local.stream(self.config, self.subject, self.dictionary, self.corpus,
-                                              first, last, progress=False)
+                                              first, last, progress=False,
+                                              position=None if position is None else tuple(position))
         manifest = {"first": first, "last": last, "made": made, "seconds": seconds, "identity": identity,
                     "pid": os.getpid()}
         write_part(Path(folder), sampler.state(), manifest)
@@ -204,6 +218,7 @@ def _run(jobs: list[_Job], executor, actors, cluster, progress) -> None:
             job.reused = [s for s in job.shards if (m := read_manifest(job.parts / shard_name(*s)))
                           and m.get("identity") == job.identity]
             job.finished = len(job.reused)
+            _locate(job, actors, dead, loaded)
             job.run_id = runs.new_run_id("collect")
             stored = {**job.config.to_dict(), "hookpoint": job.meta["hookpoint"], "resolved": job.meta["resolved"],
                       "executor": {"executor": "ray", "workers": cluster.workers,
@@ -221,6 +236,44 @@ def _run(jobs: list[_Job], executor, actors, cluster, progress) -> None:
                 runs.fail_run(job.con, job.run_id, "interrupted" if isinstance(exc, KeyboardInterrupt)
                               else f"{type(exc).__name__}: {exc}")
         raise
+
+
+def _locate(job: _Job, actors, dead: set[int], loaded: dict[int, int]) -> None:
+    """Find where each shard begins in the corpus with one tokenizing pass on a worker (kept in the
+    parts folder for a rerun), so that a shard seeks there instead of tokenizing all text before it.
+    A corpus too short for the shards fails here, before any shard runs."""
+    ray = import_ray()
+    from ray.exceptions import RayActorError
+
+    plan_file = job.parts / "positions.json"
+    bounds = [list(s) for s in job.shards]
+    if plan_file.exists():
+        plan = json.loads(plan_file.read_text())
+        if plan.get("identity") == job.identity and plan.get("shards") == bounds:
+            job.positions = {tuple(b): p for b, p in zip(bounds, plan["positions"])}
+            return
+    todo = [s for s in job.shards if s[0] > 0]
+    if not todo:
+        return
+    while True:
+        alive = [i for i in range(len(actors)) if i not in dead]
+        if not alive:
+            raise AutointerpError("Every Ray worker died while locating the shards in the corpus.",
+                                  "workers that stay up.", "rerun the same command.")
+        worker = next((i for i in alive if loaded.get(i) == job.index), alive[0])
+        try:
+            found, available = ray.get(actors[worker].locate.remote(job.index, [s[0] for s in todo]))
+            loaded[worker] = job.index
+            break
+        except RayActorError:
+            dead.add(worker)
+        except Exception as exc:  # noqa: BLE001 - a task error: an unreadable corpus
+            raise _cause(exc) from None
+    if available is not None and available < local.n_sequences(job.config):
+        raise local.corpus_too_short(job.config, available)
+    job.positions = {s: list(p) for s, p in zip(todo, found)}
+    plan_file.write_text(json.dumps({"identity": job.identity, "shards": bounds,
+                                     "positions": [job.positions.get(tuple(b)) for b in bounds]}))
 
 
 def _dispatch(jobs: list[_Job], actors, dead: set[int], loaded: dict[int, int], cluster, progress, start) -> None:
@@ -243,7 +296,8 @@ def _dispatch(jobs: list[_Job], actors, dead: set[int], loaded: dict[int, int], 
                 mine = loaded.get(worker)
                 index = mine if pending.get(mine) else max(pending, key=lambda j: len(pending[j]))
                 job, shard = by_index[index], pending[index].popleft()
-                ref = actors[worker].run_shard.remote(index, *shard, str(job.parts / shard_name(*shard)), job.identity)
+                ref = actors[worker].run_shard.remote(index, *shard, str(job.parts / shard_name(*shard)), job.identity,
+                                                      job.positions.get(shard))
                 loaded[worker] = index
                 in_flight[ref] = (worker, index, shard)
             if not in_flight:
