@@ -68,6 +68,19 @@ def read_manifest(folder: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """A Parquet file written by ``write_part`` as one tensor per column (matrices for list columns)."""
+    table = pq.read_table(path)
+    out = {}
+    for name in table.column_names:
+        column = table.column(name)
+        if pa.types.is_fixed_size_list(column.type):
+            out[name] = torch.from_numpy(_matrix(column, column.type.value_type.to_pandas_dtype()))
+        else:
+            out[name] = torch.from_numpy(np.array(column.to_numpy()))
+    return out
+
+
 def read_part(folder: Path) -> tuple[dict, dict]:
     """The state ``write_part`` stored (as torch tensors, for ``StreamingSampler.absorb``) and its
     manifest."""
@@ -75,24 +88,7 @@ def read_part(folder: Path) -> tuple[dict, dict]:
     meta = read_manifest(folder)
     if meta is None:
         raise FileNotFoundError(f"{folder} is not a finished shard (no {MANIFEST})")
-    table = pq.read_table(folder / "stats.parquet")
-    stats = {}
-    for name in table.column_names:
-        column = table.column(name)
-        if pa.types.is_fixed_size_list(column.type):
-            stats[name] = torch.from_numpy(_matrix(column, column.type.value_type.to_pandas_dtype()))
-        else:
-            stats[name] = torch.from_numpy(np.array(column.to_numpy()))
-    buffers = {}
-    for name in meta["buffers"]:
-        table = pq.read_table(folder / f"{name}.parquet")
-        rows = {}
-        for column_name in table.column_names:
-            column = table.column(column_name)
-            if pa.types.is_fixed_size_list(column.type):
-                rows[column_name] = torch.from_numpy(_matrix(column, column.type.value_type.to_pandas_dtype()))
-            else:
-                rows[column_name] = torch.from_numpy(np.array(column.to_numpy()))
-        buffers[name] = rows
+    stats = _read_tensors(folder / "stats.parquet")
+    buffers = {name: _read_tensors(folder / f"{name}.parquet") for name in meta["buffers"]}
     state = {"stats": stats, "n_tokens": meta["n_tokens"], "n_sequences": meta["n_sequences"], "buffers": buffers}
     return state, meta
