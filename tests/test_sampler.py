@@ -25,16 +25,22 @@ def random_activations(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     return acts, tokens
 
 
-def run_sampler(acts, tokens, batch: int, top_k=5, reservoir=40, negatives=12, seed=SEED,
-                signed=False) -> StreamingSampler:
+def run_sampler_range(acts, tokens, lo, hi, batch, top_k=5, reservoir=40, negatives=12, seed=SEED,
+                      signed=False) -> StreamingSampler:
+    """A sampler fed sequences lo .. hi - 1 in batches, not yet finished (a shard)."""
     sizes = SamplerSizes(n_latents=L, seq_len=T, window=W, peak_offset=OFFSET, top_k=top_k,
                          reservoir=reservoir, negatives=negatives, histogram_bins=12, seed=seed, signed=signed)
     sampler = StreamingSampler(sizes, torch.device("cpu"))
     counted = torch.ones(N_SEQ, T, dtype=torch.bool)
     counted[:, 0] = False
-    for i in range(0, N_SEQ, batch):
-        sl = slice(i, i + batch)
+    for i in range(lo, hi, batch):
+        sl = slice(i, min(i + batch, hi))
         sampler.update(acts[sl].clone(), tokens[sl], counted[sl], torch.arange(N_SEQ)[sl])
+    return sampler
+
+
+def run_sampler(acts, tokens, batch: int, **sizes) -> StreamingSampler:
+    sampler = run_sampler_range(acts, tokens, 0, N_SEQ, batch, **sizes)
     sampler.finish()
     return sampler
 
@@ -327,19 +333,6 @@ def _sharded(acts, tokens, bounds, batch, signed=False, **sizes_kw) -> Streaming
         merged.absorb(state)
     merged.finish()
     return merged
-
-
-def run_sampler_range(acts, tokens, lo, hi, batch, top_k=5, reservoir=40, negatives=12, seed=SEED,
-                      signed=False) -> StreamingSampler:
-    sizes = SamplerSizes(n_latents=L, seq_len=T, window=W, peak_offset=OFFSET, top_k=top_k,
-                         reservoir=reservoir, negatives=negatives, histogram_bins=12, seed=seed, signed=signed)
-    sampler = StreamingSampler(sizes, torch.device("cpu"))
-    counted = torch.ones(N_SEQ, T, dtype=torch.bool)
-    counted[:, 0] = False
-    for i in range(lo, hi, batch):
-        sl = slice(i, min(i + batch, hi))
-        sampler.update(acts[sl].clone(), tokens[sl], counted[sl], torch.arange(N_SEQ)[sl])
-    return sampler
 
 
 @pytest.mark.parametrize("signed", [False, True])
