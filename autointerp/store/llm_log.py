@@ -70,27 +70,28 @@ class CallLogWriter:
                 return
 
     def _write(self, items: list[tuple]) -> None:
-        """One transaction for everything that has arrived, in order. Consecutive calls and all the
-        explanations are inserted in bulk (one statement each, see ``store/bulk.py``): per-row inserts
-        were the single writer's ceiling at many-GPU rates."""
+        """One transaction for everything that has arrived, taken in order (an item's calls are
+        numbered before its explanation or result reads their ids), then written in bulk: all calls in
+        one statement, explanations and results as keyed replacements (``store/bulk.py``): per-row
+        inserts were the single writer's ceiling at many-GPU rates."""
         con = self.con
         con.execute("BEGIN TRANSACTION")
         try:
-            calls: list[CallRecord] = []
-            explanations: list[list] = []
-            results = Replacements(con)
+            n_calls = sum(1 for item in items if item[0] == "call")
+            # Ids from the table's sequence, in call order, so that a later call has a larger id.
+            ids = iter(sorted(r[0] for r in con.execute("SELECT nextval('llm_call_ids') FROM range(?)",
+                                                         [n_calls]).fetchall()) if n_calls else [])
+            calls, results = [], Replacements(con)
             for item in items:
                 if item[0] == "call":
-                    calls.append(item[1])
-                    continue
-                self._insert_calls(calls)
-                calls = []
-                if item[0] == "explanation":
-                    explanations.append(self._explanation_row(item[1], item[2]))
+                    calls.append(self._call_row(next(ids), item[1]))
+                elif item[0] == "explanation":
+                    row = self._explanation_row(item[1], item[2])
+                    results.replace("explanation_rows", ["latent", "config_hash"], self.EXPLANATION_COLUMNS,
+                                    row[:2], [row], now="created_at")
                 elif item[0] == "result":
                     item[1](results, self._last_call.get)
-            self._insert_calls(calls)
-            self._insert_explanations(explanations)
+            insert_rows(con, "llm_calls", self.CALL_COLUMNS, calls)
             results.flush()
             con.execute("COMMIT")
             self.transactions += 1
@@ -102,27 +103,20 @@ class CallLogWriter:
                     "response", "logprobs", "prompt_tokens", "completion_tokens", "latency_s", "attempt", "error",
                     "created_at"]
 
-    def _insert_calls(self, records: list[CallRecord]) -> None:
-        if not records:
-            return
-        # Ids from the table's sequence, in call order, so that a later call has a larger id.
-        ids = sorted(r[0] for r in self.con.execute("SELECT nextval('llm_call_ids') FROM range(?)",
-                                                      [len(records)]).fetchall())
-        rows = []
-        for call_id, record in zip(ids, records):
-            c = record.completion
-            logprobs = None
-            if c is not None and c.logprobs is not None:
-                logprobs = json.dumps([dataclasses.asdict(t) for t in c.logprobs])
-            rows.append([call_id, self.run_id, record.purpose, record.item, self.backend, self.model,
-                         request_hash(self.backend, self.model, record.messages, record.options),
-                         json.dumps(record.messages), json.dumps(dataclasses.asdict(record.options)),
-                         None if c is None else c.text, logprobs, None if c is None else c.prompt_tokens,
-                         None if c is None else c.completion_tokens, record.latency_s, record.attempt, record.error,
-                         datetime.fromtimestamp(record.started_at, tz=timezone.utc).replace(tzinfo=None)])
-            self._last_call[record.item] = call_id
-            self._n_calls[record.item] += 1
-        insert_rows(self.con, "llm_calls", self.CALL_COLUMNS, rows)
+    def _call_row(self, call_id: int, record: CallRecord) -> list:
+        """The llm_calls row of one attempt; it becomes its item's last call."""
+        c = record.completion
+        logprobs = None
+        if c is not None and c.logprobs is not None:
+            logprobs = json.dumps([dataclasses.asdict(t) for t in c.logprobs])
+        self._last_call[record.item] = call_id
+        self._n_calls[record.item] += 1
+        return [call_id, self.run_id, record.purpose, record.item, self.backend, self.model,
+                request_hash(self.backend, self.model, record.messages, record.options),
+                json.dumps(record.messages), json.dumps(dataclasses.asdict(record.options)),
+                None if c is None else c.text, logprobs, None if c is None else c.prompt_tokens,
+                None if c is None else c.completion_tokens, record.latency_s, record.attempt, record.error,
+                datetime.fromtimestamp(record.started_at, tz=timezone.utc).replace(tzinfo=None)]
 
     EXPLANATION_COLUMNS = ["latent", "config_hash", "run_id", "explainer", "model", "status", "explanation", "reason",
                            "answer", "call_id", "n_calls", "prompt_tokens", "completion_tokens"]
@@ -135,16 +129,6 @@ class CallLogWriter:
             row["n_calls"] = self._n_calls.get(item, 0)
         row["run_id"] = self.run_id
         return [row[c] for c in self.EXPLANATION_COLUMNS]
-
-    def _insert_explanations(self, rows: list[list]) -> None:
-        """Insert or replace (a failed latent retried) the explanations, the last one per key winning."""
-        if not rows:
-            return
-        latest = {(r[0], r[1]): r for r in rows}
-        keys = list(latest)
-        self.con.execute("DELETE FROM explanation_rows WHERE (latent, config_hash) IN "
-                         "(SELECT (unnest(?), unnest(?)))", [[k[0] for k in keys], [k[1] for k in keys]])
-        insert_rows(self.con, "explanation_rows", self.EXPLANATION_COLUMNS, list(latest.values()), now="created_at")
 
 
 async def run_logged(con, run_id: str, writer: CallLogWriter, jobs, limit: int) -> None:
