@@ -139,33 +139,16 @@ class SequencePacker:
 
     def sequences(self, texts: Iterable[str], start_offset: int = 0) -> Iterator[np.ndarray]:
         """Sequences of ``seq_len`` tokens from ``texts``, dropping the first ``start_offset`` tokens of
-        the joined stream (see ``locate``)."""
+        the joined stream (see ``locate``, which reads the same documents)."""
         body = self.body
         buffer: list[int] = []
-        batch: list[str] = []
         skip = start_offset
-
-        def flush_docs():
-            nonlocal skip
-            for ids in self.tokenizer(batch, add_special_tokens=False).input_ids:
-                buffer.extend(ids)
-                if self.eos is not None:
-                    buffer.append(self.eos)
-            batch.clear()
+        for ids in self._documents(texts):
             if skip:
-                dropped = min(skip, len(buffer))
-                del buffer[:dropped]
-                skip -= dropped
-
-        for text in texts:
-            if text:
-                batch.append(text)
-            if len(batch) >= self.doc_batch:
-                flush_docs()
-                yield from self._drain(buffer, body)
-        if batch:
-            flush_docs()
-        yield from self._drain(buffer, body)
+                dropped = min(skip, len(ids))
+                ids, skip = ids[dropped:], skip - dropped
+            buffer.extend(ids)
+            yield from self._drain(buffer, body)
 
     def _drain(self, buffer: list[int], body: int) -> Iterator[np.ndarray]:
         start = 0
