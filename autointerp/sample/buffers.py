@@ -50,6 +50,7 @@ class KeyedBuffer:
                             if with_activations else None)
         self._pending: list[dict[str, torch.Tensor]] = []
         self._batches_pending = 0
+        self._canonical = False  # slots in canonical order and nothing merged since
 
     def offer(self, keys: torch.Tensor, fill: Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]) -> None:
         """Offer one batch of candidates, ``keys`` [latents, batch].
@@ -77,6 +78,7 @@ class KeyedBuffer:
             return
         pending = {k: torch.cat([p[k] for p in self._pending]) for k in self._pending[0]}
         self._pending = []
+        self._canonical = False
         n_latents = self.key.shape[0]
         # Lay the pending keys out as [latents, width], padded with EMPTY.
         order = torch.argsort(pending["latent"], stable=True)
@@ -135,8 +137,11 @@ class KeyedBuffer:
 
     def canonicalize(self) -> None:
         """Reorder each latent's slots by key descending, then sequence ascending, empty slots last:
-        the order readers see no longer depends on arrival order. Call after the last flush."""
+        the order readers see no longer depends on arrival order. Call after the last flush; again, it
+        costs nothing until more candidates are merged."""
         self.flush()
+        if self._canonical:
+            return
         order = _order(self.key, self.sequence, descending=True)
         for name in ("key", "sequence", "start", "value"):
             setattr(self, name, torch.gather(getattr(self, name), 1, order))
@@ -146,6 +151,7 @@ class KeyedBuffer:
                 index = order.unsqueeze(2).expand(-1, -1, matrix.shape[2])
                 setattr(self, name, torch.gather(matrix, 1, index))
         self.floor = self.key.min(dim=1).values
+        self._canonical = True
 
 
 def _order(key: torch.Tensor, sequence: torch.Tensor, descending: bool) -> torch.Tensor:
