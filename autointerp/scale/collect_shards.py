@@ -192,11 +192,12 @@ def _load(jobs: list[_Job], actors: list, dead: set[int], loaded: dict[int, int]
             raise AutointerpError("Every Ray worker died while loading the model and the dictionary.",
                                   "workers with enough memory for the subject model and the dictionary.",
                                   "see the Ray logs (/tmp/ray/session_latest/logs) of the workers.")
-        batch = [(alive[k % len(alive)], job) for k, job in enumerate(pending[:len(alive)])]
-        pending = pending[len(alive):]
-        for worker, job in batch:
+        # one job per live worker at a time, all loading at once
+        batch = [(worker, job, actors[worker].load.remote(job.index)) for worker, job in zip(alive, pending)]
+        pending = pending[len(batch):]
+        for worker, job, ref in batch:
             try:
-                job.meta = ray.get(actors[worker].load.remote(job.index))
+                job.meta = ray.get(ref)
                 loaded[worker] = job.index
             except RayActorError as exc:
                 log.warning("Ray worker %d died while loading: %s", worker, exc)
@@ -238,13 +239,35 @@ def _run(jobs: list[_Job], executor, actors, cluster, progress) -> None:
         raise
 
 
+def _on_a_worker(job: _Job, actors, dead: set[int], loaded: dict[int, int], method: str, *args, doing: str):
+    """``method(job.index, *args)`` on a live worker, the one holding the job if any; when it dies the
+    call goes to another."""
+    ray = import_ray()
+    from ray.exceptions import RayActorError
+
+    while True:
+        alive = [i for i in range(len(actors)) if i not in dead]
+        if not alive:
+            raise AutointerpError(f"Every Ray worker died while {doing}.", "workers that stay up.",
+                                  f"rerun the same command: the finished shards are kept in {job.parts}.")
+        worker = next((i for i in alive if loaded.get(i) == job.index), alive[0])
+        try:
+            result = ray.get(getattr(actors[worker], method).remote(job.index, *args))
+        except RayActorError as exc:
+            log.warning("Ray worker %d died while %s (%s)", worker, doing, type(exc).__name__)
+            dead.add(worker)
+            loaded.pop(worker, None)
+            continue
+        except Exception as exc:  # noqa: BLE001 - a task error: an unreadable corpus, a broken tokenizer
+            raise _cause(exc) from None
+        loaded[worker] = job.index
+        return result
+
+
 def _locate(job: _Job, actors, dead: set[int], loaded: dict[int, int]) -> None:
     """Find where each shard begins in the corpus with one tokenizing pass on a worker (kept in the
     parts folder for a rerun), so that a shard seeks there instead of tokenizing all text before it.
     A corpus too short for the shards fails here, before any shard runs."""
-    ray = import_ray()
-    from ray.exceptions import RayActorError
-
     plan_file = job.parts / "positions.json"
     bounds = [list(s) for s in job.shards]
     if plan_file.exists():
@@ -255,20 +278,8 @@ def _locate(job: _Job, actors, dead: set[int], loaded: dict[int, int]) -> None:
     todo = [s for s in job.shards if s[0] > 0]
     if not todo:
         return
-    while True:
-        alive = [i for i in range(len(actors)) if i not in dead]
-        if not alive:
-            raise AutointerpError("Every Ray worker died while locating the shards in the corpus.",
-                                  "workers that stay up.", "rerun the same command.")
-        worker = next((i for i in alive if loaded.get(i) == job.index), alive[0])
-        try:
-            found, available = ray.get(actors[worker].locate.remote(job.index, [s[0] for s in todo]))
-            loaded[worker] = job.index
-            break
-        except RayActorError:
-            dead.add(worker)
-        except Exception as exc:  # noqa: BLE001 - a task error: an unreadable corpus
-            raise _cause(exc) from None
+    found, available = _on_a_worker(job, actors, dead, loaded, "locate", [s[0] for s in todo],
+                                    doing="locating the shards in the corpus")
     if available is not None and available < local.n_sequences(job.config):
         raise local.corpus_too_short(job.config, available)
     job.positions = {s: list(p) for s, p in zip(todo, found)}
@@ -334,7 +345,6 @@ def _merge_and_write(job: _Job, actors, dead: set[int], loaded: dict[int, int], 
     """Merge a job's parts in shard order, write the run as a local collect would, drop the parts."""
     import torch
 
-    ray = import_ray()
     config, meta = job.config, job.meta
     sampler = StreamingSampler(local.sampler_sizes(config, meta["n_latents"], meta["signed"]), torch.device("cpu"))
     n_seqs = local.n_sequences(config)
@@ -349,15 +359,9 @@ def _merge_and_write(job: _Job, actors, dead: set[int], loaded: dict[int, int], 
         raise local.corpus_too_short(config, available)
     sampler.finish()
     merge_seconds = time.perf_counter() - merge_start
-    alive = [i for i in range(len(actors)) if i not in dead]
-    if not alive:
-        raise AutointerpError("Every Ray worker died before the tokens could be decoded.", "workers that stay up.",
-                          f"rerun the same command: the finished shards are kept in {job.parts}.")
-    worker = next((i for i in alive if loaded.get(i) == job.index), alive[0])
 
     def token_strings(ids):
-        loaded[worker] = job.index
-        return ray.get(actors[worker].decode.remote(job.index, [int(i) for i in ids]))
+        return _on_a_worker(job, actors, dead, loaded, "decode", [int(i) for i in ids], doing="decoding tokens")
 
     collection = {"model": meta["resolved"]["model"], "hookpoint": meta["hookpoint"], "sae": meta["resolved"]["sae_path"]}
     job.result = local.select_and_write(
