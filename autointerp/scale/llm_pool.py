@@ -90,8 +90,10 @@ def deal_endpoints(base_url: str, workers: int) -> list[str]:
     return shares
 
 
-def _join(specs: list[EndpointSpec]) -> str:
-    return ",".join(f"{s.url}@{s.limit}" if s.limit is not None else s.url for s in specs)
+def _join(specs: list[EndpointSpec], redacted: bool = False) -> str:
+    """Endpoints as one --base-url value (URL@N for capped ones), without user info if ``redacted``."""
+    return ",".join((redact(s.url) if redacted else s.url) + (f"@{s.limit}" if s.limit is not None else "")
+                    for s in specs)
 
 
 class LLMWorker:
@@ -331,7 +333,7 @@ async def _ready(actor):
 
 
 def _redacted(share: str) -> str:
-    return ",".join(redact(s.url) + (f"@{s.limit}" if s.limit is not None else "") for s in parse_endpoints(share))
+    return _join(parse_endpoints(share), redacted=True)
 
 
 @contextlib.asynccontextmanager
