@@ -12,9 +12,9 @@ import logging
 import sys
 import typing
 
+from .browse import command as browse_command
 from .config import CollectConfig, ExecutorConfig, ExplainConfig, ScoreConfig
 from .config_fields import field_docs
-from .browse import command as browse_command
 from .demo import command as demo_command
 from .errors import AutointerpError
 from .interop import export_command, import_command
@@ -42,12 +42,19 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         kind = hints[field.name]
         help_text = f"{docs.get(field.name, '')} (default: {field.default!r})"
         if kind is bool:
-            parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction,
-                                default=field.default, help=help_text)
+            parser.add_argument(
+                flag, dest=field.name, action=argparse.BooleanOptionalAction, default=field.default, help=help_text
+            )
         else:
-            parser.add_argument(flag, dest=field.name, type=kind, default=field.default, help=help_text,
-                                metavar=field.name.upper(),
-                                action=JoinRepeated if field.name in REPEATABLE else "store")
+            parser.add_argument(
+                flag,
+                dest=field.name,
+                type=kind,
+                default=field.default,
+                help=help_text,
+                metavar=field.name.upper(),
+                action=JoinRepeated if field.name in REPEATABLE else "store",
+            )
 
 
 def config_from_args(cls: type, args: argparse.Namespace):
@@ -60,39 +67,49 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     collect = sub.add_parser(
-        "collect", help="sample: run the model and the SAE over a corpus and store every latent's contexts",
+        "collect",
+        help="sample: run the model and the SAE over a corpus and store every latent's contexts",
         description="Run the subject model and a dictionary (an SAE or transcoder of any supported format, or "
-                    "the model's own MLP neurons: --sae neurons:MODULE[:topk=K]) over a corpus and store, per "
-                    "latent, its top, quantile and random contexts and statistics in a DuckDB file. With no "
-                    "model, SAE or dataset arguments it uses the embedded default (SmolLM2-135M-Instruct, the "
-                    "SAE in data/, Wikipedia summaries).")
+        "the model's own MLP neurons: --sae neurons:MODULE[:topk=K]) over a corpus and store, per "
+        "latent, its top, quantile and random contexts and statistics in a DuckDB file. With no "
+        "model, SAE or dataset arguments it uses the embedded default (SmolLM2-135M-Instruct, the "
+        "SAE in data/, Wikipedia summaries).",
+    )
     collect.add_argument("--db", help="DuckDB file to write (created if missing)")
-    collect.add_argument("--jobs", metavar="FILE",
-                         help="several collects in one job instead of --db: a JSON list of objects, each with a "
-                              "\"db\" and any options that differ from the flags (e.g. \"sae\", \"hookpoint\"), "
-                              "named as in the config (sae_hookpoint); with --executor ray they share the workers")
-    collect.add_argument("--overwrite", action="store_true",
-                         help="replace the results of an earlier collect with another configuration")
+    collect.add_argument(
+        "--jobs",
+        metavar="FILE",
+        help="several collects in one job instead of --db: a JSON list of objects, each with a "
+        '"db" and any options that differ from the flags (e.g. "sae", "hookpoint"), '
+        "named as in the config (sae_hookpoint); with --executor ray they share the workers",
+    )
+    collect.add_argument(
+        "--overwrite", action="store_true", help="replace the results of an earlier collect with another configuration"
+    )
     collect.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_arguments(collect, CollectConfig)
     add_config_arguments(collect.add_argument_group("executor (Ray scale-out)"), ExecutorConfig)
 
     explain = sub.add_parser(
-        "explain", help="explain: ask an LLM to explain every latent from its explain-set examples",
+        "explain",
+        help="explain: ask an LLM to explain every latent from its explain-set examples",
         description="Explain every explainable latent of a collect database with an LLM (in-process, vLLM or "
-                    "any OpenAI-compatible API). Resumable: finished latents are skipped; every call is logged "
-                    "in llm_calls. With no backend arguments it uses the embedded SmolLM2-135M-Instruct.")
+        "any OpenAI-compatible API). Resumable: finished latents are skipped; every call is logged "
+        "in llm_calls. With no backend arguments it uses the embedded SmolLM2-135M-Instruct.",
+    )
     explain.add_argument("--db", required=True, help="DuckDB file written by `autointerp collect`")
     explain.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_arguments(explain, ExplainConfig)
     add_config_arguments(explain.add_argument_group("executor (Ray scale-out)"), ExecutorConfig)
 
     score = sub.add_parser(
-        "score", help="score: measure how well each explanation predicts its latent's test set",
+        "score",
+        help="score: measure how well each explanation predicts its latent's test set",
         description="Score explanations on each latent's test set (which shares no context with the explain "
-                    "set): detection (does the excerpt activate the latent?) and fuzzing (are the marked tokens "
-                    "the active ones?), with balanced accuracy, precision, recall, F1, AUROC (with logprobs), "
-                    "per-quantile recall and chance levels. Resumable; every call is logged in llm_calls.")
+        "set): detection (does the excerpt activate the latent?) and fuzzing (are the marked tokens "
+        "the active ones?), with balanced accuracy, precision, recall, F1, AUROC (with logprobs), "
+        "per-quantile recall and chance levels. Resumable; every call is logged in llm_calls.",
+    )
     score.add_argument("--db", required=True, help="DuckDB file with explanations")
     score.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_arguments(score, ScoreConfig)
@@ -111,20 +128,25 @@ def run_collect(args: argparse.Namespace) -> int:
     config = config_from_args(CollectConfig, args)
     executor = config_from_args(ExecutorConfig, args)
     if (args.db is None) == (args.jobs is None):
-        raise AutointerpError("collect needs exactly one of --db and --jobs.",
-                              "--db PATH for one collect, or --jobs FILE for several.")
+        raise AutointerpError(
+            "collect needs exactly one of --db and --jobs.", "--db PATH for one collect, or --jobs FILE for several."
+        )
     jobs = read_jobs(args.jobs, config) if args.jobs else [(config, args.db)]
     results = collect_many(jobs, overwrite=args.overwrite, progress=not args.quiet, executor=executor)
-    for (_, db), result in zip(jobs, results):
+    for (_, db), result in zip(jobs, results, strict=True):
         if result.skipped:
             print(f"{db}: an identical collect is already complete (run {result.run_id}); nothing to do.")
             continue
         counts = result.status_counts or {}
-        print(f"{db}: run {result.run_id}: {result.n_tokens:,} tokens in {result.seconds:.0f} s "
-              f"({result.tokens_per_second:,.0f} tokens/s); latents: {counts.get('ok', 0)} ok, "
-              f"{counts.get('too_few_examples', 0)} with too few examples, {counts.get('dead', 0)} dead.")
-    print("Query it: python -c \"import duckdb; print(duckdb.connect('%s', read_only=True).sql("
-          "'SELECT * FROM latents ORDER BY frequency DESC LIMIT 10'))\"" % jobs[0][1])
+        print(
+            f"{db}: run {result.run_id}: {result.n_tokens:,} tokens in {result.seconds:.0f} s "
+            f"({result.tokens_per_second:,.0f} tokens/s); latents: {counts.get('ok', 0)} ok, "
+            f"{counts.get('too_few_examples', 0)} with too few examples, {counts.get('dead', 0)} dead."
+        )
+    print(
+        f"Query it: python -c \"import duckdb; print(duckdb.connect('{jobs[0][1]}', read_only=True).sql("
+        "'SELECT * FROM latents ORDER BY frequency DESC LIMIT 10'))\""
+    )
     return 0
 
 
@@ -137,17 +159,23 @@ def read_jobs(path: str, base: CollectConfig) -> list[tuple[CollectConfig, str]]
     try:
         entries = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise AutointerpError(f"Cannot read the jobs file {path}: {exc}",
-                              'a JSON list like [{"db": "l6.duckdb", "hookpoint": "model.layers.6"}, ...].') from None
+        raise AutointerpError(
+            f"Cannot read the jobs file {path}: {exc}",
+            'a JSON list like [{"db": "l6.duckdb", "hookpoint": "model.layers.6"}, ...].',
+        ) from None
     if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) and "db" in e for e in entries):
-        raise AutointerpError(f"The jobs file {path} is not a non-empty list of objects with a \"db\".",
-                              'a JSON list like [{"db": "l6.duckdb", "hookpoint": "model.layers.6"}, ...].')
+        raise AutointerpError(
+            f'The jobs file {path} is not a non-empty list of objects with a "db".',
+            'a JSON list like [{"db": "l6.duckdb", "hookpoint": "model.layers.6"}, ...].',
+        )
     jobs = []
     for k, entry in enumerate(entries):
         unknown = sorted(set(entry) - names - {"db"})
         if unknown:
-            raise AutointerpError(f"Job {k} of {path} has unknown option(s): {', '.join(unknown)}.",
-                                  "options of `autointerp collect`, named as in the config: " + ", ".join(sorted(names)))
+            raise AutointerpError(
+                f"Job {k} of {path} has unknown option(s): {', '.join(unknown)}.",
+                "options of `autointerp collect`, named as in the config: " + ", ".join(sorted(names)),
+            )
         jobs.append((dataclasses.replace(base, **{key: v for key, v in entry.items() if key != "db"}), entry["db"]))
     return jobs
 
@@ -160,10 +188,12 @@ def run_explain(args: argparse.Namespace) -> int:
     config = config_from_args(ExplainConfig, args)
     executor = config_from_args(ExecutorConfig, args)
     r = asyncio.run(explain(config, args.db, progress=not args.quiet, executor=executor))
-    print(f"{args.db}: run {r.run_id}: {r.explained} explained, {r.unparsed} unparsed, {r.failed} failed "
-          f"of {r.todo} latents in {r.seconds:.0f} s ({r.calls} calls, {r.prompt_tokens:,} prompt + "
-          f"{r.completion_tokens:,} completion tokens); {r.skipped_done} already done, "
-          f"{r.not_explainable} not explainable (see latents.reason).")
+    print(
+        f"{args.db}: run {r.run_id}: {r.explained} explained, {r.unparsed} unparsed, {r.failed} failed "
+        f"of {r.todo} latents in {r.seconds:.0f} s ({r.calls} calls, {r.prompt_tokens:,} prompt + "
+        f"{r.completion_tokens:,} completion tokens); {r.skipped_done} already done, "
+        f"{r.not_explainable} not explainable (see latents.reason)."
+    )
     return 0 if r.failed == 0 else 1
 
 
@@ -175,9 +205,11 @@ def run_score(args: argparse.Namespace) -> int:
     config = config_from_args(ScoreConfig, args)
     executor = config_from_args(ExecutorConfig, args)
     r = asyncio.run(score(config, args.db, progress=not args.quiet, executor=executor))
-    print(f"{args.db}: run {r.run_id}: {r.scored} scores, {r.unscored} unscored (no readable answer) in "
-          f"{r.seconds:.0f} s ({r.calls} calls, {r.prompt_tokens:,} prompt + {r.completion_tokens:,} completion "
-          f"tokens); {r.skipped_done} already done. Query: SELECT * FROM scores")
+    print(
+        f"{args.db}: run {r.run_id}: {r.scored} scores, {r.unscored} unscored (no readable answer) in "
+        f"{r.seconds:.0f} s ({r.calls} calls, {r.prompt_tokens:,} prompt + {r.completion_tokens:,} completion "
+        f"tokens); {r.skipped_done} already done. Query: SELECT * FROM scores"
+    )
     return 0
 
 

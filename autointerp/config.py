@@ -117,33 +117,34 @@ class CollectConfig:
     """Device: auto (cuda when available), cpu, cuda, cuda:1, ..."""
 
     def __post_init__(self) -> None:
-        positive = ["tokens", "seq_len", "batch_size", "window", "n_quantiles", "reservoir",
-                    "histogram_bins"]
+        positive = ["tokens", "seq_len", "batch_size", "window", "n_quantiles", "reservoir", "histogram_bins"]
         for name in positive:
             if getattr(self, name) <= 0:
-                raise AutointerpError(f"--{name.replace('_', '-')} is {getattr(self, name)}.",
-                                      "a positive integer.")
-        for name in ["top_k", "explain_per_quantile", "test_per_quantile", "random_explain",
-                     "random_test"]:
+                raise AutointerpError(f"--{name.replace('_', '-')} is {getattr(self, name)}.", "a positive integer.")
+        for name in ["top_k", "explain_per_quantile", "test_per_quantile", "random_explain", "random_test"]:
             if getattr(self, name) < 0:
-                raise AutointerpError(f"--{name.replace('_', '-')} is {getattr(self, name)}.",
-                                      "zero or more.")
+                raise AutointerpError(f"--{name.replace('_', '-')} is {getattr(self, name)}.", "zero or more.")
         if self.window > self.seq_len - int(self.exclude_first_position):
             raise AutointerpError(
                 f"--window {self.window} does not fit in --seq-len {self.seq_len}.",
-                "a window shorter than the sequence.", "lower --window or raise --seq-len.")
+                "a window shorter than the sequence.",
+                "lower --window or raise --seq-len.",
+            )
         if not 0 <= self.peak_offset < self.window:
-            raise AutointerpError(f"--peak-offset {self.peak_offset} is outside the window.",
-                                  f"0 <= peak-offset < window ({self.window}).")
+            raise AutointerpError(
+                f"--peak-offset {self.peak_offset} is outside the window.",
+                f"0 <= peak-offset < window ({self.window}).",
+            )
         needed = self.n_quantiles * (self.explain_per_quantile + self.test_per_quantile)
         if self.reservoir < needed:
             raise AutointerpError(
                 f"--reservoir {self.reservoir} cannot fill {self.n_quantiles} quantiles x "
                 f"({self.explain_per_quantile} explain + {self.test_per_quantile} test) = {needed}.",
-                f"--reservoir >= {needed}", f"pass --reservoir {2 * needed}.")
+                f"--reservoir >= {needed}",
+                f"pass --reservoir {2 * needed}.",
+            )
         if self.dtype not in ("auto", "bfloat16", "float16", "float32"):
-            raise AutointerpError(f"--dtype {self.dtype!r} is not known.",
-                                  "auto, bfloat16, float16 or float32.")
+            raise AutointerpError(f"--dtype {self.dtype!r} is not known.", "auto, bfloat16, float16 or float32.")
 
     @property
     def min_activating_contexts(self) -> int:
@@ -196,11 +197,16 @@ class ExecutorConfig:
         if self.executor not in EXECUTORS:
             raise AutointerpError(f"--executor {self.executor!r} is not known.", "local or ray.")
         if self.workers < 0 or self.shard_tokens < 0 or self.worker_gpus < 0:
-            raise AutointerpError("--workers, --worker-gpus and --shard-tokens must not be negative.",
-                                  "0 (automatic) or a positive number.")
+            raise AutointerpError(
+                "--workers, --worker-gpus and --shard-tokens must not be negative.",
+                "0 (automatic) or a positive number.",
+            )
         if self.executor == "local" and (self.ray_address or self.workers):
-            raise AutointerpError("--ray-address and --workers need --executor ray.",
-                                  "--executor ray with them, or neither.", "add --executor ray.")
+            raise AutointerpError(
+                "--ray-address and --workers need --executor ray.",
+                "--executor ray with them, or neither.",
+                "add --executor ray.",
+            )
 
     @property
     def is_ray(self) -> bool:
@@ -285,9 +291,11 @@ class LLMConfig:
     def _check_endpoints(self) -> None:
         endpoints = parse_endpoints(self.base_url)
         if self.backend != "openai" and (len(endpoints) > 1 or any(e.limit for e in endpoints)):
-            raise AutointerpError(f"--base-url names several or capped endpoints, but --backend is {self.backend}.",
-                                  "--backend openai (the only backend that talks to endpoints).",
-                                  "pass --backend openai --model NAME.")
+            raise AutointerpError(
+                f"--base-url names several or capped endpoints, but --backend is {self.backend}.",
+                "--backend openai (the only backend that talks to endpoints).",
+                "pass --backend openai --model NAME.",
+            )
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -345,8 +353,19 @@ class ExplainConfig(LLMConfig):
         if not 0 <= self.mark_threshold < 1:
             raise AutointerpError(f"--mark-threshold {self.mark_threshold} is outside [0, 1).")
 
-    SHAPING = ("backend", "model", "explainer", "examples", "n_examples", "n_negatives", "mark_threshold",
-               "show_activations", "max_tokens", "temperature", "guided")
+    SHAPING = (
+        "backend",
+        "model",
+        "explainer",
+        "examples",
+        "n_examples",
+        "n_negatives",
+        "mark_threshold",
+        "show_activations",
+        "max_tokens",
+        "temperature",
+        "guided",
+    )
 
 
 def parse_latent_ranges(spec: str) -> list[tuple[int, int]]:
@@ -359,8 +378,9 @@ def parse_latent_ranges(spec: str) -> list[tuple[int, int]]:
         except ValueError:
             raise AutointerpError(f"--latents {spec!r}: cannot read {part!r}.", "ranges like 0-999,1500.") from None
         if lo_i < 0 or hi_i < lo_i:
-            raise AutointerpError(f"--latents {spec!r}: {part!r} is not an increasing range of indices.",
-                                  "ranges like 0-999,1500.")
+            raise AutointerpError(
+                f"--latents {spec!r}: {part!r} is not an increasing range of indices.", "ranges like 0-999,1500."
+            )
         ranges.append((lo_i, hi_i))
     return ranges
 
@@ -456,8 +476,10 @@ class ScoreConfig(LLMConfig):
         super().__post_init__()
         unknown = [s for s in self.scorer_list() if s not in SCORERS]
         if unknown or not self.scorer_list():
-            raise AutointerpError(f"--scorers {self.scorers!r}: unknown or none: {', '.join(unknown)}.",
-                                  "a comma-separated list of: " + ", ".join(SCORERS))
+            raise AutointerpError(
+                f"--scorers {self.scorers!r}: unknown or none: {', '.join(unknown)}.",
+                "a comma-separated list of: " + ", ".join(SCORERS),
+            )
         if self.control not in ("", "shuffled"):
             raise AutointerpError(f"--control {self.control!r} is not known.", "'shuffled' or nothing.")
         for name in ("batch_size", "max_tokens", "simulation_contexts", "simulation_batch"):
@@ -471,26 +493,51 @@ class ScoreConfig(LLMConfig):
 
     def _check_intervention(self) -> None:
         if not (math.isfinite(self.target_kl) and self.target_kl > 0):
-            raise AutointerpError(f"--target-kl {self.target_kl} is not a positive number of nats.",
-                                  "a KL divergence such as 0.5 or 1.0.")
+            raise AutointerpError(
+                f"--target-kl {self.target_kl} is not a positive number of nats.", "a KL divergence such as 0.5 or 1.0."
+            )
         if not 0 < self.kl_tolerance < 1:
-            raise AutointerpError(f"--kl-tolerance {self.kl_tolerance} is outside (0, 1).",
-                                  "a relative tolerance such as 0.1 (10% of --target-kl).")
+            raise AutointerpError(
+                f"--kl-tolerance {self.kl_tolerance} is outside (0, 1).",
+                "a relative tolerance such as 0.1 (10% of --target-kl).",
+            )
         for name in ("intervention_prompts", "completion_tokens"):
             if getattr(self, name) <= 0:
                 raise AutointerpError(f"--{name.replace('_', '-')} is {getattr(self, name)}.", "a positive integer.")
         if not (math.isfinite(self.intervention_temperature) and self.intervention_temperature >= 0):
-            raise AutointerpError(f"--intervention-temperature {self.intervention_temperature} is not allowed.",
-                                  "0 (greedy) or a positive temperature such as 1.0.")
+            raise AutointerpError(
+                f"--intervention-temperature {self.intervention_temperature} is not allowed.",
+                "0 (greedy) or a positive temperature such as 1.0.",
+            )
         if not 2 <= self.choices <= 9:
-            raise AutointerpError(f"--choices {self.choices} is outside 2..9.",
-                                  "2 to 9 options per multiple-choice question (the answer is one digit).")
+            raise AutointerpError(
+                f"--choices {self.choices} is outside 2..9.",
+                "2 to 9 options per multiple-choice question (the answer is one digit).",
+            )
 
     def scorer_list(self) -> list[str]:
         return [s.strip() for s in self.scorers.split(",") if s.strip()]
 
-    SHAPING = ("backend", "model", "batch_size", "mark_threshold", "fuzz_random", "fuzz_misplaced", "logprobs",
-               "max_tokens", "temperature", "seed", "guided")
+    SHAPING = (
+        "backend",
+        "model",
+        "batch_size",
+        "mark_threshold",
+        "fuzz_random",
+        "fuzz_misplaced",
+        "logprobs",
+        "max_tokens",
+        "temperature",
+        "seed",
+        "guided",
+    )
     SIMULATION = ("simulation_contexts", "simulation_batch")
-    INTERVENTION = ("target_kl", "kl_tolerance", "intervention_prompts", "completion_tokens",
-                    "intervention_temperature", "choices", "surprisal_model")
+    INTERVENTION = (
+        "target_kl",
+        "kl_tolerance",
+        "intervention_prompts",
+        "completion_tokens",
+        "intervention_temperature",
+        "choices",
+        "surprisal_model",
+    )

@@ -10,10 +10,10 @@ import ast
 import dataclasses
 import inspect
 import textwrap
-from functools import lru_cache
+from functools import cache
 
 
-@lru_cache(maxsize=None)
+@cache
 def field_docs(cls: type) -> dict[str, str]:
     """Map each dataclass field of ``cls`` to the docstring written under it (empty if none)."""
     docs: dict[str, str] = {}
@@ -22,7 +22,7 @@ def field_docs(cls: type) -> dict[str, str]:
             continue
         tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
         body = tree.body[0].body  # type: ignore[attr-defined]
-        for node, following in zip(body, body[1:] + [None]):
+        for node, following in zip(body, body[1:] + [None], strict=True):
             if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
                 if (
                     isinstance(following, ast.Expr)

@@ -31,8 +31,9 @@ def _embedded_texts():
     return Dataset.from_dict({"title": [r[0] for r in rows], "text": [r[1] for r in rows]})
 
 
-def open_corpus(dataset: str, split: str = "train", text_column: str = "text",
-                dataset_config: str = "") -> Iterable[dict]:
+def open_corpus(
+    dataset: str, split: str = "train", text_column: str = "text", dataset_config: str = ""
+) -> Iterable[dict]:
     """A streamed ``datasets`` dataset for a hub name, a local file or folder, or "embedded".
 
     Raises a clear error when the source cannot be read or has no ``text_column``.
@@ -49,7 +50,9 @@ def open_corpus(dataset: str, split: str = "train", text_column: str = "text",
                 if builder is None:
                     raise AutointerpError(
                         f"Cannot read {path}: unknown file type {path.suffix!r}.",
-                        "one of " + ", ".join(sorted(_FILE_BUILDERS)), "convert the file or pass a folder.")
+                        "one of " + ", ".join(sorted(_FILE_BUILDERS)),
+                        "convert the file or pass a folder.",
+                    )
                 ds = load_dataset(builder, data_files=str(path), split=split, streaming=True)
             elif path.is_dir():
                 ds = load_dataset(str(path), split=split, streaming=True)
@@ -118,7 +121,9 @@ class SequencePacker:
         for ids in self.tokenizer(batch, add_special_tokens=False).input_ids:
             yield ids + ([self.eos] if self.eos is not None else [])
 
-    def locate(self, texts: Iterable[str], sequence_starts: list[int]) -> tuple[list[tuple[int, int] | None], int | None]:
+    def locate(
+        self, texts: Iterable[str], sequence_starts: list[int]
+    ) -> tuple[list[tuple[int, int] | None], int | None]:
         """Where each sequence of ``sequence_starts`` (ascending) begins: (index of its first document
         among the non-empty texts, tokens of that document before it), or None past the corpus's end;
         and, when the corpus ended first, how many whole sequences it holds. One tokenizing pass, after
@@ -153,7 +158,7 @@ class SequencePacker:
     def _drain(self, buffer: list[int], body: int) -> Iterator[np.ndarray]:
         start = 0
         while len(buffer) - start >= body:
-            chunk = buffer[start:start + body]
+            chunk = buffer[start : start + body]
             start += body
             if self.bos is not None:
                 chunk = [self.bos] + chunk

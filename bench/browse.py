@@ -32,15 +32,38 @@ from autointerp.browse.server import make_server  # noqa: E402
 from autointerp.browse.static import write_static  # noqa: E402
 from autointerp.store.db import connect  # noqa: E402
 
-WORDS = ["rivers", "dates", "years", "names", "music", "cities", "numbers", "the", "legal", "terms", "chemistry",
-         "sports", "plural", "nouns", "verbs", "code", "French", "German", "colours", "animals"]
+WORDS = [
+    "rivers",
+    "dates",
+    "years",
+    "names",
+    "music",
+    "cities",
+    "numbers",
+    "the",
+    "legal",
+    "terms",
+    "chemistry",
+    "sports",
+    "plural",
+    "nouns",
+    "verbs",
+    "code",
+    "French",
+    "German",
+    "colours",
+    "animals",
+]
 
 
 def build(path: Path, n: int, window: int = 32, per_latent: int = 4, n_contexts: int = 20_000) -> None:
     """A database with the shape of a real one: every table the browser reads, filled by SQL."""
     con = connect(path)
-    con.execute("INSERT INTO collections VALUES ('bench', 'synthetic', 'model.layers.8', 'synthetic', 'synthetic', "
-                "?, 100000, 25600000, 256, ?, [0.001, 0.01, 0.1, 1.0, 10.0])", [n, window])
+    con.execute(
+        "INSERT INTO collections VALUES ('bench', 'synthetic', 'model.layers.8', 'synthetic', 'synthetic', "
+        "?, 100000, 25600000, 256, ?, [0.001, 0.01, 0.1, 1.0, 10.0])",
+        [n, window],
+    )
     con.execute(f"""
         INSERT INTO latent_stats SELECT 'bench', i, 'model.layers.8', (hash(i) % 100000)::BIGINT, 25600000,
             (hash(i) % 100000) / 25600000.0, 1 + (hash(i * 7) % 1000) / 37.0, 1 + (hash(i * 7) % 1000) / 90.0,
@@ -92,8 +115,11 @@ def main() -> None:
         db = Path(tmp) / "bench.duckdb"
         start = time.perf_counter()
         build(db, args.latents)
-        print(f"built a {args.latents:,}-latent database in {time.perf_counter() - start:.1f} s "
-              f"({db.stat().st_size / 1e6:.0f} MB)", flush=True)
+        print(
+            f"built a {args.latents:,}-latent database in {time.perf_counter() - start:.1f} s "
+            f"({db.stat().st_size / 1e6:.0f} MB)",
+            flush=True,
+        )
         start = time.perf_counter()
         server = make_server(db, "127.0.0.1", 0)  # includes computing the list table once
         server_start_s = time.perf_counter() - start

@@ -51,7 +51,7 @@ def forward_and_encode(tokens: int, batch_size: int) -> float:
     ids = torch.from_numpy(np.stack(seqs))
     start = time.perf_counter()
     for i in range(0, n_seqs, batch_size):
-        sae.encode(subject.read(ids[i:i + batch_size]))
+        sae.encode(subject.read(ids[i : i + batch_size]))
     return n_seqs * 256 / (time.perf_counter() - start)
 
 
@@ -80,10 +80,17 @@ def whole_collect(tokens: int, batch_size: int, db: Path) -> tuple[float, float]
 
 def peak_rss_mib(tokens: int, db: Path) -> float:
     """Peak RSS of a fresh process running `autointerp collect`."""
-    code = ("import resource, sys; from autointerp.cli import main; rc = main(sys.argv[1:]); "
-            "print('RSS_KIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)")
-    out = subprocess.run([sys.executable, "-c", code, "collect", "--db", str(db), "--tokens", str(tokens), "--quiet"],
-                         capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    code = (
+        "import resource, sys; from autointerp.cli import main; rc = main(sys.argv[1:]); "
+        "print('RSS_KIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, "collect", "--db", str(db), "--tokens", str(tokens), "--quiet"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     if out.returncode != 0:
         sys.exit(f"collect failed:\n{out.stderr[-3000:]}")
     kib = int(next(line.split()[1] for line in out.stdout.splitlines() if line.startswith("RSS_KIB")))

@@ -55,8 +55,10 @@ s = ThreadingHTTPServer(("127.0.0.1", 0), H); s.daemon_threads = True
 print(s.server_address[1], flush=True); s.serve_forever()
 """
 
-MESSAGES = [{"role": "system", "content": "You explain features."},
-            {"role": "user", "content": "Excerpt 1: the<< river>> flows\nActive: river (10)\n" * 20}]
+MESSAGES = [
+    {"role": "system", "content": "You explain features."},
+    {"role": "user", "content": "Excerpt 1: the<< river>> flows\nActive: river (10)\n" * 20},
+]
 OPTIONS = GenerateOptions(max_tokens=50)
 
 
@@ -78,8 +80,12 @@ async def _run(n_requests: int, in_flight: int, base_url: str, through_queue: bo
     await asyncio.gather(*[(queued(i) if through_queue else direct()) for i in range(n_requests)])
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     await backend.aclose()
-    return {"rps": n_requests / wall, "cpu_ms_per_request": 1000 * cpu / n_requests, "wall": wall,
-            "busy_share": queue.stats.busy_seconds / wall if through_queue else None}
+    return {
+        "rps": n_requests / wall,
+        "cpu_ms_per_request": 1000 * cpu / n_requests,
+        "wall": wall,
+        "busy_share": queue.stats.busy_seconds / wall if through_queue else None,
+    }
 
 
 def queue_overhead(n_requests: int) -> dict:
@@ -91,7 +97,8 @@ def queue_overhead(n_requests: int) -> dict:
             raw = asyncio.run(_run(n_requests, in_flight, base_url, through_queue=False))
             queued = asyncio.run(_run(n_requests, in_flight, base_url, through_queue=True))
             out[in_flight] = {
-                "rps_direct": round(raw["rps"], 1), "rps_queue": round(queued["rps"], 1),
+                "rps_direct": round(raw["rps"], 1),
+                "rps_queue": round(queued["rps"], 1),
                 "queue_cpu_ms_per_request": round(queued["cpu_ms_per_request"] - raw["cpu_ms_per_request"], 3),
                 "endpoint_busy_share": round(queued["busy_share"], 3),
             }
@@ -107,16 +114,25 @@ def embedded_default(n_latents: int, tmp: Path) -> dict:
     import duckdb
 
     con = duckdb.connect(str(db), read_only=True)
-    latents = [r[0] for r in con.execute("SELECT latent FROM latents WHERE status = 'ok' ORDER BY latent LIMIT ?",
-                                         [n_latents]).fetchall()]
+    latents = [
+        r[0]
+        for r in con.execute(
+            "SELECT latent FROM latents WHERE status = 'ok' ORDER BY latent LIMIT ?", [n_latents]
+        ).fetchall()
+    ]
     con.close()
     start = time.perf_counter()
     result = asyncio.run(explain(ExplainConfig(latents=",".join(map(str, latents))), db, progress=False))
     minutes = (time.perf_counter() - start) / 60
-    return {"latents": len(latents), "latents_per_minute": round(len(latents) / minutes, 3),
-            "prompt_tokens_per_latent": round(result.prompt_tokens / len(latents), 1),
-            "completion_tokens_per_latent": round(result.completion_tokens / len(latents), 1),
-            "explained": result.explained, "unparsed": result.unparsed, "failed": result.failed}
+    return {
+        "latents": len(latents),
+        "latents_per_minute": round(len(latents) / minutes, 3),
+        "prompt_tokens_per_latent": round(result.prompt_tokens / len(latents), 1),
+        "completion_tokens_per_latent": round(result.completion_tokens / len(latents), 1),
+        "explained": result.explained,
+        "unparsed": result.unparsed,
+        "failed": result.failed,
+    }
 
 
 def main() -> None:
@@ -129,8 +145,16 @@ def main() -> None:
         local = embedded_default(args.latents, Path(tmp))
     print(f"embedded default: {local}", flush=True)
     worst = max(v["queue_cpu_ms_per_request"] for v in overhead.values())
-    print(json.dumps({"queue": overhead, "queue_cpu_ms_per_request_worst": worst,
-                      "target_queue_cpu_ms_per_request": 2.0, "embedded_default": local}))
+    print(
+        json.dumps(
+            {
+                "queue": overhead,
+                "queue_cpu_ms_per_request_worst": worst,
+                "target_queue_cpu_ms_per_request": 2.0,
+                "embedded_default": local,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

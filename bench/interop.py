@@ -64,8 +64,10 @@ def main() -> None:
 
         quarter = peak_memory(db, tmp / "np-mem", f"0-{n_latents // 4 - 1}")
         whole = peak_memory(db, tmp / "np-mem", "")
-        print(f"peak Python memory: {quarter / 2**20:.1f} MiB (1/4 of the latents), {whole / 2**20:.1f} MiB (all)",
-              file=sys.stderr)
+        print(
+            f"peak Python memory: {quarter / 2**20:.1f} MiB (1/4 of the latents), {whole / 2**20:.1f} MiB (all)",
+            file=sys.stderr,
+        )
 
         start = time.perf_counter()
         export_parquet(db, tmp / "parquet")
@@ -81,20 +83,24 @@ def main() -> None:
         import_seconds = time.perf_counter() - start
         print(f"delphi import: {imported.explained:,} explanations in {import_seconds:.2f} s", file=sys.stderr)
 
-        print(json.dumps({
-            "latents": n_latents,
-            "neuronpedia_records": n_records,
-            "neuronpedia_seconds": round(np_seconds, 2),
-            "neuronpedia_records_per_s": round(n_records / np_seconds),
-            "neuronpedia_mb": size_mb(tmp / "np"),
-            "peak_mib_quarter": round(quarter / 2**20, 1),
-            "peak_mib_all": round(whole / 2**20, 1),
-            "peak_ratio_all_over_quarter": round(whole / quarter, 2),
-            "parquet_seconds": round(pq_seconds, 2),
-            "parquet_mb": size_mb(tmp / "parquet"),
-            "delphi_import_seconds": round(import_seconds, 2),
-            "delphi_import_latents_per_s": round(imported.explained / import_seconds),
-        }))
+        print(
+            json.dumps(
+                {
+                    "latents": n_latents,
+                    "neuronpedia_records": n_records,
+                    "neuronpedia_seconds": round(np_seconds, 2),
+                    "neuronpedia_records_per_s": round(n_records / np_seconds),
+                    "neuronpedia_mb": size_mb(tmp / "np"),
+                    "peak_mib_quarter": round(quarter / 2**20, 1),
+                    "peak_mib_all": round(whole / 2**20, 1),
+                    "peak_ratio_all_over_quarter": round(whole / quarter, 2),
+                    "parquet_seconds": round(pq_seconds, 2),
+                    "parquet_mb": size_mb(tmp / "parquet"),
+                    "delphi_import_seconds": round(import_seconds, 2),
+                    "delphi_import_latents_per_s": round(imported.explained / import_seconds),
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -39,8 +39,16 @@ from autointerp.store import runs  # noqa: E402
 from autointerp.store.db import connect  # noqa: E402
 from autointerp.store.llm_log import CallLogWriter, run_logged  # noqa: E402
 
-EXPLANATIONS = ["names of rivers", "dates and years", "units of measurement", "the word 'the'", "sports teams",
-                "chemical elements", "cities in France", "verbs in the past tense"]
+EXPLANATIONS = [
+    "names of rivers",
+    "dates and years",
+    "units of measurement",
+    "the word 'the'",
+    "sports teams",
+    "chemical elements",
+    "cities in France",
+    "verbs in the past tense",
+]
 
 
 def run_once(db: Path, config: ScoreConfig, backend) -> dict:
@@ -51,8 +59,9 @@ def run_once(db: Path, config: ScoreConfig, backend) -> dict:
         runs.start_run(con, run_id, "score", config.to_dict(), "bench")
         writer = CallLogWriter(con, run_id, "score", backend.kind, backend.model)
         queue = LLMQueue(backend, QueueConfig(config.max_in_flight), on_call=writer.log_call)
-        options = GenerateOptions(max_tokens=config.max_tokens, temperature=config.temperature,
-                                  prefill=config.answer_prefill("[ANSWER]:"))
+        options = GenerateOptions(
+            max_tokens=config.max_tokens, temperature=config.temperature, prefill=config.answer_prefill("[ANSWER]:")
+        )
         start = time.perf_counter()
         scorer = InterventionScorer(con, config, queue, writer, run_id, options, backend.model, chosen)
         statuses = {}
@@ -62,8 +71,13 @@ def run_once(db: Path, config: ScoreConfig, backend) -> dict:
 
         asyncio.run(run_logged(con, run_id, writer, (lambda lat=lat: job(lat) for lat in sorted(chosen)), 8))
         seconds = time.perf_counter() - start
-        return {"seconds": seconds, "statuses": statuses, "steered": len(scorer.computed), "calls": queue.stats.calls,
-                "torch_seconds": scorer.seconds}
+        return {
+            "seconds": seconds,
+            "statuses": statuses,
+            "steered": len(scorer.computed),
+            "calls": queue.stats.calls,
+            "torch_seconds": scorer.seconds,
+        }
     finally:
         con.close()
 
@@ -86,14 +100,33 @@ def main() -> None:
         shutil.copy(args.db, db)
     else:
         print("collecting a small database ...", flush=True)
-        collect(CollectConfig(tokens=6144, top_k=3, n_quantiles=2, explain_per_quantile=1, test_per_quantile=1,
-                              reservoir=8, random_explain=2, random_test=2), db, progress=False)
+        collect(
+            CollectConfig(
+                tokens=6144,
+                top_k=3,
+                n_quantiles=2,
+                explain_per_quantile=1,
+                test_per_quantile=1,
+                reservoir=8,
+                random_explain=2,
+                random_test=2,
+            ),
+            db,
+            progress=False,
+        )
     con = connect(db)
-    latents = [r[0] for r in con.execute("SELECT latent FROM latents WHERE status = 'ok' ORDER BY latent LIMIT ?",
-                                         [args.latents]).fetchall()]
+    latents = [
+        r[0]
+        for r in con.execute(
+            "SELECT latent FROM latents WHERE status = 'ok' ORDER BY latent LIMIT ?", [args.latents]
+        ).fetchall()
+    ]
     for i, latent in enumerate(latents):
-        con.execute("INSERT INTO explanation_rows VALUES (?, 'bench', 'bench', 'default', 'bench', 'explained', ?, "
-                    "NULL, NULL, NULL, 0, 0, 0, now())", [latent, EXPLANATIONS[i % len(EXPLANATIONS)]])
+        con.execute(
+            "INSERT INTO explanation_rows VALUES (?, 'bench', 'bench', 'default', 'bench', 'explained', ?, "
+            "NULL, NULL, NULL, 0, 0, 0, now())",
+            [latent, EXPLANATIONS[i % len(EXPLANATIONS)]],
+        )
     con.close()
 
     config = ScoreConfig(scorers="intervention", intervention_prompts=args.prompts, completion_tokens=args.tokens)
@@ -109,15 +142,25 @@ def main() -> None:
     for row in scores:
         print(*row, flush=True)
     shutil.rmtree(work, ignore_errors=True)
-    print(json.dumps({"latents": len(latents), "prompts": args.prompts, "completion_tokens": args.tokens,
-                      "threads": __import__("torch").get_num_threads(),
-                      "seconds_per_latent": round(first["seconds"] / len(latents), 2),
-                      "steering_seconds_per_latent": round(first["torch_seconds"]["steering"] / len(latents), 2),
-                      "surprisal_seconds_per_latent": round(first["torch_seconds"]["surprisal"] / len(latents), 2),
-                      "rerun_seconds": round(again["seconds"], 2), "rerun_calls": again["calls"],
-                      "rerun_steered": again["steered"], "judge_calls": first["calls"],
-                      "achieved_kl_range": [round(kl[0], 3), round(kl[1], 3)] if kl[0] is not None else None,
-                      "target_kl": config.target_kl}))
+    print(
+        json.dumps(
+            {
+                "latents": len(latents),
+                "prompts": args.prompts,
+                "completion_tokens": args.tokens,
+                "threads": __import__("torch").get_num_threads(),
+                "seconds_per_latent": round(first["seconds"] / len(latents), 2),
+                "steering_seconds_per_latent": round(first["torch_seconds"]["steering"] / len(latents), 2),
+                "surprisal_seconds_per_latent": round(first["torch_seconds"]["surprisal"] / len(latents), 2),
+                "rerun_seconds": round(again["seconds"], 2),
+                "rerun_calls": again["calls"],
+                "rerun_steered": again["steered"],
+                "judge_calls": first["calls"],
+                "achieved_kl_range": [round(kl[0], 3), round(kl[1], 3)] if kl[0] is not None else None,
+                "target_kl": config.target_kl,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

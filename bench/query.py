@@ -38,8 +38,10 @@ from autointerp.query.api import open_db  # noqa: E402
 from autointerp.store.db import connect  # noqa: E402
 from autointerp.store.summary import refresh_latent_summary  # noqa: E402
 
-TOP100 = ("SELECT * FROM {view} WHERE frequency BETWEEN 1e-4 AND 1e-2 AND detection_score > 0.7 "
-          "ORDER BY fuzzing_score DESC LIMIT 100")
+TOP100 = (
+    "SELECT * FROM {view} WHERE frequency BETWEEN 1e-4 AND 1e-2 AND detection_score > 0.7 "
+    "ORDER BY fuzzing_score DESC LIMIT 100"
+)
 TARGET_MS = 200.0
 
 STATS = """
@@ -117,9 +119,14 @@ def generate(path: Path, n: int) -> dict:
         figures["refresh_full_s"] = round(time.perf_counter() - t, 2)
         log(f"full refresh of latent_summary: {figures['refresh_full_s']} s")
         # What a run that wrote 1,000 latents pays at its end.
-        sample = [r[0] for r in con.execute(f"SELECT i::INTEGER FROM range(0, {n}, greatest({n} // 1000, 1)) t(i)").fetchall()]
-        con.execute("UPDATE score_rows SET created_at = now() WHERE latent IN (SELECT unnest(?::INTEGER[])) "
-                    "AND scorer = 'detection' AND control = ''", [sample])
+        sample = [
+            r[0] for r in con.execute(f"SELECT i::INTEGER FROM range(0, {n}, greatest({n} // 1000, 1)) t(i)").fetchall()
+        ]
+        con.execute(
+            "UPDATE score_rows SET created_at = now() WHERE latent IN (SELECT unnest(?::INTEGER[])) "
+            "AND scorer = 'detection' AND control = ''",
+            [sample],
+        )
         t = time.perf_counter()
         refresh_latent_summary(con, sample)
         figures["refresh_1000_latents_s"] = round(time.perf_counter() - t, 2)
@@ -146,8 +153,10 @@ def measure(path: Path, runs: int, live_runs: int) -> dict:
     figures = {"open_db_ms": round((time.perf_counter() - t) * 1000, 1), "summary_is_live": db.summary_is_live}
     with db:
         con = db.con
-        counts = con.execute("SELECT (SELECT count(*) FROM latent_stats), (SELECT count(*) FROM explanation_rows), "
-                             "(SELECT count(*) FROM score_rows)").fetchall()[0]
+        counts = con.execute(
+            "SELECT (SELECT count(*) FROM latent_stats), (SELECT count(*) FROM explanation_rows), "
+            "(SELECT count(*) FROM score_rows)"
+        ).fetchall()[0]
         figures.update(latents=counts[0], explanation_rows=counts[1], score_rows=counts[2])
         figures["top100_rows"] = len(con.execute(TOP100.format(view="latent_summary")).fetchall())
         figures["top100"] = timed(con, TOP100.format(view="latent_summary"), runs)
@@ -173,8 +182,12 @@ def main() -> None:
         path = args.db or Path(tmp) / "query-bench.duckdb"
         figures = {} if path.exists() else generate(path, args.latents)
         figures.update(measure(path, args.runs, args.live_runs))
-    figures.update(target_top100_ms=TARGET_MS, meets_target=figures["top100"]["median_ms"] < TARGET_MS,
-                   cpus=os.cpu_count(), load_average_1min=round(os.getloadavg()[0], 2))
+    figures.update(
+        target_top100_ms=TARGET_MS,
+        meets_target=figures["top100"]["median_ms"] < TARGET_MS,
+        cpus=os.cpu_count(),
+        load_average_1min=round(os.getloadavg()[0], 2),
+    )
     print(json.dumps(figures))
 
 

@@ -39,12 +39,18 @@ def same_rows(a: Path, b: Path) -> bool:
     con.execute(f"ATTACH '{a}' AS a (READ_ONLY)")
     con.execute(f"ATTACH '{b}' AS b (READ_ONLY)")
     for table in ("collections", "contexts", "latent_examples", "latent_stats"):
-        cols = ", ".join(f'"{r[0]}"' for r in con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_catalog = 'a' AND table_name = ?",
-            [table]).fetchall() if r[0] != "run_id")
+        cols = ", ".join(
+            f'"{r[0]}"'
+            for r in con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_catalog = 'a' AND table_name = ?",
+                [table],
+            ).fetchall()
+            if r[0] != "run_id"
+        )
         for x, y in (("a", "b"), ("b", "a")):
-            if con.execute(f"SELECT count(*) FROM (SELECT {cols} FROM {x}.{table} EXCEPT ALL "
-                           f"SELECT {cols} FROM {y}.{table})").fetchone()[0]:
+            if con.execute(
+                f"SELECT count(*) FROM (SELECT {cols} FROM {x}.{table} EXCEPT ALL SELECT {cols} FROM {y}.{table})"
+            ).fetchone()[0]:
                 return False
     return True
 
@@ -52,8 +58,9 @@ def same_rows(a: Path, b: Path) -> bool:
 def summary_of(db: Path) -> dict:
     con = duckdb.connect(str(db), read_only=True)
     try:
-        return json.loads(con.execute("SELECT summary FROM runs WHERE stage = 'collect' AND status = 'complete'")
-                          .fetchone()[0])
+        return json.loads(
+            con.execute("SELECT summary FROM runs WHERE stage = 'collect' AND status = 'complete'").fetchone()[0]
+        )
     finally:
         con.close()
 
@@ -74,8 +81,9 @@ def main() -> None:
         # One shard kept on disk to weigh it: a run with a separate parts folder, stopped after merging
         # is not possible from outside, so weigh a part written by a worker on its own.
         t0 = time.perf_counter()
-        sharded = collect(config, tmp / "ray.duckdb", progress=False,
-                          executor=ExecutorConfig(executor="ray", workers=args.workers))
+        collect(
+            config, tmp / "ray.duckdb", progress=False, executor=ExecutorConfig(executor="ray", workers=args.workers)
+        )
         ray_wall = time.perf_counter() - t0
         summary = summary_of(tmp / "ray.duckdb")
         print(f"ray ({args.workers} workers, {summary['shards']} shards): {ray_wall:.1f} s wall", flush=True)
@@ -94,12 +102,19 @@ def main() -> None:
         equal = same_rows(tmp / "local.duckdb", tmp / "ray.duckdb")
         n_latents = local_collect.sampler_sizes(config, worker.meta["n_latents"], False).n_latents
     result = {
-        "tokens": args.tokens, "workers": args.workers, "shards": summary["shards"], "latents": n_latents,
-        "local_wall_s": round(local_wall, 1), "local_tokens_per_s": round(local.tokens_per_second),
-        "ray_wall_s": round(ray_wall, 1), "ray_tokens_per_s_wall": round(args.tokens / ray_wall),
+        "tokens": args.tokens,
+        "workers": args.workers,
+        "shards": summary["shards"],
+        "latents": n_latents,
+        "local_wall_s": round(local_wall, 1),
+        "local_tokens_per_s": round(local.tokens_per_second),
+        "ray_wall_s": round(ray_wall, 1),
+        "ray_tokens_per_s_wall": round(args.tokens / ray_wall),
         "ray_over_local_wall": round(ray_wall / local_wall, 2),
-        "ray_worker_stream_s_total": summary["worker_seconds"], "ray_merge_s": summary["merge_seconds"],
-        "one_shard_s_in_process": round(one_shard, 1), "part_mb_per_shard": round(part_bytes / 2**20, 1),
+        "ray_worker_stream_s_total": summary["worker_seconds"],
+        "ray_merge_s": summary["merge_seconds"],
+        "one_shard_s_in_process": round(one_shard, 1),
+        "part_mb_per_shard": round(part_bytes / 2**20, 1),
         "part_bytes_per_latent": round(part_bytes / n_latents),
         "equal_row_for_row": equal,
     }

@@ -31,35 +31,70 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from autointerp.config import CollectConfig, ExecutorConfig, ExplainConfig, ScoreConfig  # noqa: E402
-from autointerp.explain.stage import explain  # noqa: E402
-from autointerp.score.stage import score  # noqa: E402
-from autointerp.sample.collect import collect  # noqa: E402
 from explain import FAST_SERVER  # noqa: E402  (bench/explain.py)
 
-SMALL = dict(seq_len=256, batch_size=8, top_k=3, n_quantiles=2, explain_per_quantile=1, test_per_quantile=1,
-             reservoir=8, random_explain=2, random_test=2)
+from autointerp.config import CollectConfig, ExecutorConfig, ExplainConfig, ScoreConfig  # noqa: E402
+from autointerp.explain.stage import explain  # noqa: E402
+from autointerp.sample.collect import collect  # noqa: E402
+from autointerp.score.stage import score  # noqa: E402
+
+SMALL = dict(
+    seq_len=256,
+    batch_size=8,
+    top_k=3,
+    n_quantiles=2,
+    explain_per_quantile=1,
+    test_per_quantile=1,
+    reservoir=8,
+    random_explain=2,
+    random_test=2,
+)
 
 
 def timed_explain(db: Path, urls: list[str], in_flight: int, executor: ExecutorConfig | None) -> dict:
-    config = ExplainConfig(backend="openai", model="fast", base_url=",".join(urls), api_key_env="BENCH_KEY",
-                           max_in_flight=in_flight, max_retries=2)
+    config = ExplainConfig(
+        backend="openai",
+        model="fast",
+        base_url=",".join(urls),
+        api_key_env="BENCH_KEY",
+        max_in_flight=in_flight,
+        max_retries=2,
+    )
     cpu, wall = time.process_time(), time.perf_counter()
     result = asyncio.run(explain(config, db, progress=False, executor=executor))
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    return {"latents": result.explained, "calls": result.calls, "wall_s": round(wall, 2),
-            "calls_per_s": round(result.calls / wall, 1), "driver_cpu_ms_per_call": round(1000 * cpu / result.calls, 2)}
+    return {
+        "latents": result.explained,
+        "calls": result.calls,
+        "wall_s": round(wall, 2),
+        "calls_per_s": round(result.calls / wall, 1),
+        "driver_cpu_ms_per_call": round(1000 * cpu / result.calls, 2),
+    }
 
 
 def timed_score(db: Path, urls: list[str], in_flight: int, executor: ExecutorConfig | None, latents: int) -> dict:
-    config = ScoreConfig(backend="openai", model="fast", base_url=",".join(urls), api_key_env="BENCH_KEY",
-                         max_in_flight=in_flight, max_retries=2, scorers="detection", latents=f"0-{latents}")
+    config = ScoreConfig(
+        backend="openai",
+        model="fast",
+        base_url=",".join(urls),
+        api_key_env="BENCH_KEY",
+        max_in_flight=in_flight,
+        max_retries=2,
+        scorers="detection",
+        latents=f"0-{latents}",
+    )
     cpu, wall = time.process_time(), time.perf_counter()
     result = asyncio.run(score(config, db, progress=False, executor=executor))
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     n = result.scored + result.unscored
-    return {"scores": n, "calls": result.calls, "wall_s": round(wall, 2), "calls_per_s": round(result.calls / wall, 1),
-            "latents_per_s": round(n / wall, 2), "driver_cpu_ms_per_call": round(1000 * cpu / result.calls, 2)}
+    return {
+        "scores": n,
+        "calls": result.calls,
+        "wall_s": round(wall, 2),
+        "calls_per_s": round(result.calls / wall, 1),
+        "latents_per_s": round(n / wall, 2),
+        "driver_cpu_ms_per_call": round(1000 * cpu / result.calls, 2),
+    }
 
 
 def main() -> None:
@@ -71,8 +106,9 @@ def main() -> None:
     parser.add_argument("--score-latents", type=int, default=600, help="latent indices 0..N are scored")
     args = parser.parse_args()
     os.environ.setdefault("BENCH_KEY", "not-a-secret")
-    servers = [subprocess.Popen([sys.executable, "-c", FAST_SERVER], stdout=subprocess.PIPE, text=True)
-               for _ in range(2)]
+    servers = [
+        subprocess.Popen([sys.executable, "-c", FAST_SERVER], stdout=subprocess.PIPE, text=True) for _ in range(2)
+    ]
     try:
         urls = [f"http://127.0.0.1:{int(s.stdout.readline())}/v1" for s in servers]
         with tempfile.TemporaryDirectory() as tmp:
@@ -90,8 +126,9 @@ def main() -> None:
     finally:
         for s in servers:
             s.kill()
-    results["ray_over_local_calls_per_s"] = round(results["ray_2_workers"]["calls_per_s"]
-                                                  / results["local"]["calls_per_s"], 2)
+    results["ray_over_local_calls_per_s"] = round(
+        results["ray_2_workers"]["calls_per_s"] / results["local"]["calls_per_s"], 2
+    )
     results["in_flight"] = args.in_flight
     print(json.dumps(results))
 

@@ -40,7 +40,9 @@ TARGET = 12_800
 def pick_latents(db: Path, n: int) -> str:
     con = duckdb.connect(str(db), read_only=True)
     try:  # explainable latents spread over frequencies, deterministic
-        rows = [r[0] for r in con.execute("SELECT latent FROM latents WHERE status = 'ok' ORDER BY frequency").fetchall()]
+        rows = [
+            r[0] for r in con.execute("SELECT latent FROM latents WHERE status = 'ok' ORDER BY frequency").fetchall()
+        ]
     finally:
         con.close()
     step = max(1, len(rows) // n)
@@ -53,13 +55,22 @@ def per_latent(db: Path, scorer: str, batch_size: int) -> dict:
         rows = con.execute(
             "SELECT avg(n_calls), avg(prompt_tokens), avg(fixed_prompt_tokens), avg(completion_tokens), "
             "count(*) FILTER (s.status = 'scored'), count(*), avg(s.score) FROM scores s JOIN runs r USING (run_id) "
-            "WHERE scorer = ? AND control = '' AND (r.config->>'batch_size')::INT = ?", [scorer, batch_size]).fetchall()
+            "WHERE scorer = ? AND control = '' AND (r.config->>'batch_size')::INT = ?",
+            [scorer, batch_size],
+        ).fetchall()
     finally:
         con.close()
     calls, prompt, fixed, completion, scored, n, mean = rows[0]
-    return {"calls": calls, "prompt_tokens": prompt, "cached_prefix_tokens": fixed,
-            "cached_prefix_share": (fixed / prompt) if prompt else None, "completion_tokens": completion,
-            "scored": scored, "latents": n, "mean_score": mean}
+    return {
+        "calls": calls,
+        "prompt_tokens": prompt,
+        "cached_prefix_tokens": fixed,
+        "cached_prefix_share": (fixed / prompt) if prompt else None,
+        "completion_tokens": completion,
+        "scored": scored,
+        "latents": n,
+        "mean_score": mean,
+    }
 
 
 def agreement(db: Path) -> dict:
@@ -70,7 +81,8 @@ def agreement(db: Path) -> dict:
             "USING (latent, context_id, scorer, control) JOIN runs ra ON ra.run_id = a.run_id "
             "JOIN runs rb ON rb.run_id = b.run_id WHERE a.scorer = 'detection' AND a.control = '' "
             "AND (ra.config->>'batch_size')::INT = 25 AND (rb.config->>'batch_size')::INT = 5 "
-            "AND a.prediction IS NOT NULL AND b.prediction IS NOT NULL").fetchall()
+            "AND a.prediction IS NOT NULL AND b.prediction IS NOT NULL"
+        ).fetchall()
     finally:
         con.close()
     return {"contexts": len(rows), "agree": (sum(r[0] for r in rows) / len(rows)) if rows else None}
@@ -82,8 +94,11 @@ def main() -> None:
     parser.add_argument("--latents", type=int, default=3)
     parser.add_argument("--tokens", type=int, default=100_000)
     parser.add_argument("--scorers", default="detection,fuzzing,simulation,embedding")
-    parser.add_argument("--in-place", action="store_true",
-                        help="use --db itself (stages resume: finished work is not redone or re-timed)")
+    parser.add_argument(
+        "--in-place",
+        action="store_true",
+        help="use --db itself (stages resume: finished work is not redone or re-timed)",
+    )
     parser.add_argument("--no-batch-check", action="store_true", help="skip detection at 5 excerpts per prompt")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-score-"))
@@ -102,10 +117,16 @@ def main() -> None:
     explain_s = time.perf_counter() - t
     n_explained = ex.explained
     print(f"explained {ex.explained} of {ex.todo} ({ex.unparsed} unparsed) in {explain_s:.0f} s", flush=True)
-    out: dict = {"latents": latents, "explained": n_explained,
-                 "explainer": {"prompt_tokens": ex.prompt_tokens / max(ex.todo, 1),
-                               "completion_tokens": ex.completion_tokens / max(ex.todo, 1),
-                               "latents_per_minute": 60 * ex.todo / explain_s}, "scorers": {}}
+    out: dict = {
+        "latents": latents,
+        "explained": n_explained,
+        "explainer": {
+            "prompt_tokens": ex.prompt_tokens / max(ex.todo, 1),
+            "completion_tokens": ex.completion_tokens / max(ex.todo, 1),
+            "latents_per_minute": 60 * ex.todo / explain_s,
+        },
+        "scorers": {},
+    }
     runs = [(s, 25) for s in args.scorers.split(",")]
     if not args.no_batch_check and "detection" in args.scorers:
         runs.append(("detection", 5))
@@ -123,13 +144,19 @@ def main() -> None:
         total = out["explainer"]["prompt_tokens"] + detection["prompt_tokens"] + fuzzing["prompt_tokens"]
         # the explainer's own fixed part is not subtracted: an upper bound of what a cache cannot serve
         uncached = total - detection["cached_prefix_tokens"] - fuzzing["cached_prefix_tokens"]
-        out["budget"] = {"prompt_tokens_per_latent": total, "not_servable_by_prefix_cache": uncached,
-                         "target": TARGET, "ratio_to_target": total / TARGET,
-                         "delphi_default_measured": 38_500}
+        out["budget"] = {
+            "prompt_tokens_per_latent": total,
+            "not_servable_by_prefix_cache": uncached,
+            "target": TARGET,
+            "ratio_to_target": total / TARGET,
+            "delphi_default_measured": 38_500,
+        }
     if "detection@5" in out["scorers"]:
-        out["batch_check"] = {"balanced_accuracy_at_25": detection and detection["mean_score"],
-                              "balanced_accuracy_at_5": out["scorers"]["detection@5"]["mean_score"],
-                              "per_context_agreement": agreement(db)}
+        out["batch_check"] = {
+            "balanced_accuracy_at_25": detection and detection["mean_score"],
+            "balanced_accuracy_at_5": out["scorers"]["detection@5"]["mean_score"],
+            "per_context_agreement": agreement(db),
+        }
     out["db"] = str(db)
     print(json.dumps(out))
 

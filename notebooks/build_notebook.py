@@ -39,8 +39,10 @@ def split_cells(text: str) -> list[tuple[str, str]]:
 def build(source: Path = SOURCE) -> str:
     """The notebook's JSON text for ``source``."""
     nb = nbformat.v4.new_notebook()
-    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
-                   "language_info": {"name": "python"}}
+    nb.metadata = {
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+        "language_info": {"name": "python"},
+    }
     for i, (kind, text) in enumerate(split_cells(source.read_text())):
         make = nbformat.v4.new_markdown_cell if kind == "markdown" else nbformat.v4.new_code_cell
         nb.cells.append(make(text, id=f"cell-{i:02d}"))

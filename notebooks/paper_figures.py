@@ -56,12 +56,18 @@ from scipy import stats
 from autointerp.errors import AutointerpError
 
 if not DB.is_file():
-    raise AutointerpError(f"No database at {DB}.", "an autointerp DuckDB file (collect, explain, score).",
-                          "set AUTOINTERP_DB to its path (relative paths start from the notebook's folder).")
+    raise AutointerpError(
+        f"No database at {DB}.",
+        "an autointerp DuckDB file (collect, explain, score).",
+        "set AUTOINTERP_DB to its path (relative paths start from the notebook's folder).",
+    )
 con = duckdb.connect(str(DB), read_only=True)
 if not con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = 'scores'").fetchone()[0]:
-    raise AutointerpError(f"{DB} has no `scores` view.", "a database written by autointerp 0.1 or later.",
-                          "run `autointerp score --db ...` on it (which also upgrades its schema).")
+    raise AutointerpError(
+        f"{DB} has no `scores` view.",
+        "a database written by autointerp 0.1 or later.",
+        "run `autointerp score --db ...` on it (which also upgrades its schema).",
+    )
 FIGURES.mkdir(parents=True, exist_ok=True)
 
 # The rows every query starts from: the latest row per (latent, scorer, control) among those chosen.
@@ -76,15 +82,25 @@ def query(sql: str) -> pd.DataFrame:
     return con.execute(f"WITH {CHOSEN} {sql}").df()
 
 
-KNOWN = ["detection", "fuzzing", "embedding", "simulation", "intervention", "intervention_choice",
-         "intervention_surprisal"]
-SCORERS = sorted(query("SELECT DISTINCT scorer FROM chosen").scorer,
-                 key=lambda s: (KNOWN.index(s) if s in KNOWN else len(KNOWN), s))
+KNOWN = [
+    "detection",
+    "fuzzing",
+    "embedding",
+    "simulation",
+    "intervention",
+    "intervention_choice",
+    "intervention_surprisal",
+]
+SCORERS = sorted(
+    query("SELECT DISTINCT scorer FROM chosen").scorer, key=lambda s: (KNOWN.index(s) if s in KNOWN else len(KNOWN), s)
+)
 COLORS = {s: plt.cm.tab10(i % 10) for i, s in enumerate(SCORERS)}
 n_all = con.execute(f"SELECT count(*) FROM scores WHERE {SCORES_WHERE}").fetchone()[0]
 n_chosen = query("SELECT count(*) AS n FROM chosen").n[0]
-print(f"{DB}: {n_chosen} score rows used ({n_all - n_chosen} older rows of the same latent, scorer and "
-      f"control set aside); scorers: {', '.join(SCORERS) or 'none'}")
+print(
+    f"{DB}: {n_chosen} score rows used ({n_all - n_chosen} older rows of the same latent, scorer and "
+    f"control set aside); scorers: {', '.join(SCORERS) or 'none'}"
+)
 
 
 def panels(n: int, width: float = 4.2, height: float = 3.2):
@@ -139,6 +155,7 @@ def bootstrap_ci(values, n_resamples: int = N_BOOTSTRAP, seed: int = SEED) -> tu
 def no_scores(ax) -> None:
     note(ax, f"no scores in {DB.name}: run `autointerp score` first")
 
+
 # %% [markdown]
 # ## (a) Score distribution per scorer
 #
@@ -150,7 +167,7 @@ real = query("""
     FROM chosen WHERE control = ''""")
 
 fig, axes = panels(len(SCORERS))
-for ax, scorer in zip(axes, SCORERS or [None]):
+for ax, scorer in zip(axes, SCORERS or [None], strict=True):
     if scorer is None:
         no_scores(ax)
         continue
@@ -184,7 +201,7 @@ recall = query("""
     WHERE s.control = '' AND s.score IS NOT NULL""")
 
 fig, axes = panels(len(SCORERS))
-for ax, scorer in zip(axes, SCORERS or [None]):
+for ax, scorer in zip(axes, SCORERS or [None], strict=True):
     if scorer is None:
         no_scores(ax)
         continue
@@ -193,8 +210,10 @@ for ax, scorer in zip(axes, SCORERS or [None]):
         note(ax, f"no data for {scorer}: no per-quantile recall among its scored rows")
         ax.set_title(scorer)
         continue
-    curve = pd.DataFrame([(q, *mean_ci(g.recall), len(g)) for q, g in rows.groupby("quantile")],
-                         columns=["quantile", "mean", "low", "high", "n"])
+    curve = pd.DataFrame(
+        [(q, *mean_ci(g.recall), len(g)) for q, g in rows.groupby("quantile")],
+        columns=["quantile", "mean", "low", "high", "n"],
+    )
     ax.plot(curve["quantile"], curve["mean"], "o-", color=COLORS[scorer])
     ax.fill_between(curve["quantile"], curve["low"], curve["high"], color=COLORS[scorer], alpha=0.25)
     ax.set_ylim(-0.02, 1.02)
@@ -211,22 +230,30 @@ finish(fig, "quantile_recall")
 # (`n`); "n/a" where fewer than three latents are shared or one scorer's scores are constant.
 
 # %%
-wide = query("SELECT latent, scorer, score FROM chosen WHERE control = '' AND score IS NOT NULL") \
-    .pivot(index="latent", columns="scorer", values="score")
+wide = query("SELECT latent, scorer, score FROM chosen WHERE control = '' AND score IS NOT NULL").pivot(
+    index="latent", columns="scorer", values="score"
+)
 with_data = [s for s in SCORERS if s in wide.columns]
 wide = wide.reindex(columns=with_data)
 rho = wide.corr(method="spearman", min_periods=3)
 present = wide.notna().to_numpy(dtype=int)
 shared = pd.DataFrame(present.T @ present, index=with_data, columns=with_data)  # latents scored by both
-agreement = pd.DataFrame([(a, b, rho.loc[a, b], shared.loc[a, b]) for a in with_data for b in with_data],
-                         columns=["scorer_a", "scorer_b", "spearman", "n_latents"])
+agreement = pd.DataFrame(
+    [(a, b, rho.loc[a, b], shared.loc[a, b]) for a in with_data for b in with_data],
+    columns=["scorer_a", "scorer_b", "spearman", "n_latents"],
+)
 agreement.to_csv(FIGURES / "agreement.csv", index=False)
 
 fig, ax = plt.subplots(figsize=(1.6 * max(len(with_data), 2) + 1.5, 1.4 * max(len(with_data), 2) + 1))
 if len(with_data) < 2:
     missing = [s for s in SCORERS if s not in with_data]
-    note(ax, "no data for agreement: it needs two scorers with scores (have: "
-         + (", ".join(with_data) or "none") + (f"; no data for {', '.join(missing)}" if missing else "") + ")")
+    note(
+        ax,
+        "no data for agreement: it needs two scorers with scores (have: "
+        + (", ".join(with_data) or "none")
+        + (f"; no data for {', '.join(missing)}" if missing else "")
+        + ")",
+    )
 else:
     image = ax.imshow(rho.to_numpy(dtype=float), vmin=-1, vmax=1, cmap="RdBu_r")
     for i, a in enumerate(with_data):
@@ -253,7 +280,7 @@ by_frequency = query("""
     WHERE s.control = ''""")
 
 fig, axes = panels(len(SCORERS))
-for ax, scorer in zip(axes, SCORERS or [None]):
+for ax, scorer in zip(axes, SCORERS or [None], strict=True):
     if scorer is None:
         no_scores(ax)
         continue
@@ -272,8 +299,9 @@ for ax, scorer in zip(axes, SCORERS or [None]):
         ax.axhline(chance, color="k", ls="--", lw=1, label=f"chance {chance:.2f}")
         ax.legend(fontsize=8)
     r = stats.spearmanr(usable.frequency, usable.score)[0] if len(usable) >= 3 else np.nan
-    ax.set_title(f"{scorer}: {len(usable)} latents, {n_null} unscored"
-                 + ("" if np.isnan(r) else f", ρ={r:.2f}"), fontsize=10)
+    ax.set_title(
+        f"{scorer}: {len(usable)} latents, {n_null} unscored" + ("" if np.isnan(r) else f", ρ={r:.2f}"), fontsize=10
+    )
     ax.set_xlabel("firing frequency")
     ax.set_ylabel("score")
 finish(fig, "score_vs_frequency")
@@ -301,12 +329,21 @@ for x, scorer in enumerate(SCORERS):
     rows = paired[paired.scorer == scorer]
     both = rows[rows.own.notna() & rows.shuffled.notna()]
     if both.empty:
-        text = (f"no data for {scorer}: {int(rows.own.notna().sum())} real and "
-                f"{int(rows.shuffled.notna().sum())} shuffled scores, none on the same latent")
+        text = (
+            f"no data for {scorer}: {int(rows.own.notna().sum())} real and "
+            f"{int(rows.shuffled.notna().sum())} shuffled scores, none on the same latent"
+        )
         print(text)
         for ax in (left, right):
-            ax.text(x, 0.5, f"no data\nfor {scorer}", ha="center", va="center", fontsize=8,
-                    transform=ax.get_xaxis_transform())
+            ax.text(
+                x,
+                0.5,
+                f"no data\nfor {scorer}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                transform=ax.get_xaxis_transform(),
+            )
         continue
     diff = (both.own - both.shuffled).to_numpy()
     gaps[scorer] = (diff.mean(), *bootstrap_ci(diff), len(diff))
@@ -314,8 +351,15 @@ for x, scorer in enumerate(SCORERS):
         mean = both[column].mean()
         low, high = bootstrap_ci(both[column])
         err = None if np.isnan(low) else [[mean - low], [high - mean]]
-        left.errorbar(x + offset, mean, yerr=err, fmt="o", color=COLORS[scorer],
-                      mfc=COLORS[scorer] if column == "own" else "white", capsize=3)
+        left.errorbar(
+            x + offset,
+            mean,
+            yerr=err,
+            fmt="o",
+            color=COLORS[scorer],
+            mfc=COLORS[scorer] if column == "own" else "white",
+            capsize=3,
+        )
     chance = both.chance.mean()
     if not np.isnan(chance):
         left.hlines(chance, x - 0.3, x + 0.3, color="k", ls="--", lw=1)

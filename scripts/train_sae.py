@@ -46,14 +46,17 @@ def read_activations(args) -> tuple[torch.Tensor, torch.Tensor]:
     def read(part: list[np.ndarray]) -> torch.Tensor:
         chunks = []
         for i in range(0, len(part), args.batch_size):
-            ids = torch.from_numpy(np.stack(part[i:i + args.batch_size]))
+            ids = torch.from_numpy(np.stack(part[i : i + args.batch_size]))
             hidden = subject.read(ids).float()
             keep = ~torch.isin(ids, special)
             keep[:, 0] = False
             chunks.append(hidden[keep].cpu())
             if len(chunks) % 25 == 0:
-                print(f"activations: {sum(c.shape[0] for c in chunks)} tokens, "
-                      f"{(i + ids.shape[0]) * args.seq_len / (time.time() - start):.0f} tok/s", flush=True)
+                print(
+                    f"activations: {sum(c.shape[0] for c in chunks)} tokens, "
+                    f"{(i + ids.shape[0]) * args.seq_len / (time.time() - start):.0f} tok/s",
+                    flush=True,
+                )
         return torch.cat(chunks)
 
     return read(seqs[:-n_eval]), read(seqs[-n_eval:])
@@ -79,7 +82,7 @@ def train(x: torch.Tensor, args) -> Sae:
     for epoch in range(args.epochs):
         order = torch.randperm(x.shape[0])
         for i in range(0, x.shape[0] - args.train_batch + 1, args.train_batch):
-            batch = x[order[i:i + args.train_batch]]
+            batch = x[order[i : i + args.train_batch]]
             pre = (batch - b_dec) @ W_enc + b_enc
             top = pre.topk(args.k, dim=-1)
             acts = torch.zeros_like(pre).scatter(-1, top.indices, torch.relu(top.values))
@@ -109,8 +112,16 @@ def train(x: torch.Tensor, args) -> Sae:
             step += 1
             if step % 50 == 0:
                 print(f"epoch {epoch} step {step} loss {loss.item():.4f} dead {n_dead}", flush=True)
-    return Sae(W_enc=W_enc.detach(), b_enc=b_enc.detach(), W_dec=W_dec.detach(), b_dec=b_dec.detach(),
-               activation="topk", k=args.k, apply_b_dec_to_input=True, hook_name=args.hookpoint)
+    return Sae(
+        W_enc=W_enc.detach(),
+        b_enc=b_enc.detach(),
+        W_dec=W_dec.detach(),
+        b_dec=b_dec.detach(),
+        activation="topk",
+        k=args.k,
+        apply_b_dec_to_input=True,
+        hook_name=args.hookpoint,
+    )
 
 
 def main() -> None:
@@ -139,10 +150,15 @@ def main() -> None:
         fvu = fraction_of_variance_unexplained(eval_x, sae.decode(eval_latents))
         train_fvu = fraction_of_variance_unexplained(train_x[:50_000], sae.decode(sae.encode(train_x[:50_000])))
         fired = (eval_latents > 0).any(0).float().mean().item()
-    report = {"train_tokens": int(train_x.shape[0]), "eval_tokens": int(eval_x.shape[0]), "eval_fvu": round(fvu, 4),
-              "train_fvu": round(train_fvu, 4), "latents_firing_on_eval": round(fired, 4),
-              "train_seconds": round(time.time() - start, 1),
-              "command": "python scripts/train_sae.py " + " ".join(sys.argv[1:])}
+    report = {
+        "train_tokens": int(train_x.shape[0]),
+        "eval_tokens": int(eval_x.shape[0]),
+        "eval_fvu": round(fvu, 4),
+        "train_fvu": round(train_fvu, 4),
+        "latents_firing_on_eval": round(fired, 4),
+        "train_seconds": round(time.time() - start, 1),
+        "command": "python scripts/train_sae.py " + " ".join(sys.argv[1:]),
+    }
     save_saelens(sae, args.out, {"model_name": "SmolLM2-135M-Instruct", "training": report})
     print(json.dumps(report))
 

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-import pytest
-
 import duckdb
+import pytest
 
 from autointerp.config import CollectConfig
 
-SMALL = dict(tokens=6144, seq_len=256, batch_size=8, top_k=3, n_quantiles=2, explain_per_quantile=1,
-             test_per_quantile=1, reservoir=8, random_explain=2, random_test=2)
+SMALL = dict(
+    tokens=6144,
+    seq_len=256,
+    batch_size=8,
+    top_k=3,
+    n_quantiles=2,
+    explain_per_quantile=1,
+    test_per_quantile=1,
+    reservoir=8,
+    random_explain=2,
+    random_test=2,
+)
 
 
 def small_config(**overrides) -> CollectConfig:
@@ -47,11 +56,18 @@ def with_explanations(collected_db, path, explanations: list[str]) -> list[int]:
     shutil.copy(collected_db, path)
     con = connect(path)
     try:
-        latents = [r[0] for r in con.execute("SELECT latent FROM latents WHERE status = 'ok' ORDER BY latent LIMIT ?",
-                                             [len(explanations)]).fetchall()]
-        for latent, text in zip(latents, explanations):
-            con.execute("INSERT INTO explanation_rows VALUES (?, 'imported', 'import-test', 'default', 'test', "
-                        "'explained', ?, NULL, NULL, NULL, 0, 0, 0, now())", [latent, text])
+        latents = [
+            r[0]
+            for r in con.execute(
+                "SELECT latent FROM latents WHERE status = 'ok' ORDER BY latent LIMIT ?", [len(explanations)]
+            ).fetchall()
+        ]
+        for latent, text in zip(latents, explanations, strict=True):
+            con.execute(
+                "INSERT INTO explanation_rows VALUES (?, 'imported', 'import-test', 'default', 'test', "
+                "'explained', ?, NULL, NULL, NULL, 0, 0, 0, now())",
+                [latent, text],
+            )
     finally:
         con.close()
     return latents

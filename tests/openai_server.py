@@ -76,7 +76,9 @@ class ModelServer:
 
             def do_GET(self):
                 if self.path.rstrip("/").endswith("/models"):
-                    self._send(200, json.dumps({"object": "list", "data": [{"id": "smollm2", "object": "model"}]}).encode())
+                    self._send(
+                        200, json.dumps({"object": "list", "data": [{"id": "smollm2", "object": "model"}]}).encode()
+                    )
                 else:
                     self._send(404, b'{"error": {"message": "not found"}}')
 
@@ -87,8 +89,9 @@ class ModelServer:
                 key = hashlib.sha256(json.dumps(request["messages"], sort_keys=True).encode()).hexdigest()[:16]
                 fault = server.plan.next_fault(key)
                 if fault == "429":
-                    return self._send(429, b'{"error": {"message": "slow down", "type": "rate_limit"}}',
-                                      {"Retry-After": "1"})
+                    return self._send(
+                        429, b'{"error": {"message": "slow down", "type": "rate_limit"}}', {"Retry-After": "1"}
+                    )
                 if fault == "500":
                     return self._send(500, b'{"error": {"message": "internal error"}}')
                 if fault == "400":
@@ -115,31 +118,54 @@ class ModelServer:
         prefill = ""
         if request.get("continue_final_message") and messages and messages[-1]["role"] == "assistant":
             messages, prefill = messages[:-1], messages[-1]["content"]  # vLLM's extension of the protocol
-        options = GenerateOptions(max_tokens=int(request.get("max_tokens") or 64),
-                                  temperature=float(request.get("temperature") or 0.0), prefill=prefill,
-                                  logprobs=bool(request.get("logprobs")),
-                                  top_logprobs=int(request.get("top_logprobs") or 0),
-                                  regex=(request.get("structured_outputs") or {}).get("regex", ""))
+        options = GenerateOptions(
+            max_tokens=int(request.get("max_tokens") or 64),
+            temperature=float(request.get("temperature") or 0.0),
+            prefill=prefill,
+            logprobs=bool(request.get("logprobs")),
+            top_logprobs=int(request.get("top_logprobs") or 0),
+            regex=(request.get("structured_outputs") or {}).get("regex", ""),
+        )
         if self.delay:
             time.sleep(self.delay)
         with self._generate_lock:
             completion = self._loop.run_until_complete(self.backend.generate(messages, options))
         choice_logprobs = None
         if completion.logprobs is not None:  # the wire format of chat completions' logprobs
-            choice_logprobs = {"content": [
-                {"token": t.token, "logprob": t.logprob, "bytes": list(t.token.encode()),
-                 "top_logprobs": [{"token": a, "logprob": v, "bytes": list(a.encode())} for a, v in t.top.items()]}
-                for t in completion.logprobs]}
+            choice_logprobs = {
+                "content": [
+                    {
+                        "token": t.token,
+                        "logprob": t.logprob,
+                        "bytes": list(t.token.encode()),
+                        "top_logprobs": [
+                            {"token": a, "logprob": v, "bytes": list(a.encode())} for a, v in t.top.items()
+                        ],
+                    }
+                    for t in completion.logprobs
+                ]
+            }
         return {
-            "id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()),
+            "id": "chatcmpl-test",
+            "object": "chat.completion",
+            "created": int(time.time()),
             "model": request.get("model", "smollm2"),
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": completion.text},
-                         "finish_reason": completion.finish_reason or "stop", "logprobs": choice_logprobs}],
-            "usage": {"prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens,
-                      "total_tokens": completion.prompt_tokens + completion.completion_tokens},
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": completion.text},
+                    "finish_reason": completion.finish_reason or "stop",
+                    "logprobs": choice_logprobs,
+                }
+            ],
+            "usage": {
+                "prompt_tokens": completion.prompt_tokens,
+                "completion_tokens": completion.completion_tokens,
+                "total_tokens": completion.prompt_tokens + completion.completion_tokens,
+            },
         }
 
-    def __enter__(self) -> "ModelServer":
+    def __enter__(self) -> ModelServer:
         self._thread.start()
         return self
 

@@ -42,9 +42,14 @@ HOSTILE_TOKENS = [PWN_TOKEN, "&amp;", "&lt;b&gt;", ' say "hi"', "'"]
 HOSTILE_EXPLANATION = """<img src=x onerror="window.__pwned=2"> tags & "quotes" 'too'"""
 HOSTILE_PROMPT = 'The <b>bold</b> & "brave"'
 HOSTILE_COMPLETION = "</td><script>window.__pwned=3</script> went &amp; came"
-EXPLANATIONS = {1: "dates and years", 2: "names of rivers", 3: "rivers and lakes in Europe",
-                4: "numbers like 100% and 50_50", 5: "the word 'the'"}
-DETECTION = {0: 0.55, 1: 0.91, 2: 0.73, 3: 0.62, 4: 0.88}   # latent 5 is explained but not scored
+EXPLANATIONS = {
+    1: "dates and years",
+    2: "names of rivers",
+    3: "rivers and lakes in Europe",
+    4: "numbers like 100% and 50_50",
+    5: "the word 'the'",
+}
+DETECTION = {0: 0.55, 1: 0.91, 2: 0.73, 3: 0.62, 4: 0.88}  # latent 5 is explained but not scored
 FUZZING = {0: 0.60, 2: 0.80}
 CHROMIUM_HELP = "headless Chromium is not installed: apt-get install -y chromium chromium-driver (CI installs it)"
 STATIC_RANGE = "0-39"
@@ -52,14 +57,19 @@ STATIC_RANGE = "0-39"
 
 # ---------------------------------------------------------------------------------------------- the database
 
+
 def populate(path: Path) -> dict:
     """Add explain / score / intervention rows and hostile text; return what a page must show."""
     con = connect(path)
-    ok = [r[0] for r in con.execute("SELECT latent FROM latents WHERE status = 'ok' ORDER BY latent LIMIT 6").fetchall()]
+    ok = [
+        r[0] for r in con.execute("SELECT latent FROM latents WHERE status = 'ok' ORDER BY latent LIMIT 6").fetchall()
+    ]
     assert ok == list(range(6)), ok  # the tests below name latents 0-5
-    insert_expl = ("INSERT INTO explanation_rows (latent, config_hash, run_id, explainer, model, status, explanation, "
-                   "reason, answer, call_id, n_calls, prompt_tokens, completion_tokens, created_at) "
-                   "VALUES (?, ?, 'run-x', 'default', 'test-model', ?, ?, ?, NULL, NULL, 1, 10, 5, ?)")
+    insert_expl = (
+        "INSERT INTO explanation_rows (latent, config_hash, run_id, explainer, model, status, explanation, "
+        "reason, answer, call_id, n_calls, prompt_tokens, completion_tokens, created_at) "
+        "VALUES (?, ?, 'run-x', 'default', 'test-model', ?, ?, ?, NULL, NULL, 1, 10, 5, ?)"
+    )
     con.execute(insert_expl, [0, "old", "explained", "an older explanation", None, "2024-01-01 00:00:00"])
     con.execute(insert_expl, [0, "cfgA", "explained", HOSTILE_EXPLANATION, None, "2024-02-01 00:00:00"])
     for latent, text in EXPLANATIONS.items():
@@ -67,57 +77,85 @@ def populate(path: Path) -> dict:
     # a newer answer that could not be parsed does not replace latent 1's explanation
     con.execute(insert_expl, [1, "cfgB", "unparsed", None, "no [EXPLANATION]: line", "2024-03-01 00:00:00"])
 
-    insert_score = ("INSERT INTO score_rows (latent, explanation_id, scorer, model, config_hash, control, run_id, "
-                    "status, reason, n_examples, n_unscored, balanced_accuracy, accuracy, precision, recall, f1, auroc, "
-                    "quantile_recall, chance, n_calls, prompt_tokens, completion_tokens, fixed_prompt_tokens, "
-                    "created_at, score, correlation, detail) VALUES (?, ?, ?, 'judge', ?, ?, 'run-s', 'scored', NULL, "
-                    "4, 0, ?, ?, 0.5, 0.5, 0.5, NULL, NULL, '{\"score\": 0.5}', 1, 100, 10, 50, ?, ?, NULL, NULL)")
+    insert_score = (
+        "INSERT INTO score_rows (latent, explanation_id, scorer, model, config_hash, control, run_id, "
+        "status, reason, n_examples, n_unscored, balanced_accuracy, accuracy, precision, recall, f1, auroc, "
+        "quantile_recall, chance, n_calls, prompt_tokens, completion_tokens, fixed_prompt_tokens, "
+        "created_at, score, correlation, detail) VALUES (?, ?, ?, 'judge', ?, ?, 'run-s', 'scored', NULL, "
+        "4, 0, ?, ?, 0.5, 0.5, 0.5, NULL, NULL, '{\"score\": 0.5}', 1, 100, 10, 50, ?, ?, NULL, NULL)"
+    )
     for scorer, values in (("detection", DETECTION), ("fuzzing", FUZZING)):
         for latent, value in values.items():
-            con.execute(insert_score, [latent, f"cfgA/{latent}", scorer, f"{scorer}-cfg", "", value, value,
-                                       "2024-02-02 00:00:00", value])
+            con.execute(
+                insert_score,
+                [latent, f"cfgA/{latent}", scorer, f"{scorer}-cfg", "", value, value, "2024-02-02 00:00:00", value],
+            )
     # scores that must not show as latent 0's: of its older explanation, and the shuffled control
     con.execute(insert_score, [0, "old/0", "detection", "detection-cfg", "", 0.99, 0.99, "2024-03-01 00:00:00", 0.99])
-    con.execute(insert_score, [0, "cfgA/3", "detection", "detection-cfg", "shuffled", 0.41, 0.41,
-                               "2024-02-02 00:00:00", 0.41])
+    con.execute(
+        insert_score, [0, "cfgA/3", "detection", "detection-cfg", "shuffled", 0.41, 0.41, "2024-02-02 00:00:00", 0.41]
+    )
 
     # latent 0's contexts: hostile tokens in its strongest one, one negative activation (signed latents)
-    top = con.execute("SELECT context_id, tokens, activations FROM examples WHERE latent = 0 AND kind = 'top' "
-                      "ORDER BY rank LIMIT 1").fetchone()
+    top = con.execute(
+        "SELECT context_id, tokens, activations FROM examples WHERE latent = 0 AND kind = 'top' ORDER BY rank LIMIT 1"
+    ).fetchone()
     hostile_context, tokens, acts = top[0], list(top[1]), list(top[2])
-    tokens[1:1 + len(HOSTILE_TOKENS)] = HOSTILE_TOKENS
+    tokens[1 : 1 + len(HOSTILE_TOKENS)] = HOSTILE_TOKENS
     con.execute("UPDATE contexts SET tokens = ? WHERE context_id = ?", [tokens, hostile_context])
     acts[0] = -0.5 * max(acts)
-    con.execute("UPDATE latent_examples SET activations = ? WHERE latent = 0 AND context_id = ?", [acts, hostile_context])
+    con.execute(
+        "UPDATE latent_examples SET activations = ? WHERE latent = 0 AND context_id = ?", [acts, hostile_context]
+    )
 
     # verdicts on latent 0's test set: detection right on all but the first, one fuzzing verdict
-    test = con.execute("SELECT context_id, kind, quantile FROM examples WHERE latent = 0 AND split = 'test' "
-                       "ORDER BY kind, quantile, rank").fetchall()
+    test = con.execute(
+        "SELECT context_id, kind, quantile FROM examples WHERE latent = 0 AND split = 'test' "
+        "ORDER BY kind, quantile, rank"
+    ).fetchall()
     verdicts = {}
-    insert_verdict = ("INSERT INTO score_example_rows (run_id, latent, explanation_id, scorer, config_hash, control, "
-                      "context_id, variant, marked, quantile, label, prediction, probability, batch, call_id, reason) "
-                      "VALUES ('run-s', 0, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, 0, NULL, NULL)")
+    insert_verdict = (
+        "INSERT INTO score_example_rows (run_id, latent, explanation_id, scorer, config_hash, control, "
+        "context_id, variant, marked, quantile, label, prediction, probability, batch, call_id, reason) "
+        "VALUES ('run-s', 0, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, 0, NULL, NULL)"
+    )
     for i, (context_id, kind, quantile) in enumerate(test):
         label = kind != "random"
         prediction = (not label) if i == 0 else label
         probability = round(0.2 + 0.1 * i, 2)
-        con.execute(insert_verdict, ["cfgA/0", "detection", "detection-cfg", "", context_id, "plain", quantile, label,
-                                     prediction, probability])
+        con.execute(
+            insert_verdict,
+            ["cfgA/0", "detection", "detection-cfg", "", context_id, "plain", quantile, label, prediction, probability],
+        )
         verdicts[context_id] = ("detection", prediction == label, probability)
     # a verdict of the older explanation's score: must not show
-    con.execute(insert_verdict, ["old/0", "detection", "detection-cfg", "", test[0][0], "plain", None, True, True, 0.99])
+    con.execute(
+        insert_verdict, ["old/0", "detection", "detection-cfg", "", test[0][0], "plain", None, True, True, 0.99]
+    )
 
-    insert_intervention = ("INSERT INTO intervention_rows VALUES (0, 'steer-cfg', ?, ?, ?, ?, ?, ?, 1.0, 0.93, "
-                           "'run-i', '2024-02-03 00:00:00')")
-    completions = {(0, False): " there was a king.", (0, True): " there was a river, a river.",
-                   (1, False): " walked home.", (1, True): HOSTILE_COMPLETION}
+    insert_intervention = (
+        "INSERT INTO intervention_rows VALUES (0, 'steer-cfg', ?, ?, ?, ?, ?, ?, 1.0, 0.93, "
+        "'run-i', '2024-02-03 00:00:00')"
+    )
+    completions = {
+        (0, False): " there was a king.",
+        (0, True): " there was a river, a river.",
+        (1, False): " walked home.",
+        (1, True): HOSTILE_COMPLETION,
+    }
     prompts = ["Once upon a time", HOSTILE_PROMPT]
     for (index, steered), text in completions.items():
-        con.execute(insert_intervention, [index * 2 + steered, index, prompts[index], steered, text,
-                                          4.5 if steered else 0.0])
+        con.execute(
+            insert_intervention, [index * 2 + steered, index, prompts[index], steered, text, 4.5 if steered else 0.0]
+        )
     con.close()
-    return {"hostile_context": hostile_context, "hostile_tokens": tokens, "verdicts": verdicts,
-            "completions": completions, "prompts": prompts}
+    return {
+        "hostile_context": hostile_context,
+        "hostile_tokens": tokens,
+        "verdicts": verdicts,
+        "completions": completions,
+        "prompts": prompts,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -140,8 +178,7 @@ def server(browse_db):
 
 @pytest.fixture(scope="module")
 def static_site(browse_db, tmp_path_factory):
-    return write_static(browse_db[0], tmp_path_factory.mktemp("static") / "site", latents=STATIC_RANGE,
-                        chunk_size=16)
+    return write_static(browse_db[0], tmp_path_factory.mktemp("static") / "site", latents=STATIC_RANGE, chunk_size=16)
 
 
 def get(url: str) -> tuple[int, dict, bytes]:
@@ -160,6 +197,7 @@ def get_json(url: str) -> tuple[int, dict]:
 
 # ------------------------------------------------------------------------------------------------ JSON API
 
+
 def test_api_list_sorts_by_headline_score_of_the_latest_explanation(server, browse_db):
     status, body = get_json(server.url + "api/latents?sort=score:detection&order=desc&limit=7")
     assert status == 200 and body["scorers"] == ["detection", "fuzzing"]
@@ -168,15 +206,17 @@ def test_api_list_sorts_by_headline_score_of_the_latest_explanation(server, brow
     assert shown == sorted(DETECTION.items(), key=lambda kv: -kv[1]) + [(5, None), (6, None)]  # nulls last, by latent
     by_latent = {r["latent"]: r for r in body["rows"]}
     assert by_latent[0]["explanation"] == HOSTILE_EXPLANATION  # raw, not HTML-escaped: JSON is not HTML
-    assert by_latent[1]["explanation"] == EXPLANATIONS[1]      # the newer unparsed answer does not replace it
+    assert by_latent[1]["explanation"] == EXPLANATIONS[1]  # the newer unparsed answer does not replace it
     assert by_latent[0]["scores"] == {"detection": DETECTION[0], "fuzzing": FUZZING[0]}  # not 0.99, not the control
 
 
 def test_api_list_pages_filters_and_searches(server, browse_db):
     db = browse_db[0]
     status, page2 = get_json(server.url + "api/latents?sort=frequency&order=desc&offset=100&limit=50")
-    expected = [r[0] for r in query(db, "SELECT latent FROM latents ORDER BY frequency DESC NULLS LAST, latent "
-                                        "LIMIT 50 OFFSET 100")]
+    expected = [
+        r[0]
+        for r in query(db, "SELECT latent FROM latents ORDER BY frequency DESC NULLS LAST, latent LIMIT 50 OFFSET 100")
+    ]
     assert status == 200 and [r["latent"] for r in page2["rows"]] == expected
     _, rivers = get_json(server.url + "api/latents?q=RIVERS")
     assert [r["latent"] for r in rivers["rows"]] == [2, 3] and rivers["total"] == 2
@@ -197,10 +237,28 @@ def test_api_list_pages_filters_and_searches(server, browse_db):
     assert nothing["total"] == 0 and nothing["rows"] == []
 
 
-@pytest.mark.parametrize("params", [
-    "sort=frequency;DROP%20TABLE%20latent_stats", "sort=l.latent", "sort=1", "sort=score:nonexistent",
-    "sort=frequency&sort=latent", "order=sideways", "order=asc;--", "limit=100000", "limit=0", "offset=-1",
-    "limit=ten", "offset=99999999999999999999", "status=alive", "explained=yes", "bogus=1", "q=%ff", "&".join(f"q{i}=1" for i in range(25))])
+@pytest.mark.parametrize(
+    "params",
+    [
+        "sort=frequency;DROP%20TABLE%20latent_stats",
+        "sort=l.latent",
+        "sort=1",
+        "sort=score:nonexistent",
+        "sort=frequency&sort=latent",
+        "order=sideways",
+        "order=asc;--",
+        "limit=100000",
+        "limit=0",
+        "offset=-1",
+        "limit=ten",
+        "offset=99999999999999999999",
+        "status=alive",
+        "explained=yes",
+        "bogus=1",
+        "q=%ff",
+        "&".join(f"q{i}=1" for i in range(25)),
+    ],
+)
 def test_api_rejects_what_is_not_whitelisted(server, browse_db, params):
     before = query(browse_db[0], "SELECT count(*), sum(frequency) FROM latents")
     status, body = get_json(server.url + "api/latents?" + params)
@@ -217,9 +275,18 @@ def test_api_latent_detail_and_routes(server, browse_db):
     context = next(c for c in d["contexts"] if c["context_id"] == facts["hostile_context"])
     assert context["tokens"] == facts["hostile_tokens"]
     assert {(s["scorer"], s["control"]): s["score"] for s in d["scores"]} == {
-        ("detection", ""): DETECTION[0], ("detection", "shuffled"): 0.41, ("fuzzing", ""): FUZZING[0]}
-    for path in ("api/latents/99999999", "latents/99999999.html", "latents/abc.html", "assets/..%2Fserver.py",
-                 "assets/server.py", "nothing"):
+        ("detection", ""): DETECTION[0],
+        ("detection", "shuffled"): 0.41,
+        ("fuzzing", ""): FUZZING[0],
+    }
+    for path in (
+        "api/latents/99999999",
+        "latents/99999999.html",
+        "latents/abc.html",
+        "assets/..%2Fserver.py",
+        "assets/server.py",
+        "nothing",
+    ):
         assert get(server.url + path)[0] == 404, path
 
 
@@ -235,6 +302,7 @@ def test_served_html_escapes_corpus_and_model_text(server):
 
 # ------------------------------------------------------------------------------------------------- Chromium
 
+
 @pytest.fixture(scope="module")
 def browser():
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -247,8 +315,13 @@ def browser():
 
     options = Options()
     options.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--window-size=1400,1100"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1100",
+    ):
         options.add_argument(flag)
     # The system driver, named explicitly: selenium-manager never looks for (or downloads) one.
     driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
@@ -270,8 +343,11 @@ def site(request, server, static_site, browse_db):
     if request.param == "served":
         return "served", server.url, [r[0] for r in query(db, "SELECT latent FROM latents ORDER BY latent")]
     lo, hi = map(int, STATIC_RANGE.split("-"))
-    return "static", static_site.index.as_uri(), [r[0] for r in query(
-        db, "SELECT latent FROM latents WHERE latent BETWEEN ? AND ? ORDER BY latent", [lo, hi])]
+    return (
+        "static",
+        static_site.index.as_uri(),
+        [r[0] for r in query(db, "SELECT latent FROM latents WHERE latent BETWEEN ? AND ? ORDER BY latent", [lo, hi])],
+    )
 
 
 def wait_for(driver, read, expected, timeout: float = 20):
@@ -288,13 +364,16 @@ def wait_for(driver, read, expected, timeout: float = 20):
 
 def shown(driver) -> list[int]:
     return driver.execute_script(
-        "return Array.from(document.querySelectorAll('#latent-rows tr'), tr => Number(tr.dataset.latent))")
+        "return Array.from(document.querySelectorAll('#latent-rows tr'), tr => Number(tr.dataset.latent))"
+    )
 
 
 def cells(driver, scorer: str) -> list[str]:
     return driver.execute_script(
         "return Array.from(document.querySelectorAll('#latent-rows td[data-scorer=\"' + arguments[0] + '\"]'), "
-        "td => td.textContent)", scorer)
+        "td => td.textContent)",
+        scorer,
+    )
 
 
 def open_list(driver, url: str) -> None:
@@ -315,8 +394,9 @@ def test_list_loads_sorts_filters_and_searches(browser, site, browse_db, screens
     open_list(browser, url)
     assert shown(browser) == latents[:100]
     assert browser.find_element(By.ID, "summary").text.startswith(f"{len(latents):,} latents match")
-    assert browser.execute_script("return Array.from(document.querySelectorAll('#header-row button'), "
-                                  "b => b.dataset.sort)")[2:4] == ["score:detection", "score:fuzzing"]
+    assert browser.execute_script(
+        "return Array.from(document.querySelectorAll('#header-row button'), b => b.dataset.sort)"
+    )[2:4] == ["score:detection", "score:fuzzing"]
     browser.save_screenshot(str(screenshots / f"{mode}-list.png"))
 
     # sort by the detection score: descending first, missing scores last; again: ascending, still last
@@ -325,7 +405,10 @@ def test_list_loads_sorts_filters_and_searches(browser, site, browse_db, screens
     browser.find_element(By.CSS_SELECTOR, 'button[data-sort="score:detection"]').click()
     wait_for(browser, shown, (by_score + unscored)[:100])
     assert cells(browser, "detection")[:6] == [f"{DETECTION[lat]:.3f}" for lat in by_score] + ["—"]
-    assert browser.find_element(By.CSS_SELECTOR, 'th[data-key="score:detection"]').get_attribute("aria-sort") == "descending"
+    assert (
+        browser.find_element(By.CSS_SELECTOR, 'th[data-key="score:detection"]').get_attribute("aria-sort")
+        == "descending"
+    )
     browser.find_element(By.CSS_SELECTOR, 'button[data-sort="score:detection"]').click()
     wait_for(browser, shown, (by_score[::-1] + unscored)[:100])
     browser.save_screenshot(str(screenshots / f"{mode}-list-sorted.png"))
@@ -354,11 +437,16 @@ def test_list_loads_sorts_filters_and_searches(browser, site, browse_db, screens
     wait_for(browser, shown, [0, 1, 2, 3, 4, 5])
     browser.find_element(By.ID, "explained").click()
     browser.find_element(By.CSS_SELECTOR, '#status option[value="too_few_examples"]').click()
-    db_few = [r[0] for r in query(browse_db[0], "SELECT latent FROM latents WHERE status = 'too_few_examples' "
-                                                "ORDER BY latent")]
+    db_few = [
+        r[0]
+        for r in query(browse_db[0], "SELECT latent FROM latents WHERE status = 'too_few_examples' ORDER BY latent")
+    ]
     wait_for(browser, shown, [lat for lat in db_few if lat in set(latents)][:100])
-    assert set(browser.execute_script("return Array.from(document.querySelectorAll('#latent-rows td.status'), "
-                                      "td => td.textContent)")) <= {"too_few_examples"}
+    assert set(
+        browser.execute_script(
+            "return Array.from(document.querySelectorAll('#latent-rows td.status'), td => td.textContent)"
+        )
+    ) <= {"too_few_examples"}
 
 
 def test_latent_page_from_the_list(browser, site, browse_db, screenshots):
@@ -384,9 +472,11 @@ def test_latent_page_from_the_list(browser, site, browse_db, screenshots):
     for context_id, tokens, acts in rows:
         spans = browser.execute_script(
             "return Array.from(document.querySelectorAll('.context[data-context-id=\"' + arguments[0] + '\"] .tok'), "
-            "s => [s.textContent, s.title, getComputedStyle(s).backgroundColor, s.className])", str(context_id))
+            "s => [s.textContent, s.title, getComputedStyle(s).backgroundColor, s.className])",
+            str(context_id),
+        )
         assert [s[0] for s in spans] == [visible_token(t) for t in tokens]
-        for (_, title, color, cls), act in zip(spans, acts):
+        for (_, title, color, cls), act in zip(spans, acts, strict=True):
             assert math.isclose(float(title), act, rel_tol=1e-3, abs_tol=1e-6)
             rgba = [float(x) for x in re.findall(r"[\d.]+", color)]
             alpha = rgba[3] if len(rgba) == 4 else 1.0
@@ -395,27 +485,33 @@ def test_latent_page_from_the_list(browser, site, browse_db, screenshots):
                 assert "neg" in cls and rgba[2] > rgba[0]  # negative activations in blue
     hostile = browser.execute_script(
         "return Array.from(document.querySelectorAll('.context[data-context-id=\"' + arguments[0] + '\"] .tok'), "
-        "s => s.textContent)", str(facts["hostile_context"]))
-    assert hostile[1:1 + len(HOSTILE_TOKENS)] == HOSTILE_TOKENS
+        "s => s.textContent)",
+        str(facts["hostile_context"]),
+    )
+    assert hostile[1 : 1 + len(HOSTILE_TOKENS)] == HOSTILE_TOKENS
     assert_nothing_ran(browser)
 
     # verdicts of the latest explanation's detection score, one per test context
     badges = browser.execute_script(
         "return Array.from(document.querySelectorAll('.verdict'), "
-        "b => [b.closest('.context').dataset.contextId, b.dataset.scorer, b.textContent])")
+        "b => [b.closest('.context').dataset.contextId, b.dataset.scorer, b.textContent])"
+    )
     assert len(badges) == len(facts["verdicts"])
     for context_id, scorer, text in badges:
         want_scorer, right, probability = facts["verdicts"][int(context_id)]
         assert scorer == want_scorer and text == f"{scorer} {'✓' if right else '✗'} p={probability:.2f}"
 
     # scores table and the intervention completions, hostile ones as text
-    score_rows = browser.execute_script("return Array.from(document.querySelectorAll('#scores tbody tr'), "
-                                        "tr => [tr.dataset.scorer, tr.dataset.control, tr.cells[2].textContent])")
+    score_rows = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#scores tbody tr'), "
+        "tr => [tr.dataset.scorer, tr.dataset.control, tr.cells[2].textContent])"
+    )
     assert score_rows == [["detection", "", "0.55"], ["detection", "shuffled", "0.41"], ["fuzzing", "", "0.6"]]
     table = browser.execute_script(
         "return Array.from(document.querySelectorAll('#interventions tbody tr'), "
         "tr => [tr.querySelector('.prompt').textContent, tr.querySelector('.clean').textContent, "
-        "tr.querySelector('.steered').textContent])")
+        "tr.querySelector('.steered').textContent])"
+    )
     completions = facts["completions"]
     assert table == [[facts["prompts"][i], completions[(i, False)], completions[(i, True)]] for i in (0, 1)]
     assert_nothing_ran(browser)
@@ -431,6 +527,7 @@ def test_latent_page_from_the_list(browser, site, browse_db, screenshots):
 
 
 # ------------------------------------------------------------------------------------------------- command
+
 
 def test_static_site_files(static_site, browse_db):
     site = static_site
@@ -456,10 +553,12 @@ def test_command_static_and_its_errors(browse_db, tmp_path, capsys):
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
-    bad = [(["--static", str(foreign)], "did not write"),
-           (["--static", str(tmp_path / "x"), "--latents", "9-3"], "increasing range"),
-           (["--static", str(tmp_path / "y"), "--latents", "99999990-99999999"], "No latent"),
-           (["--port", "70000"], "not a port")]
+    bad = [
+        (["--static", str(foreign)], "did not write"),
+        (["--static", str(tmp_path / "x"), "--latents", "9-3"], "increasing range"),
+        (["--static", str(tmp_path / "y"), "--latents", "99999990-99999999"], "No latent"),
+        (["--port", "70000"], "not a port"),
+    ]
     for extra, message in bad:
         assert main(["browse", "--db", str(db)] + extra) == 2, extra
         assert message in capsys.readouterr().err
@@ -486,8 +585,13 @@ def test_command_refuses_a_database_without_the_views(tmp_path, capsys):
 def test_command_serves_until_interrupted(browse_db):
     before = hashlib.sha256(browse_db[0].read_bytes()).hexdigest()
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "autointerp.cli", "browse", "--db", str(browse_db[0]), "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "autointerp.cli", "browse", "--db", str(browse_db[0]), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         line = proc.stdout.readline()
         match = re.search(r"http://127\.0\.0\.1:\d+/", line)

@@ -16,8 +16,19 @@ from autointerp.corpus import SequencePacker, open_corpus, texts_of
 from autointerp.models import embedded
 
 WIDTH, D_SAE, K = 576, 256, 8  # the embedded model's residual width; a small sparsify SAE
-SMALL = dict(tokens=1024, seq_len=128, batch_size=8, top_k=3, n_quantiles=2, explain_per_quantile=1,
-             test_per_quantile=1, reservoir=8, random_explain=2, random_test=2, dtype="float32")
+SMALL = dict(
+    tokens=1024,
+    seq_len=128,
+    batch_size=8,
+    top_k=3,
+    n_quantiles=2,
+    explain_per_quantile=1,
+    test_per_quantile=1,
+    reservoir=8,
+    random_explain=2,
+    random_test=2,
+    dtype="float32",
+)
 N_SEQ = SMALL["tokens"] // SMALL["seq_len"]
 WINDOW = 32
 
@@ -31,14 +42,17 @@ def collect_args(db, *extra) -> list[str]:
 
 def write_sparsify(folder, seed: int, d_in: int = WIDTH, k: int = K, transcode: bool = False) -> dict:
     g = torch.Generator().manual_seed(seed)
-    w = {"encoder.weight": torch.randn(D_SAE, d_in, generator=g) / d_in ** 0.5,
-         "encoder.bias": torch.randn(D_SAE, generator=g) * 0.1,
-         "W_dec": torch.randn(D_SAE, d_in, generator=g) / d_in ** 0.5,
-         "b_dec": torch.randn(d_in, generator=g) * 0.1}
+    w = {
+        "encoder.weight": torch.randn(D_SAE, d_in, generator=g) / d_in**0.5,
+        "encoder.bias": torch.randn(D_SAE, generator=g) * 0.1,
+        "W_dec": torch.randn(D_SAE, d_in, generator=g) / d_in**0.5,
+        "b_dec": torch.randn(d_in, generator=g) * 0.1,
+    }
     folder.mkdir(parents=True)
     save_file(w, str(folder / "sae.safetensors"))
-    (folder / "cfg.json").write_text(json.dumps({"d_in": d_in, "num_latents": D_SAE, "k": k, "activation": "topk",
-                                                 "transcode": transcode}))
+    (folder / "cfg.json").write_text(
+        json.dumps({"d_in": d_in, "num_latents": D_SAE, "k": k, "activation": "topk", "transcode": transcode})
+    )
     return w
 
 
@@ -72,17 +86,24 @@ def check_against(db, expected: torch.Tensor, ids: torch.Tensor, counted: torch.
     """Stored statistics and example windows equal ``expected`` [N_SEQ, T, latents] (uncounted zeroed)."""
     expected = expected * counted.unsqueeze(-1)
     con = duckdb.connect(str(db), read_only=True)
-    n_firing, max_act, n_tokens = (np.array(c) for c in zip(*con.execute(
-        "SELECT n_firing, max_activation, n_tokens FROM latents ORDER BY latent").fetchall()))
+    n_firing, max_act, n_tokens = (
+        np.array(c)
+        for c in zip(
+            *con.execute("SELECT n_firing, max_activation, n_tokens FROM latents ORDER BY latent").fetchall(),
+            strict=True,
+        )
+    )
     assert len(n_firing) == expected.shape[-1] and (n_tokens == int(counted.sum())).all()
     np.testing.assert_array_equal(n_firing, (expected != 0).sum((0, 1)).numpy())
     np.testing.assert_allclose(max_act, expected.abs().amax((0, 1)).numpy(), rtol=1e-4, atol=1e-5)
-    rows = con.execute("SELECT latent, sequence_id, start_pos, token_ids, activations, max_activation, kind "
-                       "FROM examples WHERE latent < 40").fetchall()
+    rows = con.execute(
+        "SELECT latent, sequence_id, start_pos, token_ids, activations, max_activation, kind "
+        "FROM examples WHERE latent < 40"
+    ).fetchall()
     assert rows
     for latent, seq, start, token_ids, acts, peak, kind in rows:
-        assert token_ids == ids[seq, start:start + WINDOW].tolist()
-        np.testing.assert_allclose(acts, expected[seq, start:start + WINDOW, latent].numpy(), rtol=1e-4, atol=1e-5)
+        assert token_ids == ids[seq, start : start + WINDOW].tolist()
+        np.testing.assert_allclose(acts, expected[seq, start : start + WINDOW, latent].numpy(), rtol=1e-4, atol=1e-5)
         if kind != "random":  # the signed activation of largest magnitude of the sequence
             strongest = expected[seq, :, latent]
             assert peak == pytest.approx(float(strongest[strongest.abs().argmax()]), rel=1e-4, abs=1e-5)
@@ -129,8 +150,9 @@ def test_mlp_neuron_baseline(tmp_path, reference, k):
     assert main(collect_args(db, "--sae", spec)) == 0
     mlp, x = reference["mlp"], reference["mlp_in"]
     with torch.no_grad():  # the neurons from the MLP's formula: act(gate(x)) * up(x)
-        neurons = mlp.act_fn(torch.nn.functional.linear(x, mlp.gate_proj.weight)) * \
-            torch.nn.functional.linear(x, mlp.up_proj.weight)
+        neurons = mlp.act_fn(torch.nn.functional.linear(x, mlp.gate_proj.weight)) * torch.nn.functional.linear(
+            x, mlp.up_proj.weight
+        )
     if k:
         kept = neurons.abs().topk(k, dim=-1).indices
         neurons = torch.zeros_like(neurons).scatter_(-1, kept, neurons.gather(-1, kept))
@@ -139,11 +161,13 @@ def test_mlp_neuron_baseline(tmp_path, reference, k):
     n_tokens, total = con.execute("SELECT any_value(n_tokens), sum(n_firing) FROM latents").fetchone()
     assert total == n_tokens * (k or 1536)  # top-k: exactly k per token; raw: every neuron everywhere
     # signed: top contexts of both signs, the negative side marked by its negative max_activation
-    sides = dict(con.execute("SELECT max_activation < 0, count(*) FROM examples WHERE kind = 'top' "
-                             "GROUP BY ALL").fetchall())
+    sides = dict(
+        con.execute("SELECT max_activation < 0, count(*) FROM examples WHERE kind = 'top' GROUP BY ALL").fetchall()
+    )
     assert sides[True] > 0 and sides[False] > 0
-    ranks = con.execute("SELECT max(rank) FROM examples WHERE kind = 'top' GROUP BY latent, max_activation < 0"
-                        ).fetchall()
+    ranks = con.execute(
+        "SELECT max(rank) FROM examples WHERE kind = 'top' GROUP BY latent, max_activation < 0"
+    ).fetchall()
     assert max(r[0] for r in ranks) == SMALL["top_k"] - 1
     resolved = json.loads(con.execute("SELECT config FROM runs").fetchone()[0])["resolved"]
     assert (resolved["reads"], resolved["signed"], resolved["sae_path"]) == ("input", True, spec)
@@ -157,12 +181,15 @@ def test_input_reading_dictionary_of_the_wrong_width(tmp_path, capsys):
     assert "size 100" in err and "input of model.layers.14.mlp" in err and "size 576" in err
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--sae", "neurons:"], "not a neuron baseline"),
-    (["--sae", "neurons:model.layers.14.mlp:top=3"], "not a neuron baseline"),
-    (["--sae", "neurons:model.layers.14.mlp:topk=0"], "not a neuron baseline"),
-    (["--sae", "neurons:model.layers.14.mlp", "--hookpoint", "model.layers.14"], "leave --hookpoint out"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--sae", "neurons:"], "not a neuron baseline"),
+        (["--sae", "neurons:model.layers.14.mlp:top=3"], "not a neuron baseline"),
+        (["--sae", "neurons:model.layers.14.mlp:topk=0"], "not a neuron baseline"),
+        (["--sae", "neurons:model.layers.14.mlp", "--hookpoint", "model.layers.14"], "leave --hookpoint out"),
+    ],
+)
 def test_neuron_spec_errors(tmp_path, capsys, extra, message):
     assert main(collect_args(tmp_path / "a.duckdb", *extra)) == 2
     assert message in capsys.readouterr().err

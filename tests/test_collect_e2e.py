@@ -80,8 +80,9 @@ def test_contexts_are_stored_once(collected_db):
     con = duckdb.connect(str(collected_db), read_only=True)
     n, distinct = con.execute("SELECT count(*), count(DISTINCT context_id) FROM contexts").fetchone()
     assert n == distinct
-    shared = con.execute("SELECT count(*) FROM (SELECT context_id FROM examples GROUP BY context_id "
-                         "HAVING count(DISTINCT latent) > 1)").fetchone()[0]
+    shared = con.execute(
+        "SELECT count(*) FROM (SELECT context_id FROM examples GROUP BY context_id HAVING count(DISTINCT latent) > 1)"
+    ).fetchone()[0]
     assert shared > 0  # several latents point at one stored context
 
 
@@ -113,8 +114,8 @@ def test_stored_activations_equal_a_recomputation(collected_db):
     special = set(tokenizer.all_special_ids)
     for latent, seq, start, token_ids, acts, max_act, kind in rows:
         row = needed.index(seq)
-        assert token_ids == ids[row, start:start + 32].tolist()
-        expected = latents[row, start:start + 32, latent].clone()
+        assert token_ids == ids[row, start : start + 32].tolist()
+        expected = latents[row, start : start + 32, latent].clone()
         for i in range(32):  # the first position and special tokens never count
             if start + i == 0 or token_ids[i] in special:
                 expected[i] = 0

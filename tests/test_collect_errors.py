@@ -55,8 +55,15 @@ def db_copy(collected_db, tmp_path):
 def test_sae_input_size_differs_from_hidden_size(capsys, tmp_path):
     folder = tmp_path / "sae100"
     g = torch.Generator().manual_seed(0)
-    save_saelens(Sae(W_enc=torch.randn(100, 64, generator=g), b_enc=torch.zeros(64),
-                     W_dec=torch.randn(64, 100, generator=g), b_dec=torch.zeros(100)), folder)
+    save_saelens(
+        Sae(
+            W_enc=torch.randn(100, 64, generator=g),
+            b_enc=torch.zeros(64),
+            W_dec=torch.randn(64, 100, generator=g),
+            b_dec=torch.zeros(100),
+        ),
+        folder,
+    )
     err = run_failing(capsys, small_args(tmp_path / "a.duckdb", "--sae", str(folder)))
     assert "100" in err and "576" in err and "model.layers.14" in err
 
@@ -88,9 +95,30 @@ def test_local_text_file_corpus_works(tmp_path):
     words = "alpha beta gamma delta epsilon zeta eta theta iota kappa".split()
     data.write_text("\n".join(" ".join(words[(i + j) % 10] for j in range(30)) for i in range(200)))
     db = tmp_path / "txt.duckdb"
-    args = ["collect", "--db", str(db), "--quiet", "--dataset", str(data), "--tokens", "2048",
-            "--n-quantiles", "1", "--explain-per-quantile", "1", "--test-per-quantile", "1", "--reservoir", "4",
-            "--top-k", "2", "--random-explain", "1", "--random-test", "1"]
+    args = [
+        "collect",
+        "--db",
+        str(db),
+        "--quiet",
+        "--dataset",
+        str(data),
+        "--tokens",
+        "2048",
+        "--n-quantiles",
+        "1",
+        "--explain-per-quantile",
+        "1",
+        "--test-per-quantile",
+        "1",
+        "--reservoir",
+        "4",
+        "--top-k",
+        "2",
+        "--random-explain",
+        "1",
+        "--random-test",
+        "1",
+    ]
     assert main(args) == 0
     con = duckdb.connect(str(db), read_only=True)
     tokens = con.execute("SELECT tokens FROM examples WHERE kind = 'top' LIMIT 1").fetchone()[0]
@@ -123,9 +151,16 @@ def test_overwrite_replaces_the_earlier_collect(db_copy):
 
 def test_database_locked_by_another_process(capsys, db_copy):
     before = snapshot(db_copy)
-    holder = subprocess.Popen([sys.executable, "-c",
-                               "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', flush=True);"
-                               " time.sleep(60)", str(db_copy)], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', flush=True); time.sleep(60)",
+            str(db_copy),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         err = run_failing(capsys, small_args(db_copy))

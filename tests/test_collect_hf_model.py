@@ -65,24 +65,66 @@ def test_reading_a_module_input_stops_before_it(tiny_gpt2):
 def test_collect_with_a_local_model_and_parquet(tiny_gpt2, tmp_path):
     g = torch.Generator().manual_seed(3)
     sae_dir = tmp_path / "sae"
-    save_saelens(Sae(W_enc=torch.randn(WIDTH, 48, generator=g), b_enc=torch.zeros(48),
-                     W_dec=torch.randn(48, WIDTH, generator=g), b_dec=torch.zeros(WIDTH),
-                     hook_name="transformer.h.1"), sae_dir)
+    save_saelens(
+        Sae(
+            W_enc=torch.randn(WIDTH, 48, generator=g),
+            b_enc=torch.zeros(48),
+            W_dec=torch.randn(48, WIDTH, generator=g),
+            b_dec=torch.zeros(WIDTH),
+            hook_name="transformer.h.1",
+        ),
+        sae_dir,
+    )
     corpus = tmp_path / "corpus.parquet"
     texts = [f"Document {i} talks about rivers, mountains and the number {i * 7}." for i in range(400)]
     pq.write_table(pa.table({"content": texts, "id": list(range(400))}), corpus)
     db = tmp_path / "gpt2.duckdb"
-    args = ["collect", "--db", str(db), "--quiet", "--model", str(tiny_gpt2), "--sae", str(sae_dir),
-            "--dataset", str(corpus), "--text-column", "content", "--tokens", "4096", "--seq-len", "128",
-            "--window", "16", "--peak-offset", "12", "--dtype", "float32", "--top-k", "2", "--n-quantiles", "2",
-            "--explain-per-quantile", "1", "--test-per-quantile", "1", "--reservoir", "6",
-            "--random-explain", "1", "--random-test", "1"]
+    args = [
+        "collect",
+        "--db",
+        str(db),
+        "--quiet",
+        "--model",
+        str(tiny_gpt2),
+        "--sae",
+        str(sae_dir),
+        "--dataset",
+        str(corpus),
+        "--text-column",
+        "content",
+        "--tokens",
+        "4096",
+        "--seq-len",
+        "128",
+        "--window",
+        "16",
+        "--peak-offset",
+        "12",
+        "--dtype",
+        "float32",
+        "--top-k",
+        "2",
+        "--n-quantiles",
+        "2",
+        "--explain-per-quantile",
+        "1",
+        "--test-per-quantile",
+        "1",
+        "--reservoir",
+        "6",
+        "--random-explain",
+        "1",
+        "--random-test",
+        "1",
+    ]
     assert main(args) == 0  # hookpoint taken from the SAE's hook name
     con = duckdb.connect(str(db), read_only=True)
     assert con.execute("SELECT DISTINCT hookpoint FROM latents").fetchall() == [("transformer.h.1",)]
     assert con.execute("SELECT count(*) FROM latents").fetchone()[0] == 48
-    rows = con.execute("SELECT latent, sequence_id, start_pos, token_ids, activations FROM examples "
-                       "WHERE kind = 'top' ORDER BY latent LIMIT 5").fetchall()
+    rows = con.execute(
+        "SELECT latent, sequence_id, start_pos, token_ids, activations FROM examples "
+        "WHERE kind = 'top' ORDER BY latent LIMIT 5"
+    ).fetchall()
     assert rows
     subject = load_subject_model(str(tiny_gpt2), "transformer.h.1", dtype="float32")
     sae = load_saelens(sae_dir)
@@ -92,10 +134,10 @@ def test_collect_with_a_local_model_and_parquet(tiny_gpt2, tmp_path):
         ids = torch.tensor(np.stack([sequences[seq]]))
         with torch.no_grad():  # the full model's hidden states, without the hook
             hidden = subject.model.transformer(ids, output_hidden_states=True).hidden_states[2]
-        expected = sae.encode(hidden)[0, start:start + 16, latent]
+        expected = sae.encode(hidden)[0, start : start + 16, latent]
         special = set(subject.tokenizer.all_special_ids)
         for i in range(16):  # the first position and special tokens (document separators) never count
             if start + i == 0 or int(ids[0, start + i]) in special:
                 expected[i] = 0
         np.testing.assert_allclose(acts, expected.numpy(), rtol=1e-4, atol=1e-4)
-        assert token_ids == ids[0, start:start + 16].tolist()
+        assert token_ids == ids[0, start : start + 16].tolist()

@@ -29,8 +29,19 @@ from autointerp.store.db import connect
 from .conftest import SMALL, query
 
 # The conftest's tiny collect, and scorer settings that keep each scorer to one short prompt.
-TINY = ["--tokens", str(SMALL["tokens"]), "--latents", "3", "--quiet", "--explain", "max_tokens=40",
-        "--score", "fuzz_random=2", "--score", "fuzz_misplaced=2"]
+TINY = [
+    "--tokens",
+    str(SMALL["tokens"]),
+    "--latents",
+    "3",
+    "--quiet",
+    "--explain",
+    "max_tokens=40",
+    "--score",
+    "fuzz_random=2",
+    "--score",
+    "fuzz_misplaced=2",
+]
 for _key, _value in SMALL.items():
     if _key != "tokens":
         TINY += ["--collect", f"{_key}={_value}"]
@@ -38,6 +49,7 @@ SCORERS = ["detection", "fuzzing", "embedding"]
 
 
 # -- no model needed ---------------------------------------------------------------------------------
+
 
 def test_spread_takes_distinct_evenly_spaced_positions():
     assert spread(3, 8) == [0, 1, 2]
@@ -88,10 +100,18 @@ def test_verdict_says_at_chance_unless_chance_is_outside_the_band():
 
 def test_scorer_line_counts_and_averages_only_scored_rows():
     chance = json.dumps({"score": 0.5})
-    rows = [(1, "scored", 0.8, chance), (2, "scored", 0.6, chance), (3, "unscored", None, chance),
-            (4, "scored", 0.7, chance)]
-    controls = [(1, "scored", 0.5, chance), (2, "scored", 0.6, chance), (3, "scored", 0.9, chance),
-                (4, "unscored", None, chance)]
+    rows = [
+        (1, "scored", 0.8, chance),
+        (2, "scored", 0.6, chance),
+        (3, "unscored", None, chance),
+        (4, "scored", 0.7, chance),
+    ]
+    controls = [
+        (1, "scored", 0.5, chance),
+        (2, "scored", 0.6, chance),
+        (3, "scored", 0.9, chance),
+        (4, "unscored", None, chance),
+    ]
     line = report.scorer_line("detection", 6, rows, controls)
     assert (line.scored, line.unscored, line.not_run) == (3, 1, 2)
     assert line.mean == pytest.approx(0.7) and line.chance == 0.5
@@ -107,27 +127,34 @@ def test_list_view_sorts_by_a_scorer_only_when_there_is_one():
 
 
 def test_overrides_are_typed_by_the_stage_config():
-    assert settings.parse_overrides("collect", CollectConfig, ["n_quantiles=2", "top-k=3", "exclude_first_position=no",
-                                                               "dtype=float32"]) == {
-        "n_quantiles": 2, "top_k": 3, "exclude_first_position": False, "dtype": "float32"}
+    assert settings.parse_overrides(
+        "collect", CollectConfig, ["n_quantiles=2", "top-k=3", "exclude_first_position=no", "dtype=float32"]
+    ) == {"n_quantiles": 2, "top_k": 3, "exclude_first_position": False, "dtype": "float32"}
     assert settings.parse_overrides("score", ScoreConfig, ["temperature=0.5"]) == {"temperature": 0.5}
-    for items, message in [(["nosuch=1"], "no field 'nosuch'"), (["tokens=5"], "set by the demo itself"),
-                           (["n_quantiles"], "not KEY=VALUE"), (["n_quantiles=two"], "not an int")]:
+    for items, message in [
+        (["nosuch=1"], "no field 'nosuch'"),
+        (["tokens=5"], "set by the demo itself"),
+        (["n_quantiles"], "not KEY=VALUE"),
+        (["n_quantiles=two"], "not an int"),
+    ]:
         with pytest.raises(AutointerpError, match=message):
             settings.parse_overrides("collect", CollectConfig, items)
 
 
-@pytest.mark.parametrize("options, message", [
-    (["--latents", "0"], "--latents 0"),
-    (["--port", "70000"], "--port 70000"),
-    (["--tokens", "0"], "--tokens is 0"),
-    (["--scorers", "detection,bogus"], "unknown scorer bogus"),
-    (["--control-scorers", "fuzz"], "unknown scorer fuzz"),
-    (["--collect", "n_quantiles=x"], "not an int"),
-    (["--score", "control=shuffled"], "set by the demo itself"),
-    (["--explain", "explainer=poetic"], "--explainer 'poetic' is not known"),
-    (["--collect", "reservoir=2"], "--reservoir 2 cannot fill"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--latents", "0"], "--latents 0"),
+        (["--port", "70000"], "--port 70000"),
+        (["--tokens", "0"], "--tokens is 0"),
+        (["--scorers", "detection,bogus"], "unknown scorer bogus"),
+        (["--control-scorers", "fuzz"], "unknown scorer fuzz"),
+        (["--collect", "n_quantiles=x"], "not an int"),
+        (["--score", "control=shuffled"], "set by the demo itself"),
+        (["--explain", "explainer=poetic"], "--explainer 'poetic' is not known"),
+        (["--collect", "reservoir=2"], "--reservoir 2 cannot fill"),
+    ],
+)
 def test_bad_options_exit_2_before_anything_is_written(tmp_path, capsys, options, message):
     db = tmp_path / "demo.duckdb"
     assert main(["demo", "--db", str(db), "--no-browse", *options]) == 2
@@ -137,6 +164,7 @@ def test_bad_options_exit_2_before_anything_is_written(tmp_path, capsys, options
 
 
 # -- the demo on the embedded model --------------------------------------------------------------------
+
 
 def _table_line(output: str, scorer: str) -> list[str]:
     match = re.search(rf"^{scorer}\s+(\d+)\s+(\d+)\s+(\d+)\s+(\S+)", output, flags=re.MULTILINE)
@@ -148,8 +176,13 @@ def _table_line(output: str, scorer: str) -> list[str]:
 def demo_run(tmp_path_factory):
     """The demo run once on a tiny setting: (db, its stdout, the latents it chose)."""
     db = tmp_path_factory.mktemp("demo") / "demo.duckdb"
-    proc = subprocess.run([sys.executable, "-m", "autointerp.cli", "demo", "--db", str(db), "--no-browse", *TINY],
-                          capture_output=True, text=True, timeout=600, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "autointerp.cli", "demo", "--db", str(db), "--no-browse", *TINY],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     chosen = re.search(r"demo latents \(spread over firing frequencies\): ([\d,]+)", proc.stdout)
     assert chosen, proc.stdout
@@ -165,8 +198,9 @@ def test_demo_runs_every_stage_and_prints_an_honest_summary(demo_run):
         assert choose_latents(con, 3) == latents  # the choice the rerun will make
     finally:
         con.close()
-    stats = query(db, "SELECT status, frequency FROM latents WHERE latent IN (SELECT unnest(?)) ORDER BY frequency",
-                  [latents])
+    stats = query(
+        db, "SELECT status, frequency FROM latents WHERE latent IN (SELECT unnest(?)) ORDER BY frequency", [latents]
+    )
     assert all(s == "ok" for s, _ in stats) and stats[0][1] < stats[-1][1]
     for stage in ("[1/3] collect", "[2/3] explain", "[3/3] score"):
         assert stage in out
@@ -183,8 +217,7 @@ def test_demo_runs_every_stage_and_prints_an_honest_summary(demo_run):
         assert sorted(r[2] for r in real) == explained
         scored = [r[4] for r in real if r[3] == "scored"]
         n, unscored, not_run, mean = _table_line(out, scorer)
-        assert (int(n), int(unscored), int(not_run)) == (len(scored), len(real) - len(scored),
-                                                        len(latents) - len(real))
+        assert (int(n), int(unscored), int(not_run)) == (len(scored), len(real) - len(scored), len(latents) - len(real))
         if scored:  # the printed mean is the mean of the stored scores
             assert float(mean) == pytest.approx(statistics.fmean(scored), abs=5e-4)
     controls = [r for r in rows if r[1] == "shuffled"]
@@ -203,8 +236,13 @@ def test_rerun_resumes_without_calling_the_llm_again(demo_run):
     db, first, latents = demo_run
     calls = query(db, "SELECT count(*) FROM llm_calls")[0][0]
     scores = query(db, "SELECT count(*) FROM scores")[0][0]
-    proc = subprocess.run([sys.executable, "-m", "autointerp.cli", "demo", "--db", str(db), "--no-browse", *TINY],
-                          capture_output=True, text=True, timeout=600, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "autointerp.cli", "demo", "--db", str(db), "--no-browse", *TINY],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
     assert "already collected" in out
@@ -231,8 +269,13 @@ def test_other_collect_settings_on_the_same_db_are_refused(demo_run, capsys):
 def test_demo_serves_the_browser_until_interrupted(demo_run):
     db, _, _ = demo_run
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "autointerp.cli", "demo", "--db", str(db), "--port", "0", *TINY],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "autointerp.cli", "demo", "--db", str(db), "--port", "0", *TINY],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         url = None
         for line in proc.stdout:
@@ -243,8 +286,9 @@ def test_demo_serves_the_browser_until_interrupted(demo_run):
         assert url, proc.stderr.read()
         with urllib.request.urlopen(url + "api/latents?explained=1&sort=latent&limit=50", timeout=30) as response:
             body = json.load(response)
-        explained = [r[0] for r in query(
-            db, "SELECT latent FROM explanations WHERE status = 'explained' ORDER BY latent")]
+        explained = [
+            r[0] for r in query(db, "SELECT latent FROM explanations WHERE status = 'explained' ORDER BY latent")
+        ]
         assert [r["latent"] for r in body["rows"]] == explained
         assert all(set(r["scores"]) >= set(SCORERS) for r in body["rows"])
     finally:

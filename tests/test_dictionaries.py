@@ -43,8 +43,11 @@ def write_safetensors(path, tensors):
 def top_k_dense(scores, values, k):
     """Reference TopK by brute force: per position, keep ``values`` at the k largest ``scores``."""
     out = torch.zeros_like(values)
-    flat_s, flat_v, flat_o = scores.reshape(-1, scores.shape[-1]), values.reshape(-1, values.shape[-1]), \
-        out.view(-1, out.shape[-1])
+    flat_s, flat_v, flat_o = (
+        scores.reshape(-1, scores.shape[-1]),
+        values.reshape(-1, values.shape[-1]),
+        out.view(-1, out.shape[-1]),
+    )
     for row in range(flat_s.shape[0]):
         order = sorted(range(flat_s.shape[1]), key=lambda i: -float(flat_s[row, i]))[:k]
         for i in order:
@@ -54,9 +57,14 @@ def top_k_dense(scores, values, k):
 
 # ----------------------------------------------------------------------------------------------- SAELens
 
+
 def saelens_weights(seed=0, d_out=D_IN):
-    return {"W_enc": rand(D_IN, D_SAE, seed=seed), "b_enc": rand(D_SAE, seed=seed + 1, scale=0.3),
-            "W_dec": rand(D_SAE, d_out, seed=seed + 2), "b_dec": rand(d_out, seed=seed + 3, scale=0.3)}
+    return {
+        "W_enc": rand(D_IN, D_SAE, seed=seed),
+        "b_enc": rand(D_SAE, seed=seed + 1, scale=0.3),
+        "W_dec": rand(D_SAE, d_out, seed=seed + 2),
+        "b_dec": rand(d_out, seed=seed + 3, scale=0.3),
+    }
 
 
 def write_saelens(folder, cfg, tensors):
@@ -67,24 +75,36 @@ def write_saelens(folder, cfg, tensors):
 @pytest.mark.parametrize("layout", ["v6", "v5"])
 def test_saelens_relu_both_layouts(tmp_path, layout):
     w = saelens_weights()
-    cfg = ({"architecture": "standard", "d_in": D_IN, "d_sae": D_SAE, "metadata": {"hook_name": "model.layers.2"}}
-           if layout == "v6" else {"activation_fn_str": "relu", "hook_name": "model.layers.2", "d_in": D_IN})
+    cfg = (
+        {"architecture": "standard", "d_in": D_IN, "d_sae": D_SAE, "metadata": {"hook_name": "model.layers.2"}}
+        if layout == "v6"
+        else {"activation_fn_str": "relu", "hook_name": "model.layers.2", "d_in": D_IN}
+    )
     write_saelens(tmp_path, cfg, w)  # no apply_b_dec_to_input: SAELens' default (True)
     write_safetensors(tmp_path / "sparsity.safetensors", {"sparsity": rand(D_SAE)})  # ignored
     x = inputs()
     expected = torch.clamp(torch.einsum("btd,dl->btl", x - w["b_dec"], w["W_enc"]) + w["b_enc"], min=0)
     d = load_dictionary(tmp_path)
     torch.testing.assert_close(d.encode(x), expected)
-    assert (d.format, d.hookpoint, d.reads, d.signed, d.d_in, d.d_sae) == \
-        ("SAELens", "model.layers.2", "output", False, D_IN, D_SAE)
+    assert (d.format, d.hookpoint, d.reads, d.signed, d.d_in, d.d_sae) == (
+        "SAELens",
+        "model.layers.2",
+        "output",
+        False,
+        D_IN,
+        D_SAE,
+    )
     torch.testing.assert_close(d.decoder_directions(), w["W_dec"])
 
 
 @pytest.mark.parametrize("rescale", [False, True])
 def test_saelens_topk_with_and_without_decoder_norm_rescaling(tmp_path, rescale):
     w = saelens_weights(seed=4)
-    write_saelens(tmp_path, {"architecture": "topk", "k": 5, "apply_b_dec_to_input": False,
-                             "rescale_acts_by_decoder_norm": rescale}, w)
+    write_saelens(
+        tmp_path,
+        {"architecture": "topk", "k": 5, "apply_b_dec_to_input": False, "rescale_acts_by_decoder_norm": rescale},
+        w,
+    )
     x = inputs()
     pre = x @ w["W_enc"] + w["b_enc"]
     norms = w["W_dec"].norm(dim=-1)
@@ -116,8 +136,11 @@ def test_saelens_jumprelu(tmp_path, stored_as):
 def test_saelens_gated(tmp_path):
     w = saelens_weights(seed=10)
     del w["b_enc"]
-    w.update(b_gate=rand(D_SAE, seed=11, scale=0.5), b_mag=rand(D_SAE, seed=12, scale=0.5),
-             r_mag=rand(D_SAE, seed=13, scale=0.3))
+    w.update(
+        b_gate=rand(D_SAE, seed=11, scale=0.5),
+        b_mag=rand(D_SAE, seed=12, scale=0.5),
+        r_mag=rand(D_SAE, seed=13, scale=0.3),
+    )
     write_saelens(tmp_path, {"architecture": "gated", "apply_b_dec_to_input": True}, w)
     x = inputs()
     centred = x - w["b_dec"]
@@ -130,8 +153,11 @@ def test_saelens_gated(tmp_path):
 
 def test_saelens_expected_average_only_in_folds_the_stored_factor(tmp_path):
     w = saelens_weights(seed=14)
-    write_saelens(tmp_path, {"architecture": "standard", "apply_b_dec_to_input": True,
-                             "normalize_activations": "expected_average_only_in"}, w)
+    write_saelens(
+        tmp_path,
+        {"architecture": "standard", "apply_b_dec_to_input": True, "normalize_activations": "expected_average_only_in"},
+        w,
+    )
     with pytest.raises(AutointerpError, match="no scaling factor"):
         load_dictionary(tmp_path)
     write_json(tmp_path / "activation_scaler.json", {"scaling_factor": 0.25})
@@ -173,9 +199,16 @@ def test_saelens_batchtopk_checkpoint_uses_its_threshold(tmp_path):
 def test_saelens_skip_transcoder_reads_the_mlp_input(tmp_path):
     w = saelens_weights(seed=17, d_out=D_OUT)
     w["W_skip"] = rand(D_OUT, D_IN, seed=18)
-    write_saelens(tmp_path, {"architecture": "skip_transcoder", "d_out": D_OUT, "apply_b_dec_to_input": False,
-                             "metadata": {"hook_name": "blocks.1.ln2.hook_normalized",
-                                          "hook_name_out": "blocks.1.hook_mlp_out"}}, w)
+    write_saelens(
+        tmp_path,
+        {
+            "architecture": "skip_transcoder",
+            "d_out": D_OUT,
+            "apply_b_dec_to_input": False,
+            "metadata": {"hook_name": "blocks.1.ln2.hook_normalized", "hook_name_out": "blocks.1.hook_mlp_out"},
+        },
+        w,
+    )
     x = inputs()
     latents = torch.clamp(x @ w["W_enc"] + w["b_enc"], min=0)  # b_dec is in the output space: not subtracted
     d = load_dictionary(tmp_path)
@@ -187,17 +220,31 @@ def test_saelens_skip_transcoder_reads_the_mlp_input(tmp_path):
 
 # ----------------------------------------------------------------------------------------------- sparsify
 
+
 def sparsify_weights(seed=20, skip=False):
-    w = {"encoder.weight": rand(D_SAE, D_IN, seed=seed), "encoder.bias": rand(D_SAE, seed=seed + 1, scale=0.3),
-         "W_dec": rand(D_SAE, D_IN, seed=seed + 2), "b_dec": rand(D_IN, seed=seed + 3, scale=0.3)}
+    w = {
+        "encoder.weight": rand(D_SAE, D_IN, seed=seed),
+        "encoder.bias": rand(D_SAE, seed=seed + 1, scale=0.3),
+        "W_dec": rand(D_SAE, D_IN, seed=seed + 2),
+        "b_dec": rand(D_IN, seed=seed + 3, scale=0.3),
+    }
     if skip:
         w["W_skip"] = rand(D_IN, D_IN, seed=seed + 4)
     return w
 
 
 def write_sparsify(folder, cfg, tensors):
-    write_json(folder / "cfg.json", {"d_in": D_IN, "num_latents": D_SAE, "expansion_factor": 32,
-                                     "normalize_decoder": True, "multi_topk": False, **cfg})
+    write_json(
+        folder / "cfg.json",
+        {
+            "d_in": D_IN,
+            "num_latents": D_SAE,
+            "expansion_factor": 32,
+            "normalize_decoder": True,
+            "multi_topk": False,
+            **cfg,
+        },
+    )
     write_safetensors(folder / "sae.safetensors", tensors)
 
 
@@ -221,8 +268,9 @@ def test_sparsify_transcoder_with_skip_connection(tmp_path):
     latents = top_k_dense(pre, pre, 5)
     d = load_dictionary(tmp_path / "layers.0.mlp")
     torch.testing.assert_close(d.encode(x), latents, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(d.decode(latents, x), latents @ w["W_dec"] + w["b_dec"] + x @ w["W_skip"].T,
-                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        d.decode(latents, x), latents @ w["W_dec"] + w["b_dec"] + x @ w["W_skip"].T, rtol=1e-5, atol=1e-5
+    )
     assert d.reads == "input"
 
 
@@ -234,9 +282,9 @@ def test_sparsify_groupmax(tmp_path):
     expected = torch.zeros_like(pre)
     group = D_SAE // 8
     for g in range(8):
-        block = pre[..., g * group:(g + 1) * group]
+        block = pre[..., g * group : (g + 1) * group]
         best = block.argmax(-1, keepdim=True)
-        expected[..., g * group:(g + 1) * group].scatter_(-1, best, block.gather(-1, best))
+        expected[..., g * group : (g + 1) * group].scatter_(-1, best, block.gather(-1, best))
     torch.testing.assert_close(load_dictionary(tmp_path / "h.1").encode(x), expected, rtol=1e-5, atol=1e-5)
 
 
@@ -255,8 +303,14 @@ def test_sparsify_release_folder_lists_and_picks_hookpoints(tmp_path):
 
 def test_subject_model_turns_base_model_names_into_module_names(tmp_path):
     transformers = pytest.importorskip("transformers")
-    cfg = transformers.LlamaConfig(hidden_size=D_IN, intermediate_size=16, num_hidden_layers=2,
-                                   num_attention_heads=2, num_key_value_heads=1, vocab_size=32)
+    cfg = transformers.LlamaConfig(
+        hidden_size=D_IN,
+        intermediate_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        vocab_size=32,
+    )
     model = transformers.LlamaForCausalLM(cfg)
     write_sparsify(tmp_path / "layers.1", {"k": 4}, sparsify_weights())
     assert load_dictionary(tmp_path / "layers.1", subject_model=model).hookpoint == "model.layers.1"
@@ -264,10 +318,15 @@ def test_subject_model_turns_base_model_names_into_module_names(tmp_path):
 
 # ----------------------------------------------------------------------------------------------- Gemma Scope
 
+
 def gemma_weights(seed=60, d_out=D_IN, lower=False):
-    w = {"W_enc": rand(D_IN, D_SAE, seed=seed), "W_dec": rand(D_SAE, d_out, seed=seed + 1),
-         "b_enc": rand(D_SAE, seed=seed + 2, scale=0.3), "b_dec": rand(d_out, seed=seed + 3, scale=0.3),
-         "threshold": torch.rand(D_SAE, generator=torch.Generator().manual_seed(seed + 4)) * 2}
+    w = {
+        "W_enc": rand(D_IN, D_SAE, seed=seed),
+        "W_dec": rand(D_SAE, d_out, seed=seed + 1),
+        "b_enc": rand(D_SAE, seed=seed + 2, scale=0.3),
+        "b_dec": rand(d_out, seed=seed + 3, scale=0.3),
+        "threshold": torch.rand(D_SAE, generator=torch.Generator().manual_seed(seed + 4)) * 2,
+    }
     return {(k.lower() if lower else k): v for k, v in w.items()}
 
 
@@ -296,10 +355,16 @@ def test_gemma_scope_2_safetensors_transcoder_with_config(tmp_path):
     w = gemma_weights(seed=70, d_out=D_OUT, lower=True)
     w["affine_skip_connection"] = rand(D_IN, D_OUT, seed=75)
     write_safetensors(tmp_path / "params.safetensors", w)
-    write_json(tmp_path / "config.json", {
-        "architecture": "jump_relu", "model_name": "gemma-v3-270m-pt", "affine_connection": True,
-        "hf_hook_point_in": "model.layers.4.pre_feedforward_layernorm.output",
-        "hf_hook_point_out": "model.layers.4.post_feedforward_layernorm.output"})
+    write_json(
+        tmp_path / "config.json",
+        {
+            "architecture": "jump_relu",
+            "model_name": "gemma-v3-270m-pt",
+            "affine_connection": True,
+            "hf_hook_point_in": "model.layers.4.pre_feedforward_layernorm.output",
+            "hf_hook_point_out": "model.layers.4.post_feedforward_layernorm.output",
+        },
+    )
     x = inputs()
     upper = {"W_enc": w["w_enc"], "b_enc": w["b_enc"], "threshold": w["threshold"]}
     latents = gemma_reference(x, upper)
@@ -307,23 +372,42 @@ def test_gemma_scope_2_safetensors_transcoder_with_config(tmp_path):
     torch.testing.assert_close(d.encode(x), latents, rtol=1e-5, atol=1e-5)
     expected_out = latents @ w["w_dec"] + w["b_dec"] + x @ w["affine_skip_connection"]
     torch.testing.assert_close(d.decode(latents, x), expected_out, rtol=1e-5, atol=1e-5)
-    assert (d.hookpoint, d.reads, d.hookpoint_out) == ("model.layers.4.pre_feedforward_layernorm", "output",
-                                                       "model.layers.4.post_feedforward_layernorm")
+    assert (d.hookpoint, d.reads, d.hookpoint_out) == (
+        "model.layers.4.pre_feedforward_layernorm",
+        "output",
+        "model.layers.4.post_feedforward_layernorm",
+    )
     assert d.decoder_directions().shape == (D_SAE, D_OUT)
 
 
 # ----------------------------------------------------------------------------------------------- Llama Scope
 
+
 def llama_scope_folder(tmp_path, seed=80, **hyper):
     d_model = D_IN
-    w = {"encoder.weight": rand(D_SAE, d_model, seed=seed), "encoder.bias": rand(D_SAE, seed=seed + 1, scale=0.3),
-         "decoder.weight": rand(d_model, D_SAE, seed=seed + 2, scale=0.4),
-         "decoder.bias": rand(d_model, seed=seed + 3, scale=0.3)}
-    cfg = {"d_model": d_model, "expansion_factor": D_SAE / d_model, "d_sae": D_SAE, "act_fn": "jumprelu",
-           "jump_relu_threshold": 0.6, "top_k": 50, "norm_activation": "dataset-wise",
-           "dataset_average_activation_norm": {"in": 7.5, "out": 7.5}, "sparsity_include_decoder_norm": True,
-           "use_decoder_bias": True, "apply_decoder_bias_to_pre_encoder": False, "use_glu_encoder": False,
-           "hook_point_in": "blocks.3.hook_resid_post", "hook_point_out": "blocks.3.hook_resid_post", **hyper}
+    w = {
+        "encoder.weight": rand(D_SAE, d_model, seed=seed),
+        "encoder.bias": rand(D_SAE, seed=seed + 1, scale=0.3),
+        "decoder.weight": rand(d_model, D_SAE, seed=seed + 2, scale=0.4),
+        "decoder.bias": rand(d_model, seed=seed + 3, scale=0.3),
+    }
+    cfg = {
+        "d_model": d_model,
+        "expansion_factor": D_SAE / d_model,
+        "d_sae": D_SAE,
+        "act_fn": "jumprelu",
+        "jump_relu_threshold": 0.6,
+        "top_k": 50,
+        "norm_activation": "dataset-wise",
+        "dataset_average_activation_norm": {"in": 7.5, "out": 7.5},
+        "sparsity_include_decoder_norm": True,
+        "use_decoder_bias": True,
+        "apply_decoder_bias_to_pre_encoder": False,
+        "use_glu_encoder": False,
+        "hook_point_in": "blocks.3.hook_resid_post",
+        "hook_point_out": "blocks.3.hook_resid_post",
+        **hyper,
+    }
     write_json(tmp_path / "hyperparams.json", cfg)
     write_safetensors(tmp_path / "checkpoints" / "final.safetensors", w)
     return w, cfg
@@ -351,16 +435,25 @@ def lm_saes_reference(x, w, cfg):
 
 @pytest.mark.parametrize("act_fn, threshold", [("jumprelu", 0.6), ("topk", 0.0), ("topk", 0.6), ("relu", 0.0)])
 def test_llama_scope(tmp_path, act_fn, threshold):
-    w, cfg = llama_scope_folder(tmp_path, act_fn=act_fn, jump_relu_threshold=threshold, top_k=7,
-                                dataset_average_activation_norm={"in": 7.5, "out": 3.0},
-                                hook_point_out="blocks.3.hook_mlp_out")
+    w, cfg = llama_scope_folder(
+        tmp_path,
+        act_fn=act_fn,
+        jump_relu_threshold=threshold,
+        top_k=7,
+        dataset_average_activation_norm={"in": 7.5, "out": 3.0},
+        hook_point_out="blocks.3.hook_mlp_out",
+    )
     x = inputs()
     expected, recon = lm_saes_reference(x, w, cfg)
     d = load_dictionary(tmp_path)
     torch.testing.assert_close(d.encode(x), expected, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(d.decode(d.encode(x)), recon, rtol=1e-4, atol=1e-5)
-    assert (d.format, d.hookpoint, d.hookpoint_out, d.reads) == \
-        ("Llama Scope", "blocks.3.hook_resid_post", "blocks.3.hook_mlp_out", "input")
+    assert (d.format, d.hookpoint, d.hookpoint_out, d.reads) == (
+        "Llama Scope",
+        "blocks.3.hook_resid_post",
+        "blocks.3.hook_mlp_out",
+        "input",
+    )
     if act_fn == "topk" and threshold == 0:
         assert ((d.encode(x) != 0).sum(-1) <= 7).all() and d.encode_sparse(x)[0].shape == (3, 5, 7)
 
@@ -392,19 +485,31 @@ def test_llama_scope_errors(tmp_path):
 
 # ----------------------------------------------------------------------------------------------- BatchTopK
 
+
 @pytest.mark.parametrize("dict_class", ["BatchTopKSAE", "MatryoshkaBatchTopKSAE"])
 def test_dictionary_learning_batchtopk_uses_the_stored_threshold(tmp_path, dict_class):
     W_enc, b_enc = rand(D_IN, D_SAE, seed=90), rand(D_SAE, seed=91, scale=0.3)
     W_dec, b_dec = rand(D_SAE, D_IN, seed=92), rand(D_IN, seed=93, scale=0.3)
     state = {"k": torch.tensor(6, dtype=torch.int), "threshold": torch.tensor(1.1), "b_dec": b_dec}
     if dict_class == "BatchTopKSAE":
-        state.update({"encoder.weight": W_enc.T.contiguous(), "encoder.bias": b_enc,
-                      "decoder.weight": W_dec.T.contiguous()})
+        state.update(
+            {"encoder.weight": W_enc.T.contiguous(), "encoder.bias": b_enc, "decoder.weight": W_dec.T.contiguous()}
+        )
     else:
         state.update({"W_enc": W_enc, "b_enc": b_enc, "W_dec": W_dec, "group_sizes": torch.tensor([8, 32])})
     torch.save(state, tmp_path / "ae.pt")
-    write_json(tmp_path / "config.json", {"trainer": {"dict_class": dict_class, "k": 6, "activation_dim": D_IN,
-                                                      "dict_size": D_SAE, "submodule_name": "resid_post_layer_3"}})
+    write_json(
+        tmp_path / "config.json",
+        {
+            "trainer": {
+                "dict_class": dict_class,
+                "k": 6,
+                "activation_dim": D_IN,
+                "dict_size": D_SAE,
+                "submodule_name": "resid_post_layer_3",
+            }
+        },
+    )
     x = inputs()
     post_relu = torch.relu((x - b_dec) @ W_enc + b_enc)
     expected = post_relu * (post_relu > 1.1)
@@ -420,6 +525,7 @@ def test_dictionary_learning_batchtopk_uses_the_stored_threshold(tmp_path, dict_
 
 # ----------------------------------------------------------------------------------------------- common
 
+
 def test_generic_encode_sparse_and_to(tmp_path):
     w = saelens_weights(seed=95)
     write_saelens(tmp_path, {"architecture": "standard", "apply_b_dec_to_input": False}, w)
@@ -434,18 +540,23 @@ def test_generic_encode_sparse_and_to(tmp_path):
 
 def test_every_format_lists_the_files_it_read(tmp_path):
     """``files`` is what collect hashes into a result's identity: every config and weights file read."""
-    write_saelens(tmp_path / "saelens", {"architecture": "standard",
-                                         "normalize_activations": "expected_average_only_in"}, saelens_weights())
+    write_saelens(
+        tmp_path / "saelens",
+        {"architecture": "standard", "normalize_activations": "expected_average_only_in"},
+        saelens_weights(),
+    )
     write_json(tmp_path / "saelens" / "activation_scaler.json", {"scaling_factor": 2.0})
     write_sparsify(tmp_path / "sparsify" / "layers.1", {"k": 4}, sparsify_weights())
     write_safetensors(tmp_path / "gemma" / "params.safetensors", gemma_weights())
     write_json(tmp_path / "gemma" / "config.json", {"architecture": "jump_relu"})
     llama_scope_folder(tmp_path / "llama")
     (tmp_path / "llama" / "notes.txt").write_text("not read")
-    expected = {"saelens": ["activation_scaler.json", "cfg.json", "sae_weights.safetensors"],
-                "sparsify/layers.1": ["cfg.json", "sae.safetensors"],
-                "gemma": ["config.json", "params.safetensors"],
-                "llama": ["checkpoints/final.safetensors", "hyperparams.json"]}
+    expected = {
+        "saelens": ["activation_scaler.json", "cfg.json", "sae_weights.safetensors"],
+        "sparsify/layers.1": ["cfg.json", "sae.safetensors"],
+        "gemma": ["config.json", "params.safetensors"],
+        "llama": ["checkpoints/final.safetensors", "hyperparams.json"],
+    }
     for folder, names in expected.items():
         files = load_dictionary(tmp_path / folder).files
         assert sorted(Path(f).relative_to(tmp_path / folder).as_posix() for f in files) == names, folder
@@ -464,8 +575,13 @@ def test_format_detection_and_unknown_folders(tmp_path):
     write_json(tmp_path / "cfg.json", {"architecture": "standard"})  # a config without its weights
     with pytest.raises(AutointerpError, match="matches no known dictionary format") as err:
         load_dictionary(tmp_path)
-    for looked_for in ("sae_weights.safetensors (SAELens)", "sae.safetensors (sparsify)", "hyperparams.json",
-                       "params.npz", "ae.pt"):
+    for looked_for in (
+        "sae_weights.safetensors (SAELens)",
+        "sae.safetensors (sparsify)",
+        "hyperparams.json",
+        "params.npz",
+        "ae.pt",
+    ):
         assert looked_for in str(err.value)
     with pytest.raises(AutointerpError, match="does not exist"):
         load_dictionary(tmp_path / "missing" / "folder")
@@ -476,17 +592,20 @@ def test_format_detection_and_unknown_folders(tmp_path):
     assert load_dictionary(tmp_path / "cfg.json").format == "sparsify"  # a file of the folder
 
 
-@pytest.mark.parametrize("case, message", [
-    ("nan", "NaN or Inf"),
-    ("inf_gemma", "NaN or Inf"),
-    ("shape", r"W_dec has shape \(40, 13\)"),
-    ("missing_tensor", "has no tensor 'b_dec'"),
-    ("missing_weights", "lacks sae.safetensors"),
-    ("unknown_activation", "Unknown sparsify activation 'gelu'"),
-    ("unknown_architecture", "Unknown SAE activation: architecture='crosscoder'"),
-    ("saelens_missing_threshold", "has no tensor 'threshold'"),
-    ("bad_k", "topk dictionary with k=99"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("nan", "NaN or Inf"),
+        ("inf_gemma", "NaN or Inf"),
+        ("shape", r"W_dec has shape \(40, 13\)"),
+        ("missing_tensor", "has no tensor 'b_dec'"),
+        ("missing_weights", "lacks sae.safetensors"),
+        ("unknown_activation", "Unknown sparsify activation 'gelu'"),
+        ("unknown_architecture", "Unknown SAE activation: architecture='crosscoder'"),
+        ("saelens_missing_threshold", "has no tensor 'threshold'"),
+        ("bad_k", "topk dictionary with k=99"),
+    ],
+)
 def test_bad_dictionaries(tmp_path, case, message):
     w = sparsify_weights()
     cfg = {"k": 4}

@@ -36,10 +36,21 @@ def sae_lens():
 
 
 def _saelens_cases(sl):
+    from sae_lens.saes import (
+        AbsTopKSAE,
+        AbsTopKSAEConfig,
+        GatedSAE,
+        GatedSAEConfig,
+        JumpReLUSAE,
+        JumpReLUSAEConfig,
+        JumpReLUSkipTranscoder,
+        JumpReLUSkipTranscoderConfig,
+        StandardSAE,
+        StandardSAEConfig,
+        TopKSAE,
+        TopKSAEConfig,
+    )
     from sae_lens.saes.sae import SAEMetadata
-    from sae_lens.saes import (AbsTopKSAE, AbsTopKSAEConfig, GatedSAE, GatedSAEConfig, JumpReLUSAE,
-                               JumpReLUSAEConfig, JumpReLUSkipTranscoder, JumpReLUSkipTranscoderConfig, StandardSAE,
-                               StandardSAEConfig, TopKSAE, TopKSAEConfig)
 
     meta = {"hook_name": "blocks.2.hook_resid_post"}
     return {
@@ -50,13 +61,25 @@ def _saelens_cases(sl):
         "jumprelu": lambda: JumpReLUSAE(JumpReLUSAEConfig(d_in=D_IN, d_sae=D_SAE)),
         "gated": lambda: GatedSAE(GatedSAEConfig(d_in=D_IN, d_sae=D_SAE)),
         "abstopk": lambda: AbsTopKSAE(AbsTopKSAEConfig(d_in=D_IN, d_sae=D_SAE, k=5)),
-        "jumprelu_skip_transcoder": lambda: JumpReLUSkipTranscoder(JumpReLUSkipTranscoderConfig(
-            d_in=D_IN, d_sae=D_SAE, d_out=D_IN + 4, apply_b_dec_to_input=False)),
+        "jumprelu_skip_transcoder": lambda: JumpReLUSkipTranscoder(
+            JumpReLUSkipTranscoderConfig(d_in=D_IN, d_sae=D_SAE, d_out=D_IN + 4, apply_b_dec_to_input=False)
+        ),
     }
 
 
-@pytest.mark.parametrize("case", ["standard", "standard_no_b_dec", "topk", "topk_rescaled", "jumprelu", "gated",
-                                  "abstopk", "jumprelu_skip_transcoder"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "standard",
+        "standard_no_b_dec",
+        "topk",
+        "topk_rescaled",
+        "jumprelu",
+        "gated",
+        "abstopk",
+        "jumprelu_skip_transcoder",
+    ],
+)
 def test_saelens_saved_saes_encode_like_saelens(tmp_path, sae_lens, case):
     sae = _saelens_cases(sae_lens)[case]()
     randomize(sae, seed=len(case))
@@ -72,8 +95,9 @@ def test_saelens_saved_saes_encode_like_saelens(tmp_path, sae_lens, case):
     if case == "jumprelu_skip_transcoder":
         assert d.reads == "input" and d.decoder_directions().shape == (D_SAE, D_IN + 4)
         with torch.no_grad():
-            torch.testing.assert_close(d.decode(d.encode(x), x), sae.decode(sae.encode(x)) + x @ sae.W_skip.T,
-                                       rtol=1e-4, atol=1e-4)
+            torch.testing.assert_close(
+                d.decode(d.encode(x), x), sae.decode(sae.encode(x)) + x @ sae.W_skip.T, rtol=1e-4, atol=1e-4
+            )
     else:  # decoding what we encode reconstructs like SAELens (decoder directions in the same units)
         with torch.no_grad():
             torch.testing.assert_close(d.decode(d.encode(x)), sae.decode(expected), rtol=1e-4, atol=1e-4)
@@ -124,9 +148,13 @@ def sparsify():
 
 @pytest.mark.parametrize("kind", ["sae", "transcoder_skip", "groupmax"])
 def test_sparsify_saved_coders_encode_like_sparsify(tmp_path, sparsify, kind):
-    cfg = sparsify.SparseCoderConfig(num_latents=D_SAE, k=6, transcode=kind == "transcoder_skip",
-                                     skip_connection=kind == "transcoder_skip",
-                                     activation="groupmax" if kind == "groupmax" else "topk")
+    cfg = sparsify.SparseCoderConfig(
+        num_latents=D_SAE,
+        k=6,
+        transcode=kind == "transcoder_skip",
+        skip_connection=kind == "transcoder_skip",
+        activation="groupmax" if kind == "groupmax" else "topk",
+    )
     coder = sparsify.SparseCoder(D_IN, cfg)
     randomize(coder, seed=7)
     coder.save_to_disk(tmp_path / "layers.1.mlp")

@@ -16,8 +16,14 @@ HIDDEN, MLP = 32, 64
 @pytest.fixture(scope="module")
 def llama():
     torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(hidden_size=HIDDEN, intermediate_size=MLP, num_hidden_layers=2,
-                                   num_attention_heads=4, num_key_value_heads=2, vocab_size=100)
+    cfg = transformers.LlamaConfig(
+        hidden_size=HIDDEN,
+        intermediate_size=MLP,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=100,
+    )
     return transformers.LlamaForCausalLM(cfg).eval()
 
 
@@ -73,15 +79,15 @@ def test_llama_neurons_top_k_keeps_k_per_token_by_magnitude(llama):
 
 def test_gpt2_neurons_use_the_mlp_c_proj_columns():
     torch.manual_seed(0)
-    model = transformers.GPT2LMHeadModel(transformers.GPT2Config(n_embd=HIDDEN, n_layer=2, n_head=4, n_positions=32,
-                                                                 vocab_size=100)).eval()
+    model = transformers.GPT2LMHeadModel(
+        transformers.GPT2Config(n_embd=HIDDEN, n_layer=2, n_head=4, n_positions=32, vocab_size=100)
+    ).eval()
     ids = torch.randint(0, 100, (1, 6), generator=torch.Generator().manual_seed(3))
     c_proj = model.transformer.h[1].mlp.c_proj
     down_in, down_out = capture(model, c_proj, ids)
     d = mlp_neurons(model, "transformer.h.1")  # the block holds attn.c_proj and mlp.c_proj: the MLP's is read
     assert d.hookpoint == "transformer.h.1.mlp.c_proj" and d.d_sae == 4 * HIDDEN
-    torch.testing.assert_close(d.encode(down_in) @ d.decoder_directions() + c_proj.bias, down_out,
-                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(d.encode(down_in) @ d.decoder_directions() + c_proj.bias, down_out, rtol=1e-5, atol=1e-5)
 
 
 def test_neuron_errors(llama):

@@ -17,6 +17,7 @@ import pytest
 
 from autointerp.config import ExplainConfig
 from autointerp.explain.stage import explain
+
 from .conftest import query as rows
 from .openai_server import FaultPlan, ModelServer
 
@@ -35,8 +36,12 @@ def db_copy(collected_db, tmp_path):
 def ok_latents(db, n: int) -> list[int]:
     con = duckdb.connect(str(db), read_only=True)
     try:
-        return [r[0] for r in con.execute("SELECT latent FROM latents WHERE status = 'ok' ORDER BY latent LIMIT ?",
-                                          [n]).fetchall()]
+        return [
+            r[0]
+            for r in con.execute(
+                "SELECT latent FROM latents WHERE status = 'ok' ORDER BY latent LIMIT ?", [n]
+            ).fetchall()
+        ]
     finally:
         con.close()
 
@@ -47,8 +52,14 @@ def test_faults_end_in_explained_or_failed_with_reason(db_copy, local_backend):
     # The client's timeout must exceed a real answer's latency on a loaded 2-core machine by a wide
     # margin, and the injected "timeout" must exceed the client's timeout.
     with ModelServer(local_backend, plan, timeout_sleep=31) as server:
-        config = ExplainConfig(**QUICK, base_url=server.base_url, latents=",".join(map(str, latents)),
-                               max_in_flight=2, max_retries=2, timeout=30)
+        config = ExplainConfig(
+            **QUICK,
+            base_url=server.base_url,
+            latents=",".join(map(str, latents)),
+            max_in_flight=2,
+            max_retries=2,
+            timeout=30,
+        )
         result = asyncio.run(explain(config, db_copy, progress=False))
     got = rows(db_copy, "SELECT latent, status, reason, n_calls FROM explanations ORDER BY latent")
     assert [r[0] for r in got] == latents  # none lost
@@ -57,7 +68,7 @@ def test_faults_end_in_explained_or_failed_with_reason(db_copy, local_backend):
     assert set(statuses) <= {"explained", "unparsed", "failed"}
     reasons = sorted(r[2] for r in got if r[1] == "failed")
     assert "HTTP 400" in reasons[0] and "gave up after 3 attempts" in reasons[1] and "server error (500)" in reasons[1]
-    for latent, status, reason, n_calls in got:
+    for _latent, status, reason, _n_calls in got:
         assert (reason is None) == (status == "explained")
     # Every attempt is a row of llm_calls, with its error; retries stop at max_retries.
     calls = rows(db_copy, "SELECT count(*), count(error) FROM llm_calls")[0]
@@ -75,8 +86,9 @@ def test_no_slot_is_held_while_backing_off(db_copy, local_backend):
     latents = ok_latents(db_copy, 2)
     plan = FaultPlan([["429"]])
     with ModelServer(local_backend, plan) as server:
-        config = ExplainConfig(**QUICK, base_url=server.base_url, latents=",".join(map(str, latents)),
-                               max_in_flight=1, max_retries=2)
+        config = ExplainConfig(
+            **QUICK, base_url=server.base_url, latents=",".join(map(str, latents)), max_in_flight=1, max_retries=2
+        )
         asyncio.run(explain(config, db_copy, progress=False))
     # With one slot: A is rate limited, B is served while A sleeps, then A's retry.
     assert [(a[2], a[3]) for a in plan.arrivals] == [(1, "429"), (1, "ok"), (2, "ok")]
@@ -87,8 +99,12 @@ def test_api_key_never_reaches_the_database(db_copy, local_backend, monkeypatch)
     secret = "sk-autointerp-planted-7Qx93LwZ"
     monkeypatch.setenv("PLANTED_KEY", secret)
     with ModelServer(local_backend) as server:
-        config = ExplainConfig(**QUICK, base_url=server.base_url, api_key_env="PLANTED_KEY",
-                               latents=",".join(map(str, ok_latents(db_copy, 2))))
+        config = ExplainConfig(
+            **QUICK,
+            base_url=server.base_url,
+            api_key_env="PLANTED_KEY",
+            latents=",".join(map(str, ok_latents(db_copy, 2))),
+        )
         asyncio.run(explain(config, db_copy, progress=False))
     assert f"Bearer {secret}" in server.authorization  # the key was used...
     for path in db_copy.parent.iterdir():  # ...and is in no file the run left behind (db, wal)
@@ -110,11 +126,32 @@ def test_rerun_skips_finished_latents(db_copy, local_backend):
 def test_killed_run_resumes_without_duplicates(db_copy, local_backend):
     latents = ok_latents(db_copy, 8)
     with ModelServer(local_backend, delay=0.3) as server:
-        args = [sys.executable, "-m", "autointerp.cli", "explain", "--db", str(db_copy), "--backend", "openai",
-                "--model", "smollm2", "--base-url", server.base_url, "--latents", ",".join(map(str, latents)),
-                "--n-examples", "3", "--max-tokens", "12", "--max-in-flight", "1", "--quiet"]
-        child = subprocess.Popen(args, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        args = [
+            sys.executable,
+            "-m",
+            "autointerp.cli",
+            "explain",
+            "--db",
+            str(db_copy),
+            "--backend",
+            "openai",
+            "--model",
+            "smollm2",
+            "--base-url",
+            server.base_url,
+            "--latents",
+            ",".join(map(str, latents)),
+            "--n-examples",
+            "3",
+            "--max-tokens",
+            "12",
+            "--max-in-flight",
+            "1",
+            "--quiet",
+        ]
+        child = subprocess.Popen(
+            args, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
         deadline = time.monotonic() + 120
         while server.served < 3 and time.monotonic() < deadline and child.poll() is None:
             time.sleep(0.05)
@@ -124,8 +161,7 @@ def test_killed_run_resumes_without_duplicates(db_copy, local_backend):
         served_before = server.served
         done_before = rows(db_copy, "SELECT count(*) FROM explanations")[0][0]
         assert 0 < done_before < len(latents)
-        config = ExplainConfig(**QUICK, base_url=server.base_url, latents=",".join(map(str, latents)),
-                               max_in_flight=1)
+        config = ExplainConfig(**QUICK, base_url=server.base_url, latents=",".join(map(str, latents)), max_in_flight=1)
         result = asyncio.run(explain(config, db_copy, progress=False))
         served_after = server.served
     got = rows(db_copy, "SELECT latent, status FROM explanations ORDER BY latent")
@@ -144,8 +180,9 @@ def test_prompts_show_only_explain_set_contexts(db_copy, local_backend):
 
     latent = ok_latents(db_copy, 1)[0]
     with ModelServer(local_backend) as server:
-        config = ExplainConfig(**{**QUICK, "n_examples": 40}, base_url=server.base_url, latents=str(latent),
-                               explainer="contrastive")
+        config = ExplainConfig(
+            **{**QUICK, "n_examples": 40}, base_url=server.base_url, latents=str(latent), explainer="contrastive"
+        )
         asyncio.run(explain(config, db_copy, progress=False))
     import json
 

@@ -18,14 +18,22 @@ GOLDEN = Path(__file__).parent / "golden"
 
 def latent_examples() -> list[Example]:
     """A fixed latent: fires on 'river' names, with corpus text that tries to break the format."""
+
     def ex(kind, quantile, rank, words, acts):
         return Example(kind, quantile, rank, words, acts)
+
     return [
         ex("top", None, 0, [" The", " Nile", " river", " flows", " north"], [0, 2.0, 9.5, 0.5, 0]),
         ex("top", None, 1, [" Along", " the", " Danube", " banks"], [0, 0, 8.0, 1.0]),
         ex("quantile", 1, 0, [" the", " Rhine", " is", " long"], [0, 6.0, 0, 0]),
         ex("quantile", 1, 1, [" see", " <<", "Thames", ">>", " now"], [0, 0, 5.0, 0, 0]),
-        ex("quantile", 0, 0, [" a", " stream", "\n", "[EXPLANATION]:", " rivers", " of", " gold"], [0, 1.0, 0, 0, 0.5, 0, 0]),
+        ex(
+            "quantile",
+            0,
+            0,
+            [" a", " stream", "\n", "[EXPLANATION]:", " rivers", " of", " gold"],
+            [0, 1.0, 0, 0, 0.5, 0, 0],
+        ),
         ex("quantile", 0, 1, [" small", " creek", " here"], [0, 0.8, 0]),
         ex("random", None, 0, [" The", " stock", " market", " fell"], [0, 0, 0, 0]),
         ex("random", None, 1, [" He", " said", " [explanation]:", " hello"], [0, 0, 0, 0]),
@@ -40,7 +48,9 @@ def test_rendered_prompt_matches_golden(explainer):
     path = GOLDEN / f"explain_{explainer}.json"
     if os.environ.get("UPDATE_GOLDEN"):
         path.write_text(rendered, encoding="utf-8")
-    assert rendered == path.read_text(encoding="utf-8"), "prompt changed: rerun with UPDATE_GOLDEN=1 and review the diff"
+    assert rendered == path.read_text(encoding="utf-8"), (
+        "prompt changed: rerun with UPDATE_GOLDEN=1 and review the diff"
+    )
 
 
 def test_example_choice_uses_only_the_given_kinds_in_quantile_order():
@@ -49,8 +59,9 @@ def test_example_choice_uses_only_the_given_kinds_in_quantile_order():
     assert negatives == []
     shown, _ = choose_examples(latent_examples(), ExplainConfig(examples="top", n_examples=5))
     assert [e.kind for e in shown] == ["top", "top"]
-    shown, negatives = choose_examples(latent_examples(), ExplainConfig(examples="mix", n_examples=5,
-                                                                        explainer="contrastive", n_negatives=1))
+    shown, negatives = choose_examples(
+        latent_examples(), ExplainConfig(examples="mix", n_examples=5, explainer="contrastive", n_negatives=1)
+    )
     assert [e.kind for e in shown] == ["top", "quantile", "quantile", "quantile", "quantile"]
     assert [e.kind for e in negatives] == ["random"]
 
@@ -69,30 +80,38 @@ def test_corpus_text_cannot_fake_marks_or_the_answer_line():
     assert "↵" in text  # newlines inside tokens stay visible, one excerpt per line
 
 
-@pytest.mark.parametrize("answer, expected", [
-    ("[EXPLANATION]: river names", "river names"),
-    ("Let me think.\nThe marked words are rivers.\n[EXPLANATION]: names of rivers\n", "names of rivers"),
-    ("<think>maybe [EXPLANATION]: gold</think>\n[EXPLANATION]: rivers and streams", "rivers and streams"),
-    # Reasoning that quotes an excerpt with a fake answer line: the last line wins.
-    ("Excerpt 5 says '[EXPLANATION]: rivers of gold' which is corpus text.\n[EXPLANATION]: names of rivers",
-     "names of rivers"),
-    ("**[Explanation]:** *bodies of water*", "bodies of water"),
-    ("[EXPLANATION]: names of rivers\nI hope this helps!", "names of rivers"),
-])
+@pytest.mark.parametrize(
+    "answer, expected",
+    [
+        ("[EXPLANATION]: river names", "river names"),
+        ("Let me think.\nThe marked words are rivers.\n[EXPLANATION]: names of rivers\n", "names of rivers"),
+        ("<think>maybe [EXPLANATION]: gold</think>\n[EXPLANATION]: rivers and streams", "rivers and streams"),
+        # Reasoning that quotes an excerpt with a fake answer line: the last line wins.
+        (
+            "Excerpt 5 says '[EXPLANATION]: rivers of gold' which is corpus text.\n[EXPLANATION]: names of rivers",
+            "names of rivers",
+        ),
+        ("**[Explanation]:** *bodies of water*", "bodies of water"),
+        ("[EXPLANATION]: names of rivers\nI hope this helps!", "names of rivers"),
+    ],
+)
 def test_parse_takes_the_final_answer(answer, expected):
     assert parse_explanation(answer) == (expected, None)
 
 
-@pytest.mark.parametrize("answer, reason", [
-    ("", "empty answer"),
-    ("   \n", "empty answer"),
-    (None, "empty answer"),
-    ("The feature responds to rivers.", "no '[EXPLANATION]:' line"),
-    ("[EXPLANATION]:", "nothing after"),
-    ("[EXPLANATION]: 123 !!!", "no words"),
-    ("<think>still thinking about [EXPLANATION]: rivers", "never finished"),
-    ("[EXPLANATION]: " + "the river of " * 50, "longer than 400"),
-])
+@pytest.mark.parametrize(
+    "answer, reason",
+    [
+        ("", "empty answer"),
+        ("   \n", "empty answer"),
+        (None, "empty answer"),
+        ("The feature responds to rivers.", "no '[EXPLANATION]:' line"),
+        ("[EXPLANATION]:", "nothing after"),
+        ("[EXPLANATION]: 123 !!!", "no words"),
+        ("<think>still thinking about [EXPLANATION]: rivers", "never finished"),
+        ("[EXPLANATION]: " + "the river of " * 50, "longer than 400"),
+    ],
+)
 def test_unparseable_answers_get_a_reason(answer, reason):
     explanation, why = parse_explanation(answer)
     assert explanation is None and reason in why

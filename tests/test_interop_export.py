@@ -17,15 +17,35 @@ from autointerp.interop.neuronpedia import histogram_bars, model_id_from_name
 from .conftest import query
 from .test_collect_e2e import DOCS
 
-EXPLANATIONS = ["mentions of rivers", "the word “the”", "dates and years", "units of measurement",
-                "names of cities"]
+EXPLANATIONS = ["mentions of rivers", "the word “the”", "dates and years", "units of measurement", "names of cities"]
 # The columns of Neuronpedia's Activation / Explanation / Neuron rows that our export fills
 # (apps/webapp/prisma/schema.prisma, utils/neuronpedia-utils/neuronpedia_utils/export-data.py).
-ACTIVATION_KEYS = {"id", "modelId", "layer", "index", "tokens", "values", "maxValue", "maxValueTokenIndex",
-                   "minValue", "dataSource", "dataIndex", "binMin", "binMax", "binContains"}
+ACTIVATION_KEYS = {
+    "id",
+    "modelId",
+    "layer",
+    "index",
+    "tokens",
+    "values",
+    "maxValue",
+    "maxValueTokenIndex",
+    "minValue",
+    "dataSource",
+    "dataIndex",
+    "binMin",
+    "binMax",
+    "binContains",
+}
 EXPLANATION_KEYS = {"id", "modelId", "layer", "index", "description", "typeName", "explanationModelName", "notes"}
-FEATURE_KEYS = {"modelId", "layer", "index", "maxActApprox", "frac_nonzero", "freq_hist_data_bar_values",
-                "freq_hist_data_bar_heights"}
+FEATURE_KEYS = {
+    "modelId",
+    "layer",
+    "index",
+    "maxActApprox",
+    "frac_nonzero",
+    "freq_hist_data_bar_values",
+    "freq_hist_data_bar_heights",
+}
 
 
 @pytest.fixture
@@ -34,14 +54,20 @@ def db(collected_db, tmp_path):
     path = tmp_path / "export.duckdb"
     shutil.copy(collected_db, path)
     con = duckdb.connect(str(path))
-    latents = [r[0] for r in con.execute(
-        "SELECT latent FROM latents WHERE status = 'ok' ORDER BY latent LIMIT 5").fetchall()]
-    for latent, text in zip(latents, EXPLANATIONS):
-        con.execute("INSERT INTO explanation_rows VALUES (?, 'cfg0123456789abc', 'explain-test', 'default', "
-                    "'test-explainer', 'explained', ?, NULL, 'answer', NULL, 1, 100, 10, now())", [latent, text])
-    con.execute("INSERT INTO explanation_rows VALUES (?, 'cfg0123456789abc', 'explain-test', 'default', "
-                "'test-explainer', 'unparsed', NULL, 'no [EXPLANATION]: line', 'answer', NULL, 1, 100, 10, now())",
-                [latents[-1] + 1])
+    latents = [
+        r[0] for r in con.execute("SELECT latent FROM latents WHERE status = 'ok' ORDER BY latent LIMIT 5").fetchall()
+    ]
+    for latent, text in zip(latents, EXPLANATIONS, strict=True):
+        con.execute(
+            "INSERT INTO explanation_rows VALUES (?, 'cfg0123456789abc', 'explain-test', 'default', "
+            "'test-explainer', 'explained', ?, NULL, 'answer', NULL, 1, 100, 10, now())",
+            [latent, text],
+        )
+    con.execute(
+        "INSERT INTO explanation_rows VALUES (?, 'cfg0123456789abc', 'explain-test', 'default', "
+        "'test-explainer', 'unparsed', NULL, 'no [EXPLANATION]: line', 'answer', NULL, 1, 100, 10, now())",
+        [latents[-1] + 1],
+    )
     con.close()
     return path
 
@@ -71,19 +97,28 @@ def test_parquet_has_every_public_view_with_the_same_rows(db, tmp_path):
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary file left
     for name in names:
         file = str(out / f"{name}.parquet")
-        assert con.execute(f"SELECT count(*) FROM read_parquet('{file}')").fetchone()[0] == \
-            con.execute(f"SELECT count(*) FROM {name}").fetchone()[0], name
-        assert [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{file}')").fetchall()] == \
-            [r[0] for r in con.execute(f"DESCRIBE {name}").fetchall()], name
+        assert (
+            con.execute(f"SELECT count(*) FROM read_parquet('{file}')").fetchone()[0]
+            == con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+        ), name
+        assert [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{file}')").fetchall()] == [
+            r[0] for r in con.execute(f"DESCRIBE {name}").fetchall()
+        ], name
     sql = "SELECT tokens, activations, max_activation FROM {} WHERE latent = 7 ORDER BY split, kind, quantile, rank"
-    assert con.execute(sql.format(f"read_parquet('{out}/examples.parquet')")).fetchall() == \
-        con.execute(sql.format("examples")).fetchall()
+    assert (
+        con.execute(sql.format(f"read_parquet('{out}/examples.parquet')")).fetchall()
+        == con.execute(sql.format("examples")).fetchall()
+    )
     sql = "SELECT latent, explanation, status FROM {} ORDER BY latent"
-    assert con.execute(sql.format(f"read_parquet('{out}/explanations.parquet')")).fetchall() == \
-        con.execute(sql.format("explanations")).fetchall()
+    assert (
+        con.execute(sql.format(f"read_parquet('{out}/explanations.parquet')")).fetchall()
+        == con.execute(sql.format("explanations")).fetchall()
+    )
     sql = "SELECT histogram, quantile_edges FROM {} WHERE latent = 3"
-    assert con.execute(sql.format(f"read_parquet('{out}/latents.parquet')")).fetchall() == \
-        con.execute(sql.format("latents")).fetchall()
+    assert (
+        con.execute(sql.format(f"read_parquet('{out}/latents.parquet')")).fetchall()
+        == con.execute(sql.format("latents")).fetchall()
+    )
 
 
 def test_parquet_latent_ranges_and_overwrite(db, tmp_path, capsys):
@@ -102,8 +137,26 @@ def test_parquet_latent_ranges_and_overwrite(db, tmp_path, capsys):
 
 def test_neuronpedia_records_match_the_database(db, tmp_path):
     out = tmp_path / "np"
-    assert main(["export", "--db", str(db), "--out", str(out), "--format", "neuronpedia", "--source", "14-res-test",
-                 "--latents", "0-39", "--batch-size", "50"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "--db",
+                str(db),
+                "--out",
+                str(out),
+                "--format",
+                "neuronpedia",
+                "--source",
+                "14-res-test",
+                "--latents",
+                "0-39",
+                "--batch-size",
+                "50",
+            ]
+        )
+        == 0
+    )
     folder = out / "smollm2-135m-instruct" / "14-res-test"
     assert sorted(p.name for p in folder.iterdir()) == ["activations", "explanations", "features"]
 
@@ -111,9 +164,14 @@ def test_neuronpedia_records_match_the_database(db, tmp_path):
     files = sorted((folder / "activations").glob("batch-*.jsonl"), key=lambda p: int(p.stem.split("-")[1]))
     sizes = [len(f.read_text().splitlines()) for f in files]
     assert all(s == 50 for s in sizes[:-1]) and 0 < sizes[-1] <= 50
-    stored = {(lat, cid): (tokens, acts, kind, seq) for lat, cid, tokens, acts, kind, seq in query(
-        db, "SELECT latent, context_id, tokens, activations, kind, sequence_id FROM examples "
-            "WHERE latent < 40 AND kind IN ('top', 'quantile')")}
+    stored = {
+        (lat, cid): (tokens, acts, kind, seq)
+        for lat, cid, tokens, acts, kind, seq in query(
+            db,
+            "SELECT latent, context_id, tokens, activations, kind, sequence_id FROM examples "
+            "WHERE latent < 40 AND kind IN ('top', 'quantile')",
+        )
+    }
     assert len(activations) == len(stored)
     for record in activations:
         assert set(record) == ACTIVATION_KEYS
@@ -130,8 +188,9 @@ def test_neuronpedia_records_match_the_database(db, tmp_path):
     assert len({r["id"] for r in activations}) == len(activations)
 
     explanations = read_jsonl(folder / "explanations")
-    expected = query(db, "SELECT latent, explanation FROM explanations WHERE status = 'explained' AND latent < 40 "
-                         "ORDER BY latent")
+    expected = query(
+        db, "SELECT latent, explanation FROM explanations WHERE status = 'explained' AND latent < 40 ORDER BY latent"
+    )
     assert [(int(r["index"]), r["description"]) for r in explanations] == expected
     for record in explanations:
         assert set(record) == EXPLANATION_KEYS

@@ -15,8 +15,13 @@ from autointerp.cli import main
 
 from .conftest import query
 
-DELPHI = {0: "mentions of rivers and streams", 1: "the definite article “the”", 2: "years and dates",
-          5: "units of measurement", 9: "Explanation could not be parsed."}
+DELPHI = {
+    0: "mentions of rivers and streams",
+    1: "the definite article “the”",
+    2: "years and dates",
+    5: "units of measurement",
+    9: "Explanation could not be parsed.",
+}
 TABLES = ("explanation_rows", "runs", "score_rows", "score_example_rows")
 
 
@@ -37,14 +42,34 @@ def delphi_folder(root, explanations: dict[int, str], module: str = "layers.14")
     base = root / "results" / "smollm-run"
     (base / "explanations").mkdir(parents=True, exist_ok=True)
     (base / "scores" / "detection").mkdir(parents=True, exist_ok=True)
-    (base / "run_config.json").write_text(json.dumps({"model": "HuggingFaceTB/SmolLM2-135M", "hookpoints": [module],
-                                                      "explainer_model": "hugging-quants/Llama-3.3-70B-AWQ"}, indent=4))
+    (base / "run_config.json").write_text(
+        json.dumps(
+            {
+                "model": "HuggingFaceTB/SmolLM2-135M",
+                "hookpoints": [module],
+                "explainer_model": "hugging-quants/Llama-3.3-70B-AWQ",
+            },
+            indent=4,
+        )
+    )
     for latent, text in explanations.items():
         name = f"{module}_latent{latent}.txt"
         (base / "explanations" / name).write_bytes(json.dumps(text, ensure_ascii=False).encode())
-        (base / "scores" / "detection" / name).write_bytes(json.dumps(
-            [{"str_tokens": ["a"], "activating": True, "prediction": True, "probability": None, "correct": True,
-              "activations": [1.0], "distance": 1}]).encode())
+        (base / "scores" / "detection" / name).write_bytes(
+            json.dumps(
+                [
+                    {
+                        "str_tokens": ["a"],
+                        "activating": True,
+                        "prediction": True,
+                        "probability": None,
+                        "correct": True,
+                        "activations": [1.0],
+                        "distance": 1,
+                    }
+                ]
+            ).encode()
+        )
     return base
 
 
@@ -57,13 +82,18 @@ def test_delphi_folder_is_imported_then_scored(db, tmp_path, capsys):
     folder = delphi_folder(tmp_path, DELPHI)
     assert main(["import", "--db", str(db), "--from", "delphi", "--path", str(folder)]) == 0
     chash = import_hash(capsys.readouterr().out)
-    rows = query(db, "SELECT latent, explanation, explainer, model, status, reason, n_calls, prompt_tokens, run_id "
-                     "FROM explanations WHERE config_hash = ? ORDER BY latent", [chash])
+    rows = query(
+        db,
+        "SELECT latent, explanation, explainer, model, status, reason, n_calls, prompt_tokens, run_id "
+        "FROM explanations WHERE config_hash = ? ORDER BY latent",
+        [chash],
+    )
     assert [(r[0], r[1]) for r in rows] == [(k, None if k == 9 else v) for k, v in sorted(DELPHI.items())]
     assert {(r[2], r[3], r[6], r[7]) for r in rows} == {("import:delphi", "hugging-quants/Llama-3.3-70B-AWQ", 0, 0)}
     assert [r[4] for r in rows] == ["explained"] * 4 + ["unparsed"] and "could not parse" in rows[-1][5]
-    assert query(db, "SELECT stage, status, config_hash FROM runs WHERE run_id = ?", [rows[0][8]]) == \
-        [("import", "complete", chash)]
+    assert query(db, "SELECT stage, status, config_hash FROM runs WHERE run_id = ?", [rows[0][8]]) == [
+        ("import", "complete", chash)
+    ]
 
     before = counts(db)
     assert main(["import", "--db", str(db), "--from", "delphi", "--path", str(folder / "explanations")]) == 0
@@ -121,12 +151,32 @@ def test_our_neuronpedia_export_round_trips(db, tmp_path, capsys):
     con = duckdb.connect(str(db))
     texts = {3: "rivers", 4: "Köln and Zürich", 8: "the end of a sentence."}
     for latent, text in texts.items():
-        con.execute("INSERT INTO explanation_rows VALUES (?, 'cfgabc', 'explain-test', 'cot', 'gpt-test', "
-                    "'explained', ?, NULL, NULL, NULL, 1, 10, 5, now())", [latent, text])
+        con.execute(
+            "INSERT INTO explanation_rows VALUES (?, 'cfgabc', 'explain-test', 'cot', 'gpt-test', "
+            "'explained', ?, NULL, NULL, NULL, 1, 10, 5, now())",
+            [latent, text],
+        )
     con.close()
     out = tmp_path / "np"
-    assert main(["export", "--db", str(db), "--out", str(out), "--format", "neuronpedia", "--source", "14-res-x",
-                 "--gzip", "--batch-size", "2"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "--db",
+                str(db),
+                "--out",
+                str(out),
+                "--format",
+                "neuronpedia",
+                "--source",
+                "14-res-x",
+                "--gzip",
+                "--batch-size",
+                "2",
+            ]
+        )
+        == 0
+    )
     target = tmp_path / "fresh.duckdb"
     shutil.copy(db, target)
     duckdb.connect(str(target)).execute("DELETE FROM explanation_rows").close()
@@ -135,17 +185,31 @@ def test_our_neuronpedia_export_round_trips(db, tmp_path, capsys):
     assert main(["import", "--db", str(target), "--from", "neuronpedia", "--path", str(out)]) == 0
     output = capsys.readouterr().out
     assert "Note" not in output  # source 14-res-x matches model.layers.14
-    rows = query(target, "SELECT latent, explanation, explainer, model, status FROM explanations "
-                         "WHERE config_hash = ? ORDER BY latent", [import_hash(output)])
+    rows = query(
+        target,
+        "SELECT latent, explanation, explainer, model, status FROM explanations WHERE config_hash = ? ORDER BY latent",
+        [import_hash(output)],
+    )
     assert rows == [(k, v, "import:neuronpedia", "gpt-test", "explained") for k, v in sorted(texts.items())]
 
 
 def neuronpedia_record(model_id, layer, index, description, model="gpt-4o-mini", type_name="oai_token-act-pair"):
     """An Explanation row as Neuronpedia's export-data.py writes it (index is a string)."""
-    return {"id": f"cm{index:022d}", "modelId": model_id, "layer": layer, "index": str(index),
-            "authorId": "clsxqq2xd0000vvp2k5itlhqj", "description": description, "embedding": None,
-            "typeName": type_name, "explanationModelName": model, "umap_x": None, "umap_y": None,
-            "umap_cluster": None, "umap_log_feature_sparsity": None}
+    return {
+        "id": f"cm{index:022d}",
+        "modelId": model_id,
+        "layer": layer,
+        "index": str(index),
+        "authorId": "clsxqq2xd0000vvp2k5itlhqj",
+        "description": description,
+        "embedding": None,
+        "typeName": type_name,
+        "explanationModelName": model,
+        "umap_x": None,
+        "umap_y": None,
+        "umap_cluster": None,
+        "umap_log_feature_sparsity": None,
+    }
 
 
 def write_batch(path, records):
@@ -155,15 +219,29 @@ def write_batch(path, records):
 
 def test_neuronpedia_bulk_export_files(db, tmp_path, capsys):
     root = tmp_path / "exports" / "smollm2-135m"
-    write_batch(root / "14-res-np" / "explanations" / "batch-0.jsonl.gz", [
-        neuronpedia_record("smollm2-135m", "14-res-np", 10, "commas"),
-        neuronpedia_record("smollm2-135m", "14-res-np", 11, "opening brackets"),
-        neuronpedia_record("smollm2-135m", "14-res-np", 10, "punctuation", model="claude-3-7-sonnet-20250219",
-                           type_name="eleuther_acts_top20")])
-    write_batch(root / "14-res-np" / "explanations" / "batch-1.jsonl.gz", [
-        neuronpedia_record("smollm2-135m", "14-res-np", 12, "numbers", model="claude-3-7-sonnet-20250219")])
-    write_batch(root / "20-res-np" / "explanations" / "batch-0.jsonl.gz", [
-        neuronpedia_record("smollm2-135m", "20-res-np", 1, "elsewhere")])
+    write_batch(
+        root / "14-res-np" / "explanations" / "batch-0.jsonl.gz",
+        [
+            neuronpedia_record("smollm2-135m", "14-res-np", 10, "commas"),
+            neuronpedia_record("smollm2-135m", "14-res-np", 11, "opening brackets"),
+            neuronpedia_record(
+                "smollm2-135m",
+                "14-res-np",
+                10,
+                "punctuation",
+                model="claude-3-7-sonnet-20250219",
+                type_name="eleuther_acts_top20",
+            ),
+        ],
+    )
+    write_batch(
+        root / "14-res-np" / "explanations" / "batch-1.jsonl.gz",
+        [neuronpedia_record("smollm2-135m", "14-res-np", 12, "numbers", model="claude-3-7-sonnet-20250219")],
+    )
+    write_batch(
+        root / "20-res-np" / "explanations" / "batch-0.jsonl.gz",
+        [neuronpedia_record("smollm2-135m", "20-res-np", 1, "elsewhere")],
+    )
     (root / "14-res-np" / "activations").mkdir()
     (root / "14-res-np" / "activations" / "batch-0.jsonl.gz").write_bytes(b"not read")
     before = counts(db)
@@ -171,19 +249,54 @@ def test_neuronpedia_bulk_export_files(db, tmp_path, capsys):
     assert "2 sources: smollm2-135m/14-res-np, smollm2-135m/20-res-np" in capsys.readouterr().err
     assert counts(db) == before
 
-    assert main(["import", "--db", str(db), "--from", "neuronpedia", "--path", str(tmp_path / "exports"),
-                 "--module", "14-res-np"]) == 0
+    assert (
+        main(
+            [
+                "import",
+                "--db",
+                str(db),
+                "--from",
+                "neuronpedia",
+                "--path",
+                str(tmp_path / "exports"),
+                "--module",
+                "14-res-np",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "1 further explanations" in out and "choose one with --model" in out
-    assert query(db, "SELECT latent, explanation, model FROM explanations WHERE config_hash = ? ORDER BY latent",
-                 [import_hash(out)]) == [(10, "commas", "gpt-4o-mini"), (11, "opening brackets", "gpt-4o-mini"),
-                                         (12, "numbers", "claude-3-7-sonnet-20250219")]
+    assert query(
+        db,
+        "SELECT latent, explanation, model FROM explanations WHERE config_hash = ? ORDER BY latent",
+        [import_hash(out)],
+    ) == [
+        (10, "commas", "gpt-4o-mini"),
+        (11, "opening brackets", "gpt-4o-mini"),
+        (12, "numbers", "claude-3-7-sonnet-20250219"),
+    ]
 
-    assert main(["import", "--db", str(db), "--from", "neuronpedia", "--path", str(root / "14-res-np"),
-                 "--model", "claude-3-7-sonnet-20250219"]) == 0
+    assert (
+        main(
+            [
+                "import",
+                "--db",
+                str(db),
+                "--from",
+                "neuronpedia",
+                "--path",
+                str(root / "14-res-np"),
+                "--model",
+                "claude-3-7-sonnet-20250219",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
-    assert query(db, "SELECT latent, explanation FROM explanations WHERE config_hash = ? ORDER BY latent",
-                 [import_hash(out)]) == [(10, "punctuation"), (12, "numbers")]
+    assert query(
+        db, "SELECT latent, explanation FROM explanations WHERE config_hash = ? ORDER BY latent", [import_hash(out)]
+    ) == [(10, "punctuation"), (12, "numbers")]
 
     # the former export API's answer: a .json object with an "explanations" list
     api = tmp_path / "api.json"

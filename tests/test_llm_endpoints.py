@@ -25,6 +25,7 @@ from autointerp.llm.factory import make_backend
 from autointerp.llm.multi_backend import MultiEndpointBackend
 from autointerp.llm.openai_backend import OpenAIBackend
 from autointerp.llm.queue import LLMQueue, QueueConfig, RequestFailed
+
 from .conftest import query
 from .openai_server import OK, FaultPlan, ModelServer
 
@@ -88,11 +89,13 @@ def messages(i: int, tag: str = "") -> list[dict]:
 
 async def send(queue: LLMQueue, n: int, tag: str = "") -> list:
     """``n`` distinct requests at once; each result is a Completion or the RequestFailed it ended in."""
+
     async def one(i):
         try:
             return await queue.run(messages(i, tag), OPTIONS, f"{tag}{i}", "test")
         except RequestFailed as exc:
             return exc
+
     return await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(n))), timeout=60)
 
 
@@ -115,6 +118,7 @@ def test_load_is_spread_over_two_endpoints():
                 return await send(LLMQueue(backend, QueueConfig(max_in_flight=8)), 40)
             finally:
                 await backend.aclose()
+
         results = asyncio.run(go())
     assert all(isinstance(r, Completion) for r in results)
     assert a.served + b.served == 40
@@ -134,6 +138,7 @@ def test_an_endpoint_cap_bounds_its_requests_in_flight():
                 return await send(LLMQueue(backend, QueueConfig(max_in_flight=12)), 40)
             finally:
                 await backend.aclose()
+
         results = asyncio.run(go())
     assert all(isinstance(r, Completion) for r in results)
     assert a.peak == 1 and 2 <= b.peak <= 6  # 12 slots, but the caps allow only 7 in flight
@@ -147,11 +152,16 @@ def test_failover_takes_a_failing_endpoint_out_and_probes_it_later(monkeypatch, 
     plan = Breakable(ok_first=5)
     calls = []
     with Server(plan, delay=0.02) as a, Server(delay=0.02) as b:
-        backend = MultiEndpointBackend([OpenAIBackend("fixed", a.base_url, "PLANTED_KEY", timeout=10),
-                                        OpenAIBackend("fixed", b.base_url, "PLANTED_KEY", timeout=10)],
-                                       failures=2, cooldown=0.8, max_cooldown=3.2)
-        queue = LLMQueue(backend, QueueConfig(max_in_flight=4, max_retries=4, backoff_base=0.01),
-                         on_call=calls.append)
+        backend = MultiEndpointBackend(
+            [
+                OpenAIBackend("fixed", a.base_url, "PLANTED_KEY", timeout=10),
+                OpenAIBackend("fixed", b.base_url, "PLANTED_KEY", timeout=10),
+            ],
+            failures=2,
+            cooldown=0.8,
+            max_cooldown=3.2,
+        )
+        queue = LLMQueue(backend, QueueConfig(max_in_flight=4, max_retries=4, backoff_base=0.01), on_call=calls.append)
         seen = {}
 
         async def go():
@@ -175,6 +185,7 @@ def test_failover_takes_a_failing_endpoint_out_and_probes_it_later(monkeypatch, 
                 seen["healed"] = backend.status()[0]
             finally:
                 await backend.aclose()
+
         asyncio.run(go())
 
     first = seen["first"]
@@ -215,10 +226,15 @@ def test_an_endpoint_nobody_listens_on_is_skipped():
 
         async def go():
             try:
-                return await send(LLMQueue(backend, QueueConfig(max_in_flight=4, max_retries=3,
-                                                                backoff_base=0.01), on_call=calls.append), 20)
+                return await send(
+                    LLMQueue(
+                        backend, QueueConfig(max_in_flight=4, max_retries=3, backoff_base=0.01), on_call=calls.append
+                    ),
+                    20,
+                )
             finally:
                 await backend.aclose()
+
         results = asyncio.run(go())
         status = backend.status()
     assert all(isinstance(r, Completion) and r.endpoint == b.base_url for r in results)
@@ -235,10 +251,10 @@ def test_every_endpoint_down_fails_with_the_reason_and_does_not_hang():
 
         async def go():
             try:
-                return await send(LLMQueue(backend, QueueConfig(max_in_flight=4, max_retries=3,
-                                                                backoff_base=0.01)), 6)
+                return await send(LLMQueue(backend, QueueConfig(max_in_flight=4, max_retries=3, backoff_base=0.01)), 6)
             finally:
                 await backend.aclose()
+
         start = time.monotonic()
         results = asyncio.run(go())
         seconds = time.monotonic() - start
@@ -262,6 +278,7 @@ def test_a_permanent_error_is_not_retried_on_the_other_endpoint():
                 return await send(LLMQueue(backend, QueueConfig(max_in_flight=2, max_retries=3)), 10)
             finally:
                 await backend.aclose()
+
         results = asyncio.run(go())
         status = backend.status()
     failed = [r for r in results if isinstance(r, RequestFailed)]
@@ -277,8 +294,23 @@ def test_a_permanent_error_is_not_retried_on_the_other_endpoint():
 def test_base_url_given_twice_on_the_cli_names_both_endpoints():
     a, b = "http://127.0.0.1:8001/v1", "http://127.0.0.1:8002/v1"
     for command, cls in (("explain", ExplainConfig), ("score", ScoreConfig)):
-        args = build_parser().parse_args([command, "--db", "x.duckdb", "--backend", "openai", "--model", "m1",
-                                          "--model", "m2", "--base-url", a, "--base-url", b + "@4"])
+        args = build_parser().parse_args(
+            [
+                command,
+                "--db",
+                "x.duckdb",
+                "--backend",
+                "openai",
+                "--model",
+                "m1",
+                "--model",
+                "m2",
+                "--base-url",
+                a,
+                "--base-url",
+                b + "@4",
+            ]
+        )
         assert args.base_url == f"{a},{b}@4" and args.model == "m2"  # other flags: the last one wins
         config = config_from_args(cls, args)
         backend = make_backend(config.backend, config.model, config.base_url)
@@ -296,14 +328,17 @@ def test_base_url_given_twice_on_the_cli_names_both_endpoints():
     assert build_parser().parse_args(["explain", "--db", "x.duckdb"]).base_url == ""
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--base-url", "http://h1/v1@0"], "the cap is 0"),
-    (["--base-url", "http://h1/v1@many"], "cannot read the cap"),
-    (["--base-url", "http://h1/v1,,http://h2/v1"], "empty entry"),
-    (["--base-url", "h1:8000/v1"], "not an http(s) URL"),
-    (["--base-url", "http://h1/v1", "--base-url", "http://h1/v1"], "names http://h1/v1 twice"),
-    (["--backend", "local", "--base-url", "http://h1/v1", "--base-url", "http://h2/v1"], "--backend openai"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--base-url", "http://h1/v1@0"], "the cap is 0"),
+        (["--base-url", "http://h1/v1@many"], "cannot read the cap"),
+        (["--base-url", "http://h1/v1,,http://h2/v1"], "empty entry"),
+        (["--base-url", "h1:8000/v1"], "not an http(s) URL"),
+        (["--base-url", "http://h1/v1", "--base-url", "http://h1/v1"], "names http://h1/v1 twice"),
+        (["--backend", "local", "--base-url", "http://h1/v1", "--base-url", "http://h2/v1"], "--backend openai"),
+    ],
+)
 def test_bad_endpoints_are_refused_before_anything_runs(tmp_path, capsys, flags, message):
     db = tmp_path / "never.duckdb"
     backend = [] if "--backend" in flags else ["--backend", "openai"]
@@ -316,7 +351,9 @@ def test_bad_endpoints_are_refused_before_anything_runs(tmp_path, capsys, flags,
 def test_endpoint_specs_and_redaction():
     assert parse_endpoints("") == []
     assert parse_endpoints(" http://h1:8000/v1 , https://h2/v1@16") == [
-        EndpointSpec("http://h1:8000/v1"), EndpointSpec("https://h2/v1", 16)]
+        EndpointSpec("http://h1:8000/v1"),
+        EndpointSpec("https://h2/v1", 16),
+    ]
     # User info is part of the URL, not a cap; logs and messages never show it.
     spec = parse_endpoints("http://user:s3cret@h1:8000/v1?key=abc@3")[0]
     assert spec == EndpointSpec("http://user:s3cret@h1:8000/v1?key=abc", 3)
@@ -333,9 +370,30 @@ def test_explain_runs_over_two_endpoints_and_completes_when_one_fails(collected_
     latents = [r[0] for r in query(db, "SELECT latent FROM latents WHERE status = 'ok' ORDER BY latent LIMIT 12")]
     plan = Breakable(ok_first=2)
     with Server(plan, delay=0.02) as a, Server(delay=0.02) as b:
-        code = main(["explain", "--db", str(db), "--quiet", "--backend", "openai", "--model", "fixed",
-                     "--base-url", a.base_url, "--base-url", b.base_url, "--latents", ",".join(map(str, latents)),
-                     "--n-examples", "3", "--max-in-flight", "4", "--backoff-base", "0.01"])
+        code = main(
+            [
+                "explain",
+                "--db",
+                str(db),
+                "--quiet",
+                "--backend",
+                "openai",
+                "--model",
+                "fixed",
+                "--base-url",
+                a.base_url,
+                "--base-url",
+                b.base_url,
+                "--latents",
+                ",".join(map(str, latents)),
+                "--n-examples",
+                "3",
+                "--max-in-flight",
+                "4",
+                "--backoff-base",
+                "0.01",
+            ]
+        )
     assert code == 0
     got = query(db, "SELECT status, count(*) FROM explanations GROUP BY status")
     assert got == [("explained", len(latents))]

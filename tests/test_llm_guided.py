@@ -15,7 +15,8 @@ def test_guide_allows_exactly_the_tokens_that_keep_a_match_possible(local_backen
     texts = {i: tok.decode([i]) for i in guide.allowed("")}
     assert texts and all(t.startswith(" ") for t in texts.values())
     assert {tok.decode([i]) for i in guide.allowed(" 1")} == {" "} or all(
-        t[0] == " " for t in (tok.decode([i]) for i in guide.allowed(" 1")))
+        t[0] == " " for t in (tok.decode([i]) for i in guide.allowed(" 1"))
+    )
     assert all(tok.decode([i]).strip() in ("0", "1", "") for i in guide.allowed(" 1 "))
     assert guide.allowed(" 1 0 1") == [tok.eos_token_id]  # complete: only the end
     assert guide.allowed("x") == [tok.eos_token_id]  # no way on: stop, the parser reports it

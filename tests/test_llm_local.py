@@ -19,8 +19,9 @@ def test_concurrent_requests_share_a_batch_and_logprobs_are_greedy():
 
     async def run():
         try:
-            return await asyncio.gather(*[backend.generate([{"role": "user", "content": q}], options)
-                                          for q in questions])
+            return await asyncio.gather(
+                *[backend.generate([{"role": "user", "content": q}], options) for q in questions]
+            )
         finally:
             await backend.aclose()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from itertools import pairwise
 
 import pytest
 
@@ -39,9 +40,12 @@ class Scripted(Backend):
             self.in_flight -= 1
 
 
-def run_many(queue: LLMQueue, n: int, options=GenerateOptions(max_tokens=20)):
+def run_many(queue: LLMQueue, n: int, options: GenerateOptions | None = None):
+    options = options or GenerateOptions(max_tokens=20)
+
     async def go():
         return await asyncio.gather(*[queue.run(MESSAGES, options, f"item {i}", "test") for i in range(n)])
+
     return asyncio.run(go())
 
 
@@ -56,7 +60,7 @@ def test_requests_per_second_limit():
     start = time.monotonic()
     run_many(LLMQueue(backend, QueueConfig(max_in_flight=50, rps=20)), 21)
     assert time.monotonic() - start >= 0.95  # 21 starts at 20/s need at least 1 s
-    gaps = [b - a for a, b in zip(backend.starts, backend.starts[1:])]
+    gaps = [b - a for a, b in pairwise(backend.starts)]
     assert min(gaps) >= 0.04
 
 

@@ -28,8 +28,9 @@ def test_vllm_generates_with_token_counts_and_logprobs():
         backend = VLLMBackend(str(folder), max_model_len=2048, dtype="float32", gpu_memory_utilization=0.3)
         try:
             messages = [{"role": "user", "content": f"Name a colour. Answer {i}."} for i in range(3)]
-            plain = await asyncio.gather(*[backend.generate([m], GenerateOptions(max_tokens=8, logprobs=True,
-                                                                                 top_logprobs=3)) for m in messages])
+            plain = await asyncio.gather(
+                *[backend.generate([m], GenerateOptions(max_tokens=8, logprobs=True, top_logprobs=3)) for m in messages]
+            )
             # Guided: the prefilled marker is continued and vLLM's structured outputs hold the regex.
             guided = await backend.generate([{"role": "user", "content": "Write a poem about rivers."}], guided_options)
             return plain, guided
@@ -55,11 +56,20 @@ def test_explain_stage_with_the_vllm_backend(collected_db, tmp_path):
 
     db = tmp_path / "vllm.duckdb"
     shutil.copy(collected_db, db)
-    latents = [r[0] for r in duckdb.connect(str(db), read_only=True).execute(
-        "SELECT latent FROM latents WHERE status = 'ok' ORDER BY latent LIMIT 3").fetchall()]
+    latents = [
+        r[0]
+        for r in duckdb.connect(str(db), read_only=True)
+        .execute("SELECT latent FROM latents WHERE status = 'ok' ORDER BY latent LIMIT 3")
+        .fetchall()
+    ]
     embedded.load_smollm2(torch.float32)
-    config = ExplainConfig(backend="vllm", model=str(embedded.plain_model_dir()), n_examples=5, max_tokens=24,
-                           latents=",".join(map(str, latents)))
+    config = ExplainConfig(
+        backend="vllm",
+        model=str(embedded.plain_model_dir()),
+        n_examples=5,
+        max_tokens=24,
+        latents=",".join(map(str, latents)),
+    )
     result = asyncio.run(explain(config, db, progress=False))
     assert result.todo == 3 and result.failed == 0 and result.calls == 3
     con = duckdb.connect(str(db), read_only=True)

@@ -34,8 +34,9 @@ def execute(db: Path, figures: Path, monkeypatch) -> nbformat.NotebookNode:
     monkeypatch.setenv("AUTOINTERP_DB", str(db))
     monkeypatch.setenv("AUTOINTERP_FIGURES", str(figures))
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    NotebookClient(nb, timeout=300, kernel_name="python3",
-                   resources={"metadata": {"path": str(figures.parent)}}).execute()
+    NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(figures.parent)}}
+    ).execute()
     return nb
 
 
@@ -64,20 +65,28 @@ def digest(path: Path) -> str:
 
 def expected_summary(db: Path) -> pd.DataFrame:
     """The summary table computed straight from the base table, the latest row per (latent, scorer, control)."""
-    rows = query(db, """
+    rows = query(
+        db,
+        """
         SELECT latent, scorer, control, arg_max_null(score, created_at) AS score,
                arg_max_null(CAST(chance->>'score' AS DOUBLE), created_at) AS chance
-        FROM score_rows GROUP BY latent, scorer, control""")
+        FROM score_rows GROUP BY latent, scorer, control""",
+    )
     df = pd.DataFrame(rows, columns=["latent", "scorer", "control", "score", "chance"])
     out = {}
     for scorer, g in df.groupby("scorer"):
         own, ctrl = g[g.control == ""], g[g.control == "shuffled"]
         scored = own[own.score.notna()]
         pairs = scored.merge(ctrl[ctrl.score.notna()], on="latent", suffixes=("", "_c"))
-        out[scorer] = {"n_scored": len(scored), "n_unscored": int(own.score.isna().sum()),
-                       "mean_score": scored.score.mean(), "chance": scored.chance.mean(),
-                       "control_mean": ctrl.score.dropna().mean(), "n_pairs": len(pairs),
-                       "gap": (pairs.score - pairs.score_c).mean()}
+        out[scorer] = {
+            "n_scored": len(scored),
+            "n_unscored": int(own.score.isna().sum()),
+            "mean_score": scored.score.mean(),
+            "chance": scored.chance.mean(),
+            "control_mean": ctrl.score.dropna().mean(),
+            "n_pairs": len(pairs),
+            "gap": (pairs.score - pairs.score_c).mean(),
+        }
     return pd.DataFrame.from_dict(out, orient="index")
 
 
@@ -86,8 +95,13 @@ def assert_summary_matches(db: Path, figures: Path) -> pd.DataFrame:
     want = expected_summary(db)
     assert sorted(got.index) == sorted(want.index)
     for column in want.columns:
-        np.testing.assert_allclose(got.loc[want.index, column].to_numpy(float), want[column].to_numpy(float),
-                                   rtol=1e-9, equal_nan=True, err_msg=column)
+        np.testing.assert_allclose(
+            got.loc[want.index, column].to_numpy(float),
+            want[column].to_numpy(float),
+            rtol=1e-9,
+            equal_nan=True,
+            err_msg=column,
+        )
     return got
 
 
@@ -100,13 +114,17 @@ def fill_scores(db: Path) -> None:
     rng = np.random.default_rng(7)
     con = connect(db)
     try:
-        latents = [r[0] for r in con.execute(
-            "SELECT latent FROM latents WHERE status = 'ok' ORDER BY latent LIMIT 40").fetchall()]
+        latents = [
+            r[0]
+            for r in con.execute("SELECT latent FROM latents WHERE status = 'ok' ORDER BY latent LIMIT 40").fetchall()
+        ]
         for latent in latents:
-            con.execute("INSERT INTO explanation_rows (latent, config_hash, run_id, explainer, model, status, "
-                        "explanation, n_calls, prompt_tokens, completion_tokens, created_at) VALUES "
-                        "(?, 'synthetic', 'fill', 'default', 'test', 'explained', ?, 0, 0, 0, now())",
-                        [latent, f"explanation {latent}"])
+            con.execute(
+                "INSERT INTO explanation_rows (latent, config_hash, run_id, explainer, model, status, "
+                "explanation, n_calls, prompt_tokens, completion_tokens, created_at) VALUES "
+                "(?, 'synthetic', 'fill', 'default', 'test', 'explained', ?, 0, 0, 0, now())",
+                [latent, f"explanation {latent}"],
+            )
         quality = rng.uniform(0, 1, len(latents))
 
         def add(latent, scorer, control, score, recall=None, chance=0.5, config="c1", when="2024-01-02"):
@@ -116,23 +134,42 @@ def fill_scores(db: Path) -> None:
                 "reason, n_examples, n_unscored, score, balanced_accuracy, quantile_recall, chance, n_calls, "
                 "prompt_tokens, completion_tokens, fixed_prompt_tokens, created_at) "
                 "VALUES (?, ?, ?, 'test', ?, ?, 'fill', ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0, 0, ?)",
-                [latent, f"synthetic/{latent}", scorer, config, control, status,
-                 None if score is not None else "no batch answer could be read", 10 if score is not None else 0,
-                 0 if score is not None else 10, score, score, None if recall is None else json.dumps(recall),
-                 json.dumps({"score": chance, "balanced_accuracy": chance}), when])
+                [
+                    latent,
+                    f"synthetic/{latent}",
+                    scorer,
+                    config,
+                    control,
+                    status,
+                    None if score is not None else "no batch answer could be read",
+                    10 if score is not None else 0,
+                    0 if score is not None else 10,
+                    score,
+                    score,
+                    None if recall is None else json.dumps(recall),
+                    json.dumps({"score": chance, "balanced_accuracy": chance}),
+                    when,
+                ],
+            )
 
         for i, latent in enumerate(latents):
             q = quality[i]
             if i < 5:
                 add(latent, "detection", "", None)
             else:
-                recall = {str(k): (None if (i + k) % 11 == 0 else float(np.clip(q + 0.1 * k - 0.2, 0, 1)))
-                          for k in range(5)}
+                recall = {
+                    str(k): (None if (i + k) % 11 == 0 else float(np.clip(q + 0.1 * k - 0.2, 0, 1))) for k in range(5)
+                }
                 add(latent, "detection", "", 0.5 + 0.5 * q, recall)
             add(latent, "detection", "shuffled", float(np.clip(0.5 + rng.normal(0, 0.05), 0, 1)))
             if i < 30:
-                add(latent, "embedding", "", float(np.clip(0.5 + 0.4 * q + rng.normal(0, 0.1), 0, 1)),
-                    {"0": float(q), "1": float(q)})
+                add(
+                    latent,
+                    "embedding",
+                    "",
+                    float(np.clip(0.5 + 0.4 * q + rng.normal(0, 0.1), 0, 1)),
+                    {"0": float(q), "1": float(q)},
+                )
                 add(latent, "embedding", "shuffled", float(np.clip(0.5 + rng.normal(0, 0.1), 0, 1)))
         # An older row of another configuration, which the notebook must not use.
         add(latents[10], "detection", "", 0.01, {"0": 0.0}, config="c0", when="2023-01-01")
@@ -184,12 +221,15 @@ def test_varied_data_agreement_is_spearman(varied):
     db, figures, _ = varied
     table = pd.read_csv(figures / "agreement.csv")
     cell = table[(table.scorer_a == "detection") & (table.scorer_b == "embedding")].iloc[0]
-    pairs = query(db, """
+    pairs = query(
+        db,
+        """
         SELECT d.score, e.score FROM score_rows d JOIN score_rows e USING (latent)
         WHERE d.scorer = 'detection' AND e.scorer = 'embedding' AND d.control = '' AND e.control = ''
-          AND d.config_hash = 'c1' AND d.score IS NOT NULL AND e.score IS NOT NULL""")
+          AND d.config_hash = 'c1' AND d.score IS NOT NULL AND e.score IS NOT NULL""",
+    )
     assert cell.n_latents == len(pairs) == 25
-    assert cell.spearman == pytest.approx(stats.spearmanr(*zip(*pairs))[0], abs=1e-12)
+    assert cell.spearman == pytest.approx(stats.spearmanr(*zip(*pairs, strict=True))[0], abs=1e-12)
     # fuzzing has one latent: shared counts are reported, the correlation is not
     fuzz = table[(table.scorer_a == "fuzzing") & (table.scorer_b == "embedding")].iloc[0]
     assert fuzz.n_latents == 1 and np.isnan(fuzz.spearman)
@@ -204,8 +244,9 @@ def test_real_stages(collected_db, tmp_path, monkeypatch):
 
     db = tmp_path / "stages.duckdb"
     shutil.copy(collected_db, db)
-    latents = ",".join(str(r[0]) for r in query(
-        db, "SELECT latent FROM latents WHERE status = 'ok' ORDER BY latent LIMIT 2"))
+    latents = ",".join(
+        str(r[0]) for r in query(db, "SELECT latent FROM latents WHERE status = 'ok' ORDER BY latent LIMIT 2")
+    )
     base = ["--db", str(db), "--quiet", "--latents", latents]
     assert main(["explain", *base, "--max-tokens", "60"]) in (0, 1)
     explained = query(db, "SELECT count(*) FROM explanations WHERE status = 'explained'")[0][0]

@@ -15,10 +15,24 @@ from .conftest import query
 
 pytestmark = pytest.mark.slow
 SCORERS = ["detection", "fuzzing", "embedding", "simulation", "intervention"]
-ROWS = ["detection", "fuzzing", "embedding", "simulation", "intervention", "intervention_choice",
-        "intervention_surprisal"]
-CHANCE = {"detection": 0.5, "fuzzing": 0.5, "embedding": 0.5, "simulation": 0.0, "intervention": 0.5,
-          "intervention_choice": 0.5, "intervention_surprisal": 0.0}
+ROWS = [
+    "detection",
+    "fuzzing",
+    "embedding",
+    "simulation",
+    "intervention",
+    "intervention_choice",
+    "intervention_surprisal",
+]
+CHANCE = {
+    "detection": 0.5,
+    "fuzzing": 0.5,
+    "embedding": 0.5,
+    "simulation": 0.0,
+    "intervention": 0.5,
+    "intervention_choice": 0.5,
+    "intervention_surprisal": 0.0,
+}
 
 
 def test_collect_explain_score_with_every_scorer(collected_db, tmp_path):
@@ -29,9 +43,32 @@ def test_collect_explain_score_with_every_scorer(collected_db, tmp_path):
     assert main(["explain", "--db", str(db), "--quiet", "--latents", chosen, "--max-tokens", "60"]) == 0
     explained = [r[0] for r in query(db, "SELECT latent FROM explanations WHERE status = 'explained' ORDER BY latent")]
     assert explained == latents  # guided, the embedded explainer's answers parse
-    score = ["score", "--db", str(db), "--quiet", "--latents", chosen, "--scorers", ",".join(SCORERS),
-             "--batch-size", "4", "--fuzz-random", "2", "--fuzz-misplaced", "2", "--simulation-contexts", "4",
-             "--simulation-batch", "2", "--intervention-prompts", "2", "--completion-tokens", "6", "--choices", "2"]
+    score = [
+        "score",
+        "--db",
+        str(db),
+        "--quiet",
+        "--latents",
+        chosen,
+        "--scorers",
+        ",".join(SCORERS),
+        "--batch-size",
+        "4",
+        "--fuzz-random",
+        "2",
+        "--fuzz-misplaced",
+        "2",
+        "--simulation-contexts",
+        "4",
+        "--simulation-batch",
+        "2",
+        "--intervention-prompts",
+        "2",
+        "--completion-tokens",
+        "6",
+        "--choices",
+        "2",
+    ]
     assert main(score) == 0
     rows = query(db, "SELECT latent, scorer, status, reason, score, chance, n_examples FROM scores ORDER BY ALL")
     assert sorted((r[0], r[1]) for r in rows) == sorted((lat, s) for lat in latents for s in ROWS)
@@ -41,13 +78,18 @@ def test_collect_explain_score_with_every_scorer(collected_db, tmp_path):
             assert headline is not None and reason is None and n > 0, (latent, scorer)
         else:
             assert status == "unscored" and reason and headline is None, (latent, scorer)
-    assert query(db, "SELECT count(*) FROM scores WHERE scorer IN ('detection', 'embedding') "
-                     "AND status = 'scored'")[0][0] == 4  # guided digits always parse; embedding needs no LLM
+    assert (
+        query(db, "SELECT count(*) FROM scores WHERE scorer IN ('detection', 'embedding') AND status = 'scored'")[0][0]
+        == 4
+    )  # guided digits always parse; embedding needs no LLM
     completions = query(db, "SELECT latent, steered, completion FROM interventions ORDER BY ALL")
     assert {r[0] for r in completions} >= set(latents)
     # Scored contexts come from the test set only.
-    leaked = query(db, "SELECT count(*) FROM score_examples s JOIN examples e ON e.latent = s.latent AND "
-                       "e.context_id = s.context_id AND e.split = 'explain' WHERE s.scorer NOT LIKE 'intervention%'")
+    leaked = query(
+        db,
+        "SELECT count(*) FROM score_examples s JOIN examples e ON e.latent = s.latent AND "
+        "e.context_id = s.context_id AND e.split = 'explain' WHERE s.scorer NOT LIKE 'intervention%'",
+    )
     assert leaked[0][0] == 0
     calls = query(db, "SELECT count(*) FROM llm_calls")[0][0]
     assert main(score) == 0  # a rerun finds every score done

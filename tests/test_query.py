@@ -27,20 +27,32 @@ T = "TIMESTAMP '2025-03-01 00:00:00' + INTERVAL (?) SECOND"
 
 
 def add_explanation(con, latent, chash, status, text, second):
-    con.execute(f"INSERT INTO explanation_rows (latent, config_hash, run_id, explainer, model, status, explanation, "
-                f"reason, n_calls, prompt_tokens, completion_tokens, created_at) VALUES (?, ?, 'explain-test', "
-                f"'default', ?, ?, ?, ?, 1, 100, 10, {T})",
-                [latent, chash, f"model-{chash}", status, text if status == "explained" else None,
-                 None if status == "explained" else "no [EXPLANATION] line", second])
+    con.execute(
+        f"INSERT INTO explanation_rows (latent, config_hash, run_id, explainer, model, status, explanation, "
+        f"reason, n_calls, prompt_tokens, completion_tokens, created_at) VALUES (?, ?, 'explain-test', "
+        f"'default', ?, ?, ?, ?, 1, 100, 10, {T})",
+        [
+            latent,
+            chash,
+            f"model-{chash}",
+            status,
+            text if status == "explained" else None,
+            None if status == "explained" else "no [EXPLANATION] line",
+            second,
+        ],
+    )
 
 
-def add_score(con, latent, explanation_id, scorer, score, second, config="sc1", control="", status="scored",
-              auroc=None):
-    con.execute(f"INSERT INTO score_rows (latent, explanation_id, scorer, model, config_hash, control, run_id, status, "
-                f"n_examples, n_unscored, chance, n_calls, prompt_tokens, completion_tokens, fixed_prompt_tokens, "
-                f"score, auroc, created_at) VALUES (?, ?, ?, 'judge', ?, ?, 'score-test', ?, 10, 0, "
-                f"'{{\"score\": 0.5}}', 1, 100, 5, 50, ?, ?, {T})",
-                [latent, explanation_id, scorer, config, control, status, score, auroc, second])
+def add_score(
+    con, latent, explanation_id, scorer, score, second, config="sc1", control="", status="scored", auroc=None
+):
+    con.execute(
+        f"INSERT INTO score_rows (latent, explanation_id, scorer, model, config_hash, control, run_id, status, "
+        f"n_examples, n_unscored, chance, n_calls, prompt_tokens, completion_tokens, fixed_prompt_tokens, "
+        f"score, auroc, created_at) VALUES (?, ?, ?, 'judge', ?, ?, 'score-test', ?, 10, 0, "
+        f"'{{\"score\": 0.5}}', 1, 100, 5, 50, ?, ?, {T})",
+        [latent, explanation_id, scorer, config, control, status, score, auroc, second],
+    )
 
 
 @pytest.fixture
@@ -55,20 +67,28 @@ def summary_db(collected_db, tmp_path):
     path = tmp_path / "summary.duckdb"
     shutil.copy(collected_db, path)
     con = connect(path)
-    a, b, c, d = [r[0] for r in con.execute(
-        "SELECT latent FROM latents WHERE status = 'ok' ORDER BY latent LIMIT 4").fetchall()]
+    a, b, c, d = [
+        r[0] for r in con.execute("SELECT latent FROM latents WHERE status = 'ok' ORDER BY latent LIMIT 4").fetchall()
+    ]
     add_explanation(con, a, "old", "explained", "rivers", 1)
     add_explanation(con, a, "new", "explained", "names of rivers and lakes", 2)
     add_explanation(con, a, "retry", "failed", None, 3)
     add_explanation(con, b, "old", "explained", "dates", 1)
     add_explanation(con, c, "old", "unparsed", None, 1)
-    add_score(con, a, f"old/{a}", "detection", 0.95, 10)                # the older explanation: not shown
+    add_score(con, a, f"old/{a}", "detection", 0.95, 10)  # the older explanation: not shown
     add_score(con, a, f"new/{a}", "detection", 0.60, 11, config="sc1")
     add_score(con, a, f"new/{a}", "detection", 0.70, 12, config="sc2")  # latest configuration wins
     add_score(con, a, f"new/{a}", "detection", None, 13, config="sc3", status="unscored")  # skipped
-    for i, (scorer, value) in enumerate([("fuzzing", 0.8), ("embedding", 0.65), ("simulation", 0.3),
-                                         ("intervention", 0.55), ("intervention_choice", 0.4),
-                                         ("intervention_surprisal", 0.12)]):
+    for i, (scorer, value) in enumerate(
+        [
+            ("fuzzing", 0.8),
+            ("embedding", 0.65),
+            ("simulation", 0.3),
+            ("intervention", 0.55),
+            ("intervention_choice", 0.4),
+            ("intervention_surprisal", 0.12),
+        ]
+    ):
         add_score(con, a, f"new/{a}", scorer, value, 20 + i)
     add_score(con, a, f"new/{b}", "detection", 0.52, 30, control="shuffled")
     add_score(con, a, f"new/{b}", "fuzzing", 0.49, 31, control="shuffled")
@@ -81,21 +101,29 @@ def summary_db(collected_db, tmp_path):
 def summary_rows(db, latents):
     con = duckdb.connect(str(db), read_only=True)
     try:
-        cur = con.execute("SELECT * FROM latent_summary WHERE latent IN (SELECT unnest(?)) ORDER BY latent",
-                          [list(latents)])
+        cur = con.execute(
+            "SELECT * FROM latent_summary WHERE latent IN (SELECT unnest(?)) ORDER BY latent", [list(latents)]
+        )
         names = [x[0] for x in cur.description]
-        return {r[0]: dict(zip(names, r)) for r in cur.fetchall()}
+        return {r[0]: dict(zip(names, r, strict=True)) for r in cur.fetchall()}
     finally:
         con.close()
 
 
 def same_as_live(db) -> bool:
-    return query(db, "SELECT count(*) FROM ((SELECT * FROM latent_summary EXCEPT ALL SELECT * FROM "
-                     "latent_summary_live) UNION ALL (SELECT * FROM latent_summary_live EXCEPT ALL "
-                     "SELECT * FROM latent_summary))")[0][0] == 0
+    return (
+        query(
+            db,
+            "SELECT count(*) FROM ((SELECT * FROM latent_summary EXCEPT ALL SELECT * FROM "
+            "latent_summary_live) UNION ALL (SELECT * FROM latent_summary_live EXCEPT ALL "
+            "SELECT * FROM latent_summary))",
+        )[0][0]
+        == 0
+    )
 
 
 # ---- latent_summary -----------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("view", ["latent_summary", "latent_summary_live"])
 def test_latent_summary_has_exactly_the_documented_columns(collected_db, view):
@@ -113,28 +141,53 @@ def test_latest_explanation_and_one_column_per_scorer(summary_db):
     db, (a, b, c, d) = summary_db
     rows = summary_rows(db, [a, b, c, d])
     ra = rows[a]
-    assert (ra["explanation"], ra["explanation_id"], ra["explainer"], ra["explainer_model"]) == \
-        ("names of rivers and lakes", f"new/{a}", "default", "model-new")
+    assert (ra["explanation"], ra["explanation_id"], ra["explainer"], ra["explainer_model"]) == (
+        "names of rivers and lakes",
+        f"new/{a}",
+        "default",
+        "model-new",
+    )
     assert ra["n_explanations"] == 2 and ra["explanation_status"] == "explained"
     assert str(ra["explained_at"]) == "2025-03-01 00:00:02"
     assert ra["detection_score"] == 0.70  # new explanation, latest scored configuration
-    assert (ra["fuzzing_score"], ra["embedding_score"], ra["simulation_score"], ra["intervention_score"],
-            ra["intervention_choice_score"], ra["intervention_surprisal_score"]) == (0.8, 0.65, 0.3, 0.55, 0.4, 0.12)
+    assert (
+        ra["fuzzing_score"],
+        ra["embedding_score"],
+        ra["simulation_score"],
+        ra["intervention_score"],
+        ra["intervention_choice_score"],
+        ra["intervention_surprisal_score"],
+    ) == (0.8, 0.65, 0.3, 0.55, 0.4, 0.12)
     assert (ra["detection_control"], ra["fuzzing_control"]) == (0.52, 0.49)
     assert str(ra["scored_at"]) == "2025-03-01 00:00:31"  # the latest shown row, here a control
     rb = rows[b]
-    assert (rb["explanation"], rb["detection_score"], rb["detection_auroc"], rb["fuzzing_score"],
-            rb["detection_control"]) == ("dates", 0.75, 0.8, None, None)
+    assert (
+        rb["explanation"],
+        rb["detection_score"],
+        rb["detection_auroc"],
+        rb["fuzzing_score"],
+        rb["detection_control"],
+    ) == ("dates", 0.75, 0.8, None, None)
     rc = rows[c]
-    assert (rc["explanation"], rc["explanation_status"], rc["n_explanations"], rc["detection_score"]) == \
-        (None, "unparsed", 0, None)
+    assert (rc["explanation"], rc["explanation_status"], rc["n_explanations"], rc["detection_score"]) == (
+        None,
+        "unparsed",
+        0,
+        None,
+    )
     rd = rows[d]
     assert (rd["explanation"], rd["explanation_status"], rd["n_explanations"], rd["scored_at"]) == (None, None, 0, None)
     # Statistics are those of `latents`, and every latent has a row.
-    stats = query(db, "SELECT latent, hookpoint, status, frequency, n_firing, max_activation, mean_activation, "
-                      "n_active_contexts FROM latents ORDER BY latent")
-    mine = query(db, "SELECT latent, hookpoint, status, frequency, n_firing, max_activation, mean_activation, "
-                     "n_active_contexts FROM latent_summary ORDER BY latent")
+    stats = query(
+        db,
+        "SELECT latent, hookpoint, status, frequency, n_firing, max_activation, mean_activation, "
+        "n_active_contexts FROM latents ORDER BY latent",
+    )
+    mine = query(
+        db,
+        "SELECT latent, hookpoint, status, frequency, n_firing, max_activation, mean_activation, "
+        "n_active_contexts FROM latent_summary ORDER BY latent",
+    )
     assert mine == stats
     assert same_as_live(db)
 
@@ -142,10 +195,10 @@ def test_latest_explanation_and_one_column_per_scorer(summary_db):
 def test_a_refresh_catches_up_rows_an_earlier_run_did_not_refresh(summary_db):
     db, (_, b, _, d) = summary_db
     con = connect(db)
-    add_score(con, b, f"old/{b}", "fuzzing", 0.66, 40)      # written, never refreshed (a crashed run)
+    add_score(con, b, f"old/{b}", "fuzzing", 0.66, 40)  # written, never refreshed (a crashed run)
     assert not summary.is_current(con)
     add_explanation(con, d, "new", "explained", "punctuation", 41)
-    n = summary.refresh_latent_summary(con, [d])             # the next run names only its own latent
+    n = summary.refresh_latent_summary(con, [d])  # the next run names only its own latent
     # b, d, and a, whose latest row has the watermark's timestamp (>= so that ties are never missed)
     assert n == 3 and summary.is_current(con)
     con.close()
@@ -188,6 +241,7 @@ def test_a_stale_summary_is_read_live_and_refreshed_by_a_write(summary_db, capsy
 
 # ---- autointerp sql -----------------------------------------------------------------------------------
 
+
 def run_sql(capsys, db, *args):
     code = main(["sql", "--db", str(db), *args])
     out = capsys.readouterr()
@@ -195,8 +249,11 @@ def run_sql(capsys, db, *args):
 
 
 def test_table_output_is_aligned(collected_db, capsys):
-    code, out, _ = run_sql(capsys, collected_db, "SELECT latent, status, frequency, n_firing FROM latents "
-                                                 "ORDER BY n_firing DESC, latent LIMIT 5")
+    code, out, _ = run_sql(
+        capsys,
+        collected_db,
+        "SELECT latent, status, frequency, n_firing FROM latents ORDER BY n_firing DESC, latent LIMIT 5",
+    )
     assert code == 0
     lines = out.splitlines()
     header, rule, body, footer = lines[0], lines[1], lines[2:7], lines[7]
@@ -206,12 +263,13 @@ def test_table_output_is_aligned(collected_db, capsys):
         spans.append((pos, pos + len(dashes)))
         pos += len(dashes) + 2
     assert len(spans) == 4
-    expected = query(collected_db, "SELECT latent, status, frequency, n_firing FROM latents "
-                                   "ORDER BY n_firing DESC, latent LIMIT 5")
-    for line, row in zip(body, expected):
+    expected = query(
+        collected_db, "SELECT latent, status, frequency, n_firing FROM latents ORDER BY n_firing DESC, latent LIMIT 5"
+    )
+    for line, row in zip(body, expected, strict=True):
         cells = [line[lo:hi] for lo, hi in spans]
-        for i, (lo, hi) in enumerate(spans[:-1]):  # two spaces between columns on every line
-            assert line[hi:spans[i + 1][0]] == "  "
+        for i, (_lo, hi) in enumerate(spans[:-1]):  # two spaces between columns on every line
+            assert line[hi : spans[i + 1][0]] == "  "
         assert cells[0] == str(row[0]).rjust(spans[0][1] - spans[0][0])  # numbers right-aligned
         assert cells[1].rstrip() == row[1] and not cells[1].startswith(" ")  # text left-aligned
         assert math.isclose(float(cells[2]), row[2], rel_tol=1e-5) and int(cells[3]) == row[3]
@@ -240,7 +298,7 @@ def test_csv_parses_back(collected_db, capsys):
     parsed = list(csv.DictReader(io.StringIO(out)))
     expected = query(collected_db, sql)
     assert len(parsed) == len(expected) > 0
-    for got, row in zip(parsed, expected):
+    for got, row in zip(parsed, expected, strict=True):
         assert int(got["latent"]) == row[0] and float(got["frequency"]) == row[1]
         assert got["mean_activation"] == ("" if row[2] is None else got["mean_activation"])
         assert got["status"] == row[3] and got["reason"] == (row[4] or "")
@@ -249,8 +307,10 @@ def test_csv_parses_back(collected_db, capsys):
 
 def test_json_and_jsonl_parse_back(summary_db, capsys):
     db, (a, *_) = summary_db
-    sql = (f"SELECT latent, explanation_id, scorer, score, chance, created_at FROM scores WHERE latent = {a} "
-           "ORDER BY created_at")
+    sql = (
+        f"SELECT latent, explanation_id, scorer, score, chance, created_at FROM scores WHERE latent = {a} "
+        "ORDER BY created_at"
+    )
     expected = query(db, sql)
     code, out, _ = run_sql(capsys, db, "--format", "json", sql)
     assert code == 0
@@ -277,8 +337,9 @@ def test_read_only_refuses_writes_and_leaves_the_data(summary_db, capsys):
 
 def test_write_runs_all_or_nothing_and_refreshes_the_summary(summary_db, capsys):
     db, (_, b, *_) = summary_db
-    code, _, err = run_sql(capsys, db, "--write", f"DELETE FROM score_rows WHERE latent = {b}; "
-                                                  "SELECT * FROM no_such_table")
+    code, _, err = run_sql(
+        capsys, db, "--write", f"DELETE FROM score_rows WHERE latent = {b}; SELECT * FROM no_such_table"
+    )
     assert code == 2 and "no_such_table" in err
     assert query(db, "SELECT count(*) FROM score_rows WHERE latent = ?", [b])[0][0] == 1  # rolled back
     code, _, err = run_sql(capsys, db, "--write", f"DELETE FROM score_rows WHERE latent = {b}")
@@ -324,11 +385,15 @@ def test_old_schema_read_only_says_how_to_upgrade(tmp_path, capsys):
 
 # ---- Python API ---------------------------------------------------------------------------------------
 
+
 def test_open_db_gives_relations_dataframes_and_arrow_tables(summary_db):
     db, (a, *_) = summary_db
     with autointerp.open_db(db) as handle:
         assert isinstance(handle, autointerp.Database) and isinstance(handle.con, duckdb.DuckDBPyConnection)
-        assert handle.sql("SELECT count(*) FROM latents").fetchall()[0][0] == query(db, "SELECT count(*) FROM latents")[0][0]
+        assert (
+            handle.sql("SELECT count(*) FROM latents").fetchall()[0][0]
+            == query(db, "SELECT count(*) FROM latents")[0][0]
+        )
         assert handle.sql("SELECT latent FROM latents WHERE latent = ?", params=[a]).fetchall() == [(a,)]
         frame = handle.df("latent_summary")
         assert list(frame.columns) == documented_columns("latent_summary") and len(frame) > 4
@@ -337,8 +402,16 @@ def test_open_db_gives_relations_dataframes_and_arrow_tables(summary_db):
         assert table.num_rows == 1 and table.column("explanation").to_pylist() == ["names of rivers and lakes"]
         assert table.schema.field("latent").type == "int32"
         views = handle.views()
-        for view in ["latents", "examples", "explanations", "scores", "score_examples", "interventions",
-                     "latent_summary", "latent_summary_live"]:
+        for view in [
+            "latents",
+            "examples",
+            "explanations",
+            "scores",
+            "score_examples",
+            "interventions",
+            "latent_summary",
+            "latent_summary_live",
+        ]:
             assert view in views
         with pytest.raises(AutointerpError, match="read-only"):
             handle.df("DELETE FROM latent_stats")
@@ -354,6 +427,7 @@ def test_open_db_gives_relations_dataframes_and_arrow_tables(summary_db):
 
 
 # ---- rendering ----------------------------------------------------------------------------------------
+
 
 def test_cells_truncate_by_terminal_width_and_escape_control_characters():
     assert render.display_width("日本") == 4 and render.display_width("e\u0301") == 1

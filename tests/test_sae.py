@@ -22,8 +22,12 @@ def write_folder(path, cfg: dict, tensors: dict) -> None:
 
 def weights(seed=0, threshold=False) -> dict:
     g = torch.Generator().manual_seed(seed)
-    w = {"W_enc": torch.randn(D_IN, D_SAE, generator=g), "b_enc": torch.randn(D_SAE, generator=g) * 0.1,
-         "W_dec": torch.randn(D_SAE, D_IN, generator=g), "b_dec": torch.randn(D_IN, generator=g) * 0.1}
+    w = {
+        "W_enc": torch.randn(D_IN, D_SAE, generator=g),
+        "b_enc": torch.randn(D_SAE, generator=g) * 0.1,
+        "W_dec": torch.randn(D_SAE, D_IN, generator=g),
+        "b_dec": torch.randn(D_IN, generator=g) * 0.1,
+    }
     if threshold:
         w["threshold"] = torch.rand(D_SAE, generator=g)
     return w
@@ -38,8 +42,11 @@ def inputs() -> torch.Tensor:
 def test_relu(tmp_path, layout, apply_b_dec):
     w = weights()
     cfg = {"d_in": D_IN, "d_sae": D_SAE, "apply_b_dec_to_input": apply_b_dec}
-    cfg.update({"architecture": "standard"} if layout == "v6" else {"activation_fn_str": "relu",
-                                                                      "hook_name": "blocks.3.hook_resid_post"})
+    cfg.update(
+        {"architecture": "standard"}
+        if layout == "v6"
+        else {"activation_fn_str": "relu", "hook_name": "blocks.3.hook_resid_post"}
+    )
     write_folder(tmp_path, cfg, w)
     x = inputs()
     centred = x - w["b_dec"] if apply_b_dec else x
@@ -51,8 +58,11 @@ def test_relu(tmp_path, layout, apply_b_dec):
 def test_topk_keeps_the_k_largest_non_negative(tmp_path, layout):
     w = weights()
     cfg = {"d_in": D_IN, "d_sae": D_SAE, "apply_b_dec_to_input": True}
-    cfg.update({"architecture": "topk", "k": 5} if layout == "v6"
-               else {"activation_fn_str": "topk", "activation_fn_kwargs": {"k": 5}})
+    cfg.update(
+        {"architecture": "topk", "k": 5}
+        if layout == "v6"
+        else {"activation_fn_str": "topk", "activation_fn_kwargs": {"k": 5}}
+    )
     write_folder(tmp_path, cfg, w)
     x = inputs()
     pre = (x - w["b_dec"]) @ w["W_enc"] + w["b_enc"]
@@ -85,15 +95,18 @@ def test_hook_name_is_read_from_either_layout(tmp_path):
     assert load_saelens(tmp_path / "b").hook_name == "model.layers.4"
 
 
-@pytest.mark.parametrize("case, message", [
-    ("nan", "NaN or Inf"),
-    ("shape", "shape"),
-    ("activation", "Unknown SAE activation"),
-    ("missing_tensor", "no tensor 'b_dec'"),
-    ("missing_file", "lacks sae_weights.safetensors"),
-    ("jumprelu_without_threshold", "no tensor 'threshold'"),
-    ("topk_without_k", "without k"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("nan", "NaN or Inf"),
+        ("shape", "shape"),
+        ("activation", "Unknown SAE activation"),
+        ("missing_tensor", "no tensor 'b_dec'"),
+        ("missing_file", "lacks sae_weights.safetensors"),
+        ("jumprelu_without_threshold", "no tensor 'threshold'"),
+        ("topk_without_k", "without k"),
+    ],
+)
 def test_bad_sae_folders(tmp_path, case, message):
     w = weights()
     cfg = {"architecture": "standard"}

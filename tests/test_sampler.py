@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 import torch
 
 from autointerp.sample.hashing import hash62
-from autointerp.sample.sampler import (SALT_NEGATIVE, SALT_NEGATIVE_START, SALT_RESERVOIR, SamplerSizes,
-                                       StreamingSampler, histogram_edges)
+from autointerp.sample.sampler import (
+    SALT_NEGATIVE,
+    SALT_NEGATIVE_START,
+    SALT_RESERVOIR,
+    SamplerSizes,
+    StreamingSampler,
+    histogram_edges,
+)
 from autointerp.sample.select import SplitSizes, select_examples
 
 N_SEQ, T, L, W, OFFSET = 90, 24, 9, 6, 4
@@ -25,11 +33,22 @@ def random_activations(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     return acts, tokens
 
 
-def run_sampler_range(acts, tokens, lo, hi, batch, top_k=5, reservoir=40, negatives=12, seed=SEED,
-                      signed=False) -> StreamingSampler:
+def run_sampler_range(
+    acts, tokens, lo, hi, batch, top_k=5, reservoir=40, negatives=12, seed=SEED, signed=False
+) -> StreamingSampler:
     """A sampler fed sequences lo .. hi - 1 in batches, not yet finished (a shard)."""
-    sizes = SamplerSizes(n_latents=L, seq_len=T, window=W, peak_offset=OFFSET, top_k=top_k,
-                         reservoir=reservoir, negatives=negatives, histogram_bins=12, seed=seed, signed=signed)
+    sizes = SamplerSizes(
+        n_latents=L,
+        seq_len=T,
+        window=W,
+        peak_offset=OFFSET,
+        top_k=top_k,
+        reservoir=reservoir,
+        negatives=negatives,
+        histogram_bins=12,
+        seed=seed,
+        signed=signed,
+    )
     sampler = StreamingSampler(sizes, torch.device("cpu"))
     counted = torch.ones(N_SEQ, T, dtype=torch.bool)
     counted[:, 0] = False
@@ -46,8 +65,9 @@ def run_sampler(acts, tokens, batch: int, **sizes) -> StreamingSampler:
 
 
 def split_sizes(seed=SEED, n_quantiles=4) -> SplitSizes:
-    return SplitSizes(n_quantiles=n_quantiles, explain_per_quantile=2, test_per_quantile=3, random_explain=3,
-                      random_test=6, seed=seed)
+    return SplitSizes(
+        n_quantiles=n_quantiles, explain_per_quantile=2, test_per_quantile=3, random_explain=3, random_test=6, seed=seed
+    )
 
 
 @pytest.fixture(scope="module")
@@ -96,8 +116,8 @@ def test_top_k_exact_with_windows(data):
         for r in rows:
             seq, st = int(sel.sequence[r]), int(sel.start[r])
             assert st == int(start[seq, lat])
-            assert np.allclose(sel.activations[r], masked[seq, st:st + W, lat].numpy())
-            assert sel.tokens[r].tolist() == tokens[seq, st:st + W].tolist()
+            assert np.allclose(sel.activations[r], masked[seq, st : st + W, lat].numpy())
+            assert sel.tokens[r].tolist() == tokens[seq, st : st + W].tolist()
             assert sel.max_activation[r] == pytest.approx(float(seq_max[seq, lat]))
             assert sel.split[r] == 0  # top contexts explain
 
@@ -150,7 +170,7 @@ def test_negatives_match_brute_force(data):
         ok = []
         for seq in range(N_SEQ):
             st = int(neg_start[seq])
-            zero = masked[seq, st:st + W, lat].max() == 0
+            zero = masked[seq, st : st + W, lat].max() == 0
             apart = seq_max[seq, lat] == 0 or abs(int(start[seq, lat]) - st) >= W
             if zero and apart:
                 ok.append(seq)
@@ -162,8 +182,8 @@ def test_negatives_match_brute_force(data):
         for slot in range(12):
             if s.negatives.key[lat, slot] >= 0:
                 seq, st = int(s.negatives.sequence[lat, slot]), int(s.negatives.start[lat, slot])
-                assert masked[seq, st:st + W, lat].max() == 0
-                assert s.negatives.tokens[lat, slot].tolist() == tokens[seq, st:st + W].tolist()
+                assert masked[seq, st : st + W, lat].max() == 0
+                assert s.negatives.tokens[lat, slot].tolist() == tokens[seq, st : st + W].tolist()
 
 
 def test_explain_and_test_sets_share_no_token(data):
@@ -251,7 +271,7 @@ def test_signed_top_contexts_of_both_signs(signed):
             for r in side_rows:
                 seq, st = int(sel.sequence[r]), int(sel.start[r])
                 assert st == int(start[seq, lat])
-                assert np.allclose(sel.activations[r], masked[seq, st:st + W, lat].numpy())
+                assert np.allclose(sel.activations[r], masked[seq, st : st + W, lat].numpy())
                 assert sel.max_activation[r] == pytest.approx(float(seq_val[seq, lat]))
                 assert sel.split[r] == 0
         assert np.sign(sel.max_activation[rows]).tolist() == got_sides  # positive side first
@@ -264,8 +284,9 @@ def test_signed_top_contexts_of_both_signs(signed):
 @pytest.mark.parametrize("n_q", [4, 10])
 def test_signed_quantiles_are_of_the_magnitude(signed, n_q):
     acts, tokens, _, seq_mag, seq_val, _ = signed
-    sel = select_examples(run_sampler(acts, tokens, batch=5, reservoir=N_SEQ, signed=True),
-                          split_sizes(n_quantiles=n_q))
+    sel = select_examples(
+        run_sampler(acts, tokens, batch=5, reservoir=N_SEQ, signed=True), split_sizes(n_quantiles=n_q)
+    )
     for lat in range(L):
         active = torch.nonzero(seq_mag[:, lat] > 0).flatten()
         m = len(active)
@@ -289,9 +310,12 @@ def test_signed_negatives_are_zero_windows(signed):
     s = run_sampler(acts, tokens, batch=4, negatives=12, signed=True)
     neg_start = hash62(SEED, torch.arange(N_SEQ), SALT_NEGATIVE_START) % (T - W + 1)
     for lat in range(L):
-        ok = [seq for seq in range(N_SEQ)
-              if masked[seq, int(neg_start[seq]):int(neg_start[seq]) + W, lat].abs().max() == 0
-              and (seq_mag[seq, lat] == 0 or abs(int(start[seq, lat]) - int(neg_start[seq])) >= W)]
+        ok = [
+            seq
+            for seq in range(N_SEQ)
+            if masked[seq, int(neg_start[seq]) : int(neg_start[seq]) + W, lat].abs().max() == 0
+            and (seq_mag[seq, lat] == 0 or abs(int(start[seq, lat]) - int(neg_start[seq])) >= W)
+        ]
         ok = torch.tensor(ok, dtype=torch.int64)
         keys = hash62(SEED, ok, lat, SALT_NEGATIVE) if len(ok) else torch.empty(0, dtype=torch.int64)
         expected = set(ok[torch.argsort(keys, descending=True)][:12].tolist())
@@ -317,15 +341,26 @@ def test_signed_sampler_on_non_negative_activations_is_the_unsigned_one(data):
     acts, tokens, *_ = data
     a = select_examples(run_sampler(acts, tokens, batch=7, reservoir=20), split_sizes())
     b = select_examples(run_sampler(acts, tokens, batch=7, reservoir=20, signed=True), split_sizes())
-    for field in ("latent", "split", "kind", "quantile", "rank", "sequence", "start", "max_activation", "tokens",
-                  "activations", "quantile_edges"):
+    for field in (
+        "latent",
+        "split",
+        "kind",
+        "quantile",
+        "rank",
+        "sequence",
+        "start",
+        "max_activation",
+        "tokens",
+        "activations",
+        "quantile_edges",
+    ):
         assert np.array_equal(getattr(a, field), getattr(b, field), equal_nan=field == "quantile_edges"), field
 
 
 def _sharded(acts, tokens, bounds, batch, signed=False, **sizes_kw) -> StreamingSampler:
     """One sampler per sequence range, merged into a fresh one in reverse order (order must not matter)."""
     states = []
-    for lo, hi in zip(bounds, bounds[1:]):
+    for lo, hi in pairwise(bounds):
         shard = run_sampler_range(acts, tokens, lo, hi, batch, signed=signed, **sizes_kw)
         states.append(shard.state())
     merged = run_sampler_range(acts, tokens, 0, 0, batch, signed=signed, **sizes_kw)
@@ -354,7 +389,17 @@ def test_merged_shards_equal_one_pass_even_with_ties(signed):
                 assert torch.equal(getattr(merged, name), getattr(one, name)), (name, bounds)
         assert (merged.n_tokens, merged.n_sequences) == (one.n_tokens, one.n_sequences)
         a, b = select_examples(one, split_sizes()), select_examples(merged, split_sizes())
-        for field in ("latent", "split", "kind", "quantile", "rank", "sequence", "start", "max_activation",
-                      "tokens", "activations"):
+        for field in (
+            "latent",
+            "split",
+            "kind",
+            "quantile",
+            "rank",
+            "sequence",
+            "start",
+            "max_activation",
+            "tokens",
+            "activations",
+        ):
             assert np.array_equal(getattr(a, field), getattr(b, field)), (field, bounds)
         assert np.array_equal(a.quantile_edges, b.quantile_edges, equal_nan=True)

@@ -41,12 +41,22 @@ def differing_rows(a: Path, b: Path) -> dict[str, tuple[int, int, int]]:
     con.execute(f"ATTACH '{b}' AS b (READ_ONLY)")
     out = {}
     for table in TABLES:
-        columns = [r[0] for r in con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_catalog = 'a' AND table_name = ? "
-            "ORDER BY ordinal_position", [table]).fetchall() if r[0] != "run_id"]
+        columns = [
+            r[0]
+            for r in con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_catalog = 'a' AND table_name = ? "
+                "ORDER BY ordinal_position",
+                [table],
+            ).fetchall()
+            if r[0] != "run_id"
+        ]
         cols = ", ".join(f'"{c}"' for c in columns)
-        only = [con.execute(f"SELECT count(*) FROM (SELECT {cols} FROM {x}.{table} EXCEPT ALL "
-                            f"SELECT {cols} FROM {y}.{table})").fetchone()[0] for x, y in (("a", "b"), ("b", "a"))]
+        only = [
+            con.execute(
+                f"SELECT count(*) FROM (SELECT {cols} FROM {x}.{table} EXCEPT ALL SELECT {cols} FROM {y}.{table})"
+            ).fetchone()[0]
+            for x, y in (("a", "b"), ("b", "a"))
+        ]
         out[table] = (con.execute(f"SELECT count(*) FROM a.{table}").fetchone()[0], *only)
     con.close()
     return out
@@ -63,8 +73,9 @@ def collect_summary(db: Path) -> dict:
 
     con = duckdb.connect(str(db), read_only=True)
     try:
-        return json.loads(con.execute("SELECT summary FROM runs WHERE stage = 'collect' AND status = 'complete'")
-                          .fetchone()[0])
+        return json.loads(
+            con.execute("SELECT summary FROM runs WHERE stage = 'collect' AND status = 'complete'").fetchone()[0]
+        )
     finally:
         con.close()
 
@@ -112,8 +123,16 @@ class DiesOnSecondShard:
             from autointerp.sample import collect as local
 
             self.inner.load(job)
-            local.stream(self.inner.config, self.inner.subject, self.inner.dictionary, self.inner.corpus,
-                         first, last, progress=False, position=position)
+            local.stream(
+                self.inner.config,
+                self.inner.subject,
+                self.inner.dictionary,
+                self.inner.corpus,
+                first,
+                last,
+                progress=False,
+                position=position,
+            )
             try:
                 os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL))
                 chosen = True
@@ -129,8 +148,13 @@ def _collect_with(worker, db: Path, **executor) -> object:
 
     con = connect(db)
     try:
-        return collect_on_ray([(con, db, small_config())], ExecutorConfig(executor="ray", workers=2, **executor),
-                              overwrite=False, progress=False, worker_class=worker)[0]
+        return collect_on_ray(
+            [(con, db, small_config())],
+            ExecutorConfig(executor="ray", workers=2, **executor),
+            overwrite=False,
+            progress=False,
+            worker_class=worker,
+        )[0]
     finally:
         con.close()
 
@@ -180,9 +204,24 @@ def test_bad_input_fails_before_any_worker_starts(tmp_path, capsys):
     # subprocess: this process may already be connected to the test cluster, which a run then keeps.
     import subprocess
 
-    done = subprocess.run([sys.executable, "-m", "autointerp.cli", "collect", "--db", str(db), "--quiet",
-                           "--executor", "ray", "--ray-address", "127.0.0.1:1"], capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "autointerp.cli",
+            "collect",
+            "--db",
+            str(db),
+            "--quiet",
+            "--executor",
+            "ray",
+            "--ray-address",
+            "127.0.0.1:1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2 and "Nothing answers at --ray-address 127.0.0.1:1" in done.stderr, done.stderr
 
 
@@ -193,15 +232,20 @@ def small_args(*extra) -> list[str]:
     return args
 
 
-def test_several_jobs_share_the_workers_and_each_equals_its_single_process_collect(collected_db, ray_local,
-                                                                                  tmp_path):
+def test_several_jobs_share_the_workers_and_each_equals_its_single_process_collect(collected_db, ray_local, tmp_path):
     import json
 
     other = tmp_path / "layer10-local.duckdb"  # the embedded SAE read at another layer: another job
     assert main(small_args("--db", str(other), "--hookpoint", "model.layers.10")) == 0
     jobs = tmp_path / "jobs.json"
-    jobs.write_text(json.dumps([{"db": str(tmp_path / "layer14.duckdb")},
-                                {"db": str(tmp_path / "layer10.duckdb"), "hookpoint": "model.layers.10"}]))
+    jobs.write_text(
+        json.dumps(
+            [
+                {"db": str(tmp_path / "layer14.duckdb")},
+                {"db": str(tmp_path / "layer10.duckdb"), "hookpoint": "model.layers.10"},
+            ]
+        )
+    )
     assert main(small_args("--jobs", str(jobs), "--executor", "ray", "--workers", "2", "--shard-tokens", "2048")) == 0
     assert_same_collect(collected_db, tmp_path / "layer14.duckdb")
     assert_same_collect(other, tmp_path / "layer10.duckdb")
@@ -241,10 +285,14 @@ def test_a_located_start_gives_exactly_the_sequences_of_one_pass():
     found, ended = packer.locate(texts_of(corpus, "text"), starts)
     assert ended is None and all(f is not None for f in found)
     assert any(offset > 0 for _, offset in found[1:]), "some starts must fall inside a document"
-    for first, (document, offset) in zip(starts, found):
-        seeked = list(itertools.islice(packer.sequences(nonempty_texts(corpus, "text", document), offset),
-                                       len(whole) - first))
-        assert all((a == b).all() for a, b in zip(seeked, whole[first:])) and len(seeked) == len(whole) - first
+    for first, (document, offset) in zip(starts, found, strict=True):
+        seeked = list(
+            itertools.islice(packer.sequences(nonempty_texts(corpus, "text", document), offset), len(whole) - first)
+        )
+        assert (
+            all((a == b).all() for a, b in zip(seeked, whole[first:], strict=True))
+            and len(seeked) == len(whole) - first
+        )
     # Past the end: no position, and how many whole sequences the corpus holds.
     tail, total = packer.locate(texts_of(corpus, "text"), [10**9])
     assert tail == [None] and total > 120

@@ -107,19 +107,47 @@ def ok_keys(server: ModelServer) -> set[str]:
 
 def calls(db) -> list[tuple]:
     """(call_id, item, attempt, error, server key, run_id) of every logged call, in order."""
-    return [(cid, item, attempt, error, request_key(json.loads(messages)), run_id) for cid, item, attempt, error, messages, run_id
-            in query(db, "SELECT call_id, item, attempt, error, messages, run_id FROM llm_calls ORDER BY call_id")]
+    return [
+        (cid, item, attempt, error, request_key(json.loads(messages)), run_id)
+        for cid, item, attempt, error, messages, run_id in query(
+            db, "SELECT call_id, item, attempt, error, messages, run_id FROM llm_calls ORDER BY call_id"
+        )
+    ]
 
 
 def explain_args(db, a, b, *extra) -> list[str]:
-    return ["explain", "--db", str(db), "--quiet", "--backend", "openai", "--model", "fixed", "--base-url", a.base_url,
-            "--base-url", b.base_url, "--executor", "ray", "--workers", "2", "--api-key-env", KEY_ENV,
-            "--n-examples", "3", *extra]
+    return [
+        "explain",
+        "--db",
+        str(db),
+        "--quiet",
+        "--backend",
+        "openai",
+        "--model",
+        "fixed",
+        "--base-url",
+        a.base_url,
+        "--base-url",
+        b.base_url,
+        "--executor",
+        "ray",
+        "--workers",
+        "2",
+        "--api-key-env",
+        KEY_ENV,
+        "--n-examples",
+        "3",
+        *extra,
+    ]
 
 
 def ok_latents(db, lo: int, hi: int) -> list[int]:
-    return [r[0] for r in query(db, "SELECT latent FROM latents WHERE status = 'ok' AND latent BETWEEN ? AND ? "
-                                    "ORDER BY latent", [lo, hi])]
+    return [
+        r[0]
+        for r in query(
+            db, "SELECT latent FROM latents WHERE status = 'ok' AND latent BETWEEN ? AND ? ORDER BY latent", [lo, hi]
+        )
+    ]
 
 
 def assert_each_latent_once(db, latents: list[int]) -> None:
@@ -153,8 +181,9 @@ def test_explain_over_two_workers_and_two_endpoints(collected_db, tmp_path):
     resolved = json.loads(config)["resolved"]
     assert resolved["executor"] == "ray" and resolved["workers"] == 2 and resolved["backend"] == "openai"
     assert resolved["worker_endpoints"] == [a.base_url, b.base_url]
-    assert SECRET not in config and not query(db, "SELECT 1 FROM llm_calls WHERE messages LIKE ? OR response LIKE ?",
-                                              [f"%{SECRET}%"] * 2)
+    assert SECRET not in config and not query(
+        db, "SELECT 1 FROM llm_calls WHERE messages LIKE ? OR response LIKE ?", [f"%{SECRET}%"] * 2
+    )
 
 
 def test_score_over_two_workers_keeps_each_latent_on_one_worker(collected_db, tmp_path):
@@ -162,9 +191,34 @@ def test_score_over_two_workers_keeps_each_latent_on_one_worker(collected_db, tm
     # Distinct explanations make every prompt distinct (latents share random test excerpts).
     latents = with_explanations(collected_db, db, [f"the word 'the', case {i}" for i in range(8)])
     with ModelServer(Answer(DETECT), delay=0.02) as a, ModelServer(Answer(DETECT), delay=0.02) as b:
-        code = main(["score", "--db", str(db), "--quiet", "--backend", "openai", "--model", "fixed", "--base-url",
-                     a.base_url, "--base-url", b.base_url, "--executor", "ray", "--workers", "2", "--api-key-env",
-                     KEY_ENV, "--scorers", "detection", "--batch-size", "1", "--max-in-flight", "16"])
+        code = main(
+            [
+                "score",
+                "--db",
+                str(db),
+                "--quiet",
+                "--backend",
+                "openai",
+                "--model",
+                "fixed",
+                "--base-url",
+                a.base_url,
+                "--base-url",
+                b.base_url,
+                "--executor",
+                "ray",
+                "--workers",
+                "2",
+                "--api-key-env",
+                KEY_ENV,
+                "--scorers",
+                "detection",
+                "--batch-size",
+                "1",
+                "--max-in-flight",
+                "16",
+            ]
+        )
     assert code == 0
     rows = query(db, "SELECT latent, scorer, status, n_examples, n_calls FROM scores ORDER BY latent")
     assert [(r[0], r[1], r[2]) for r in rows] == [(lat, "detection", "scored") for lat in latents]
@@ -197,13 +251,13 @@ def test_a_killed_worker_loses_only_its_requests_in_flight(collected_db, tmp_pat
     assert_each_latent_once(db, latents)
     assert query(db, "SELECT status FROM runs WHERE stage = 'explain'") == [("complete",)]
     logged = calls(db)
-    a_keys, b_keys = ok_keys(a), ok_keys(b)
+    b_keys = ok_keys(b)
     # The requests worker 0 had in flight (at least the one whose arrival killed it) failed, naming it...
     lost = [(cid, item, attempt, error) for cid, item, attempt, error, _, _ in logged if error]
     assert lost and all(error.startswith("TransientError: Ray worker 0 died") for *_, error in lost)
     assert len(lost) <= 8  # no more than were in flight
     # ...and were retried on worker 1, i.e. at endpoint B.
-    for cid, item, attempt, _ in lost:
+    for _cid, item, attempt, _ in lost:
         retry = [(k, at) for c, it, at, err, k, _ in logged if it == item and err is None]
         assert len(retry) == 1 and retry[0][0] in b_keys and retry[0][1] > attempt
     # A heard nothing more once its worker was dead; B served everything after, including the
@@ -230,7 +284,7 @@ def test_a_run_whose_workers_all_died_resumes_without_redoing_done_latents(colle
     assert code == 2 and all(p.killed_at is not None for p in plans)
     err = capsys.readouterr().err
     assert "Every Ray worker of the run has died" in err and "rerun the same command" in err
-    (status, error), = query(db, "SELECT status, error FROM runs WHERE stage = 'explain'")
+    ((status, error),) = query(db, "SELECT status, error FROM runs WHERE stage = 'explain'")
     assert status == "failed" and "Every Ray worker" in error
     first = query(db, "SELECT latent FROM explanations")
     assert first and len(first) < len(latents)  # stopped part-way; what finished is stored
@@ -248,9 +302,15 @@ def test_a_run_whose_workers_all_died_resumes_without_redoing_done_latents(colle
 
 def test_endpoints_are_dealt_to_workers_and_shared_caps_split():
     assert llm_pool.deal_endpoints("http://a/v1,http://b/v1@4,http://c/v1", 2) == [
-        "http://a/v1,http://c/v1", "http://b/v1@4"]
+        "http://a/v1,http://c/v1",
+        "http://b/v1@4",
+    ]
     assert llm_pool.deal_endpoints("http://a/v1@5,http://b/v1", 4) == [
-        "http://a/v1@3", "http://b/v1", "http://a/v1@2", "http://b/v1"]
+        "http://a/v1@3",
+        "http://b/v1",
+        "http://a/v1@2",
+        "http://b/v1",
+    ]
     assert llm_pool.deal_endpoints("", 3) == ["", "", ""]
     with pytest.raises(AutointerpError, match="shared by 3 Ray workers"):
         llm_pool.deal_endpoints("http://a/v1@2", 3)
@@ -263,10 +323,30 @@ def test_an_unreachable_ray_address_fails_at_once(collected_db, tmp_path):
     before = query(db, "SELECT count(*) FROM runs")
     start = time.monotonic()
     # A fresh process: this one's Ray connection would be kept and the address ignored.
-    done = subprocess.run([sys.executable, "-c", "import sys; from autointerp.cli import main; sys.exit(main(sys.argv[1:]))",
-                           "explain", "--db", str(db), "--quiet", "--backend", "openai", "--model", "m", "--base-url",
-                           "http://127.0.0.1:9/v1", "--executor", "ray", "--ray-address", "127.0.0.1:1"],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from autointerp.cli import main; sys.exit(main(sys.argv[1:]))",
+            "explain",
+            "--db",
+            str(db),
+            "--quiet",
+            "--backend",
+            "openai",
+            "--model",
+            "m",
+            "--base-url",
+            "http://127.0.0.1:9/v1",
+            "--executor",
+            "ray",
+            "--ray-address",
+            "127.0.0.1:1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2, done.stderr
     assert "Nothing answers at --ray-address 127.0.0.1:1" in done.stderr and "ray start --head" in done.stderr
     assert time.monotonic() - start < 60
@@ -286,10 +366,15 @@ def test_each_worker_loads_its_own_in_process_model(collected_db, tmp_path):
     common = ["explain", "--quiet", "--latents", spec, "--max-tokens", "24"]
     assert main([*common, "--db", str(ray_db), "--executor", "ray", "--workers", "2"]) == 0
     assert main([*common, "--db", str(local_db)]) == 0
-    sql = "SELECT latent, model, answer IS NOT NULL AND status IN ('explained', 'unparsed') FROM explanation_rows " \
-          "ORDER BY latent"
-    assert query(ray_db, sql) == query(local_db, sql) == [(lat, query(local_db, "SELECT model FROM explanation_rows")[0][0],
-                                                           True) for lat in latents]
+    sql = (
+        "SELECT latent, model, answer IS NOT NULL AND status IN ('explained', 'unparsed') FROM explanation_rows "
+        "ORDER BY latent"
+    )
+    assert (
+        query(ray_db, sql)
+        == query(local_db, sql)
+        == [(lat, query(local_db, "SELECT model FROM explanation_rows")[0][0], True) for lat in latents]
+    )
     (config,) = query(ray_db, "SELECT config FROM runs WHERE stage = 'explain'")[0]
     assert json.loads(config)["resolved"]["backend"] == "local"
     hashes = "SELECT request_hash FROM llm_calls WHERE error IS NULL ORDER BY request_hash"

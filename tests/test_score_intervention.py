@@ -70,9 +70,15 @@ def test_neutral_prompts_file():
 
 def test_transcoder_without_output_module_is_refused():
     d_in, d_sae = 8, 4
-    transcoder = LinearDictionary(W_enc=torch.randn(d_in, d_sae), b_enc=torch.zeros(d_sae),
-                                  W_dec=torch.randn(d_sae, d_in), b_dec=torch.zeros(d_in), activation="relu",
-                                  hookpoint="model.layers.3.mlp", reads="input")
+    transcoder = LinearDictionary(
+        W_enc=torch.randn(d_in, d_sae),
+        b_enc=torch.zeros(d_sae),
+        W_dec=torch.randn(d_sae, d_in),
+        b_dec=torch.zeros(d_in),
+        activation="relu",
+        hookpoint="model.layers.3.mlp",
+        reads="input",
+    )
     with pytest.raises(AutointerpError, match="writes"):
         iv.steering_target(transcoder, 0)
     transcoder.hookpoint_out = "model.layers.3.mlp"
@@ -94,8 +100,9 @@ def test_scale_reaches_target_kl(subject, sae, prompts, latent):
     # the other side of the latent: a negative scale, same guarantee
     other = iv.scale_for_target_kl(subject, subject.tokenizer, hookpoint, direction, prompts, 1.0, sign=-1)
     assert other.reached and other.scale < 0 and abs(other.kl - 1.0) <= other.tolerance
-    assert iv.kl_for_scale(subject, subject.tokenizer, hookpoint, direction, prompts, other.scale) == \
-        pytest.approx(other.kl, abs=1e-6)
+    assert iv.kl_for_scale(subject, subject.tokenizer, hookpoint, direction, prompts, other.scale) == pytest.approx(
+        other.kl, abs=1e-6
+    )
 
 
 @pytest.mark.slow
@@ -110,8 +117,9 @@ def test_unreachable_target_is_flagged(subject, sae, prompts):
         with iv.steering(subject, hookpoint, direction, calibration.scale):
             pass
     # beyond what any scale gives: KL saturates as the direction swamps the residual stream
-    saturated = iv.scale_for_target_kl(subject, subject.tokenizer, hookpoint, direction, prompts, 200.0,
-                                       tolerance=1.0, strict=False)
+    saturated = iv.scale_for_target_kl(
+        subject, subject.tokenizer, hookpoint, direction, prompts, 200.0, tolerance=1.0, strict=False
+    )
     assert not saturated.reached and "saturates" in saturated.reason
     assert math.isnan(saturated.scale)
 
@@ -126,7 +134,7 @@ def test_completions_clean_steered_and_hook_removal(subject, sae, prompts):
     steered = iv.generate_completions(subject, subject.tokenizer, few, direction=direction, scale=300.0, **kwargs)
     assert len(clean) == len(few) and all(isinstance(t, str) and t for t in clean)
     assert zero == clean  # same seed, a zero vector added: identical
-    assert sum(s != c for s, c in zip(steered, clean)) >= 3
+    assert sum(s != c for s, c in zip(steered, clean, strict=True)) >= 3
 
     # the hook is gone afterwards, also when the block raised
     module = dict(subject.model.named_modules())[hookpoint]
@@ -145,11 +153,18 @@ def test_completions_clean_steered_and_hook_removal(subject, sae, prompts):
     assert len(module._forward_hooks) == hooks
 
 
-CLEAN = [" we took the train to the city and visited a museum.", " the weather is going to change soon.",
-         " she finished her homework and went to bed.", " the meeting was moved to Thursday afternoon."]
-STEERED = [" we baked bread with flour, butter and a pinch of salt.", " the soup needs more garlic and fresh basil.",
-           " she stirred the sauce and put the pasta in boiling water.",
-           " the recipe calls for two eggs and a cup of sugar."]
+CLEAN = [
+    " we took the train to the city and visited a museum.",
+    " the weather is going to change soon.",
+    " she finished her homework and went to bed.",
+    " the meeting was moved to Thursday afternoon.",
+]
+STEERED = [
+    " we baked bread with flour, butter and a pinch of salt.",
+    " the soup needs more garlic and fresh basil.",
+    " she stirred the sauce and put the pasta in boiling water.",
+    " the recipe calls for two eggs and a cup of sugar.",
+]
 
 
 @pytest.mark.slow
@@ -161,7 +176,8 @@ def test_surprisal_score_prefers_the_matching_explanation(subject):
     assert match["n_prompts"] == 4 and match["unit"] == "nats" and match["sem"] > 0
     assert match["score"] == pytest.approx(sum(match["per_prompt"]) / 4)
     assert match["per_prompt"] == pytest.approx(
-        [s - c for s, c in zip(match["logp_steered"], match["logp_clean"])])
+        [s - c for s, c in zip(match["logp_steered"], match["logp_clean"], strict=True)]
+    )
     # swapping clean and steered flips the sign (chance level 0 lies between)
     swapped = iv.surprisal_score(subject, tokenizer, "cooking and recipes", STEERED, CLEAN)
     assert swapped["score"] == pytest.approx(-match["score"], abs=1e-6)
@@ -184,11 +200,12 @@ def test_batched_greedy_completions_match_transformers_generate(subject):
     few = ["I think that", "Here is what happened when we", "Last week, we went"]
     batched = iv.generate_completions(subject, subject.tokenizer, few, max_new_tokens=6, temperature=0)
     with torch.inference_mode():
-        for prompt, text in zip(few, batched):
+        for prompt, text in zip(few, batched, strict=True):
             ids = torch.tensor([subject.tokenizer(prompt).input_ids])
-            out = subject.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=6,
-                                         do_sample=False)
-            assert text == subject.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+            out = subject.model.generate(
+                input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, do_sample=False
+            )
+            assert text == subject.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
 
 
 @pytest.mark.slow
@@ -199,11 +216,13 @@ def test_clean_and_steered_in_one_batch_equal_two_calls(subject, sae, prompts):
     few = prompts[:3]
     for temperature in (1.0, 0.0):
         kwargs = dict(max_new_tokens=6, seed=5, temperature=temperature)
-        clean, steered = iv.generate_clean_and_steered(subject, subject.tokenizer, few, direction, 60.0, hookpoint,
-                                                       **kwargs)
+        clean, steered = iv.generate_clean_and_steered(
+            subject, subject.tokenizer, few, direction, 60.0, hookpoint, **kwargs
+        )
         assert clean == iv.generate_completions(subject, subject.tokenizer, few, **kwargs)
-        assert steered == iv.generate_completions(subject, subject.tokenizer, few, direction=direction, scale=60.0,
-                                                  hookpoint=hookpoint, **kwargs)
+        assert steered == iv.generate_completions(
+            subject, subject.tokenizer, few, direction=direction, scale=60.0, hookpoint=hookpoint, **kwargs
+        )
     assert clean != steered
     with pytest.raises(AutointerpError, match="noise_rows"):
         iv.generate_completions(subject, subject.tokenizer, few, noise_rows=2)
@@ -213,6 +232,7 @@ def test_clean_and_steered_in_one_batch_equal_two_calls(subject, sae, prompts):
 def test_padded_batch_of_passages_equals_one_at_a_time(subject):
     passages = ["a", "The quick brown fox jumps over the lazy dog and runs away", "Hello\n", "x y z w"]
     batched = iv.explanation_logprobs(subject, subject.tokenizer, "cooking and recipes", passages)
-    alone = [float(iv.explanation_logprobs(subject, subject.tokenizer, "cooking and recipes", [p])[0])
-             for p in passages]
+    alone = [
+        float(iv.explanation_logprobs(subject, subject.tokenizer, "cooking and recipes", [p])[0]) for p in passages
+    ]
     assert batched.tolist() == pytest.approx(alone, abs=1e-3)

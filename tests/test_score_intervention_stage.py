@@ -64,13 +64,20 @@ def run_scorer(db, config: ScoreConfig, backend) -> tuple[InterventionScorer, di
         runs.start_run(con, run_id, "score", config.to_dict(), "test")
         writer = CallLogWriter(con, run_id, "score", backend.kind, backend.model)
         queue = LLMQueue(backend, QueueConfig(config.max_in_flight), on_call=writer.log_call)
-        options = GenerateOptions(max_tokens=config.max_tokens, temperature=config.temperature,
-                                  prefill=config.answer_prefill("[ANSWER]:"))
+        options = GenerateOptions(
+            max_tokens=config.max_tokens, temperature=config.temperature, prefill=config.answer_prefill("[ANSWER]:")
+        )
         scorer = InterventionScorer(con, config, queue, writer, run_id, options, backend.model, chosen)
-        done = set(con.execute("SELECT latent, explanation_id, scorer, config_hash FROM score_rows WHERE control = ?",
-                               [config.control]).fetchall())
-        todo = [lat for lat in sorted(chosen)
-                if any((lat, chosen[lat][0], s, h) not in done for s, h in scorer.identities.items())]
+        done = set(
+            con.execute(
+                "SELECT latent, explanation_id, scorer, config_hash FROM score_rows WHERE control = ?", [config.control]
+            ).fetchall()
+        )
+        todo = [
+            lat
+            for lat in sorted(chosen)
+            if any((lat, chosen[lat][0], s, h) not in done for s, h in scorer.identities.items())
+        ]
         statuses = {}
 
         async def job(latent):
@@ -95,8 +102,11 @@ def test_three_scores_per_latent_stored_and_resumed(explained_db, local_backend,
     assert counting.calls["scale_for_target_kl"] == 3 and counting.calls["generate_clean_and_steered"] == 3
 
     # the completions: a clean and a steered one per prompt, the steered ones at the calibrated KL
-    rows = query(db, "SELECT latent, config_hash, completion_id, prompt_index, prompt, steered, completion, scale, "
-                     "target_kl, achieved_kl FROM interventions ORDER BY latent, completion_id")
+    rows = query(
+        db,
+        "SELECT latent, config_hash, completion_id, prompt_index, prompt, steered, completion, scale, "
+        "target_kl, achieved_kl FROM interventions ORDER BY latent, completion_id",
+    )
     assert len(rows) == 3 * 2 * 2 and {r[1] for r in rows} == {scorer.steering_hash}
     prompts = iv.neutral_prompts()[:2]
     subject, sae = scorer._model()
@@ -113,13 +123,15 @@ def test_three_scores_per_latent_stored_and_resumed(explained_db, local_backend,
         hookpoint, direction = iv.steering_target(sae, latent, subject)
         again = reference_kl(subject.model, subject.tokenizer, hookpoint, direction, prompts, scale)
         assert again == pytest.approx(achieved, abs=1e-3)
-    assert any(c[6] != s[6] for c, s in zip(rows[0::2], rows[1::2]))  # steering changed some continuation
+    assert any(c[6] != s[6] for c, s in zip(rows[0::2], rows[1::2], strict=True))  # steering changed some continuation
 
-    scores = query(db, "SELECT latent, scorer, status, reason, score, balanced_accuracy, accuracy, chance, detail, "
-                       "n_examples, n_calls, model, explanation_id FROM scores ORDER BY latent, scorer")
+    scores = query(
+        db,
+        "SELECT latent, scorer, status, reason, score, balanced_accuracy, accuracy, chance, detail, "
+        "n_examples, n_calls, model, explanation_id FROM scores ORDER BY latent, scorer",
+    )
     assert [(r[0], r[1]) for r in scores] == [(lat, s) for lat in latents for s in sorted(SCORERS)]
-    for (latent, name, status, reason, score, bacc, acc, chance, detail, n, n_calls, model,
-         explanation_id) in scores:
+    for latent, name, status, reason, score, bacc, acc, chance, detail, n, n_calls, model, explanation_id in scores:
         chance, detail = json.loads(chance), json.loads(detail)
         assert explanation_id == f"imported/{latent}"
         assert detail["calibration"]["intervention_config"] == scorer.steering_hash
@@ -132,18 +144,23 @@ def test_three_scores_per_latent_stored_and_resumed(explained_db, local_backend,
             assert chance["score"] == pytest.approx(1 / 3) and n_calls == 1
             assert len(detail["choices"]) == 3 and detail["choices"][detail["correct"]] == latent
             assert sorted(detail["choices"]) == latents
-            assert status != "scored" or (score == acc and score in (0.0, 1.0)
-                                          and (score == 1.0) == (detail["chosen"] == detail["correct"]))
+            assert status != "scored" or (
+                score == acc and score in (0.0, 1.0) and (score == 1.0) == (detail["chosen"] == detail["correct"])
+            )
         else:
             assert status == "scored" and chance["score"] == 0.0 and n_calls == 0 and n == 2
             assert score == pytest.approx(sum(detail["per_prompt"]) / 2)
-            assert detail["per_prompt"] == pytest.approx([s - c for s, c in zip(detail["logp_steered"],
-                                                                                detail["logp_clean"])])
+            assert detail["per_prompt"] == pytest.approx(
+                [s - c for s, c in zip(detail["logp_steered"], detail["logp_clean"], strict=True)]
+            )
             assert model == subject.name
     # per-completion rows point at the interventions rows they showed
-    examples = query(db, "SELECT e.latent, e.scorer, e.context_id, e.label, i.steered, e.variant, e.prediction, "
-                         "e.reason, e.call_id FROM score_examples e JOIN interventions i ON i.latent = e.latent "
-                         "AND i.completion_id = e.context_id")
+    examples = query(
+        db,
+        "SELECT e.latent, e.scorer, e.context_id, e.label, i.steered, e.variant, e.prediction, "
+        "e.reason, e.call_id FROM score_examples e JOIN interventions i ON i.latent = e.latent "
+        "AND i.completion_id = e.context_id",
+    )
     assert len(examples) == 3 * (4 + 2 + 4)
     assert all(r[3] == r[4] and r[5] == ("steered" if r[4] else "clean") for r in examples)
     assert all((r[6] is None) == (r[7] is not None) for r in examples)  # unscored always says why
@@ -164,8 +181,9 @@ def test_three_scores_per_latent_stored_and_resumed(explained_db, local_backend,
     assert scorer3.steering_hash == scorer.steering_hash
     assert scorer3.identities["intervention"] != scorer.identities["intervention"]
     assert scorer3.identities["intervention_surprisal"] == scorer.identities["intervention_surprisal"]
-    assert sorted(statuses3) == latents and all(set(s) == {"intervention", "intervention_choice"}
-                                                for s in statuses3.values())
+    assert sorted(statuses3) == latents and all(
+        set(s) == {"intervention", "intervention_choice"} for s in statuses3.values()
+    )
     assert scorer3.computed == [] and counting.calls["generate_clean_and_steered"] == 3
     assert counting.calls["scale_for_target_kl"] == 3
     assert query(db, "SELECT latent, completion_id, created_at FROM interventions ORDER BY ALL") == before
@@ -184,13 +202,14 @@ def test_unreachable_target_kl_is_unscored_with_reason(explained_db, local_backe
         assert reason.startswith("steering cannot reach target KL 200 ± 20 nats: the largest KL is ")
         calibration = json.loads(detail)["calibration"]
         assert calibration["reached"] is False and calibration["scale"] is None
-        assert json.loads(chance)["score"] == {"intervention": 0.5, "intervention_choice": 1 / 3,
-                                               "intervention_surprisal": 0.0}[name]
+        assert (
+            json.loads(chance)["score"]
+            == {"intervention": 0.5, "intervention_choice": 1 / 3, "intervention_surprisal": 0.0}[name]
+        )
     assert query(db, "SELECT count(*) FROM interventions")[0][0] == 0
     assert query(db, "SELECT count(*) FROM llm_calls")[0][0] == 0
     # the failure is remembered: a scorer with another judge does not calibrate again
-    again = ScoreConfig(scorers="intervention", latents=str(latents[0]), target_kl=200.0,
-                        **{**SMALL, "max_tokens": 12})
+    again = ScoreConfig(scorers="intervention", latents=str(latents[0]), target_kl=200.0, **{**SMALL, "max_tokens": 12})
     scorer2, statuses2, _ = run_scorer(db, again, local_backend)
     assert scorer2.computed == [] and set(statuses2[latents[0]].values()) == {"unscored"}
 
@@ -213,8 +232,16 @@ def test_missing_dictionary_and_bad_settings_are_clear_errors(collected_db, tmp_
             read_collect_source(con)
     finally:
         con.close()
-    for bad in ({"target_kl": 0}, {"target_kl": math.nan}, {"kl_tolerance": 1.0}, {"choices": 1}, {"choices": 10},
-                {"intervention_prompts": 0}, {"completion_tokens": 0}, {"intervention_temperature": -1}):
+    for bad in (
+        {"target_kl": 0},
+        {"target_kl": math.nan},
+        {"kl_tolerance": 1.0},
+        {"choices": 1},
+        {"choices": 10},
+        {"intervention_prompts": 0},
+        {"completion_tokens": 0},
+        {"intervention_temperature": -1},
+    ):
         with pytest.raises(AutointerpError):
             ScoreConfig(scorers="intervention", **bad)
 
@@ -225,8 +252,9 @@ def test_judge_prompts_and_choice_parsing():
     messages = judge_messages("food", texts)
     system = messages[0]["content"]
     assert system.startswith("You check an explanation") and "[ANSWER]: 1 0 0 1" in system
-    assert messages[1]["content"] == ("Explanation: food\n\nTexts:\n1. The next day, we ate.↵(answer): 1\n"
-                                      "2. I think that it rains")
+    assert messages[1]["content"] == (
+        "Explanation: food\n\nTexts:\n1. The next day, we ate.↵(answer): 1\n2. I think that it rains"
+    )
     sets = choice_messages("food", [["a", "b"], ["c"]])[1]["content"]
     assert sets == "Explanation: food\n\nSet 1:\n- a\n- b\n\nSet 2:\n- c"
     assert parse_choice("[ANSWER]: 2", 3) == (1, None)

@@ -7,8 +7,14 @@ import warnings
 
 import numpy as np
 import pytest
-from sklearn.metrics import (accuracy_score, balanced_accuracy_score, f1_score, precision_score,
-                             recall_score, roc_auc_score)
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    f1_score,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
 
 from autointerp.score.metrics import auroc, binary_metrics, chance_levels, multiple_choice, pearson
 
@@ -58,7 +64,7 @@ def _random_case(rng):
     elif kind == 3:
         predictions = [False] * n
     drop = rng.random(n) < (0.3 if kind in (4, 5) else 0.0)
-    predictions = [None if d else bool(p) for p, d in zip(predictions, drop)]
+    predictions = [None if d else bool(p) for p, d in zip(predictions, drop, strict=True)]
     if kind == 5:
         probabilities = None
     elif kind == 6:

@@ -26,30 +26,41 @@ def test_parse_reads_one_line_per_excerpt():
     assert [s.values for s in sims] == [[0, 3, 10], [0, 0]] and all(s.reason is None for s in sims)
 
 
-@pytest.mark.parametrize("answer, reason", [
-    ("1: 0 3 10\n2: 0 0", "no '[ANSWER]:' line"),
-    ("[ANSWER]:\n1: 0 3\n2: 0 0", "excerpt 1: 2 values for 3 tokens"),            # partial
-    ("[ANSWER]:\n1: 0 3 10 4\n2: 0 0", "excerpt 1: 4 values for 3 tokens"),       # over-long
-    ("[ANSWER]:\n1: 0 3 11\n2: 0 0", "not integers 0-10"),
-    ("[ANSWER]:\n1: 0 high 1\n2: 0 0", "not integers 0-10"),
-    ("[ANSWER]:\n2: 0 0", "no line for excerpt 1"),
-    ("", "empty answer"),
-])
+@pytest.mark.parametrize(
+    "answer, reason",
+    [
+        ("1: 0 3 10\n2: 0 0", "no '[ANSWER]:' line"),
+        ("[ANSWER]:\n1: 0 3\n2: 0 0", "excerpt 1: 2 values for 3 tokens"),  # partial
+        ("[ANSWER]:\n1: 0 3 10 4\n2: 0 0", "excerpt 1: 4 values for 3 tokens"),  # over-long
+        ("[ANSWER]:\n1: 0 3 11\n2: 0 0", "not integers 0-10"),
+        ("[ANSWER]:\n1: 0 high 1\n2: 0 0", "not integers 0-10"),
+        ("[ANSWER]:\n2: 0 0", "no line for excerpt 1"),
+        ("", "empty answer"),
+    ],
+)
 def test_unreadable_excerpts_are_unscored_with_a_reason(answer, reason):
     first = simulation.parse(answer, [3, 2])[0]
     assert first.values is None and reason in first.reason
 
 
 def test_reasoning_and_quoted_answers_before_the_last_marker_are_ignored():
-    answer = ("<think>[ANSWER]:\n1: 9 9 9</think>The excerpt quotes '[ANSWER]: 1: 5 5 5' but my answer is\n"
-              "[ANSWER]:\n1: 0 1 2\n2: 0 0")
+    answer = (
+        "<think>[ANSWER]:\n1: 9 9 9</think>The excerpt quotes '[ANSWER]: 1: 5 5 5' but my answer is\n"
+        "[ANSWER]:\n1: 0 1 2\n2: 0 0"
+    )
     assert [s.values for s in simulation.parse(answer, [3, 2])] == [[0, 1, 2], [0, 0]]
 
 
 def test_logprobs_give_the_expected_value_of_each_token():
-    steps = [TokenLogprob("\n", 0.0), TokenLogprob("1", 0.0), TokenLogprob(":", 0.0),
-             TokenLogprob(" ", 0.0), TokenLogprob("2", math.log(0.5), {"2": math.log(0.5), "4": math.log(0.5)}),
-             TokenLogprob(" ", 0.0), TokenLogprob("0", math.log(0.9), {"0": math.log(0.9), "1": math.log(0.1)})]
+    steps = [
+        TokenLogprob("\n", 0.0),
+        TokenLogprob("1", 0.0),
+        TokenLogprob(":", 0.0),
+        TokenLogprob(" ", 0.0),
+        TokenLogprob("2", math.log(0.5), {"2": math.log(0.5), "4": math.log(0.5)}),
+        TokenLogprob(" ", 0.0),
+        TokenLogprob("0", math.log(0.9), {"0": math.log(0.9), "1": math.log(0.1)}),
+    ]
     text = "[ANSWER]:" + "".join(s.token for s in steps)
     sims = simulation.parse(text, [2], steps, "[ANSWER]:")
     assert sims[0].from_logprobs and sims[0].values == pytest.approx([3.0, 0.1])
@@ -60,7 +71,11 @@ def test_contexts_are_half_activating_over_quantiles_and_half_not():
     contexts += [Ctx(100 + i, "random", None, ["b"], [0.0]) for i in range(30)]
     picked = simulation.choose_contexts(contexts, 10, random.Random(0))
     assert sum(c.kind == "random" for c in picked) == 5
-    assert sorted(c.quantile for c in picked if c.kind != "random") in ([0, 0, 1, 1, 2], [0, 1, 1, 2, 2], [0, 0, 1, 2, 2])
+    assert sorted(c.quantile for c in picked if c.kind != "random") in (
+        [0, 0, 1, 1, 2],
+        [0, 1, 1, 2, 2],
+        [0, 0, 1, 2, 2],
+    )
 
 
 def test_guided_regex_accepts_exactly_the_expected_lines():
@@ -76,19 +91,31 @@ def test_guided_regex_accepts_exactly_the_expected_lines():
 def test_simulation_through_the_stage_with_logprobs(explained_db, local_backend):  # noqa: F811
     db, latents = explained_db
     with ModelServer(local_backend) as server:
-        config = ScoreConfig(backend="openai", model="smollm2", base_url=server.base_url, scorers="simulation",
-                             latents=f"{latents[0]}-{latents[1]}", guided="on", logprobs=True,
-                             simulation_contexts=4, simulation_batch=2)
+        config = ScoreConfig(
+            backend="openai",
+            model="smollm2",
+            base_url=server.base_url,
+            scorers="simulation",
+            latents=f"{latents[0]}-{latents[1]}",
+            guided="on",
+            logprobs=True,
+            simulation_contexts=4,
+            simulation_batch=2,
+        )
         first = asyncio.run(score(config, db, progress=False))
         again = asyncio.run(score(config, db, progress=False))
     assert first.scored + first.unscored == 2 and again.skipped_done == 2 and again.calls == 0
     for latent, status, reason, r, headline, chance, detail in query(
-            db, "SELECT latent, status, reason, correlation, score, chance, detail FROM scores "
-                "WHERE scorer = 'simulation'"):
+        db, "SELECT latent, status, reason, correlation, score, chance, detail FROM scores WHERE scorer = 'simulation'"
+    ):
         assert json.loads(chance)["score"] == 0.0
-        rows = query(db, "SELECT e.simulated, x.activations, x.kind FROM score_examples e JOIN examples x "
-                         "ON x.latent = e.latent AND x.context_id = e.context_id AND x.split = 'test' "
-                         "WHERE e.latent = ? AND e.scorer = 'simulation'", [latent])
+        rows = query(
+            db,
+            "SELECT e.simulated, x.activations, x.kind FROM score_examples e JOIN examples x "
+            "ON x.latent = e.latent AND x.context_id = e.context_id AND x.split = 'test' "
+            "WHERE e.latent = ? AND e.scorer = 'simulation'",
+            [latent],
+        )
         assert len(rows) == 4 and sum(k == "random" for _, _, k in rows) == 2
         scored = [(s, a, k) for s, a, k in rows if s is not None]
         assert all(len(s) == len(a) and all(0 <= v <= 10 for v in s) for s, a, _ in scored)

@@ -8,20 +8,30 @@ import sys
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        "browse", help="browse: a latent list and a page per latent, served locally or written as a static site",
+        "browse",
+        help="browse: a latent list and a page per latent, served locally or written as a static site",
         description="Browse a database: a list of latents with their explanation, scores and frequency (sortable, "
-                    "filterable, searchable), and a page per latent with its top and quantile contexts shaded by "
-                    "activation, the scorers' verdicts on each context and the intervention completions. Serves on "
-                    "127.0.0.1 until interrupted, or with --static writes a site that opens from file://.")
+        "filterable, searchable), and a page per latent with its top and quantile contexts shaded by "
+        "activation, the scorers' verdicts on each context and the intervention completions. Serves on "
+        "127.0.0.1 until interrupted, or with --static writes a site that opens from file://.",
+    )
     parser.add_argument("--db", required=True, help="DuckDB file written by autointerp (opened read-only)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)"
+    )
     parser.add_argument("--port", type=int, default=0, help="port to listen on; 0 picks a free one (default: 0)")
-    parser.add_argument("--static", metavar="DIR", default=None,
-                        help="write a static site into DIR instead of serving (DIR must be new, empty or an earlier site)")
-    parser.add_argument("--latents", default="", metavar="RANGES",
-                        help="only these latents, as ranges like 0-999,1500 (default: all)")
-    parser.add_argument("--chunk-size", type=int, default=1000,
-                        help="static site: latents per list data file (default: 1000)")
+    parser.add_argument(
+        "--static",
+        metavar="DIR",
+        default=None,
+        help="write a static site into DIR instead of serving (DIR must be new, empty or an earlier site)",
+    )
+    parser.add_argument(
+        "--latents", default="", metavar="RANGES", help="only these latents, as ranges like 0-999,1500 (default: all)"
+    )
+    parser.add_argument(
+        "--chunk-size", type=int, default=1000, help="static site: latents per list data file (default: 1000)"
+    )
     parser.add_argument("--open", action="store_true", help="open the list in the default web browser")
     return parser
 
@@ -34,8 +44,10 @@ def run(args: argparse.Namespace) -> int:
 
         site = write_static(args.db, args.static, latents=args.latents, chunk_size=args.chunk_size)
         url = site.index.as_uri()
-        print(f"{args.db}: wrote {site.n_latents:,} latent pages and {site.n_chunks} list data files to "
-              f"{site.path} in {site.seconds:.1f} s. Open {url}")
+        print(
+            f"{args.db}: wrote {site.n_latents:,} latent pages and {site.n_chunks} list data files to "
+            f"{site.path} in {site.seconds:.1f} s. Open {url}"
+        )
         if args.open:
             webbrowser.open(url)
         return 0

@@ -17,11 +17,38 @@ import json
 
 from .listing import latest_explanation_sql
 
-STATS = ("latent", "hookpoint", "status", "reason", "n_firing", "n_tokens", "frequency", "max_activation",
-         "mean_activation", "n_active_contexts")
-SCORE_COLUMNS = ("scorer", "control", "model", "score", "balanced_accuracy", "accuracy", "precision", "recall", "f1",
-                 "auroc", "correlation", "n_examples", "n_unscored", "status", "reason", "chance", "explanation_id",
-                 "config_hash")
+STATS = (
+    "latent",
+    "hookpoint",
+    "status",
+    "reason",
+    "n_firing",
+    "n_tokens",
+    "frequency",
+    "max_activation",
+    "mean_activation",
+    "n_active_contexts",
+)
+SCORE_COLUMNS = (
+    "scorer",
+    "control",
+    "model",
+    "score",
+    "balanced_accuracy",
+    "accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "auroc",
+    "correlation",
+    "n_examples",
+    "n_unscored",
+    "status",
+    "reason",
+    "chance",
+    "explanation_id",
+    "config_hash",
+)
 
 
 def _scope(column: str, ids: list[int]) -> str:
@@ -36,10 +63,16 @@ def latent_details(cur, latents: list[int]) -> dict[int, dict]:
         return {}
     ids = sorted({int(x) for x in latents})
     details: dict[int, dict] = {}
-    for row in cur.execute(f"SELECT {', '.join(STATS)} FROM latents WHERE {_scope('latent', ids)} "
-                           "ORDER BY latent").fetchall():
-        details[row[0]] = dict(zip(STATS, row)) | {
-            "explanation": None, "explanations": [], "scores": [], "contexts": [], "interventions": []}
+    for row in cur.execute(
+        f"SELECT {', '.join(STATS)} FROM latents WHERE {_scope('latent', ids)} ORDER BY latent"
+    ).fetchall():
+        details[row[0]] = dict(zip(STATS, row, strict=True)) | {
+            "explanation": None,
+            "explanations": [],
+            "scores": [],
+            "contexts": [],
+            "interventions": [],
+        }
     if not details:
         return {}
     ids = sorted(details)
@@ -53,21 +86,36 @@ def latent_details(cur, latents: list[int]) -> dict[int, dict]:
 def _explanations(cur, ids: list[int], details: dict[int, dict]) -> None:
     latest = {r[0]: r for r in cur.execute(latest_explanation_sql(_scope("latent", ids))).fetchall()}
     for latent, chash, text, explainer, model, created in latest.values():
-        details[latent]["explanation"] = {"text": text, "config_hash": chash, "explainer": explainer, "model": model,
-                                          "explanation_id": f"{chash}/{latent}", "created_at": str(created)}
+        details[latent]["explanation"] = {
+            "text": text,
+            "config_hash": chash,
+            "explainer": explainer,
+            "model": model,
+            "explanation_id": f"{chash}/{latent}",
+            "created_at": str(created),
+        }
     for latent, chash, text, explainer, model, status, reason, created in cur.execute(
-            "SELECT latent, config_hash, explanation, explainer, model, status, reason, created_at FROM explanations "
-            f"WHERE {_scope('latent', ids)} ORDER BY latent, created_at DESC, config_hash DESC").fetchall():
-        details[latent]["explanations"].append({"config_hash": chash, "explanation": text, "explainer": explainer,
-                                                "model": model, "status": status, "reason": reason,
-                                                "created_at": str(created)})
+        "SELECT latent, config_hash, explanation, explainer, model, status, reason, created_at FROM explanations "
+        f"WHERE {_scope('latent', ids)} ORDER BY latent, created_at DESC, config_hash DESC"
+    ).fetchall():
+        details[latent]["explanations"].append(
+            {
+                "config_hash": chash,
+                "explanation": text,
+                "explainer": explainer,
+                "model": model,
+                "status": status,
+                "reason": reason,
+                "created_at": str(created),
+            }
+        )
 
 
 def _scores(cur, ids: list[int], details: dict[int, dict]) -> None:
     """The real scores of the latest explanation and the latest shuffled control, one row per scorer each."""
     rows = cur.execute(f"""
         WITH expl AS ({latest_explanation_sql(_scope("latent", ids))})
-        SELECT s.latent, {', '.join('s.' + c for c in SCORE_COLUMNS)}
+        SELECT s.latent, {", ".join("s." + c for c in SCORE_COLUMNS)}
         FROM scores s LEFT JOIN expl e ON e.latent = s.latent
         WHERE {_scope("s.latent", ids)} AND s.status = 'scored'
           AND ((s.control = '' AND s.explanation_id = e.config_hash || '/' || e.latent) OR s.control <> '')
@@ -75,7 +123,7 @@ def _scores(cur, ids: list[int], details: dict[int, dict]) -> None:
                                    ORDER BY s.created_at DESC, s.config_hash DESC) = 1
         ORDER BY s.latent, s.scorer, s.control""").fetchall()
     for row in rows:
-        entry = dict(zip(SCORE_COLUMNS, row[1:]))
+        entry = dict(zip(SCORE_COLUMNS, row[1:], strict=True))
         entry["chance"] = json.loads(entry["chance"]) if entry["chance"] else {}
         details[row[0]]["scores"].append(entry)
 
@@ -98,18 +146,34 @@ def _contexts(cur, ids: list[int], details: dict[int, dict]) -> None:
             WHERE {_scope("x.latent", ids)}
             ORDER BY x.latent, x.context_id, x.scorer, x.variant""").fetchall():
         verdicts.setdefault((latent, context_id), []).append(
-            {"scorer": scorer, "variant": variant, "label": label, "prediction": prediction,
-             "probability": probability, "reason": reason})
+            {
+                "scorer": scorer,
+                "variant": variant,
+                "label": label,
+                "prediction": prediction,
+                "probability": probability,
+                "reason": reason,
+            }
+        )
     order = {"top": 0, "quantile": 1, "random": 2}
     rows = cur.execute(f"""
         SELECT latent, split, kind, quantile, rank, context_id, tokens, activations, max_activation
         FROM examples WHERE {_scope("latent", ids)}
         ORDER BY latent, kind, max_activation < 0, quantile DESC NULLS LAST, split, rank""").fetchall()
     for latent, split, kind, quantile, rank, context_id, tokens, acts, peak in rows:
-        details[latent]["contexts"].append({
-            "split": split, "kind": kind, "quantile": quantile, "rank": rank, "context_id": context_id,
-            "tokens": list(tokens), "activations": list(acts), "max_activation": peak,
-            "verdicts": verdicts.get((latent, context_id), [])})
+        details[latent]["contexts"].append(
+            {
+                "split": split,
+                "kind": kind,
+                "quantile": quantile,
+                "rank": rank,
+                "context_id": context_id,
+                "tokens": list(tokens),
+                "activations": list(acts),
+                "max_activation": peak,
+                "verdicts": verdicts.get((latent, context_id), []),
+            }
+        )
     for d in details.values():
         d["contexts"].sort(key=lambda c: order.get(c["kind"], 3))  # stable: keeps the SQL order within a kind
 
@@ -123,11 +187,17 @@ def _interventions(cur, ids: list[int], details: dict[int, dict]) -> None:
             ORDER BY latent, created_at DESC, config_hash, prompt_index, steered""").fetchall():
         group = groups.get((latent, chash))
         if group is None:
-            group = groups[(latent, chash)] = {"config_hash": chash, "target_kl": target_kl, "achieved_kl": None,
-                                               "scale": None, "prompts": {}}
+            group = groups[(latent, chash)] = {
+                "config_hash": chash,
+                "target_kl": target_kl,
+                "achieved_kl": None,
+                "scale": None,
+                "prompts": {},
+            }
             details[latent]["interventions"].append(group)
-        entry = group["prompts"].setdefault(index, {"prompt_index": index, "prompt": prompt, "clean": None,
-                                                    "steered": None})
+        entry = group["prompts"].setdefault(
+            index, {"prompt_index": index, "prompt": prompt, "clean": None, "steered": None}
+        )
         entry["steered" if steered else "clean"] = completion
         if steered:
             group["scale"], group["achieved_kl"] = scale, achieved_kl

@@ -71,21 +71,27 @@ class ListQuery:
 
 def scorers(cur) -> list[str]:
     """Scorers with at least one real (not control) score, in name order: the list's score columns."""
-    return [r[0] for r in cur.execute(
-        "SELECT DISTINCT scorer FROM scores WHERE control = '' AND status = 'scored' ORDER BY scorer").fetchall()]
+    return [
+        r[0]
+        for r in cur.execute(
+            "SELECT DISTINCT scorer FROM scores WHERE control = '' AND status = 'scored' ORDER BY scorer"
+        ).fetchall()
+    ]
 
 
 def parse_request(params: dict[str, str], known_scorers: list[str]) -> ListQuery:
     """A ListQuery from URL parameters; anything outside the whitelists is an AutointerpError."""
     unknown = set(params) - {"sort", "order", "q", "status", "explained", "offset", "limit"}
     if unknown:
-        raise AutointerpError(f"Unknown parameter(s) {', '.join(sorted(unknown))}.",
-                              "sort, order, q, status, explained, offset, limit.")
+        raise AutointerpError(
+            f"Unknown parameter(s) {', '.join(sorted(unknown))}.", "sort, order, q, status, explained, offset, limit."
+        )
     sort = params.get("sort", "latent")
     valid = list(SORT_COLUMNS) + [f"score:{s}" for s in known_scorers]
     if sort not in valid:
-        raise AutointerpError(f"Cannot sort by {sort!r}.", "one of " + ", ".join(valid) + ".",
-                              "pick a column of the list.")
+        raise AutointerpError(
+            f"Cannot sort by {sort!r}.", "one of " + ", ".join(valid) + ".", "pick a column of the list."
+        )
     order = params.get("order", "asc")
     if order not in ORDERS:
         raise AutointerpError(f"order {order!r} is not known.", "asc or desc.")
@@ -170,10 +176,18 @@ def list_latents(cur, query: ListQuery, source: ListSource) -> dict:
     sql, params = _select(query, source)
     rows = cur.execute(sql, params).fetchall()
     where, where_params = _where(query)
-    total = cur.execute(f"SELECT count(*) FROM {source.relation} AS l {where}",
-                        list(source.params) + where_params).fetchone()[0]
-    return {"total": total, "offset": query.offset, "limit": query.limit, "sort": query.sort, "order": query.order,
-            "scorers": list(source.scorers), "rows": [_row(r, source.scorers) for r in rows]}
+    total = cur.execute(
+        f"SELECT count(*) FROM {source.relation} AS l {where}", list(source.params) + where_params
+    ).fetchone()[0]
+    return {
+        "total": total,
+        "offset": query.offset,
+        "limit": query.limit,
+        "sort": query.sort,
+        "order": query.order,
+        "scorers": list(source.scorers),
+        "rows": [_row(r, source.scorers) for r in rows],
+    }
 
 
 def iter_rows(cur, query: ListQuery, source: ListSource, batch: int = 10_000):
@@ -186,16 +200,23 @@ def iter_rows(cur, query: ListQuery, source: ListSource, batch: int = 10_000):
 
 
 def _row(r: tuple, known) -> dict:
-    return {"latent": r[0], "status": r[1], "frequency": r[2], "n_firing": r[3], "max_activation": r[4],
-            "mean_activation": r[5], "explanation": r[6],
-            "scores": {name: r[7 + i] for i, name in enumerate(known) if r[7 + i] is not None}}
+    return {
+        "latent": r[0],
+        "status": r[1],
+        "frequency": r[2],
+        "n_firing": r[3],
+        "max_activation": r[4],
+        "mean_activation": r[5],
+        "explanation": r[6],
+        "scores": {name: r[7 + i] for i, name in enumerate(known) if r[7 + i] is not None},
+    }
 
 
 def _select(query: ListQuery, source: ListSource) -> tuple[str, list]:
     """The page's SQL and parameters; every value from the request is a parameter or a whitelisted name."""
     where, where_params = _where(query)
     if query.sort.startswith("score:"):
-        sort_sql = f"l.s{list(source.scorers).index(query.sort[len('score:'):])}"
+        sort_sql = f"l.s{list(source.scorers).index(query.sort[len('score:') :])}"
     else:
         sort_sql = SORT_COLUMNS[query.sort]
     direction = "DESC" if query.order == "desc" else "ASC"

@@ -50,12 +50,14 @@ def visible_token(token: str) -> str:
 def token_spans(tokens: list[str], activations: list[float], scale: float) -> str:
     """One span per token, shaded by |activation| / scale, with the activation as its title."""
     out = []
-    for token, act in zip(tokens, activations):
+    for token, act in zip(tokens, activations, strict=True):
         alpha = min(abs(act) / scale, 1.0) if scale and scale > 0 else 0.0
         rgb = NEGATIVE_RGB if act < 0 else POSITIVE_RGB
         cls = "tok neg" if act < 0 else ("tok" if act else "tok zero")
-        out.append(f'<span class="{cls}" style="background-color: rgba({rgb}, {alpha:.3f})" '
-                   f'title="{e(activation_title(act))}">{e(visible_token(token))}</span>')
+        out.append(
+            f'<span class="{cls}" style="background-color: rgba({rgb}, {alpha:.3f})" '
+            f'title="{e(activation_title(act))}">{e(visible_token(token))}</span>'
+        )
     return "".join(out)
 
 
@@ -69,17 +71,21 @@ def verdict_badge(v: dict) -> str:
         mark, cls = ("✓", "verdict right") if right else ("✗", "verdict wrong")
         title = f"predicted {'yes' if v['prediction'] else 'no'}, label {'yes' if v['label'] else 'no'}"
     prob = "" if v["probability"] is None else f" p={v['probability']:.2f}"
-    return (f'<span class="{cls}" data-scorer="{e(v["scorer"])}" data-variant="{e(v["variant"])}" '
-            f'title="{e(title)}">{e(name)} {mark}{e(prob)}</span>')
+    return (
+        f'<span class="{cls}" data-scorer="{e(v["scorer"])}" data-variant="{e(v["variant"])}" '
+        f'title="{e(title)}">{e(name)} {mark}{e(prob)}</span>'
+    )
 
 
 def page(title: str, body: str, root: str, scripts: tuple[str, ...] = (), body_attrs: str = "") -> str:
     """A whole HTML document; ``root`` is the relative path to the site's root ('' or '../')."""
     tags = "".join(f'<script src="{e(root + s)}"></script>' for s in scripts)
-    return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f'<title>{e(title)}</title><link rel="stylesheet" href="{e(root)}assets/browser.css"></head>'
-            f'<body{body_attrs}>{body}{tags}</body></html>\n')
+    return (
+        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f'<title>{e(title)}</title><link rel="stylesheet" href="{e(root)}assets/browser.css"></head>'
+        f"<body{body_attrs}>{body}{tags}</body></html>\n"
+    )
 
 
 def list_page(mode: str, db_name: str) -> str:
@@ -103,34 +109,48 @@ def list_page(mode: str, db_name: str) -> str:
 def latent_page(d: dict, db_name: str) -> str:
     """A latent's page: explanation, statistics, scores, contexts with verdicts, interventions."""
     scale = d["max_activation"] or 0.0
-    parts = [f'<nav><a id="back" href="../index.html">← all latents</a> <span class="muted">{e(db_name)}</span></nav>',
-             f'<h1 id="title">Latent {d["latent"]}</h1>']
+    parts = [
+        f'<nav><a id="back" href="../index.html">← all latents</a> <span class="muted">{e(db_name)}</span></nav>',
+        f'<h1 id="title">Latent {d["latent"]}</h1>',
+    ]
     if d["explanation"]:
         x = d["explanation"]
-        parts.append(f'<p id="explanation" class="explanation">{e(x["text"])}</p>'
-                     f'<p class="muted">by {e(x["model"])} ({e(x["explainer"])} explainer, {e(x["config_hash"])})</p>')
+        parts.append(
+            f'<p id="explanation" class="explanation">{e(x["text"])}</p>'
+            f'<p class="muted">by {e(x["model"])} ({e(x["explainer"])} explainer, {e(x["config_hash"])})</p>'
+        )
     else:
         parts.append('<p id="explanation" class="explanation none">No explanation yet.</p>')
     parts.append(_stats(d))
     parts.append(_scores(d["scores"]))
-    sections = (("top-contexts", "Top contexts", "top"), ("quantile-contexts", "Quantile contexts", "quantile"),
-                ("random-contexts", "Non-activating contexts", "random"))
+    sections = (
+        ("top-contexts", "Top contexts", "top"),
+        ("quantile-contexts", "Quantile contexts", "quantile"),
+        ("random-contexts", "Non-activating contexts", "random"),
+    )
     for section_id, heading, kind in sections:
         contexts = [c for c in d["contexts"] if c["kind"] == kind]
         items = "".join(_context(c, scale) for c in contexts) or '<p class="muted">None.</p>'
-        parts.append(f'<section id="{section_id}"><h2>{heading} <span class="muted">({len(contexts)})</span></h2>'
-                     f'{items}</section>')
+        parts.append(
+            f'<section id="{section_id}"><h2>{heading} <span class="muted">({len(contexts)})</span></h2>'
+            f"{items}</section>"
+        )
     parts.append(_interventions(d["interventions"]))
     parts.append(_explanation_history(d["explanations"]))
     return page(f"Latent {d['latent']} — {db_name}", "\n".join(parts), "../")
 
 
 def _stats(d: dict) -> str:
-    items = [("hookpoint", e(d["hookpoint"])), ("status", e(d["status"])),
-             ("frequency", percent(d["frequency"])), ("firing positions", number(d["n_firing"])),
-             ("of tokens", number(d["n_tokens"])), ("max |activation|", number(d["max_activation"])),
-             ("mean |activation|", number(d["mean_activation"])),
-             ("active contexts", number(d["n_active_contexts"]))]
+    items = [
+        ("hookpoint", e(d["hookpoint"])),
+        ("status", e(d["status"])),
+        ("frequency", percent(d["frequency"])),
+        ("firing positions", number(d["n_firing"])),
+        ("of tokens", number(d["n_tokens"])),
+        ("max |activation|", number(d["max_activation"])),
+        ("mean |activation|", number(d["mean_activation"])),
+        ("active contexts", number(d["n_active_contexts"])),
+    ]
     if d["reason"]:
         items.append(("reason", e(d["reason"])))
     return '<dl id="stats" class="stats">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in items) + "</dl>"
@@ -143,25 +163,46 @@ def _scores(scores: list[dict]) -> str:
     rows = []
     for s in scores:
         chance = s["chance"].get("score") if isinstance(s["chance"], dict) else None
-        cells = [e(s["scorer"]), e(s["control"] or "—"), number(s["score"], 3), number(chance, 3),
-                 number(s["balanced_accuracy"], 3), number(s["precision"], 3), number(s["recall"], 3),
-                 number(s["f1"], 3), number(s["auroc"], 3), number(s["n_examples"])]
-        rows.append(f'<tr data-scorer="{e(s["scorer"])}" data-control="{e(s["control"])}">'
-                    + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    return ('<section id="scores"><h2>Scores</h2><table class="scores"><thead><tr>'
-            + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>" + "".join(rows)
-            + "</tbody></table></section>")
+        cells = [
+            e(s["scorer"]),
+            e(s["control"] or "—"),
+            number(s["score"], 3),
+            number(chance, 3),
+            number(s["balanced_accuracy"], 3),
+            number(s["precision"], 3),
+            number(s["recall"], 3),
+            number(s["f1"], 3),
+            number(s["auroc"], 3),
+            number(s["n_examples"]),
+        ]
+        rows.append(
+            f'<tr data-scorer="{e(s["scorer"])}" data-control="{e(s["control"])}">'
+            + "".join(f"<td>{c}</td>" for c in cells)
+            + "</tr>"
+        )
+    return (
+        '<section id="scores"><h2>Scores</h2><table class="scores"><thead><tr>'
+        + "".join(f"<th>{h}</th>" for h in head)
+        + "</tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table></section>"
+    )
 
 
 def _context(c: dict, scale: float) -> str:
     where = c["kind"] if c["quantile"] is None else f"quantile {c['quantile']}"
-    meta = (f'<span class="meta">{e(where)} · {e(c["split"])} · rank {c["rank"]} · '
-            f'peak {number(c["max_activation"])}</span>')
+    meta = (
+        f'<span class="meta">{e(where)} · {e(c["split"])} · rank {c["rank"]} · '
+        f"peak {number(c['max_activation'])}</span>"
+    )
     verdicts = "".join(verdict_badge(v) for v in c["verdicts"])
-    return (f'<div class="context" data-context-id="{c["context_id"]}" data-split="{e(c["split"])}" '
-            f'data-kind="{e(c["kind"])}">{meta}<div class="tokens">'
-            f'{token_spans(c["tokens"], c["activations"], scale)}</div>'
-            + (f'<div class="verdicts">{verdicts}</div>' if verdicts else "") + "</div>")
+    return (
+        f'<div class="context" data-context-id="{c["context_id"]}" data-split="{e(c["split"])}" '
+        f'data-kind="{e(c["kind"])}">{meta}<div class="tokens">'
+        f"{token_spans(c['tokens'], c['activations'], scale)}</div>"
+        + (f'<div class="verdicts">{verdicts}</div>' if verdicts else "")
+        + "</div>"
+    )
 
 
 def _interventions(groups: list[dict]) -> str:
@@ -169,13 +210,19 @@ def _interventions(groups: list[dict]) -> str:
         return '<section id="interventions"><h2>Interventions</h2><p class="muted">None yet.</p></section>'
     parts = ['<section id="interventions"><h2>Interventions</h2>']
     for g in groups:
-        parts.append(f'<p class="meta">steering {e(g["config_hash"])}: scale {number(g["scale"])}, '
-                     f'target KL {number(g["target_kl"])}, achieved KL {number(g["achieved_kl"])}</p>')
-        rows = "".join(f'<tr data-prompt-index="{p["prompt_index"]}"><td class="prompt">{e(p["prompt"])}</td>'
-                       f'<td class="clean">{e(p["clean"])}</td><td class="steered">{e(p["steered"])}</td></tr>'
-                       for p in g["prompts"])
-        parts.append('<table class="interventions"><thead><tr><th>prompt</th><th>clean completion</th>'
-                     f'<th>steered completion</th></tr></thead><tbody>{rows}</tbody></table>')
+        parts.append(
+            f'<p class="meta">steering {e(g["config_hash"])}: scale {number(g["scale"])}, '
+            f"target KL {number(g['target_kl'])}, achieved KL {number(g['achieved_kl'])}</p>"
+        )
+        rows = "".join(
+            f'<tr data-prompt-index="{p["prompt_index"]}"><td class="prompt">{e(p["prompt"])}</td>'
+            f'<td class="clean">{e(p["clean"])}</td><td class="steered">{e(p["steered"])}</td></tr>'
+            for p in g["prompts"]
+        )
+        parts.append(
+            '<table class="interventions"><thead><tr><th>prompt</th><th>clean completion</th>'
+            f"<th>steered completion</th></tr></thead><tbody>{rows}</tbody></table>"
+        )
     parts.append("</section>")
     return "".join(parts)
 
@@ -183,9 +230,14 @@ def _interventions(groups: list[dict]) -> str:
 def _explanation_history(rows: list[dict]) -> str:
     if not rows:
         return ""
-    body = "".join(f'<tr><td>{e(r["created_at"])}</td><td>{e(r["explainer"])}</td><td>{e(r["model"])}</td>'
-                   f'<td>{e(r["status"])}</td><td>{e(r["explanation"] if r["explanation"] is not None else r["reason"])}'
-                   f'</td></tr>' for r in rows)
-    return ('<section id="explanations"><h2>Every explanation</h2><table><thead><tr><th>written</th><th>explainer</th>'
-            f'<th>model</th><th>status</th><th>explanation or reason</th></tr></thead><tbody>{body}</tbody></table>'
-            '</section>')
+    body = "".join(
+        f"<tr><td>{e(r['created_at'])}</td><td>{e(r['explainer'])}</td><td>{e(r['model'])}</td>"
+        f"<td>{e(r['status'])}</td><td>{e(r['explanation'] if r['explanation'] is not None else r['reason'])}"
+        f"</td></tr>"
+        for r in rows
+    )
+    return (
+        '<section id="explanations"><h2>Every explanation</h2><table><thead><tr><th>written</th><th>explainer</th>'
+        f"<th>model</th><th>status</th><th>explanation or reason</th></tr></thead><tbody>{body}</tbody></table>"
+        "</section>"
+    )

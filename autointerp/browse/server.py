@@ -33,8 +33,10 @@ log = logging.getLogger(__name__)
 
 ASSET_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
 #: Scripts only from this origin: even a string that escaped escaping could not run inline.
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self'; "
-       "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self'; "
+    "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
 LATENT_PAGE = re.compile(r"/latents/(\d{1,10})\.html")
 LATENT_API = re.compile(r"/api/latents/(\d{1,10})")
 
@@ -66,8 +68,11 @@ class BrowseServer(ThreadingHTTPServer):
             super().__init__((host, port), Handler)
         except OSError as exc:
             self.db.close()
-            raise AutointerpError(f"Cannot listen on {host}:{port}: {exc}", "a free port (0 picks one).",
-                                  "pass another --port, or --port 0.") from exc
+            raise AutointerpError(
+                f"Cannot listen on {host}:{port}: {exc}",
+                "a free port (0 picks one).",
+                "pass another --port, or --port 0.",
+            ) from exc
         except BaseException:
             self.db.close()
             raise
@@ -99,7 +104,7 @@ class Handler(BaseHTTPRequestHandler):
             if path in ("/", "/index.html"):
                 return self._send(render.list_page("server", self.server.db_path.name), "text/html; charset=utf-8")
             if path.startswith("/assets/"):
-                data = asset(path[len("/assets/"):])
+                data = asset(path[len("/assets/") :])
                 if data is None:
                     return self._not_found(path)
                 return self._send(data, ASSET_TYPES[Path(path).suffix])

@@ -41,12 +41,16 @@ class Database:
             check.close()
         self.con = duckdb.connect(":memory:")
         try:
-            self.con.execute(f"ATTACH '{str(self.path.absolute()).replace(chr(39), chr(39) * 2)}' AS {CATALOG} "
-                             "(READ_ONLY)")
+            self.con.execute(
+                f"ATTACH '{str(self.path.absolute()).replace(chr(39), chr(39) * 2)}' AS {CATALOG} (READ_ONLY)"
+            )
         except duckdb.Error as exc:
             self.con.close()
-            raise AutointerpError(f"Cannot open {path} read-only: {exc}", "a database no process is writing to.",
-                                  "wait for the writing stage to finish, then run again.") from exc
+            raise AutointerpError(
+                f"Cannot open {path} read-only: {exc}",
+                "a database no process is writing to.",
+                "wait for the writing stage to finish, then run again.",
+            ) from exc
         self._lock = threading.Lock()
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
@@ -70,5 +74,6 @@ def _check_views(con: duckdb.DuckDBPyConnection, path: Path) -> None:
             f"{path} lacks what the browser reads ({', '.join(missing[:6])}{' ...' if len(missing) > 6 else ''}): it "
             "was written by an older autointerp, or is not an autointerp database.",
             "a database written by `autointerp collect` with this version.",
-            f"upgrade its schema once with: python -c \"from autointerp.store.db import connect; "
-            f"connect({str(path)!r}).close()\" (or run `autointerp collect --db PATH` to make one).")
+            f'upgrade its schema once with: python -c "from autointerp.store.db import connect; '
+            f'connect({str(path)!r}).close()" (or run `autointerp collect --db PATH` to make one).',
+        )

@@ -46,8 +46,9 @@ class StaticSite:
         return self.path / "index.html"
 
 
-def write_static(db: str | Path, out: str | Path, latents: str = "", chunk_size: int = 1000,
-                 batch_size: int = 200) -> StaticSite:
+def write_static(
+    db: str | Path, out: str | Path, latents: str = "", chunk_size: int = 1000, batch_size: int = 200
+) -> StaticSite:
     """Write the site for ``db`` (the latents in ``latents`` ranges, or all) into the folder ``out``."""
     start = time.perf_counter()
     parse_latent_ranges(latents)
@@ -65,16 +66,28 @@ def write_static(db: str | Path, out: str | Path, latents: str = "", chunk_size:
         _copy_assets(tmp / "assets")
         ids, n_chunks, scorers = _write_list(database.cursor(), tmp / "data", latents, chunk_size)
         if not ids:
-            raise AutointerpError(f"No latent of {db} is in --latents {latents!r}." if latents else
-                                  f"{db} holds no latent.", "latents the database has (see the latents view).",
-                                  "run `autointerp collect` first, or widen --latents.")
+            raise AutointerpError(
+                f"No latent of {db} is in --latents {latents!r}." if latents else f"{db} holds no latent.",
+                "latents the database has (see the latents view).",
+                "run `autointerp collect` first, or widen --latents.",
+            )
         name = Path(db).name
-        (tmp / "data" / "index.js").write_text("autointerpStatic.index(" + jsonout.script_literal(
-            {"total": len(ids), "scorers": scorers, "db": name,
-             "chunks": [f"data/latents-{i:05d}.js" for i in range(n_chunks)]}) + ");\n", encoding="utf-8")
+        (tmp / "data" / "index.js").write_text(
+            "autointerpStatic.index("
+            + jsonout.script_literal(
+                {
+                    "total": len(ids),
+                    "scorers": scorers,
+                    "db": name,
+                    "chunks": [f"data/latents-{i:05d}.js" for i in range(n_chunks)],
+                }
+            )
+            + ");\n",
+            encoding="utf-8",
+        )
         cur = database.cursor()
         for i in range(0, len(ids), batch_size):
-            for index, d in latent.latent_details(cur, ids[i:i + batch_size]).items():
+            for index, d in latent.latent_details(cur, ids[i : i + batch_size]).items():
                 (tmp / "latents" / f"{index}.html").write_text(render.latent_page(d, name), encoding="utf-8")
         (tmp / "index.html").write_text(render.list_page("static", name), encoding="utf-8")
         (tmp / MARKER).write_text("written by autointerp browse --static; the folder is replaced on the next run\n")
@@ -89,14 +102,21 @@ def write_static(db: str | Path, out: str | Path, latents: str = "", chunk_size:
 
 def _check_target(out: Path) -> None:
     if out.exists() and not out.is_dir():
-        raise AutointerpError(f"--static {out} is a file.", "a folder to write the site into (new, empty, or an "
-                              "earlier site).", "pass another path.")
+        raise AutointerpError(
+            f"--static {out} is a file.",
+            "a folder to write the site into (new, empty, or an earlier site).",
+            "pass another path.",
+        )
     if out.is_dir() and any(out.iterdir()) and not (out / MARKER).exists():
-        raise AutointerpError(f"--static {out} holds files that autointerp did not write; they are left alone.",
-                              "a new or empty folder, or one an earlier `autointerp browse --static` wrote.",
-                              "pass another folder, or empty this one.")
+        raise AutointerpError(
+            f"--static {out} holds files that autointerp did not write; they are left alone.",
+            "a new or empty folder, or one an earlier `autointerp browse --static` wrote.",
+            "pass another folder, or empty this one.",
+        )
     if not out.parent.is_dir():
-        raise AutointerpError(f"The folder {out.parent} does not exist.", fix="create it or pass another --static path.")
+        raise AutointerpError(
+            f"The folder {out.parent} does not exist.", fix="create it or pass another --static path."
+        )
 
 
 def _copy_assets(folder: Path) -> None:
@@ -116,7 +136,8 @@ def _write_list(cur, folder: Path, latents: str, chunk_size: int) -> tuple[list[
     def flush() -> None:
         nonlocal chunk, n_chunks
         (folder / f"latents-{n_chunks:05d}.js").write_text(
-            "autointerpStatic.chunk(" + jsonout.script_literal(chunk) + ");\n", encoding="utf-8")
+            "autointerpStatic.chunk(" + jsonout.script_literal(chunk) + ");\n", encoding="utf-8"
+        )
         n_chunks += 1
         chunk = []
 

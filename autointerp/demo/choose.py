@@ -20,12 +20,15 @@ def spread(count: int, n: int) -> list[int]:
 
 def choose_latents(con, n: int) -> list[int]:
     """``n`` ``ok`` latents at evenly spaced ranks of frequency (ties broken by index), sorted by index."""
-    ok = [r[0] for r in con.execute(
-        "SELECT latent FROM latents WHERE status = 'ok' ORDER BY frequency, latent").fetchall()]
+    ok = [
+        r[0]
+        for r in con.execute("SELECT latent FROM latents WHERE status = 'ok' ORDER BY frequency, latent").fetchall()
+    ]
     if not ok:
         counts = dict(con.execute("SELECT status, count(*) FROM latents GROUP BY status").fetchall())
         raise AutointerpError(
             f"The collect left no explainable latent ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))}).",
             "latents with enough activating and non-activating contexts for an explain and a test set.",
-            "raise --tokens (more text gives every latent more contexts), or use a new --db.")
+            "raise --tokens (more text gives every latent more contexts), or use a new --db.",
+        )
     return sorted(ok[i] for i in spread(len(ok), n))

@@ -28,33 +28,55 @@ def list_view(sort_scorer: str) -> str:
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        "demo", help="demo: collect -> explain -> score a few latents on the embedded default, then browse",
+        "demo",
+        help="demo: collect -> explain -> score a few latents on the embedded default, then browse",
         description="Run the whole pipeline on the embedded default (SmolLM2-135M-Instruct, the SAE in data/, "
-                    "Wikipedia summaries): collect, explain a few latents spread over firing frequencies, score "
-                    "them (detection, fuzzing, embedding, and the embedding scorer's shuffled-explanation "
-                    "control), print a summary and serve the browser on 127.0.0.1 until Ctrl-C. Rerunning "
-                    "resumes: finished stages and latents are skipped.")
+        "Wikipedia summaries): collect, explain a few latents spread over firing frequencies, score "
+        "them (detection, fuzzing, embedding, and the embedding scorer's shuffled-explanation "
+        "control), print a summary and serve the browser on 127.0.0.1 until Ctrl-C. Rerunning "
+        "resumes: finished stages and latents are skipped.",
+    )
     parser.add_argument("--db", default="demo.duckdb", help="DuckDB file to write (default: demo.duckdb)")
-    parser.add_argument("--latents", type=int, default=8, metavar="N",
-                        help="how many latents to explain and score (default: 8)")
-    parser.add_argument("--tokens", type=int, default=200_000, metavar="T",
-                        help="corpus tokens to collect over (default: 200000)")
-    parser.add_argument("--no-browse", dest="browse", action="store_false",
-                        help="print the `autointerp browse` command instead of serving the browser")
-    parser.add_argument("--port", type=int, default=0, metavar="P",
-                        help="browser port; 0 picks a free one (default: 0)")
+    parser.add_argument(
+        "--latents", type=int, default=8, metavar="N", help="how many latents to explain and score (default: 8)"
+    )
+    parser.add_argument(
+        "--tokens", type=int, default=200_000, metavar="T", help="corpus tokens to collect over (default: 200000)"
+    )
+    parser.add_argument(
+        "--no-browse",
+        dest="browse",
+        action="store_false",
+        help="print the `autointerp browse` command instead of serving the browser",
+    )
+    parser.add_argument(
+        "--port", type=int, default=0, metavar="P", help="browser port; 0 picks a free one (default: 0)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     advanced = parser.add_argument_group(
-        "advanced", "The demo's settings of each stage; KEY is a field of `autointerp collect|explain|score --help` "
-                    "(with _ or -), e.g. --collect n_quantiles=5 --score batch_size=10 --explain backend=openai.")
-    advanced.add_argument("--scorers", default=demo_settings.DEFAULT_SCORERS,
-                          help=f"scorers to run (default: {demo_settings.DEFAULT_SCORERS})")
-    advanced.add_argument("--control-scorers", default=demo_settings.DEFAULT_CONTROL_SCORERS,
-                          help="scorers also run with --control shuffled (another latent's explanation); 'none' "
-                               f"for none (default: {demo_settings.DEFAULT_CONTROL_SCORERS})")
+        "advanced",
+        "The demo's settings of each stage; KEY is a field of `autointerp collect|explain|score --help` "
+        "(with _ or -), e.g. --collect n_quantiles=5 --score batch_size=10 --explain backend=openai.",
+    )
+    advanced.add_argument(
+        "--scorers",
+        default=demo_settings.DEFAULT_SCORERS,
+        help=f"scorers to run (default: {demo_settings.DEFAULT_SCORERS})",
+    )
+    advanced.add_argument(
+        "--control-scorers",
+        default=demo_settings.DEFAULT_CONTROL_SCORERS,
+        help="scorers also run with --control shuffled (another latent's explanation); 'none' "
+        f"for none (default: {demo_settings.DEFAULT_CONTROL_SCORERS})",
+    )
     for stage in ("collect", "explain", "score"):
-        advanced.add_argument(f"--{stage}", action="append", default=[], metavar="KEY=VALUE",
-                              help=f"override one setting of the {stage} stage (repeatable)")
+        advanced.add_argument(
+            f"--{stage}",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help=f"override one setting of the {stage} stage (repeatable)",
+        )
     return parser
 
 
@@ -67,8 +89,9 @@ def check_options(args: argparse.Namespace) -> demo_settings.DemoSettings:
     db = Path(args.db)
     if db.exists() and not db.is_file():
         raise AutointerpError(f"--db {db} is not a file.", "a DuckDB file path (created if missing).")
-    s = demo_settings.build_settings(args.tokens, args.scorers, args.control_scorers, args.collect, args.explain,
-                                     args.score)
+    s = demo_settings.build_settings(
+        args.tokens, args.scorers, args.control_scorers, args.collect, args.explain, args.score
+    )
     if "embedding" in s.scorers + s.control_scorers and not s.score.embedding_model:
         from ..score.embedding import default_model_path
 
@@ -96,22 +119,27 @@ def step_collect(s: demo_settings.DemoSettings, db: Path, progress: bool) -> Non
         if "--overwrite" not in (exc.fix or ""):
             raise
         # the database holds another collect; the demo has no --overwrite to offer
-        raise AutointerpError(exc.what, exc.expected,
-                              f"the demo collects with its own settings: pass another --db, or delete {db}.") from exc
+        raise AutointerpError(
+            exc.what, exc.expected, f"the demo collects with its own settings: pass another --db, or delete {db}."
+        ) from exc
     if r.skipped:
         _say(f"      already collected (run {r.run_id}): skipped")
     else:
         counts = r.status_counts or {}
-        _say(f"      {r.n_tokens:,} tokens in {r.seconds:.0f} s; {counts.get('ok', 0)} latents explainable, "
-             f"{counts.get('too_few_examples', 0)} with too few examples, {counts.get('dead', 0)} dead")
+        _say(
+            f"      {r.n_tokens:,} tokens in {r.seconds:.0f} s; {counts.get('ok', 0)} latents explainable, "
+            f"{counts.get('too_few_examples', 0)} with too few examples, {counts.get('dead', 0)} dead"
+        )
 
 
 def step_explain(s: demo_settings.DemoSettings, db: Path, spec: str, progress: bool):
     from ..explain.stage import explain
 
     r = asyncio.run(explain(dataclasses.replace(s.explain, latents=spec), db, progress=progress))
-    _say(f"      {r.explained} explained, {r.unparsed} unparsed, {r.failed} failed in {r.seconds:.0f} s "
-         f"({r.calls} LLM calls); {r.skipped_done} already done")
+    _say(
+        f"      {r.explained} explained, {r.unparsed} unparsed, {r.failed} failed in {r.seconds:.0f} s "
+        f"({r.calls} LLM calls); {r.skipped_done} already done"
+    )
     return r
 
 
@@ -120,9 +148,14 @@ def explained_latents(db: Path, latents: list[int]) -> list[int]:
 
     con = connect(db, read_only=True)
     try:
-        return [r[0] for r in con.execute(
-            "SELECT DISTINCT latent FROM explanations WHERE status = 'explained' "
-            "AND latent IN (SELECT unnest(?::INTEGER[])) ORDER BY latent", [latents]).fetchall()]
+        return [
+            r[0]
+            for r in con.execute(
+                "SELECT DISTINCT latent FROM explanations WHERE status = 'explained' "
+                "AND latent IN (SELECT unnest(?::INTEGER[])) ORDER BY latent",
+                [latents],
+            ).fetchall()
+        ]
     finally:
         con.close()
 
@@ -134,8 +167,10 @@ def step_score(s: demo_settings.DemoSettings, db: Path, spec: str, progress: boo
         _say("      no demo latent has an explanation, so there is nothing to score")
         return
     r = asyncio.run(score(dataclasses.replace(s.score, latents=spec), db, progress=progress))
-    _say(f"      {r.scored} scores, {r.unscored} unscored in {r.seconds:.0f} s ({r.calls} LLM calls); "
-         f"{r.skipped_done} already done")
+    _say(
+        f"      {r.scored} scores, {r.unscored} unscored in {r.seconds:.0f} s ({r.calls} LLM calls); "
+        f"{r.skipped_done} already done"
+    )
     if not s.control_scorers:
         return
     if n_explained < 2:
@@ -143,28 +178,41 @@ def step_score(s: demo_settings.DemoSettings, db: Path, spec: str, progress: boo
         return
     config = dataclasses.replace(s.score, latents=spec, scorers=",".join(s.control_scorers), control="shuffled")
     r = asyncio.run(score(config, db, progress=progress))
-    _say(f"      shuffled control ({', '.join(s.control_scorers)}): {r.scored} scores, {r.unscored} unscored in "
-         f"{r.seconds:.0f} s; {r.skipped_done} already done")
+    _say(
+        f"      shuffled control ({', '.join(s.control_scorers)}): {r.scored} scores, {r.unscored} unscored in "
+        f"{r.seconds:.0f} s; {r.skipped_done} already done"
+    )
 
 
 def notes(s: demo_settings.DemoSettings, n: int) -> list[str]:
     """What the numbers can and cannot say, for the summary."""
     c = s.collect
     positives = c.n_quantiles * c.test_per_quantile
-    out = [(f"Means are over the {n} demo latents, each scored on its own test set ({positives} activating + "
+    out = [
+        (
+            f"Means are over the {n} demo latents, each scored on its own test set ({positives} activating + "
             f"{c.random_test} non-activating contexts, none of them shown to the explainer); ±2 SE is two standard "
-            "errors over latents, and a mean whose band holds the chance level is 'at chance'.")]
+            "errors over latents, and a mean whose band holds the chance level is 'at chance'."
+        )
+    ]
     if s.control_scorers:
-        out.append("The shuffled control scores each latent with another demo latent's explanation: the gap over "
-                   "it (paired by latent), not the distance from chance, says whether explanations are specific "
-                   "to their latent; a gap whose ±2 SE band holds 0 is no evidence that they are.")
-    local = [name for name, cfg in (("explainer", s.explain), ("scorer", s.score))
-             if cfg.backend == "local" and not cfg.model]
+        out.append(
+            "The shuffled control scores each latent with another demo latent's explanation: the gap over "
+            "it (paired by latent), not the distance from chance, says whether explanations are specific "
+            "to their latent; a gap whose ±2 SE band holds 0 is no evidence that they are."
+        )
+    local = [
+        name
+        for name, cfg in (("explainer", s.explain), ("scorer", s.score))
+        if cfg.backend == "local" and not cfg.model
+    ]
     if local:
-        out.append(f"SmolLM2-135M-Instruct, a 135M-parameter model, is the {' and '.join(local)} here: a weak "
-                   "explainer and a weak scorer, so scores at chance say more about it than about the SAE. Run "
-                   "`autointerp explain` and `autointerp score` with --backend openai or vllm and a larger model "
-                   "for numbers worth reporting.")
+        out.append(
+            f"SmolLM2-135M-Instruct, a 135M-parameter model, is the {' and '.join(local)} here: a weak "
+            "explainer and a weak scorer, so scores at chance say more about it than about the SAE. Run "
+            "`autointerp explain` and `autointerp score` with --backend openai or vllm and a larger model "
+            "for numbers worth reporting."
+        )
     return out
 
 
@@ -193,15 +241,16 @@ def run(args: argparse.Namespace) -> int:
     _say(f"      demo latents (spread over firing frequencies): {spec}")
 
     t = time.perf_counter()
-    _say(f"[2/3] explain: {len(latents)} latents with {s.explain.backend} "
-         f"{s.explain.model or 'SmolLM2-135M-Instruct'}")
+    _say(f"[2/3] explain: {len(latents)} latents with {s.explain.backend} {s.explain.model or 'SmolLM2-135M-Instruct'}")
     explained = step_explain(s, db, spec, progress)
     times["explain"] = time.perf_counter() - t
 
     t = time.perf_counter()
     have = explained_latents(db, latents)
-    _say(f"[3/3] score: {', '.join(s.scorers)} on {len(have)} explained latents"
-         + (f", and the shuffled control of {', '.join(s.control_scorers)}" if s.control_scorers else ""))
+    _say(
+        f"[3/3] score: {', '.join(s.scorers)} on {len(have)} explained latents"
+        + (f", and the shuffled control of {', '.join(s.control_scorers)}" if s.control_scorers else "")
+    )
     step_score(s, db, spec, progress, len(have))
     times["score"] = time.perf_counter() - t
 
@@ -220,8 +269,10 @@ def run(args: argparse.Namespace) -> int:
     _say(f"Demo done in {total / 60:.1f} min (" + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()) + ").")
     status = 0 if explained.failed == 0 else 1
     if not args.browse:
-        _say(f"Browse it: autointerp browse --db {db}    Query it: autointerp sql --db {db} "
-             "\"SELECT * FROM latent_summary WHERE explanation IS NOT NULL\"")
+        _say(
+            f"Browse it: autointerp browse --db {db}    Query it: autointerp sql --db {db} "
+            '"SELECT * FROM latent_summary WHERE explanation IS NOT NULL"'
+        )
         return status
     serve(db, args.port, list_view(summary.top_by))
     return status

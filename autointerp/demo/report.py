@@ -24,15 +24,21 @@ explained AS (
     FROM explanations WHERE status = 'explained' AND latent IN (SELECT latent FROM chosen)
     QUALIFY row_number() OVER (PARTITION BY latent ORDER BY created_at DESC) = 1)
 """
-REAL = FRAME + """
+REAL = (
+    FRAME
+    + """
 SELECT s.latent, s.scorer, s.status, s.score, s.chance FROM scores s JOIN explained e USING (explanation_id)
 WHERE s.control = '' QUALIFY row_number() OVER (PARTITION BY s.latent, s.scorer ORDER BY s.created_at DESC) = 1
 """
-CONTROL = FRAME + """
+)
+CONTROL = (
+    FRAME
+    + """
 SELECT latent, scorer, status, score, chance FROM scores
 WHERE control = 'shuffled' AND latent IN (SELECT latent FROM chosen)
 QUALIFY row_number() OVER (PARTITION BY latent, scorer ORDER BY created_at DESC) = 1
 """
+)
 EXPLAIN_STATUS = """
 SELECT latent, status FROM explanations WHERE latent IN (SELECT unnest(?::INTEGER[]))
 QUALIFY row_number() OVER (PARTITION BY latent ORDER BY status = 'explained' DESC, created_at DESC) = 1
@@ -112,9 +118,20 @@ def scorer_line(scorer: str, n_latents: int, rows: list[tuple], control_rows: li
     chance = sum(chances) / len(chances) if chances else None
     controls = {r[0]: r[2] for r in control_rows if r[1] == "scored" and r[2] is not None}
     gap, gap_half = mean_and_half_width([scored[lat][2] - value for lat, value in controls.items() if lat in scored])
-    return ScorerLine(scorer, len(scored), len(rows) - len(scored), n_latents - len(rows), mean, chance, half,
-                      verdict(mean, half, chance, len(scored)), mean_and_half_width(list(controls.values()))[0],
-                      len(controls), gap, gap_half)
+    return ScorerLine(
+        scorer,
+        len(scored),
+        len(rows) - len(scored),
+        n_latents - len(rows),
+        mean,
+        chance,
+        half,
+        verdict(mean, half, chance, len(scored)),
+        mean_and_half_width(list(controls.values()))[0],
+        len(controls),
+        gap,
+        gap_half,
+    )
 
 
 def gather(con, latents: list[int], scorer_order: list[str]) -> Summary:
@@ -127,9 +144,12 @@ def gather(con, latents: list[int], scorer_order: list[str]) -> Summary:
         explain_status[statuses.get(latent, "not explained")] += 1
     present = {r[1] for r in real} | {r[1] for r in control}
     scorers = list(scorer_order) + sorted(present - set(scorer_order))
-    lines = [scorer_line(s, len(latents), [r[:1] + r[2:] for r in real if r[1] == s],
-                         [r[:1] + r[2:] for r in control if r[1] == s])
-             for s in scorers]
+    lines = [
+        scorer_line(
+            s, len(latents), [r[:1] + r[2:] for r in real if r[1] == s], [r[:1] + r[2:] for r in control if r[1] == s]
+        )
+        for s in scorers
+    ]
     summary = Summary(latents, explain_status, lines)
     scores: dict[int, dict[str, float]] = {}
     for latent, scorer, status, value, _ in real:
@@ -138,11 +158,16 @@ def gather(con, latents: list[int], scorer_order: list[str]) -> Summary:
     by = next((s for s in ["detection"] + scorers if any(s in v for v in scores.values())), "")
     if by:
         texts = dict(con.execute(FRAME + "SELECT latent, explanation FROM explained", [latents]).fetchall())
-        freq = dict(con.execute("SELECT latent, frequency FROM latents WHERE latent IN (SELECT unnest(?::INTEGER[]))",
-                                [latents]).fetchall())
+        freq = dict(
+            con.execute(
+                "SELECT latent, frequency FROM latents WHERE latent IN (SELECT unnest(?::INTEGER[]))", [latents]
+            ).fetchall()
+        )
         ranked = sorted((lat for lat in scores if by in scores[lat]), key=lambda lat: (-scores[lat][by], lat))
-        summary.top = [{"latent": lat, "frequency": freq.get(lat), "scores": scores[lat], "explanation": texts.get(lat)}
-                       for lat in ranked[:5]]
+        summary.top = [
+            {"latent": lat, "frequency": freq.get(lat), "scores": scores[lat], "explanation": texts.get(lat)}
+            for lat in ranked[:5]
+        ]
         summary.top_by = by
     return summary
 
@@ -156,7 +181,7 @@ def table(header: list[str], rows: list[list[str]], right: set[int]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
 
     def line(cells):
-        padded = (c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+        padded = (c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
         return "  ".join(padded).rstrip()
 
     return "\n".join([line(header), "  ".join("-" * w for w in widths)] + [line(r) for r in rows])
@@ -164,29 +189,65 @@ def table(header: list[str], rows: list[list[str]], right: set[int]) -> str:
 
 def cut(text: str | None, width: int) -> str:
     text = " ".join((text or "").split())
-    return text if len(text) <= width else text[:width - 1] + "…"
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def render(summary: Summary, scorers_shown: list[str]) -> str:
     """The summary as text: the scorer table, then the top latents."""
     n = len(summary.latents)
     es = summary.explain_status
-    out = [(f"Explanations for the {n} demo latents: {es['explained']} explained, {es['unparsed']} unparsed (no "
-            f"explanation could be read from the answer), {es['failed']} failed, {es['not explained']} not explained.")]
+    out = [
+        (
+            f"Explanations for the {n} demo latents: {es['explained']} explained, {es['unparsed']} unparsed (no "
+            f"explanation could be read from the answer), {es['failed']} failed, {es['not explained']} not explained."
+        )
+    ]
     rows = []
     for ln in summary.lines:
-        rows.append([ln.scorer, str(ln.scored), str(ln.unscored), str(ln.not_run), _number(ln.mean),
-                     "-" if ln.half_width is None else f"±{ln.half_width:.3f}", _number(ln.chance, 2), ln.verdict,
-                     _number(ln.control_mean) + (f" (n={ln.n_control})" if ln.n_control else ""),
-                     "-" if ln.gap is None else f"{ln.gap:+.3f}" + (
-                         "" if ln.gap_half_width is None else f" ±{ln.gap_half_width:.3f}")])
-    out += ["", table(["scorer", "scored", "unscored", "not run", "mean", "±2 SE", "chance", "verdict",
-                       "shuffled control", "gap ±2 SE"], rows, {1, 2, 3, 4, 5, 6, 9})]
+        rows.append(
+            [
+                ln.scorer,
+                str(ln.scored),
+                str(ln.unscored),
+                str(ln.not_run),
+                _number(ln.mean),
+                "-" if ln.half_width is None else f"±{ln.half_width:.3f}",
+                _number(ln.chance, 2),
+                ln.verdict,
+                _number(ln.control_mean) + (f" (n={ln.n_control})" if ln.n_control else ""),
+                "-"
+                if ln.gap is None
+                else f"{ln.gap:+.3f}" + ("" if ln.gap_half_width is None else f" ±{ln.gap_half_width:.3f}"),
+            ]
+        )
+    out += [
+        "",
+        table(
+            [
+                "scorer",
+                "scored",
+                "unscored",
+                "not run",
+                "mean",
+                "±2 SE",
+                "chance",
+                "verdict",
+                "shuffled control",
+                "gap ±2 SE",
+            ],
+            rows,
+            {1, 2, 3, 4, 5, 6, 9},
+        ),
+    ]
     if summary.top:
         out += ["", f"Top latents by {summary.top_by} score:"]
-        rows = [[str(t["latent"]), "-" if t["frequency"] is None else f"{t['frequency']:.2e}"]
-                + [_number(t["scores"].get(s)) for s in scorers_shown] + [cut(t["explanation"], 70)]
-                for t in summary.top]
-        out.append(table(["latent", "frequency"] + scorers_shown + ["explanation"], rows,
-                         set(range(len(scorers_shown) + 2))))
+        rows = [
+            [str(t["latent"]), "-" if t["frequency"] is None else f"{t['frequency']:.2e}"]
+            + [_number(t["scores"].get(s)) for s in scorers_shown]
+            + [cut(t["explanation"], 70)]
+            for t in summary.top
+        ]
+        out.append(
+            table(["latent", "frequency"] + scorers_shown + ["explanation"], rows, set(range(len(scorers_shown) + 2)))
+        )
     return "\n".join(out)

@@ -49,10 +49,16 @@ def parse_overrides(stage: str, cls: type, items: list[str]) -> dict:
         if not sep or not name:
             raise AutointerpError(f"--{stage} {item!r} is not KEY=VALUE.", f"e.g. --{stage} {min(fields)}=VALUE.")
         if name not in fields:
-            why = (f"{name} is set by the demo itself" if name in RESERVED[stage]
-                   else f"{cls.__name__} has no field {name!r}")
-            raise AutointerpError(f"--{stage} {item!r}: {why}.", "one of: " + ", ".join(sorted(fields)),
-                                  f"see `autointerp {stage} --help` for what each one means.")
+            why = (
+                f"{name} is set by the demo itself"
+                if name in RESERVED[stage]
+                else f"{cls.__name__} has no field {name!r}"
+            )
+            raise AutointerpError(
+                f"--{stage} {item!r}: {why}.",
+                "one of: " + ", ".join(sorted(fields)),
+                f"see `autointerp {stage} --help` for what each one means.",
+            )
         out[name] = _convert(stage, item, text.strip(), hints[name])
     return out
 
@@ -68,28 +74,32 @@ def _convert(stage: str, item: str, text: str, kind: type):
     try:
         return kind(text)
     except ValueError:
-        raise AutointerpError(f"--{stage} {item!r}: {text!r} is not {'an' if kind is int else 'a'} "
-                              f"{kind.__name__}.", f"a value of type {kind.__name__}.") from None
+        raise AutointerpError(
+            f"--{stage} {item!r}: {text!r} is not {'an' if kind is int else 'a'} {kind.__name__}.",
+            f"a value of type {kind.__name__}.",
+        ) from None
 
 
 def scorer_list(option: str, text: str, allow_empty: bool) -> list[str]:
     names = [s.strip() for s in text.split(",") if s.strip() and s.strip() != "none"]
     unknown = [s for s in names if s not in SCORERS]
     if unknown or (not names and not allow_empty):
-        raise AutointerpError(f"{option} {text!r}: " + (f"unknown scorer {', '.join(unknown)}." if unknown
-                                                         else "no scorer."),
-                              "a comma-separated list of: " + ", ".join(SCORERS)
-                              + (" (or none)" if allow_empty else ""))
+        raise AutointerpError(
+            f"{option} {text!r}: " + (f"unknown scorer {', '.join(unknown)}." if unknown else "no scorer."),
+            "a comma-separated list of: " + ", ".join(SCORERS) + (" (or none)" if allow_empty else ""),
+        )
     return list(dict.fromkeys(names))
 
 
-def build_settings(tokens: int, scorers: str, control_scorers: str, collect: list[str], explain: list[str],
-                   score: list[str]) -> DemoSettings:
+def build_settings(
+    tokens: int, scorers: str, control_scorers: str, collect: list[str], explain: list[str], score: list[str]
+) -> DemoSettings:
     """Every stage's configuration, validated before anything runs."""
     chosen = scorer_list("--scorers", scorers, allow_empty=False)
     controls = scorer_list("--control-scorers", control_scorers, allow_empty=True)
-    collect_config = CollectConfig(**{**COLLECT, **parse_overrides("collect", CollectConfig, collect),
-                                      "tokens": tokens})
+    collect_config = CollectConfig(
+        **{**COLLECT, **parse_overrides("collect", CollectConfig, collect), "tokens": tokens}
+    )
     explain_config = ExplainConfig(**{**EXPLAIN, **parse_overrides("explain", ExplainConfig, explain)})
     score_config = ScoreConfig(**{**SCORE, **parse_overrides("score", ScoreConfig, score), "scorers": ",".join(chosen)})
     return DemoSettings(collect_config, explain_config, score_config, chosen, controls)
@@ -98,6 +108,8 @@ def build_settings(tokens: int, scorers: str, control_scorers: str, collect: lis
 def summary_of(settings: DemoSettings) -> str:
     """One line saying what the demo's settings are, for its progress output."""
     c, s = settings.collect, settings.score
-    return (f"{c.tokens:,} tokens; test set {c.n_quantiles} quantiles x {c.test_per_quantile} activating + "
-            f"{c.random_test} non-activating contexts; {s.batch_size} excerpts per scorer prompt; "
-            f"fuzzing negatives {s.fuzz_random} random + {s.fuzz_misplaced} misplaced marks")
+    return (
+        f"{c.tokens:,} tokens; test set {c.n_quantiles} quantiles x {c.test_per_quantile} activating + "
+        f"{c.random_test} non-activating contexts; {s.batch_size} excerpts per scorer prompt; "
+        f"fuzzing negatives {s.fuzz_random} random + {s.fuzz_misplaced} misplaced marks"
+    )

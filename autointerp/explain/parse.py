@@ -25,7 +25,7 @@ def parse_explanation(answer: str | None) -> tuple[str | None, str | None]:
     marks = list(_MARK.finditer(text))
     if not marks:
         return None, "no '[EXPLANATION]:' line in the answer"
-    rest = text[marks[-1].end():].strip()
+    rest = text[marks[-1].end() :].strip()
     line = rest.splitlines()[0].strip() if rest else ""
     line = line.strip("*_`\"' ").strip()
     if not line:

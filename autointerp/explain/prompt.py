@@ -7,8 +7,11 @@ from dataclasses import dataclass
 from ..config import ExplainConfig
 from .render import few_shot, fill, prompt_text, render_example, render_plain
 
-SYSTEM = {"default": "explain_system.txt", "contrastive": "explain_system_contrastive.txt",
-          "cot": "explain_system_cot.txt"}
+SYSTEM = {
+    "default": "explain_system.txt",
+    "contrastive": "explain_system_contrastive.txt",
+    "cot": "explain_system_cot.txt",
+}
 FEW_SHOT = {"default": "explain_fewshot.txt", "cot": "explain_fewshot_cot.txt"}
 
 
@@ -37,9 +40,10 @@ def choose_examples(examples: list[Example], config: ExplainConfig) -> tuple[lis
         shown = quantile[:n]
     else:  # mix: a fifth from the top, the rest from the quantiles
         n_top = max(1, n // 5)
-        shown = top[:n_top] + quantile[:n - n_top]
-    negatives = [e for e in examples if e.kind == "random"][:config.n_negatives] \
-        if config.explainer == "contrastive" else []
+        shown = top[:n_top] + quantile[: n - n_top]
+    negatives = (
+        [e for e in examples if e.kind == "random"][: config.n_negatives] if config.explainer == "contrastive" else []
+    )
     return shown, negatives
 
 
@@ -47,13 +51,17 @@ def build_messages(examples: list[Example], latent_max: float, config: ExplainCo
     shown, negatives = choose_examples(examples, config)
     rendered = "\n".join(
         render_example(e.tokens, e.activations, latent_max, i + 1, config.mark_threshold, config.show_activations)
-        for i, e in enumerate(shown))
+        for i, e in enumerate(shown)
+    )
     messages = [{"role": "system", "content": prompt_text(SYSTEM[config.explainer]).strip()}]
     if config.explainer in FEW_SHOT:
         messages += few_shot(FEW_SHOT[config.explainer])
     if config.explainer == "contrastive":
-        user = fill("explain_user_contrastive.txt", examples=rendered,
-                    negatives="\n".join(render_plain(e.tokens, i + 1) for i, e in enumerate(negatives)))
+        user = fill(
+            "explain_user_contrastive.txt",
+            examples=rendered,
+            negatives="\n".join(render_plain(e.tokens, i + 1) for i, e in enumerate(negatives)),
+        )
     else:
         user = fill("explain_user.txt", examples=rendered)
     messages.append({"role": "user", "content": user})

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import re
 import string
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 PROMPTS_DIR = Path(__file__).resolve().parents[2] / "prompts"
@@ -42,14 +42,24 @@ def strength(activation: float, latent_max: float) -> int:
     return max(1, min(10, math.ceil(10 * magnitude / abs(latent_max))))
 
 
-def render_example(tokens: list[str], activations: list[float], latent_max: float, index: int,
-                   mark_threshold: float = 0.3, show_activations: bool = True, max_listed: int = 11) -> str:
+def render_example(
+    tokens: list[str],
+    activations: list[float],
+    latent_max: float,
+    index: int,
+    mark_threshold: float = 0.3,
+    show_activations: bool = True,
+    max_listed: int = 11,
+) -> str:
     """One excerpt: the marked text and, optionally, a line with the active tokens' strengths."""
     peak = max((abs(a) for a in activations), default=0.0)
     active = [peak > 0 and abs(a) > mark_threshold * peak for a in activations]
     shown = [clean_token(t) for t in tokens]
-    listed = [f"{shown[i].strip() or repr(shown[i])} ({strength(activations[i], latent_max)})"
-              for i, on in enumerate(active) if on][:max_listed]
+    listed = [
+        f"{shown[i].strip() or repr(shown[i])} ({strength(activations[i], latent_max)})"
+        for i, on in enumerate(active)
+        if on
+    ][:max_listed]
     line = f"Excerpt {index}: " + neutralise(mark_runs(shown, active)).strip()
     if show_activations and listed:
         line += "\nActive: " + ", ".join(listed)
@@ -59,7 +69,7 @@ def render_example(tokens: list[str], activations: list[float], latent_max: floa
 def mark_runs(tokens: list[str], marked: list[bool]) -> str:
     """Tokens joined, each maximal run of marked tokens wrapped in one << >> pair."""
     parts: list[str] = []
-    for i, (token, on) in enumerate(zip(tokens, marked)):
+    for i, (token, on) in enumerate(zip(tokens, marked, strict=True)):
         if on and (i == 0 or not marked[i - 1]):
             parts.append(OPEN)
         parts.append(token)
@@ -73,7 +83,7 @@ def render_plain(tokens: list[str], index: int) -> str:
     return f"Excerpt {index}: " + neutralise("".join(clean_token(t) for t in tokens)).strip()
 
 
-@lru_cache(maxsize=None)
+@cache
 def prompt_text(name: str) -> str:
     return (PROMPTS_DIR / name).read_text(encoding="utf-8")
 

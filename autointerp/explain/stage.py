@@ -62,17 +62,24 @@ def explainer_identity(config: ExplainConfig, model: str) -> str:
 
 def select_latents(con, config: ExplainConfig) -> tuple[list[int], int]:
     """Explainable latents in the requested ranges, and how many requested ones are not explainable."""
-    if not runs.stage_runs(con, "collect") or not con.execute(
-            "SELECT count(*) FROM runs WHERE stage='collect' AND status='complete'").fetchone()[0]:
-        raise AutointerpError("The database holds no complete collect.", "a database written by `autointerp collect`.",
-                              "run `autointerp collect --db PATH` first.")
+    if (
+        not runs.stage_runs(con, "collect")
+        or not con.execute("SELECT count(*) FROM runs WHERE stage='collect' AND status='complete'").fetchone()[0]
+    ):
+        raise AutointerpError(
+            "The database holds no complete collect.",
+            "a database written by `autointerp collect`.",
+            "run `autointerp collect --db PATH` first.",
+        )
     ranges = parse_latent_ranges(config.latents)
     rows = con.execute("SELECT latent, status FROM latents ORDER BY latent").fetchall()
     if ranges:
         rows = [r for r in rows if any(lo <= r[0] <= hi for lo, hi in ranges)]
         if not rows:
-            raise AutointerpError(f"--latents {config.latents} selects no latent of this database.",
-                                  f"indices between 0 and {con.execute('SELECT max(latent) FROM latents').fetchone()[0]}.")
+            raise AutointerpError(
+                f"--latents {config.latents} selects no latent of this database.",
+                f"indices between 0 and {con.execute('SELECT max(latent) FROM latents').fetchone()[0]}.",
+            )
     ok = [lat for lat, status in rows if status == "ok"]
     return ok, len(rows) - len(ok)
 
@@ -80,17 +87,22 @@ def select_latents(con, config: ExplainConfig) -> tuple[list[int], int]:
 def read_examples(cur, latents: list[int]) -> tuple[dict[int, list[Example]], dict[int, float]]:
     examples: dict[int, list[Example]] = {lat: [] for lat in latents}
     for lat, kind, quantile, rank, tokens, acts in cur.execute(
-            "SELECT latent, kind, quantile, rank, tokens, activations FROM examples "
-            "WHERE split = 'explain' AND latent IN (SELECT unnest(?)) ORDER BY latent, kind, quantile, rank",
-            [latents]).fetchall():
+        "SELECT latent, kind, quantile, rank, tokens, activations FROM examples "
+        "WHERE split = 'explain' AND latent IN (SELECT unnest(?)) ORDER BY latent, kind, quantile, rank",
+        [latents],
+    ).fetchall():
         examples[lat].append(Example(kind, quantile, rank, tokens, acts))
-    maxima = dict(cur.execute("SELECT latent, max_activation FROM latents WHERE latent IN (SELECT unnest(?))",
-                              [latents]).fetchall())
+    maxima = dict(
+        cur.execute(
+            "SELECT latent, max_activation FROM latents WHERE latent IN (SELECT unnest(?))", [latents]
+        ).fetchall()
+    )
     return examples, maxima
 
 
-async def explain(config: ExplainConfig, db, progress: bool = True,
-                  executor: ExecutorConfig | None = None) -> ExplainResult:
+async def explain(
+    config: ExplainConfig, db, progress: bool = True, executor: ExecutorConfig | None = None
+) -> ExplainResult:
     """Explain the selected latents; with ``executor`` set to Ray, Ray workers generate the answers
     (autointerp/scale/llm_pool.py) and this process still stores everything."""
     con = connect(db)
@@ -109,20 +121,29 @@ async def _explain(con, config: ExplainConfig, progress: bool, executor: Executo
 
 async def _run(con, config, backend, latents, not_explainable, progress) -> ExplainResult:
     identity = explainer_identity(config, backend.model)
-    done = {r[0] for r in con.execute(
-        "SELECT latent FROM explanation_rows WHERE config_hash = ? AND status IN ('explained', 'unparsed')",
-        [identity]).fetchall()}
+    done = {
+        r[0]
+        for r in con.execute(
+            "SELECT latent FROM explanation_rows WHERE config_hash = ? AND status IN ('explained', 'unparsed')",
+            [identity],
+        ).fetchall()
+    }
     todo = [lat for lat in latents if lat not in done]
     run_id = runs.new_run_id("explain")
-    stored = {**config.to_dict(), "resolved": {"model": backend.model, "backend": backend.kind,
-                                               **getattr(backend, "executor_info", {})}}
+    stored = {
+        **config.to_dict(),
+        "resolved": {"model": backend.model, "backend": backend.kind, **getattr(backend, "executor_info", {})},
+    }
     runs.start_run(con, run_id, "explain", stored, identity)
     prefill = config.answer_prefill("[EXPLANATION]:")
     options = GenerateOptions(max_tokens=config.max_tokens, temperature=config.temperature, prefill=prefill)
     cache = cached_responses(con, "explain", backend.kind, backend.model)
     writer = CallLogWriter(con, run_id, "explain", backend.kind, backend.model)
-    queue = LLMQueue(backend, QueueConfig(config.max_in_flight, config.rps, config.tpm, config.max_retries,
-                                          config.backoff_base), on_call=writer.log_call)
+    queue = LLMQueue(
+        backend,
+        QueueConfig(config.max_in_flight, config.rps, config.tpm, config.max_retries, config.backoff_base),
+        on_call=writer.log_call,
+    )
     counts = {"explained": 0, "unparsed": 0, "failed": 0}
     bar = tqdm(total=len(todo), unit="latent", disable=not progress, desc="explain", dynamic_ncols=True)
     start = time.perf_counter()
@@ -143,27 +164,44 @@ async def _run(con, config, backend, latents, not_explainable, progress) -> Expl
                 row.update(n_calls=None, call_id=None)
             except RequestFailed as exc:
                 completion = None
-                row.update(status="failed", explanation=None, reason=exc.reason, answer=None,
-                           prompt_tokens=0, completion_tokens=0, n_calls=exc.attempts, call_id=None)
+                row.update(
+                    status="failed",
+                    explanation=None,
+                    reason=exc.reason,
+                    answer=None,
+                    prompt_tokens=0,
+                    completion_tokens=0,
+                    n_calls=exc.attempts,
+                    call_id=None,
+                )
         if completion is not None:
             answer = prefill + completion.text  # the whole assistant turn, as the parser must read it
             explanation, reason = parse_explanation(answer)
-            row.update(status="explained" if explanation else "unparsed", explanation=explanation, reason=reason,
-                       answer=answer, prompt_tokens=completion.prompt_tokens,
-                       completion_tokens=completion.completion_tokens)
+            row.update(
+                status="explained" if explanation else "unparsed",
+                explanation=explanation,
+                reason=reason,
+                answer=answer,
+                prompt_tokens=completion.prompt_tokens,
+                completion_tokens=completion.completion_tokens,
+            )
         counts[row["status"]] += 1
         writer.put_explanation(item, row)
         bar.update(1)
         elapsed = time.perf_counter() - start
-        bar.set_postfix(tok_s=f"{(queue.stats.prompt_tokens + queue.stats.completion_tokens) / elapsed:,.0f}",
-                        failed=counts["failed"], unparsed=counts["unparsed"], refresh=False)
+        bar.set_postfix(
+            tok_s=f"{(queue.stats.prompt_tokens + queue.stats.completion_tokens) / elapsed:,.0f}",
+            failed=counts["failed"],
+            unparsed=counts["unparsed"],
+            refresh=False,
+        )
 
     def jobs():
         for i in range(0, len(todo), CHUNK):
-            chunk = todo[i:i + CHUNK]
+            chunk = todo[i : i + CHUNK]
             examples, maxima = read_examples(cur, chunk)
             for latent in chunk:
-                yield lambda latent=latent: one(latent, examples[latent], maxima[latent])
+                yield lambda latent=latent, ex=examples[latent], mx=maxima[latent]: one(latent, ex, mx)
 
     cur = con.cursor()
     try:  # latents are prepared ahead of the queue, a few times the requests in flight
@@ -173,13 +211,30 @@ async def _run(con, config, backend, latents, not_explainable, progress) -> Expl
         cur.close()
     seconds = time.perf_counter() - start
     stats = queue.stats
-    summary = {**counts, "todo": len(todo), "skipped_done": len(latents) - len(todo),
-               "not_explainable": not_explainable, "seconds": round(seconds, 2), "calls": stats.calls,
-               "retries": stats.retries, "prompt_tokens": stats.prompt_tokens,
-               "completion_tokens": stats.completion_tokens}
-    con.execute("UPDATE runs SET status='complete', finished_at=now(), summary=? WHERE run_id=?",
-                [json.dumps(summary), run_id])
-    return ExplainResult(run_id, len(todo), counts["explained"], counts["unparsed"], counts["failed"],
-                         len(latents) - len(todo), not_explainable, seconds, stats.calls, stats.prompt_tokens,
-                         stats.completion_tokens)
-
+    summary = {
+        **counts,
+        "todo": len(todo),
+        "skipped_done": len(latents) - len(todo),
+        "not_explainable": not_explainable,
+        "seconds": round(seconds, 2),
+        "calls": stats.calls,
+        "retries": stats.retries,
+        "prompt_tokens": stats.prompt_tokens,
+        "completion_tokens": stats.completion_tokens,
+    }
+    con.execute(
+        "UPDATE runs SET status='complete', finished_at=now(), summary=? WHERE run_id=?", [json.dumps(summary), run_id]
+    )
+    return ExplainResult(
+        run_id,
+        len(todo),
+        counts["explained"],
+        counts["unparsed"],
+        counts["failed"],
+        len(latents) - len(todo),
+        not_explainable,
+        seconds,
+        stats.calls,
+        stats.prompt_tokens,
+        stats.completion_tokens,
+    )

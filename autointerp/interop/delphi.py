@@ -21,8 +21,10 @@ from .files import natural_key
 from .importer import Digest, Imported, ImportSource
 
 FILE = re.compile(r"^(?P<module>.+)_latent(?P<index>\d+)\.txt$")
-UNPARSED = {"Explanation could not be parsed.": "delphi could not parse its explainer's answer",
-            "No explanation found": "delphi found no explanation for this latent"}
+UNPARSED = {
+    "Explanation could not be parsed.": "delphi could not parse its explainer's answer",
+    "No explanation found": "delphi found no explanation for this latent",
+}
 
 
 def explanations_dir(path: Path) -> Path:
@@ -32,10 +34,10 @@ def explanations_dir(path: Path) -> Path:
         return path / "explanations"
     if path.is_dir() and any(FILE.match(p.name) for p in path.iterdir()):
         return path
-    raise AutointerpError(f"{path} is not a delphi results folder: it has no explanations/ folder and no "
-                          "<module>_latent<N>.txt files.",
-                          "the folder delphi wrote (results/<run name>, holding explanations/ and scores/), or its "
-                          "explanations/ folder.")
+    raise AutointerpError(
+        f"{path} is not a delphi results folder: it has no explanations/ folder and no <module>_latent<N>.txt files.",
+        "the folder delphi wrote (results/<run name>, holding explanations/ and scores/), or its explanations/ folder.",
+    )
 
 
 def explainer_model(folder: Path) -> str:
@@ -45,8 +47,11 @@ def explainer_model(folder: Path) -> str:
             try:
                 value = json.loads(candidate.read_text()).get("explainer_model", "")
             except (json.JSONDecodeError, AttributeError, OSError) as exc:
-                raise AutointerpError(f"{candidate} is not a readable JSON object: {exc}",
-                                      "the run_config.json delphi writes.", "fix it, or pass --model.") from exc
+                raise AutointerpError(
+                    f"{candidate} is not a readable JSON object: {exc}",
+                    "the run_config.json delphi writes.",
+                    "fix it, or pass --model.",
+                ) from exc
             return value if isinstance(value, str) else ""
     return ""
 
@@ -61,43 +66,61 @@ def read_delphi(path, module: str = "", model: str = "") -> ImportSource:
         match = FILE.match(file.name)
         if not match:
             if file.suffix == ".txt":
-                raise AutointerpError(f"{file} is not named <module>_latent<N>.txt.",
-                                      "delphi's explanation files, e.g. layers.8_latent123.txt.",
-                                      "remove or rename the file.")
+                raise AutointerpError(
+                    f"{file} is not named <module>_latent<N>.txt.",
+                    "delphi's explanation files, e.g. layers.8_latent123.txt.",
+                    "remove or rename the file.",
+                )
             continue
         by_module.setdefault(match["module"], []).append((int(match["index"]), file))
     if not by_module:
         raise AutointerpError(f"{folder} holds no explanation file.", "files named <module>_latent<N>.txt.")
     if not module:
         if len(by_module) > 1:
-            raise AutointerpError(f"{folder} holds explanations of {len(by_module)} modules: "
-                                  f"{', '.join(sorted(by_module))}.", "one module per import.",
-                                  "pass --module with one of them.")
+            raise AutointerpError(
+                f"{folder} holds explanations of {len(by_module)} modules: {', '.join(sorted(by_module))}.",
+                "one module per import.",
+                "pass --module with one of them.",
+            )
         module = next(iter(by_module))
     if module not in by_module:
-        raise AutointerpError(f"--module {module!r} has no explanation in {folder}.",
-                              "one of: " + ", ".join(sorted(by_module)))
+        raise AutointerpError(
+            f"--module {module!r} has no explanation in {folder}.", "one of: " + ", ".join(sorted(by_module))
+        )
     recorded = model or explainer_model(folder) or "unknown"
     digest, items, seen = Digest(), [], {}
     digest.add("explainer_model", recorded.encode())
     for latent, file in sorted(by_module[module], key=lambda pair: natural_key(pair[1])):
         if latent in seen:
-            raise AutointerpError(f"{seen[latent].name} and {file.name} both hold latent {latent} of {module}.",
-                                  "one explanation file per latent.", "remove one of them.")
+            raise AutointerpError(
+                f"{seen[latent].name} and {file.name} both hold latent {latent} of {module}.",
+                "one explanation file per latent.",
+                "remove one of them.",
+            )
         seen[latent] = file
         data = file.read_bytes()
         digest.add(file.name, data)
         try:
             value = json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise AutointerpError(f"{file} is not valid JSON: {exc}",
-                                  'one JSON string, as delphi writes it (e.g. "mentions of rivers").',
-                                  "fix or remove the file.") from exc
+            raise AutointerpError(
+                f"{file} is not valid JSON: {exc}",
+                'one JSON string, as delphi writes it (e.g. "mentions of rivers").',
+                "fix or remove the file.",
+            ) from exc
         if not isinstance(value, str):
-            raise AutointerpError(f"{file} holds a JSON {type(value).__name__}, not a string.",
-                                  'one JSON string, as delphi writes it (e.g. "mentions of rivers").')
+            raise AutointerpError(
+                f"{file} holds a JSON {type(value).__name__}, not a string.",
+                'one JSON string, as delphi writes it (e.g. "mentions of rivers").',
+            )
         text = value.strip()
         reason = UNPARSED.get(text) or (None if text else "the explanation is empty")
         items.append(Imported(latent, None if reason else text, recorded, str(file), data.decode("utf-8"), reason))
-    return ImportSource("delphi", str(Path(path)), module, items, digest.hexdigest(),
-                        {"files": len(items), "modules": sorted(by_module), "explainer_model": recorded})
+    return ImportSource(
+        "delphi",
+        str(Path(path)),
+        module,
+        items,
+        digest.hexdigest(),
+        {"files": len(items), "modules": sorted(by_module), "explainer_model": recorded},
+    )

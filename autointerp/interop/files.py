@@ -29,8 +29,11 @@ def refuse_existing(paths: list[Path], overwrite: bool) -> None:
     present = [p for p in paths if p.exists() and not (p.is_dir() and not any(p.iterdir()))]
     if present:
         shown = ", ".join(str(p) for p in present[:5]) + (f" and {len(present) - 5} more" if len(present) > 5 else "")
-        raise AutointerpError(f"The export would replace {shown}.", "an output location without earlier results.",
-                              "pass --overwrite to replace them, or choose another --out.")
+        raise AutointerpError(
+            f"The export would replace {shown}.",
+            "an output location without earlier results.",
+            "pass --overwrite to replace them, or choose another --out.",
+        )
 
 
 def replace_dir(staged: Path, final: Path) -> None:
@@ -131,8 +134,10 @@ def json_records(path: Path, data: bytes) -> Iterator[tuple[str, dict]]:
     if isinstance(value, dict) and isinstance(value.get("explanations"), list):
         value = value["explanations"]
     if not isinstance(value, list):
-        raise AutointerpError(f"{path} holds a JSON {type(value).__name__}.",
-                              'a list of explanation objects, or an object with an "explanations" list.')
+        raise AutointerpError(
+            f"{path} holds a JSON {type(value).__name__}.",
+            'a list of explanation objects, or an object with an "explanations" list.',
+        )
     for number, record in enumerate(value):
         yield f"{path}[{number}]", record
 
@@ -141,5 +146,8 @@ def _parse(text: str, where: str):
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise AutointerpError(f"{where} is not valid JSON: {exc}", "one JSON value (one object per line in .jsonl).",
-                              "fix or remove the file.") from exc
+        raise AutointerpError(
+            f"{where} is not valid JSON: {exc}",
+            "one JSON value (one object per line in .jsonl).",
+            "fix or remove the file.",
+        ) from exc

@@ -72,30 +72,51 @@ def _finite(x):
 
 def _check_names(source: str, model_id: str) -> None:
     if not source:
-        raise AutointerpError("--format neuronpedia needs --source.",
-                              "the Neuronpedia source (SAE) id, <layer>-<set name>, e.g. 14-res-autointerp.",
-                              "pass --source 14-res-myname (the layer number the SAE reads, then a name).")
+        raise AutointerpError(
+            "--format neuronpedia needs --source.",
+            "the Neuronpedia source (SAE) id, <layer>-<set name>, e.g. 14-res-autointerp.",
+            "pass --source 14-res-myname (the layer number the SAE reads, then a name).",
+        )
     if not SOURCE.match(source):
-        raise AutointerpError(f"--source {source!r} is not a Neuronpedia source id.",
-                              "<layer number>-<set name> of letters, digits, '.', '_' or '-', e.g. 14-res-autointerp.")
+        raise AutointerpError(
+            f"--source {source!r} is not a Neuronpedia source id.",
+            "<layer number>-<set name> of letters, digits, '.', '_' or '-', e.g. 14-res-autointerp.",
+        )
     if not NAME.match(model_id):
-        raise AutointerpError(f"--model-id {model_id!r} is not a Neuronpedia model id.",
-                              "letters, digits, '.', '_' or '-', e.g. gemma-2-2b.")
+        raise AutointerpError(
+            f"--model-id {model_id!r} is not a Neuronpedia model id.",
+            "letters, digits, '.', '_' or '-', e.g. gemma-2-2b.",
+        )
 
 
 def collect_info(con) -> tuple[str, str]:
     """(model name, dataset) of the database's complete collect."""
-    row = con.execute("SELECT c.model, c.dataset FROM collections c JOIN runs r USING (run_id) "
-                      "WHERE r.status = 'complete' ORDER BY r.started_at DESC LIMIT 1").fetchone()
+    row = con.execute(
+        "SELECT c.model, c.dataset FROM collections c JOIN runs r USING (run_id) "
+        "WHERE r.status = 'complete' ORDER BY r.started_at DESC LIMIT 1"
+    ).fetchone()
     if row is None:
-        raise AutointerpError("The database holds no complete collect.", "a database written by `autointerp collect`.",
-                              "run `autointerp collect --db PATH` first.")
+        raise AutointerpError(
+            "The database holds no complete collect.",
+            "a database written by `autointerp collect`.",
+            "run `autointerp collect --db PATH` first.",
+        )
     return row
 
 
-def export_neuronpedia(db, out, source: str, model_id: str = "", latents: str = "", batch_size: int = 1024,
-                       overwrite: bool = False, explanations: str = "", creator_id: str = "", type_name: str = "",
-                       compress: bool = False) -> NeuronpediaExport:
+def export_neuronpedia(
+    db,
+    out,
+    source: str,
+    model_id: str = "",
+    latents: str = "",
+    batch_size: int = 1024,
+    overwrite: bool = False,
+    explanations: str = "",
+    creator_id: str = "",
+    type_name: str = "",
+    compress: bool = False,
+) -> NeuronpediaExport:
     """Write ``<out>/<modelId>/<source>/{features,explanations,activations}/batch-<n>.jsonl``."""
     if batch_size <= 0:
         raise AutointerpError(f"--batch-size is {batch_size}.", "a positive number of records per file.")
@@ -103,17 +124,25 @@ def export_neuronpedia(db, out, source: str, model_id: str = "", latents: str = 
     try:
         model_name, dataset = collect_info(con)
         derived = model_id_from_name(model_name)
-        result = NeuronpediaExport(Path(), model_id or derived,
-                                   "--model-id" if model_id else f"the collect's model {model_name!r}", source)
+        result = NeuronpediaExport(
+            Path(), model_id or derived, "--model-id" if model_id else f"the collect's model {model_name!r}", source
+        )
         _check_names(source, result.model_id)
-        if explanations and not con.execute("SELECT count(*) FROM explanations WHERE config_hash = ?",
-                                            [explanations]).fetchone()[0]:
+        if (
+            explanations
+            and not con.execute("SELECT count(*) FROM explanations WHERE config_hash = ?", [explanations]).fetchone()[0]
+        ):
             known = [r[0] for r in con.execute("SELECT DISTINCT config_hash FROM explanations ORDER BY 1").fetchall()]
-            raise AutointerpError(f"--explanations {explanations}: no explanation has this configuration hash.",
-                                  "one of: " + (", ".join(known) or "(none: the database has no explanations)"))
+            raise AutointerpError(
+                f"--explanations {explanations}: no explanation has this configuration hash.",
+                "one of: " + (", ".join(known) or "(none: the database has no explanations)"),
+            )
         ranges = parse_latent_ranges(latents)
-        todo = [r[0] for r in con.execute("SELECT latent FROM latents ORDER BY latent").fetchall()
-                if not ranges or any(lo <= r[0] <= hi for lo, hi in ranges)]
+        todo = [
+            r[0]
+            for r in con.execute("SELECT latent FROM latents ORDER BY latent").fetchall()
+            if not ranges or any(lo <= r[0] <= hi for lo, hi in ranges)
+        ]
         if ranges and not todo:
             raise AutointerpError(f"--latents {latents} selects no latent of this database.")
         final = Path(out) / result.model_id / source
@@ -127,7 +156,7 @@ def export_neuronpedia(db, out, source: str, model_id: str = "", latents: str = 
         try:
             cur = con.cursor()
             for i in range(0, len(todo), CHUNK):
-                chunk = todo[i:i + CHUNK]
+                chunk = todo[i : i + CHUNK]
                 maxima = _write_features(cur, chunk, common, extra, writers["features"])
                 _write_explanations(cur, chunk, common, creator_id, type_name, explanations, writers["explanations"])
                 _write_activations(cur, chunk, common, extra, dataset, maxima, writers["activations"])
@@ -152,25 +181,44 @@ def _write_features(cur, chunk, common, extra, writer) -> dict[int, tuple[float,
     """One ``Neuron`` record per latent; returns latent -> (max activation, quantile edges)."""
     maxima = {}
     for latent, max_act, frequency, hist, edges, q_edges in cur.execute(
-            "SELECT latent, max_activation, frequency, histogram, histogram_edges, quantile_edges FROM latents "
-            "WHERE latent IN (SELECT unnest(?)) ORDER BY latent", [chunk]).fetchall():
+        "SELECT latent, max_activation, frequency, histogram, histogram_edges, quantile_edges FROM latents "
+        "WHERE latent IN (SELECT unnest(?)) ORDER BY latent",
+        [chunk],
+    ).fetchall():
         maxima[latent] = (max_act, q_edges)
         bar_values, bar_heights = histogram_bars(hist, edges)
-        writer.write({**common, "index": str(latent), "maxActApprox": max_act, "frac_nonzero": frequency,
-                      "freq_hist_data_bar_values": bar_values, "freq_hist_data_bar_heights": bar_heights, **extra})
+        writer.write(
+            {
+                **common,
+                "index": str(latent),
+                "maxActApprox": max_act,
+                "frac_nonzero": frequency,
+                "freq_hist_data_bar_values": bar_values,
+                "freq_hist_data_bar_heights": bar_heights,
+                **extra,
+            }
+        )
     return maxima
 
 
 def _write_explanations(cur, chunk, common, creator_id, type_name, only_hash, writer) -> None:
-    sql = ("SELECT latent, explanation, explainer, model, config_hash FROM explanations WHERE status = 'explained' "
-           "AND latent IN (SELECT unnest(?))" + (" AND config_hash = ?" if only_hash else "")
-           + " ORDER BY latent, created_at, config_hash")
+    sql = (
+        "SELECT latent, explanation, explainer, model, config_hash FROM explanations WHERE status = 'explained' "
+        "AND latent IN (SELECT unnest(?))"
+        + (" AND config_hash = ?" if only_hash else "")
+        + " ORDER BY latent, created_at, config_hash"
+    )
     params = [chunk] + ([only_hash] if only_hash else [])
     for latent, text, explainer, model, chash in cur.execute(sql, params).fetchall():
-        record = {"id": f"{chash}-{latent}", **common, "index": str(latent), "description": text,
-                  "typeName": type_name or "autointerp_" + explainer.replace(":", "-"),
-                  "explanationModelName": model,
-                  "notes": f"autointerp explanation: explainer {explainer}, configuration {chash}"}
+        record = {
+            "id": f"{chash}-{latent}",
+            **common,
+            "index": str(latent),
+            "description": text,
+            "typeName": type_name or "autointerp_" + explainer.replace(":", "-"),
+            "explanationModelName": model,
+            "notes": f"autointerp explanation: explainer {explainer}, configuration {chash}",
+        }
         if creator_id:
             record["authorId"] = creator_id
         writer.write(record)
@@ -179,9 +227,11 @@ def _write_explanations(cur, chunk, common, creator_id, type_name, only_hash, wr
 def _write_activations(cur, chunk, common, extra, dataset, maxima, writer) -> None:
     """One ``Activation`` record per top and quantile context (random contexts are all zero)."""
     for latent, kind, quantile, context_id, tokens, values, sequence_id in cur.execute(
-            "SELECT latent, kind, quantile, context_id, tokens, activations, sequence_id FROM examples "
-            "WHERE kind IN ('top', 'quantile') AND latent IN (SELECT unnest(?)) "
-            "ORDER BY latent, kind = 'top' DESC, quantile DESC, max_activation DESC, rank", [chunk]).fetchall():
+        "SELECT latent, kind, quantile, context_id, tokens, activations, sequence_id FROM examples "
+        "WHERE kind IN ('top', 'quantile') AND latent IN (SELECT unnest(?)) "
+        "ORDER BY latent, kind = 'top' DESC, quantile DESC, max_activation DESC, rank",
+        [chunk],
+    ).fetchall():
         max_act, q_edges = maxima[latent]
         top = max(values)
         if kind == "top":  # SAEDashboard's convention for the top-activations group
@@ -190,8 +240,21 @@ def _write_activations(cur, chunk, common, extra, dataset, maxima, writer) -> No
             bin_min = q_edges[quantile]
             bin_max = q_edges[quantile + 1] if quantile + 1 < len(q_edges) else max_act
             bin_contains = 1.0 / len(q_edges)
-        writer.write({"id": f"{common['modelId']}-{common['layer']}-{latent}-{context_id}", **common,
-                      "index": str(latent), "tokens": tokens, "values": values, "maxValue": top,
-                      "maxValueTokenIndex": values.index(top), "minValue": min(values), "dataSource": dataset,
-                      "dataIndex": str(sequence_id), "binMin": _finite(bin_min), "binMax": _finite(bin_max),
-                      "binContains": bin_contains, **extra})
+        writer.write(
+            {
+                "id": f"{common['modelId']}-{common['layer']}-{latent}-{context_id}",
+                **common,
+                "index": str(latent),
+                "tokens": tokens,
+                "values": values,
+                "maxValue": top,
+                "maxValueTokenIndex": values.index(top),
+                "minValue": min(values),
+                "dataSource": dataset,
+                "dataIndex": str(sequence_id),
+                "binMin": _finite(bin_min),
+                "binMax": _finite(bin_max),
+                "binContains": bin_contains,
+                **extra,
+            }
+        )

@@ -28,8 +28,10 @@ class ParquetExport:
 
 def public_relations(con) -> list[str]:
     """The views of the main schema and the public tables, in a stable order."""
-    rows = con.execute("SELECT table_name, table_type FROM information_schema.tables WHERE table_schema = 'main' "
-                       "AND table_catalog = current_database() ORDER BY table_name").fetchall()
+    rows = con.execute(
+        "SELECT table_name, table_type FROM information_schema.tables WHERE table_schema = 'main' "
+        "AND table_catalog = current_database() ORDER BY table_name"
+    ).fetchall()
     return [name for name, kind in rows if kind == "VIEW" or name in PUBLIC_TABLES]
 
 
@@ -64,10 +66,11 @@ def export_parquet(db, out, latents: str = "", overwrite: bool = False) -> Parqu
                 where = f" WHERE {condition}" if condition and "latent" in columns else ""
                 temp = partial_name(target)
                 written.append(temp)
-                con.execute(f'COPY (SELECT * FROM "{name}"{where}) TO {_quote(temp)} '
-                            "(FORMAT parquet, COMPRESSION zstd)")
+                con.execute(
+                    f'COPY (SELECT * FROM "{name}"{where}) TO {_quote(temp)} (FORMAT parquet, COMPRESSION zstd)'
+                )
                 rows[name] = con.execute(f"SELECT count(*) FROM read_parquet({_quote(temp)})").fetchone()[0]
-            for name, target in targets.items():
+            for target in targets.values():
                 os.replace(partial_name(target), target)
         except BaseException:
             for temp in written:

@@ -29,14 +29,20 @@ def parse_endpoints(spec: str) -> list[EndpointSpec]:
     specs = []
     for part in (p.strip() for p in spec.split(",")):
         if not part:
-            raise AutointerpError(f"--base-url {spec!r} has an empty entry.",
-                                  f"comma-separated URLs, e.g. {EXAMPLE}.", "remove the stray comma.")
+            raise AutointerpError(
+                f"--base-url {spec!r} has an empty entry.",
+                f"comma-separated URLs, e.g. {EXAMPLE}.",
+                "remove the stray comma.",
+            )
         specs.append(_one(part))
     seen = set()
     for s in specs:
         if s.url in seen:
-            raise AutointerpError(f"--base-url names {redact(s.url)} twice.", "each endpoint once.",
-                                  "give it once, with a larger @N cap if it should take more requests.")
+            raise AutointerpError(
+                f"--base-url names {redact(s.url)} twice.",
+                "each endpoint once.",
+                "give it once, with a larger @N cap if it should take more requests.",
+            )
         seen.add(s.url)
     return specs
 
@@ -47,15 +53,21 @@ def _one(part: str) -> EndpointSpec:
     if sep and tail.isdigit():  # URL@N; an @ inside the host part is user info, not a cap
         url, limit = head, int(tail)
         if limit < 1:
-            raise AutointerpError(f"--base-url {redact(url)}@{tail}: the cap is {limit}.",
-                                  "a cap of 1 or more requests in flight, e.g. @16.")
+            raise AutointerpError(
+                f"--base-url {redact(url)}@{tail}: the cap is {limit}.",
+                "a cap of 1 or more requests in flight, e.g. @16.",
+            )
     elif sep and "@" in urlsplit(part).path:
-        raise AutointerpError(f"--base-url {redact(part)}: cannot read the cap after '@'.",
-                              f"URL or URL@N with N a whole number, e.g. {EXAMPLE}.")
+        raise AutointerpError(
+            f"--base-url {redact(part)}: cannot read the cap after '@'.",
+            f"URL or URL@N with N a whole number, e.g. {EXAMPLE}.",
+        )
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise AutointerpError(f"--base-url {redact(url)!r} is not an http(s) URL.",
-                              f"a URL such as http://127.0.0.1:8000/v1; several: {EXAMPLE}.")
+        raise AutointerpError(
+            f"--base-url {redact(url)!r} is not an http(s) URL.",
+            f"a URL such as http://127.0.0.1:8000/v1; several: {EXAMPLE}.",
+        )
     return EndpointSpec(url, limit)
 
 

@@ -12,8 +12,14 @@ from .endpoints import parse_endpoints
 BACKENDS = ("local", "openai", "vllm")
 
 
-def make_backend(kind: str, model: str = "", base_url: str = "", api_key_env: str = "OPENAI_API_KEY",
-                 timeout: float = 120.0, max_batch: int = 8) -> Backend:
+def make_backend(
+    kind: str,
+    model: str = "",
+    base_url: str = "",
+    api_key_env: str = "OPENAI_API_KEY",
+    timeout: float = 120.0,
+    max_batch: int = 8,
+) -> Backend:
     if kind == "local":
         from .local_backend import LocalBackend
 
@@ -59,5 +65,6 @@ def _openai(model: str, base_url: str, api_key_env: str, timeout: float) -> Back
         return OpenAIBackend(model, specs[0].url if specs else None, api_key_env, timeout)
     from .multi_backend import MultiEndpointBackend
 
-    return MultiEndpointBackend([OpenAIBackend(model, s.url, api_key_env, timeout) for s in specs],
-                                limits=[s.limit for s in specs])
+    return MultiEndpointBackend(
+        [OpenAIBackend(model, s.url, api_key_env, timeout) for s in specs], limits=[s.limit for s in specs]
+    )

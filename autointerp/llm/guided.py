@@ -47,5 +47,5 @@ class RegexGuide:
         return ids or [self.eos]  # nothing fits: stop, and let the parser report the answer
 
     def __call__(self, batch_id: int, input_ids) -> list[int]:  # noqa: ARG002 - generate's signature
-        generated = input_ids[self.prompt_width:].tolist()
+        generated = input_ids[self.prompt_width :].tolist()
         return self.allowed(self.tokenizer.decode(generated, skip_special_tokens=True))

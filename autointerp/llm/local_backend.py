@@ -23,8 +23,7 @@ log = logging.getLogger(__name__)
 class LocalBackend(Backend):
     kind = "local"
 
-    def __init__(self, model: str = embedded.EMBEDDED, max_batch: int = 8, device: str = "auto",
-                 dtype: str = "auto"):
+    def __init__(self, model: str = embedded.EMBEDDED, max_batch: int = 8, device: str = "auto", dtype: str = "auto"):
         dev = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, dev)
         if model == embedded.EMBEDDED:
@@ -79,25 +78,36 @@ class LocalBackend(Backend):
                         if not future.done():
                             future.set_exception(PermanentError(f"local generation failed: {exc}"))
                     continue
-                for (_, _, future), result in zip(items, results):
+                for (_, _, future), result in zip(items, results, strict=True):
                     if not future.done():
                         future.set_result(result)
 
     @torch.inference_mode()
     def _generate_batch(self, conversations: list[list[dict]], options: GenerateOptions) -> list[Completion]:
         tok = self._tokenizer
-        prompts = [tok.apply_chat_template(m, tokenize=False, add_generation_prompt=True) + options.prefill
-                   for m in conversations]
+        prompts = [
+            tok.apply_chat_template(m, tokenize=False, add_generation_prompt=True) + options.prefill
+            for m in conversations
+        ]
         enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self._device)
-        sampling = dict(do_sample=True, temperature=options.temperature) if options.temperature > 0 else \
-            dict(do_sample=False, temperature=None, top_p=None, top_k=None)
+        sampling = (
+            dict(do_sample=True, temperature=options.temperature)
+            if options.temperature > 0
+            else dict(do_sample=False, temperature=None, top_p=None, top_k=None)
+        )
         if options.regex:
             sampling["prefix_allowed_tokens_fn"] = RegexGuide(tok, options.regex, enc.input_ids.shape[1])
-        out = self._model.generate(**enc, max_new_tokens=options.max_tokens, eos_token_id=tok.eos_token_id,
-                                   pad_token_id=tok.pad_token_id, output_scores=options.logprobs,
-                                   return_dict_in_generate=True, **sampling)
+        out = self._model.generate(
+            **enc,
+            max_new_tokens=options.max_tokens,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+            output_scores=options.logprobs,
+            return_dict_in_generate=True,
+            **sampling,
+        )
         self.batches.append(len(conversations))
-        new = out.sequences[:, enc.input_ids.shape[1]:]
+        new = out.sequences[:, enc.input_ids.shape[1] :]
         prompt_lengths = enc.attention_mask.sum(1).tolist()
         results = []
         for i in range(len(conversations)):
@@ -113,12 +123,22 @@ class LocalBackend(Backend):
                 for step in range(n):
                     lp = torch.log_softmax(out.scores[step][i].float(), dim=-1)
                     top = lp.topk(max(options.top_logprobs, 1))
-                    logprobs.append(TokenLogprob(
-                        token=tok.decode([ids[step]]), logprob=float(lp[ids[step]]),
-                        top={tok.decode([int(t)]): float(v) for v, t in zip(top.values, top.indices)}))
-            results.append(Completion(text=tok.decode(ids[:n], skip_special_tokens=True),
-                                      prompt_tokens=int(prompt_lengths[i]), completion_tokens=n,
-                                      logprobs=logprobs, finish_reason=finish))
+                    logprobs.append(
+                        TokenLogprob(
+                            token=tok.decode([ids[step]]),
+                            logprob=float(lp[ids[step]]),
+                            top={tok.decode([int(t)]): float(v) for v, t in zip(top.values, top.indices, strict=True)},
+                        )
+                    )
+            results.append(
+                Completion(
+                    text=tok.decode(ids[:n], skip_special_tokens=True),
+                    prompt_tokens=int(prompt_lengths[i]),
+                    completion_tokens=n,
+                    logprobs=logprobs,
+                    finish_reason=finish,
+                )
+            )
         return results
 
     async def aclose(self) -> None:

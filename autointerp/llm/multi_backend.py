@@ -55,8 +55,15 @@ class _Endpoint:
 class MultiEndpointBackend(Backend):
     """``MultiEndpointBackend([OpenAIBackend(m, url1), OpenAIBackend(m, url2)], limits=[16, None])``"""
 
-    def __init__(self, endpoints: list[Backend], limits: list[int | None] | None = None, failures: int = 3,
-                 cooldown: float = 5.0, max_cooldown: float = 300.0, labels: list[str] | None = None):
+    def __init__(
+        self,
+        endpoints: list[Backend],
+        limits: list[int | None] | None = None,
+        failures: int = 3,
+        cooldown: float = 5.0,
+        max_cooldown: float = 300.0,
+        labels: list[str] | None = None,
+    ):
         if not endpoints:
             raise ValueError("MultiEndpointBackend needs at least one endpoint")
         if len({(b.kind, b.model) for b in endpoints}) != 1:
@@ -72,7 +79,9 @@ class MultiEndpointBackend(Backend):
         self.failures = failures
         self.base_cooldown = cooldown
         self.max_cooldown = max_cooldown
-        self._endpoints = [_Endpoint(b, lab, lim, cooldown) for b, lab, lim in zip(endpoints, labels, limits)]
+        self._endpoints = [
+            _Endpoint(b, lab, lim, cooldown) for b, lab, lim in zip(endpoints, labels, limits, strict=True)
+        ]
         # An uncapped endpoint counts as large as the largest cap given (all equal when none is).
         self._default_weight = max([lim for lim in limits if lim is not None], default=1)
         self._turn = 0  # round robin among equally loaded endpoints
@@ -101,22 +110,36 @@ class MultiEndpointBackend(Backend):
     def status(self) -> list[dict]:
         """Per endpoint: label, cap, requests in flight, served and failed, and whether it is out."""
         now = time.monotonic()
-        return [dict(endpoint=e.label, limit=e.limit, in_flight=e.in_flight, served=e.served, failed=e.failed,
-                     taken_out=e.taken_out, out_for_s=max(0.0, e.out_until - now), last_error=e.last_error)
-                for e in self._endpoints]
+        return [
+            dict(
+                endpoint=e.label,
+                limit=e.limit,
+                in_flight=e.in_flight,
+                served=e.served,
+                failed=e.failed,
+                taken_out=e.taken_out,
+                out_for_s=max(0.0, e.out_until - now),
+                last_error=e.last_error,
+            )
+            for e in self._endpoints
+        ]
 
     async def aclose(self) -> None:
         for e in self._endpoints:
-            logger.info("endpoint %s: %d answered, %d transient errors%s", e.label, e.served, e.failed,
-                        "; out of service" if e.taken_out else "")
+            logger.info(
+                "endpoint %s: %d answered, %d transient errors%s",
+                e.label,
+                e.served,
+                e.failed,
+                "; out of service" if e.taken_out else "",
+            )
         await asyncio.gather(*(e.backend.aclose() for e in self._endpoints))
 
     # -- choosing an endpoint --
 
     def _pick(self, now: float) -> _Endpoint | None:
         n = len(self._endpoints)
-        usable = [(i, e) for i, e in enumerate(self._endpoints)
-                  if now >= e.out_until and e.in_flight < e.cap()]
+        usable = [(i, e) for i, e in enumerate(self._endpoints) if now >= e.out_until and e.in_flight < e.cap()]
         if not usable:
             return None
 
@@ -180,8 +203,13 @@ class MultiEndpointBackend(Backend):
         if probe or (not e.taken_out and e.failures >= self.failures):
             e.taken_out = True
             e.out_until = max(e.out_until, now + e.cooldown)
-            logger.warning("endpoint %s out of service for %.1f s after %d errors in a row (last: %s)",
-                           e.label, e.out_until - now, e.failures, exc)
+            logger.warning(
+                "endpoint %s out of service for %.1f s after %d errors in a row (last: %s)",
+                e.label,
+                e.out_until - now,
+                e.failures,
+                exc,
+            )
             e.cooldown = min(2 * e.cooldown, self.max_cooldown)
 
     def _retry_after(self) -> float | None:
@@ -191,8 +219,10 @@ class MultiEndpointBackend(Backend):
         return None if min(back) <= 0 else min(back)
 
     def _all_out_message(self, now: float) -> str:
-        parts = [f"{e.label} (back in {e.out_until - now:.1f} s; last error: {e.last_error or 'none'})"
-                 for e in self._endpoints]
+        parts = [
+            f"{e.label} (back in {e.out_until - now:.1f} s; last error: {e.last_error or 'none'})"
+            for e in self._endpoints
+        ]
         return "every endpoint is out of service: " + ", ".join(parts)
 
 

@@ -34,8 +34,9 @@ def _retry_after(headers) -> float | None:
 class OpenAIBackend(Backend):
     kind = "openai"
 
-    def __init__(self, model: str, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
-                 timeout: float = 120.0):
+    def __init__(
+        self, model: str, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY", timeout: float = 120.0
+    ):
         try:
             import openai
         except ImportError as exc:
@@ -44,9 +45,11 @@ class OpenAIBackend(Backend):
         key = os.environ.get(api_key_env)
         if not key:
             if base_url is None:
-                raise AutointerpError(f"No API key in the environment variable {api_key_env}.",
-                                      f"{api_key_env} set to your key (it is never stored).",
-                                      f"export {api_key_env}=... or pass --api-key-env NAME.")
+                raise AutointerpError(
+                    f"No API key in the environment variable {api_key_env}.",
+                    f"{api_key_env} set to your key (it is never stored).",
+                    f"export {api_key_env}=... or pass --api-key-env NAME.",
+                )
             key = "none"  # local servers (vllm serve, llama.cpp) accept any key
         self.model = model
         self.base_url = base_url
@@ -54,8 +57,9 @@ class OpenAIBackend(Backend):
 
     async def generate(self, messages: list[dict], options: GenerateOptions) -> Completion:
         openai = self._openai
-        kwargs = dict(model=self.model, messages=messages, max_tokens=options.max_tokens,
-                      temperature=options.temperature)
+        kwargs = dict(
+            model=self.model, messages=messages, max_tokens=options.max_tokens, temperature=options.temperature
+        )
         if options.logprobs:
             kwargs.update(logprobs=True, top_logprobs=options.top_logprobs or None)
         extra_body = {}  # extensions of `vllm serve` (OpenAI's own API has neither)
@@ -73,8 +77,9 @@ class OpenAIBackend(Backend):
         except openai.APIStatusError as exc:
             status = exc.status_code
             if status >= 500 or status in (408, 409):
-                raise TransientError(f"server error ({status}): {exc.message}",
-                                     _retry_after(exc.response.headers)) from exc
+                raise TransientError(
+                    f"server error ({status}): {exc.message}", _retry_after(exc.response.headers)
+                ) from exc
             raise PermanentError(f"HTTP {status}: {exc.message}") from exc
         except openai.APITimeoutError as exc:
             raise TransientError("timed out") from exc
@@ -99,11 +104,16 @@ class OpenAIBackend(Backend):
         logprobs = None
         content = getattr(getattr(choice, "logprobs", None), "content", None)
         if content:
-            logprobs = [TokenLogprob(t.token, t.logprob, {a.token: a.logprob for a in (t.top_logprobs or [])})
-                        for t in content]
-        return Completion(text=text, prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
-                          completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
-                          logprobs=logprobs, finish_reason=getattr(choice, "finish_reason", None))
+            logprobs = [
+                TokenLogprob(t.token, t.logprob, {a.token: a.logprob for a in (t.top_logprobs or [])}) for t in content
+            ]
+        return Completion(
+            text=text,
+            prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+            completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
+            logprobs=logprobs,
+            finish_reason=getattr(choice, "finish_reason", None),
+        )
 
     async def aclose(self) -> None:
         await self._client.close()

@@ -97,8 +97,13 @@ def estimate_tokens(messages: list[dict], options: GenerateOptions) -> int:
 
 
 class LLMQueue:
-    def __init__(self, backend: Backend, config: QueueConfig,
-                 on_call: Callable[[CallRecord], None] | None = None, sleep=asyncio.sleep):
+    def __init__(
+        self,
+        backend: Backend,
+        config: QueueConfig,
+        on_call: Callable[[CallRecord], None] | None = None,
+        sleep=asyncio.sleep,
+    ):
         self.backend = backend
         self.config = config
         self.on_call = on_call
@@ -167,8 +172,19 @@ class LLMQueue:
                 self.stats.prompt_tokens += completion.prompt_tokens
                 self.stats.completion_tokens += completion.completion_tokens
             if self.on_call is not None:
-                self.on_call(CallRecord(item, purpose, messages, options, attempt, started, latency, completion,
-                                        None if error is None else f"{type(error).__name__}: {error}"))
+                self.on_call(
+                    CallRecord(
+                        item,
+                        purpose,
+                        messages,
+                        options,
+                        attempt,
+                        started,
+                        latency,
+                        completion,
+                        None if error is None else f"{type(error).__name__}: {error}",
+                    )
+                )
             if error is None:
                 return completion
             if isinstance(error, PermanentError):

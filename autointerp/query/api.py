@@ -35,9 +35,11 @@ class Database:
         self.path = Path(path)
         self.read_only = read_only
         if not self.path.is_file():
-            raise AutointerpError(f"No database at {self.path}.",
-                                  "a DuckDB file written by autointerp (`autointerp collect --db PATH` creates one).",
-                                  "check the path.")
+            raise AutointerpError(
+                f"No database at {self.path}.",
+                "a DuckDB file written by autointerp (`autointerp collect --db PATH` creates one).",
+                "check the path.",
+            )
         self.con = connect(self.path, read_only=read_only)  # a writable open also migrates the schema
         try:
             self.con.execute("SET enable_progress_bar = false")  # it would print into query output
@@ -63,9 +65,11 @@ class Database:
         text = view_or_query.strip()
         if _NAME.fullmatch(text):
             if text not in self.names():
-                raise AutointerpError(f"No view or table named {text!r} in {self.path}.",
-                                      "one of: " + ", ".join(self.views()) + " (or a SELECT query).",
-                                      "check the name (docs/schema.md lists the views).")
+                raise AutointerpError(
+                    f"No view or table named {text!r} in {self.path}.",
+                    "one of: " + ", ".join(self.views()) + " (or a SELECT query).",
+                    "check the name (docs/schema.md lists the views).",
+                )
             text = f'SELECT * FROM "{text}"'
         return self.sql(text, params)
 
@@ -88,15 +92,23 @@ class Database:
 
     def views(self) -> list[str]:
         """Names of the public views (docs/schema.md documents each)."""
-        return [r[0] for r in self.con.execute(
-            "SELECT view_name FROM duckdb_views() WHERE NOT internal AND schema_name = 'main' "
-            "AND NOT temporary ORDER BY view_name").fetchall()]
+        return [
+            r[0]
+            for r in self.con.execute(
+                "SELECT view_name FROM duckdb_views() WHERE NOT internal AND schema_name = 'main' "
+                "AND NOT temporary ORDER BY view_name"
+            ).fetchall()
+        ]
 
     def names(self) -> set[str]:
         """Every view and table name a query can use, the internal tables included."""
-        return {r[0] for r in self.con.execute(
-            "SELECT view_name FROM duckdb_views() WHERE NOT internal "
-            "UNION SELECT table_name FROM duckdb_tables() WHERE NOT internal").fetchall()}
+        return {
+            r[0]
+            for r in self.con.execute(
+                "SELECT view_name FROM duckdb_views() WHERE NOT internal "
+                "UNION SELECT table_name FROM duckdb_tables() WHERE NOT internal"
+            ).fetchall()
+        }
 
     def schema_version(self) -> int:
         """The latest migration applied to the file (0 for a file autointerp never wrote)."""
@@ -105,7 +117,9 @@ class Database:
         return self.con.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchall()[0][0]
 
     def _has_table(self, name: str) -> bool:
-        return self.con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [name]).fetchall()[0][0] > 0
+        return (
+            self.con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [name]).fetchall()[0][0] > 0
+        )
 
     def close(self) -> None:
         self.con.close()
@@ -121,15 +135,22 @@ def query_error(exc: duckdb.Error, db: Database) -> AutointerpError:
     """DuckDB's message, with the fix for the mistakes we can recognise."""
     message = str(exc).strip()
     if db.read_only and "read-only mode" in message:
-        return AutointerpError(f"The database {db.path} is open read-only and the query writes to it: {message}",
-                               "a query that only reads (SELECT, DESCRIBE, SHOW, EXPLAIN, ...).",
-                               "to change the database, pass --write (CLI) or read_only=False (open_db).")
+        return AutointerpError(
+            f"The database {db.path} is open read-only and the query writes to it: {message}",
+            "a query that only reads (SELECT, DESCRIBE, SHOW, EXPLAIN, ...).",
+            "to change the database, pass --write (CLI) or read_only=False (open_db).",
+        )
     latest = migrations()[-1][0]
     version = db.schema_version()
     if isinstance(exc, duckdb.CatalogException) and version < latest:
-        return AutointerpError(f"The query failed: {message}",
-                               f"a database with schema version {latest}; {db.path} has version {version}.",
-                               "open it once for writing to upgrade it (e.g. `autointerp sql --write --db "
-                               f"{db.path} \"CHECKPOINT\"`), then run the query again.")
-    return AutointerpError(f"The query failed: {message}", "a DuckDB SQL query over the views of docs/schema.md.",
-                           "correct the query (`autointerp sql \"SHOW TABLES\" --db PATH` lists the views).")
+        return AutointerpError(
+            f"The query failed: {message}",
+            f"a database with schema version {latest}; {db.path} has version {version}.",
+            "open it once for writing to upgrade it (e.g. `autointerp sql --write --db "
+            f'{db.path} "CHECKPOINT"`), then run the query again.',
+        )
+    return AutointerpError(
+        f"The query failed: {message}",
+        "a DuckDB SQL query over the views of docs/schema.md.",
+        'correct the query (`autointerp sql "SHOW TABLES" --db PATH` lists the views).',
+    )

@@ -17,8 +17,20 @@ import uuid
 from collections.abc import Iterable, Iterator
 from typing import TextIO
 
-NUMERIC = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
-           "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE"}
+NUMERIC = {
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+    "UHUGEINT",
+    "FLOAT",
+    "DOUBLE",
+}
 ELLIPSIS = "…"
 
 
@@ -27,6 +39,7 @@ def is_numeric(type_name: str) -> bool:
 
 
 # ---- JSON ---------------------------------------------------------------------------------------------
+
 
 def json_value(value, type_name: str = ""):
     """A value as plain JSON data: NaN and infinities become null (JSON has neither), times ISO 8601
@@ -59,14 +72,13 @@ def json_value(value, type_name: str = ""):
     return str(value)
 
 
-def write_json(out: TextIO, columns: list[str], types: list[str], rows: Iterable[tuple],
-               lines: bool = False) -> int:
+def write_json(out: TextIO, columns: list[str], types: list[str], rows: Iterable[tuple], lines: bool = False) -> int:
     """A JSON array of objects (one per row), or with ``lines`` one object per line. Returns the count."""
     n = 0
     if not lines:
         out.write("[")
     for row in rows:
-        record = {c: json_value(v, t) for c, t, v in zip(columns, types, row)}
+        record = {c: json_value(v, t) for c, t, v in zip(columns, types, row, strict=True)}
         text = json.dumps(record, ensure_ascii=False, allow_nan=False)
         if lines:
             out.write(text + "\n")
@@ -79,6 +91,7 @@ def write_json(out: TextIO, columns: list[str], types: list[str], rows: Iterable
 
 
 # ---- CSV ----------------------------------------------------------------------------------------------
+
 
 def csv_value(value):
     """NULL is an empty field; lists and structs are their JSON text; floats keep full precision."""
@@ -161,8 +174,9 @@ def _pad(text: str, width: int, right: bool) -> str:
     return fill + text if right else text + fill
 
 
-def write_table(out: TextIO, columns: list[str], types: list[str], rows: Iterator[tuple],
-                max_width: int = 40, max_rows: int = 1000) -> tuple[int, bool, bool]:
+def write_table(
+    out: TextIO, columns: list[str], types: list[str], rows: Iterator[tuple], max_width: int = 40, max_rows: int = 1000
+) -> tuple[int, bool, bool]:
     """An aligned table: numbers right-aligned, two spaces between columns, a dashed rule under the
     header, then a footer saying how many rows and whether any were left out or any value was cut.
 
@@ -187,15 +201,17 @@ def write_table(out: TextIO, columns: list[str], types: list[str], rows: Iterato
         cells.append(line)
     header = [cell_text(c) for c in columns]
     widths = [max([display_width(h)] + [display_width(line[i]) for line in cells]) for i, h in enumerate(header)]
-    out.write("  ".join(_pad(h, w, r) for h, w, r in zip(header, widths, right)).rstrip() + "\n")
+    out.write("  ".join(_pad(h, w, r) for h, w, r in zip(header, widths, right, strict=True)).rstrip() + "\n")
     out.write("  ".join("-" * w for w in widths) + "\n")
     for line in cells:
-        out.write("  ".join(_pad(t, w, r) for t, w, r in zip(line, widths, right)).rstrip() + "\n")
+        out.write("  ".join(_pad(t, w, r) for t, w, r in zip(line, widths, right, strict=True)).rstrip() + "\n")
     footer = f"({len(shown)} row{'s' if len(shown) != 1 else ''}"
     if more:
         footer += " shown; more were left out: --max-rows 0 shows all"
     footer += ")"
     if cut:
-        footer += f" (values longer than {max_width} characters were cut, marked {ELLIPSIS}: --max-width 0 shows them whole)"
+        footer += (
+            f" (values longer than {max_width} characters were cut, marked {ELLIPSIS}: --max-width 0 shows them whole)"
+        )
     out.write(footer + "\n")
     return len(shown), more, cut

@@ -23,45 +23,68 @@ FORMATS = ("table", "csv", "json", "jsonl")
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        "sql", help="query: run SQL on a database (read-only unless --write)",
+        "sql",
+        help="query: run SQL on a database (read-only unless --write)",
         description="Run SQL on an autointerp database and print the result: an aligned table (long values cut "
-                    "to --max-width, said in the footer), CSV, a JSON array of objects or JSON lines. The views "
-                    "are documented in docs/schema.md; `latent_summary` has one row per latent with its "
-                    "statistics, latest explanation and scores. Read-only unless --write.",
-        epilog="example: autointerp sql --db demo.duckdb \"SELECT latent, explanation, detection_score FROM "
-               "latent_summary WHERE detection_score > 0.7 ORDER BY fuzzing_score DESC LIMIT 20\"")
-    parser.add_argument("query", help="the SQL (several statements: the last one's result is printed); "
-                                      "- reads it from standard input")
+        "to --max-width, said in the footer), CSV, a JSON array of objects or JSON lines. The views "
+        "are documented in docs/schema.md; `latent_summary` has one row per latent with its "
+        "statistics, latest explanation and scores. Read-only unless --write.",
+        epilog='example: autointerp sql --db demo.duckdb "SELECT latent, explanation, detection_score FROM '
+        'latent_summary WHERE detection_score > 0.7 ORDER BY fuzzing_score DESC LIMIT 20"',
+    )
+    parser.add_argument(
+        "query", help="the SQL (several statements: the last one's result is printed); - reads it from standard input"
+    )
     parser.add_argument("--db", required=True, help="DuckDB file written by autointerp")
     parser.add_argument("--format", default="table", choices=FORMATS, help="output format (default: table)")
-    parser.add_argument("--write", action="store_true",
-                        help="open the database for writing, so INSERT / UPDATE / DELETE / CREATE may change it")
-    parser.add_argument("--max-width", type=int, default=40, metavar="N",
-                        help="table: cut values to N characters (0: never cut; default: 40)")
-    parser.add_argument("--max-rows", type=int, default=1000, metavar="N",
-                        help="table: show at most N rows (0: all; default: 1000); csv and json print every row")
+    parser.add_argument(
+        "--write",
+        action="store_true",
+        help="open the database for writing, so INSERT / UPDATE / DELETE / CREATE may change it",
+    )
+    parser.add_argument(
+        "--max-width",
+        type=int,
+        default=40,
+        metavar="N",
+        help="table: cut values to N characters (0: never cut; default: 40)",
+    )
+    parser.add_argument(
+        "--max-rows",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="table: show at most N rows (0: all; default: 1000); csv and json print every row",
+    )
     return parser
 
 
 def read_query(text: str) -> str:
     query = sys.stdin.read() if text == "-" else text
     if not query.strip():
-        raise AutointerpError("The query is empty.", "SQL text, or - to read it from standard input.",
-                              'e.g. autointerp sql --db demo.duckdb "SELECT * FROM latent_summary LIMIT 10"')
+        raise AutointerpError(
+            "The query is empty.",
+            "SQL text, or - to read it from standard input.",
+            'e.g. autointerp sql --db demo.duckdb "SELECT * FROM latent_summary LIMIT 10"',
+        )
     return query
 
 
 def run(args: argparse.Namespace) -> int:
     if args.max_width < 0 or args.max_rows < 0:
-        raise AutointerpError(f"--max-width {args.max_width} / --max-rows {args.max_rows}: negative.",
-                              "0 (no limit) or a positive number.")
+        raise AutointerpError(
+            f"--max-width {args.max_width} / --max-rows {args.max_rows}: negative.",
+            "0 (no limit) or a positive number.",
+        )
     query = read_query(args.query)
     with Database(args.db, read_only=not args.write) as db:
         if db.summary_is_live and "latent_summary" in query.lower():
-            print(f"autointerp sql: note: the stored latent_summary of {db.path} is out of date (a run stopped "
-                  "before refreshing it), so it is computed from the tables now, which is slow on large "
-                  f"databases; `autointerp sql --write --db {db.path} \"CHECKPOINT\"` stores a fresh copy.",
-                  file=sys.stderr)
+            print(
+                f"autointerp sql: note: the stored latent_summary of {db.path} is out of date (a run stopped "
+                "before refreshing it), so it is computed from the tables now, which is slow on large "
+                f'databases; `autointerp sql --write --db {db.path} "CHECKPOINT"` stores a fresh copy.',
+                file=sys.stderr,
+            )
         columns, types, rows = execute_write(db, query) if args.write else execute_read(db, query)
         out = sys.stdout
         if columns is None:

@@ -36,8 +36,16 @@ class KeyedBuffer:
     ``EMPTY`` never enters.
     """
 
-    def __init__(self, n_latents: int, capacity: int, window: int, device: torch.device,
-                 key_dtype: torch.dtype, with_activations: bool = True, merge_every: int = 8):
+    def __init__(
+        self,
+        n_latents: int,
+        capacity: int,
+        window: int,
+        device: torch.device,
+        key_dtype: torch.dtype,
+        with_activations: bool = True,
+        merge_every: int = 8,
+    ):
         self.capacity = capacity
         self.merge_every = merge_every
         self.key = torch.full((n_latents, capacity), EMPTY, dtype=key_dtype, device=device)
@@ -46,8 +54,9 @@ class KeyedBuffer:
         self.start = torch.zeros((n_latents, capacity), dtype=torch.int32, device=device)
         self.value = torch.zeros((n_latents, capacity), dtype=torch.float32, device=device)
         self.tokens = torch.zeros((n_latents, capacity, window), dtype=torch.int32, device=device)
-        self.activations = (torch.zeros((n_latents, capacity, window), dtype=torch.float32, device=device)
-                            if with_activations else None)
+        self.activations = (
+            torch.zeros((n_latents, capacity, window), dtype=torch.float32, device=device) if with_activations else None
+        )
         self._pending: list[dict[str, torch.Tensor]] = []
         self._batches_pending = 0
         self._canonical = False  # slots in canonical order and nothing merged since
@@ -97,8 +106,8 @@ class KeyedBuffer:
         last_first = _order(both, torch.cat([self.sequence, sequences], dim=1), descending=False)
         dropped = torch.zeros_like(both, dtype=torch.bool)
         dropped.scatter_(1, last_first[:, :width], True)
-        incoming = ~dropped[:, self.capacity:] & (keys > EMPTY)
-        evicted = dropped[:, :self.capacity]
+        incoming = ~dropped[:, self.capacity :] & (keys > EMPTY)
+        evicted = dropped[:, : self.capacity]
         in_lat, in_col = incoming.nonzero(as_tuple=True)
         if in_lat.numel():
             # Pair the j-th newcomer of a latent with its j-th evicted slot. An EMPTY pad can only
@@ -122,15 +131,22 @@ class KeyedBuffer:
         if self.capacity == 0 or rows["latent"].numel() == 0:
             return
         device = self.key.device
-        self._pending.append({k: v.to(device) for k, v in rows.items()
-                              if k != "activations" or self.activations is not None})
+        self._pending.append(
+            {k: v.to(device) for k, v in rows.items() if k != "activations" or self.activations is not None}
+        )
         self.flush()
 
     def rows(self) -> dict[str, torch.Tensor]:
         """The kept candidates as flat rows (latent, key and payload), for a shard's part file."""
         lat, slot = (self.key > EMPTY).nonzero(as_tuple=True)
-        out = {"latent": lat, "key": self.key[lat, slot], "sequence": self.sequence[lat, slot],
-               "start": self.start[lat, slot], "value": self.value[lat, slot], "tokens": self.tokens[lat, slot]}
+        out = {
+            "latent": lat,
+            "key": self.key[lat, slot],
+            "sequence": self.sequence[lat, slot],
+            "start": self.start[lat, slot],
+            "value": self.value[lat, slot],
+            "tokens": self.tokens[lat, slot],
+        }
         if self.activations is not None:
             out["activations"] = self.activations[lat, slot]
         return out

@@ -49,22 +49,32 @@ class CollectResult:
     status_counts: dict | None = None
 
 
-def collect(config: CollectConfig, db: str | Path, overwrite: bool = False, progress: bool = True,
-            executor: ExecutorConfig | None = None) -> CollectResult:
+def collect(
+    config: CollectConfig,
+    db: str | Path,
+    overwrite: bool = False,
+    progress: bool = True,
+    executor: ExecutorConfig | None = None,
+) -> CollectResult:
     """Run the sample stage into the database at ``db``; see the module docstring. With
     ``executor.executor == "ray"`` the corpus is sharded over Ray workers (``scale/collect_shards.py``)
     and the merged result is the one this process would write, row for row."""
     return collect_many([(config, db)], overwrite, progress, executor)[0]
 
 
-def collect_many(jobs: list[tuple[CollectConfig, str | Path]], overwrite: bool = False, progress: bool = True,
-                 executor: ExecutorConfig | None = None) -> list[CollectResult]:
+def collect_many(
+    jobs: list[tuple[CollectConfig, str | Path]],
+    overwrite: bool = False,
+    progress: bool = True,
+    executor: ExecutorConfig | None = None,
+) -> list[CollectResult]:
     """Several collects (e.g. one per hookpoint or SAE), each into its own database: one after another
     here, or spread together over the workers of a Ray cluster with ``--executor ray``."""
     paths = [str(Path(db).resolve()) for _, db in jobs]
     if len(set(paths)) < len(paths):
-        raise AutointerpError("Two collect jobs write the same database.", "one database per job.",
-                              "give each job its own \"db\".")
+        raise AutointerpError(
+            "Two collect jobs write the same database.", "one database per job.", 'give each job its own "db".'
+        )
     connections = []
     try:
         for _, db in jobs:
@@ -72,9 +82,13 @@ def collect_many(jobs: list[tuple[CollectConfig, str | Path]], overwrite: bool =
         if executor is not None and executor.is_ray:
             from ..scale.collect_shards import collect_on_ray
 
-            return collect_on_ray([(con, db, config) for con, (config, db) in zip(connections, jobs)],
-                                  executor, overwrite, progress)
-        return [_collect(con, config, overwrite, progress) for con, (config, _) in zip(connections, jobs)]
+            return collect_on_ray(
+                [(con, db, config) for con, (config, db) in zip(connections, jobs, strict=True)],
+                executor,
+                overwrite,
+                progress,
+            )
+        return [_collect(con, config, overwrite, progress) for con, (config, _) in zip(connections, jobs, strict=True)]
     finally:
         for con in connections:
             con.close()
@@ -92,8 +106,10 @@ def check_earlier(con, identity: str, overwrite: bool) -> tuple[list, runs.RunRo
     earlier = runs.stage_runs(con, "collect")
     for run in earlier:
         if run.is_alive_elsewhere():
-            raise AutointerpError(f"Another collect (run {run.run_id}, pid {run.pid}) is writing this database.",
-                                  fix="wait for it to finish or stop it.")
+            raise AutointerpError(
+                f"Another collect (run {run.run_id}, pid {run.pid}) is writing this database.",
+                fix="wait for it to finish or stop it.",
+            )
     complete = [r for r in earlier if r.status == "complete"]
     if complete and complete[-1].config_hash == identity and not overwrite:
         log.info("an identical collect (%s) is already complete; nothing to do", complete[-1].run_id)
@@ -103,7 +119,8 @@ def check_earlier(con, identity: str, overwrite: bool) -> tuple[list, runs.RunRo
             f"The database already holds a collect with another configuration (run {complete[-1].run_id}, "
             f"config hash {complete[-1].config_hash}; this one is {identity}).",
             "a new database path, or the configuration of the earlier run.",
-            "pass --overwrite to replace the earlier results, or use another --db.")
+            "pass --overwrite to replace the earlier results, or use another --db.",
+        )
     return earlier, None
 
 
@@ -119,13 +136,30 @@ def _collect(con, config: CollectConfig, overwrite: bool, progress: bool) -> Col
     dictionary.to(subject.device)
 
     run_id = runs.new_run_id("collect")
-    stored_config = {**config.to_dict(), "hookpoint": hookpoint,
-                     "resolved": {**dictionaries.describe(req, dictionary, config), "model": subject.name,
-                                  "device": str(subject.device), "dtype": str(subject.dtype)}}
+    stored_config = {
+        **config.to_dict(),
+        "hookpoint": hookpoint,
+        "resolved": {
+            **dictionaries.describe(req, dictionary, config),
+            "model": subject.name,
+            "device": str(subject.device),
+            "dtype": str(subject.dtype),
+        },
+    }
     runs.start_run(con, run_id, "collect", stored_config, identity)
     try:
-        return _stream_and_write(con, run_id, config, subject, dictionary, corpus, hookpoint,
-                                 stored_config["resolved"]["sae_path"], [r.run_id for r in earlier], progress)
+        return _stream_and_write(
+            con,
+            run_id,
+            config,
+            subject,
+            dictionary,
+            corpus,
+            hookpoint,
+            stored_config["resolved"]["sae_path"],
+            [r.run_id for r in earlier],
+            progress,
+        )
     except KeyboardInterrupt:
         runs.fail_run(con, run_id, "interrupted")
         raise
@@ -134,8 +168,9 @@ def _collect(con, config: CollectConfig, overwrite: bool, progress: bool) -> Col
         raise
 
 
-def _batches(config: CollectConfig, subject: SubjectModel, corpus, first: int, last: int,
-             position: tuple[int, int] | None = None):
+def _batches(
+    config: CollectConfig, subject: SubjectModel, corpus, first: int, last: int, position: tuple[int, int] | None = None
+):
     """Yield [batch, seq_len] token tensors of sequences ``first`` to ``last`` - 1, tokenizing in a
     background thread; return the number of sequences made. Batches are cut from ``first``, so a shard
     that starts at a multiple of the batch size sees exactly the batches a single pass sees (the same
@@ -189,10 +224,18 @@ def n_sequences(config: CollectConfig) -> int:
 
 
 def sampler_sizes(config: CollectConfig, n_latents: int, signed: bool) -> SamplerSizes:
-    return SamplerSizes(n_latents=n_latents, seq_len=config.seq_len, window=config.window,
-                        peak_offset=config.peak_offset, top_k=config.top_k, reservoir=config.reservoir,
-                        negatives=config.random_test + config.random_explain,
-                        histogram_bins=config.histogram_bins, seed=config.seed, signed=signed)
+    return SamplerSizes(
+        n_latents=n_latents,
+        seq_len=config.seq_len,
+        window=config.window,
+        peak_offset=config.peak_offset,
+        top_k=config.top_k,
+        reservoir=config.reservoir,
+        negatives=config.random_test + config.random_explain,
+        histogram_bins=config.histogram_bins,
+        seed=config.seed,
+        signed=signed,
+    )
 
 
 def corpus_too_short(config: CollectConfig, available: int) -> AutointerpError:
@@ -200,19 +243,35 @@ def corpus_too_short(config: CollectConfig, available: int) -> AutointerpError:
     return AutointerpError(
         f"The corpus has only {have:,} tokens ({available:,} sequences of {config.seq_len}); "
         f"{config.tokens:,} were requested.",
-        f"--tokens at most {have:,} for this corpus.", f"pass --tokens {have} or a larger dataset.")
+        f"--tokens at most {have:,} for this corpus.",
+        f"pass --tokens {have} or a larger dataset.",
+    )
 
 
-def stream(config: CollectConfig, subject: SubjectModel, dictionary, corpus, first: int, last: int,
-           progress: bool = True, position: tuple[int, int] | None = None) -> tuple[StreamingSampler, int, float]:
+def stream(
+    config: CollectConfig,
+    subject: SubjectModel,
+    dictionary,
+    corpus,
+    first: int,
+    last: int,
+    progress: bool = True,
+    position: tuple[int, int] | None = None,
+) -> tuple[StreamingSampler, int, float]:
     """Run sequences ``first`` to ``last`` - 1 through model -> dictionary -> sampler: the sampler, the
     sequences made (fewer than asked when the corpus ends) and the seconds it took. ``position``: see
     ``_batches``."""
     device = subject.device
     sampler = StreamingSampler(sampler_sizes(config, dictionary.d_sae, dictionary.signed), device)
     special = torch.tensor(subject.special_token_ids(), dtype=torch.int64, device=device)
-    bar = tqdm(total=(last - first) * config.seq_len, unit="tok", unit_scale=True, disable=not progress,
-               desc="collect", dynamic_ncols=True)
+    bar = tqdm(
+        total=(last - first) * config.seq_len,
+        unit="tok",
+        unit_scale=True,
+        disable=not progress,
+        desc="collect",
+        dynamic_ncols=True,
+    )
     start = time.perf_counter()
     done = first
     batches = _batches(config, subject, corpus, first, last, position)
@@ -251,26 +310,59 @@ def _stream_and_write(con, run_id, config, subject, dictionary, corpus, hookpoin
     return select_and_write(con, run_id, config, sampler, collection, token_strings, earlier, seconds)
 
 
-def select_and_write(con, run_id, config: CollectConfig, sampler: StreamingSampler, collection: dict,
-                     token_strings, earlier: list[str], seconds: float, extra_summary: dict | None = None
-                     ) -> CollectResult:
+def select_and_write(
+    con,
+    run_id,
+    config: CollectConfig,
+    sampler: StreamingSampler,
+    collection: dict,
+    token_strings,
+    earlier: list[str],
+    seconds: float,
+    extra_summary: dict | None = None,
+) -> CollectResult:
     """Select the explain and test sets from a finished (or merged) sampler and write the run."""
     done = sampler.n_sequences
-    selection = select_examples(sampler, SplitSizes(
-        n_quantiles=config.n_quantiles, explain_per_quantile=config.explain_per_quantile,
-        test_per_quantile=config.test_per_quantile, random_explain=config.random_explain,
-        random_test=config.random_test, seed=config.seed))
+    selection = select_examples(
+        sampler,
+        SplitSizes(
+            n_quantiles=config.n_quantiles,
+            explain_per_quantile=config.explain_per_quantile,
+            test_per_quantile=config.test_per_quantile,
+            random_explain=config.random_explain,
+            random_test=config.random_test,
+            seed=config.seed,
+        ),
+    )
     stats = latent_statistics(sampler, selection, config)
-    collection = {**collection, "dataset": config.dataset, "n_sequences": done, "n_tokens": sampler.n_tokens,
-                  "seq_len": config.seq_len, "window": config.window,
-                  "histogram_edges": histogram_edges(config.histogram_bins).tolist()}
+    collection = {
+        **collection,
+        "dataset": config.dataset,
+        "n_sequences": done,
+        "n_tokens": sampler.n_tokens,
+        "seq_len": config.seq_len,
+        "window": config.window,
+        "histogram_edges": histogram_edges(config.histogram_bins).tolist(),
+    }
     status_counts = {s: int((stats["status"] == s).sum()) for s in ("ok", "too_few_examples", "dead")}
-    summary = {"sequences": done, "tokens_processed": done * config.seq_len, "tokens_counted": sampler.n_tokens,
-               "seconds": round(seconds, 2), "tokens_per_second": round(done * config.seq_len / seconds, 1),
-               "latents": status_counts, **(extra_summary or {})}
+    summary = {
+        "sequences": done,
+        "tokens_processed": done * config.seq_len,
+        "tokens_counted": sampler.n_tokens,
+        "seconds": round(seconds, 2),
+        "tokens_per_second": round(done * config.seq_len / seconds, 1),
+        "latents": status_counts,
+        **(extra_summary or {}),
+    }
     write_collection(con, run_id, earlier, collection, selection, stats, token_strings, summary)
-    return CollectResult(run_id=run_id, skipped=False, n_tokens=done * config.seq_len, seconds=seconds,
-                         tokens_per_second=done * config.seq_len / seconds, status_counts=status_counts)
+    return CollectResult(
+        run_id=run_id,
+        skipped=False,
+        n_tokens=done * config.seq_len,
+        seconds=seconds,
+        tokens_per_second=done * config.seq_len / seconds,
+        status_counts=status_counts,
+    )
 
 
 def latent_statistics(sampler: StreamingSampler, selection, config: CollectConfig) -> dict[str, np.ndarray]:
@@ -279,29 +371,40 @@ def latent_statistics(sampler: StreamingSampler, selection, config: CollectConfi
     n_active = sampler.n_active_contexts.cpu().numpy()
     n_latents = len(n_firing)
     negatives = np.bincount(selection.latent[selection.kind == 2], minlength=n_latents)
-    test_quantile = np.bincount(selection.latent[(selection.kind == 1) & (selection.split == 1)],
-                                minlength=n_latents)
+    test_quantile = np.bincount(selection.latent[(selection.kind == 1) & (selection.split == 1)], minlength=n_latents)
     need = config.min_activating_contexts
     status = np.full(n_latents, "ok", dtype=object)
     reason = np.full(n_latents, None, dtype=object)
     for lat in np.nonzero(n_active < need)[0]:
         status[lat] = "too_few_examples"
-        reason[lat] = (f"{n_active[lat]} activating contexts; {need} needed for {config.n_quantiles} quantiles x "
-                       f"({config.explain_per_quantile} explain + {config.test_per_quantile} test)")
+        reason[lat] = (
+            f"{n_active[lat]} activating contexts; {need} needed for {config.n_quantiles} quantiles x "
+            f"({config.explain_per_quantile} explain + {config.test_per_quantile} test)"
+        )
     for lat in np.nonzero((n_active >= need) & (negatives < config.random_test + config.random_explain))[0]:
         status[lat] = "too_few_examples"
-        reason[lat] = (f"{negatives[lat]} non-activating contexts found; "
-                       f"{config.random_test + config.random_explain} needed (the latent fires almost everywhere)")
+        reason[lat] = (
+            f"{negatives[lat]} non-activating contexts found; "
+            f"{config.random_test + config.random_explain} needed (the latent fires almost everywhere)"
+        )
     for lat in np.nonzero((status == "ok") & (test_quantile < config.n_quantiles * config.test_per_quantile))[0]:
         status[lat] = "too_few_examples"
-        reason[lat] = (f"{test_quantile[lat]} test contexts across quantiles; "
-                       f"{config.n_quantiles * config.test_per_quantile} needed")
+        reason[lat] = (
+            f"{test_quantile[lat]} test contexts across quantiles; "
+            f"{config.n_quantiles * config.test_per_quantile} needed"
+        )
     dead = n_firing == 0
     status[dead] = "dead"
     reason[dead] = f"never fired in {sampler.n_tokens:,} counted tokens"
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(n_firing > 0, sampler.total_activation.cpu().numpy() / np.maximum(n_firing, 1), np.nan)
-    return {"n_firing": n_firing, "frequency": n_firing / max(sampler.n_tokens, 1),
-            "max_activation": sampler.max_activation.cpu().numpy(), "mean_activation": mean,
-            "n_active_contexts": n_active, "histogram": sampler.histogram.cpu().numpy(),
-            "status": status.astype(str), "reason": reason}
+    return {
+        "n_firing": n_firing,
+        "frequency": n_firing / max(sampler.n_tokens, 1),
+        "max_activation": sampler.max_activation.cpu().numpy(),
+        "mean_activation": mean,
+        "n_active_contexts": n_active,
+        "histogram": sampler.histogram.cpu().numpy(),
+        "status": status.astype(str),
+        "reason": reason,
+    }

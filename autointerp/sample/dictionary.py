@@ -40,7 +40,7 @@ def parse_neurons(spec: str) -> NeuronSpec | None:
     """``neurons:MODULE[:topk=K]`` -> NeuronSpec; any other spec (a path, a hub id) -> None."""
     if not spec.startswith(NEURONS_PREFIX):
         return None
-    module, *options = spec[len(NEURONS_PREFIX):].split(":")
+    module, *options = spec[len(NEURONS_PREFIX) :].split(":")
     k = None
     if options:
         key, _, value = options[0].partition("=")
@@ -89,7 +89,8 @@ def request(config: CollectConfig) -> Request:
                 raise AutointerpError(
                     f"--{option.replace('_', '-')} {getattr(config, option)!r} was given with --sae {config.sae}.",
                     "the module named once, in --sae neurons:MODULE.",
-                    f"leave --{option.replace('_', '-')} out.")
+                    f"leave --{option.replace('_', '-')} out.",
+                )
         return Request(neurons, None, None, neurons.module)
     path = embedded.DEFAULT_SAE_DIR if config.sae == EMBEDDED else config.sae
     dictionary = load_dictionary(path, hookpoint=config.sae_hookpoint or None)
@@ -122,18 +123,29 @@ def resolve_hookpoint(config: CollectConfig, dictionary: Dictionary, subject: Su
         return dictionary.hookpoint
     if config.model == EMBEDDED and dictionary.reads == "output":
         return embedded.DEFAULT_HOOKPOINT
-    named = (f"the dictionary's hookpoint {dictionary.hookpoint!r} is not a module of {subject.name}"
-             if dictionary.hookpoint else "the dictionary's files name no hookpoint")
+    named = (
+        f"the dictionary's hookpoint {dictionary.hookpoint!r} is not a module of {subject.name}"
+        if dictionary.hookpoint
+        else "the dictionary's files name no hookpoint"
+    )
     raise AutointerpError(
         f"No --hookpoint given and {named}.",
         f"--hookpoint naming the module whose {dictionary.reads} the dictionary reads, e.g. model.layers.12"
         f"{'.mlp' if dictionary.reads == 'input' else ''}.",
-        "pass --hookpoint (module names as in model.named_modules()).")
+        "pass --hookpoint (module names as in model.named_modules()).",
+    )
 
 
 def describe(req: Request, dictionary: Dictionary, config: CollectConfig) -> dict:
     """The resolved facts about the dictionary, stored with the run's configuration."""
     source = config.sae if req.neurons is not None else str(Path(dictionary.source).resolve())
-    return {"sae_path": source, "sae_sha256": req.sha256, "sae_files": [Path(f).name for f in dictionary.files],
-            "dictionary": dictionary.describe(), "format": dictionary.format, "reads": dictionary.reads,
-            "signed": dictionary.signed, "d_sae": dictionary.d_sae}
+    return {
+        "sae_path": source,
+        "sae_sha256": req.sha256,
+        "sae_files": [Path(f).name for f in dictionary.files],
+        "dictionary": dictionary.describe(),
+        "format": dictionary.format,
+        "reads": dictionary.reads,
+        "signed": dictionary.signed,
+        "d_sae": dictionary.d_sae,
+    }

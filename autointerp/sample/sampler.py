@@ -91,8 +91,9 @@ class StreamingSampler:
         self.n_sequences = 0
         self._offsets = torch.arange(s.window, device=device)
 
-    def update(self, acts: torch.Tensor, token_ids: torch.Tensor, counted: torch.Tensor,
-               sequence_ids: torch.Tensor) -> None:
+    def update(
+        self, acts: torch.Tensor, token_ids: torch.Tensor, counted: torch.Tensor, sequence_ids: torch.Tensor
+    ) -> None:
         """Take one batch: ``acts`` [B, T, L] (float32), ``token_ids`` [B, T], ``counted`` [B, T] bool
         (positions that may count as activations), ``sequence_ids`` [B] global sequence numbers."""
         s = self.sizes
@@ -111,9 +112,13 @@ class StreamingSampler:
         def fill_activating(lat: torch.Tensor, b: torch.Tensor) -> dict[str, torch.Tensor]:
             start = peak_start[b, lat]
             flat_pos = (b * T + start).unsqueeze(1) + self._offsets  # [n, W] into [B * T]
-            return {"sequence": sequence_ids[b], "start": start, "value": seq_value[b, lat],
-                    "tokens": token_ids.reshape(-1)[flat_pos],
-                    "activations": acts.reshape(-1)[flat_pos * L + lat.unsqueeze(1)]}
+            return {
+                "sequence": sequence_ids[b],
+                "start": start,
+                "value": seq_value[b, lat],
+                "tokens": token_ids.reshape(-1)[flat_pos],
+                "activations": acts.reshape(-1)[flat_pos * L + lat.unsqueeze(1)],
+            }
 
         empty = torch.tensor(float(EMPTY), device=acts.device)
         if self.top_negative is None:
@@ -130,8 +135,12 @@ class StreamingSampler:
         self.n_sequences += B
 
     def buffers(self) -> dict[str, KeyedBuffer]:
-        named = {"top": self.top, "top_negative": self.top_negative, "reservoir": self.reservoir,
-                 "negatives": self.negatives}
+        named = {
+            "top": self.top,
+            "top_negative": self.top_negative,
+            "reservoir": self.reservoir,
+            "negatives": self.negatives,
+        }
         return {name: buf for name, buf in named.items() if buf is not None}
 
     def finish(self) -> None:
@@ -151,9 +160,12 @@ class StreamingSampler:
         """What a shard hands to the merge: per-latent statistics, counts and every buffer's rows."""
         for buffer in self.buffers().values():
             buffer.flush()
-        return {"stats": {name: getattr(self, name) for name in self.STAT_FIELDS},
-                "n_tokens": self.n_tokens, "n_sequences": self.n_sequences,
-                "buffers": {name: buf.rows() for name, buf in self.buffers().items()}}
+        return {
+            "stats": {name: getattr(self, name) for name in self.STAT_FIELDS},
+            "n_tokens": self.n_tokens,
+            "n_sequences": self.n_sequences,
+            "buffers": {name: buf.rows() for name, buf in self.buffers().items()},
+        }
 
     def absorb(self, state: dict) -> None:
         """Merge a shard's ``state()`` into this sampler (any number of shards, in any order)."""
@@ -193,8 +205,12 @@ class StreamingSampler:
         key = torch.where(ok, hash62(s.seed, sequence_ids.view(B, 1), lat_row, SALT_NEGATIVE), EMPTY)
 
         def fill(lat: torch.Tensor, b: torch.Tensor) -> dict[str, torch.Tensor]:
-            return {"sequence": sequence_ids[b], "start": start[b], "value": torch.zeros_like(b, dtype=torch.float32),
-                    "tokens": token_ids[b.unsqueeze(1), pos[b]]}
+            return {
+                "sequence": sequence_ids[b],
+                "start": start[b],
+                "value": torch.zeros_like(b, dtype=torch.float32),
+                "tokens": token_ids[b.unsqueeze(1), pos[b]],
+            }
 
         self.negatives.offer(key.T, fill)
 

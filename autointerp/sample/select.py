@@ -126,8 +126,14 @@ def _quantile_rows(sampler: StreamingSampler, sizes: SplitSizes):
     edges[fl, quantile[fl, fs]] = magnitude[fl, fs]
     # Take out contexts that are top contexts of the same latent (same sequence: same window).
     none = torch.tensor(-2, device=value.device)
-    top_seq = torch.cat([torch.where(top.key > EMPTY, top.sequence, none)
-                         for top in (sampler.top, sampler.top_negative) if top is not None], dim=1)
+    top_seq = torch.cat(
+        [
+            torch.where(top.key > EMPTY, top.sequence, none)
+            for top in (sampler.top, sampler.top_negative)
+            if top is not None
+        ],
+        dim=1,
+    )
     in_top = (buf.sequence.unsqueeze(2) == top_seq.unsqueeze(1)).any(2)
     eligible = valid & ~in_top
     # Within each (latent, bin): order by hash; test first, then explain.
@@ -138,7 +144,9 @@ def _quantile_rows(sampler: StreamingSampler, sizes: SplitSizes):
     by_bin = torch.sort(torch.gather(bin_of, 1, by_priority), dim=1, stable=True).indices
     order = torch.gather(by_priority, 1, by_bin)  # by bin, then by priority within a bin
     sorted_bin = torch.gather(bin_of, 1, order)
-    within = torch.arange(cap, device=value.device).expand(L, cap) - torch.searchsorted(sorted_bin.contiguous(), sorted_bin.contiguous())
+    within = torch.arange(cap, device=value.device).expand(L, cap) - torch.searchsorted(
+        sorted_bin.contiguous(), sorted_bin.contiguous()
+    )
     t, e = sizes.test_per_quantile, sizes.explain_per_quantile
     chosen = (sorted_bin < n_q) & (within < t + e)
     lat, pos = chosen.nonzero(as_tuple=True)

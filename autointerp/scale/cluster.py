@@ -25,9 +25,11 @@ def import_ray():
     try:
         import ray
     except ImportError:
-        raise AutointerpError("--executor ray needs the ray package, which is not installed.",
-                              "ray importable in this environment (and on every node of the cluster).",
-                              "pip install 'autointerp[ray]' (or pip install ray), or use --executor local.") from None
+        raise AutointerpError(
+            "--executor ray needs the ray package, which is not installed.",
+            "ray importable in this environment (and on every node of the cluster).",
+            "pip install 'autointerp[ray]' (or pip install ray), or use --executor local.",
+        ) from None
     return ray
 
 
@@ -58,7 +60,9 @@ def ray_cluster(executor: ExecutorConfig) -> Iterator[Cluster]:
                 f"Could not connect to Ray at {executor.ray_address or 'a new local instance'}: "
                 f"{type(exc).__name__}: {exc}",
                 "a running Ray cluster: `ray start --head` on the head node, then --ray-address HOST:6379 "
-                "(or auto on a cluster node).", "check the address and that the cluster is up.") from exc
+                "(or auto on a cluster node).",
+                "check the address and that the cluster is up.",
+            ) from exc
         started_here = True
     try:
         yield size_workers(executor, ray.cluster_resources())
@@ -85,7 +89,8 @@ def check_address(address: str, timeout: float = 5.0) -> None:
             "the address of a running Ray cluster's head node: HOST:6379 (the GCS port `ray start --head` "
             "prints), ray://HOST:10001 for Ray Client, or auto on a cluster node.",
             "start the cluster (`ray start --head`) or correct the address; leave --ray-address empty to "
-            "start a private Ray instance on this machine.") from None
+            "start a private Ray instance on this machine.",
+        ) from None
 
 
 def size_workers(executor: ExecutorConfig, resources: dict) -> Cluster:
@@ -96,11 +101,13 @@ def size_workers(executor: ExecutorConfig, resources: dict) -> Cluster:
         fit = int(math.floor(gpus / executor.worker_gpus + 1e-9))
         workers = executor.workers or fit
         if workers > fit:
-            raise AutointerpError(f"--workers {workers} x --worker-gpus {executor.worker_gpus} needs "
-                                  f"{workers * executor.worker_gpus:g} GPUs; the cluster has {gpus:g}.",
-                                  f"at most {fit} workers.", f"pass --workers {fit} or lower --worker-gpus.")
+            raise AutointerpError(
+                f"--workers {workers} x --worker-gpus {executor.worker_gpus} needs "
+                f"{workers * executor.worker_gpus:g} GPUs; the cluster has {gpus:g}.",
+                f"at most {fit} workers.",
+                f"pass --workers {fit} or lower --worker-gpus.",
+            )
         return Cluster(workers, executor.worker_gpus, 1.0, executor.ray_address)
     workers = executor.workers or 2
     # Without GPUs, workers share the cluster's CPUs: each reserves its share, so they all fit.
-    return Cluster(workers, 0.0, min(1.0, cpus / workers),
-                   executor.ray_address)
+    return Cluster(workers, 0.0, min(1.0, cpus / workers), executor.ray_address)

@@ -8,10 +8,11 @@
    sampler with global sequence numbers (every random choice is a hash of them, see
    ``sample/hashing.py``) and writes the sampler's state as a Parquet part (``shard_parts.py``). A
    worker keeps only its own shard's candidates.
-3. As soon as a job's shards are all on disk, the driver merges its parts one at a time into one sampler (``StreamingSampler.absorb``: largest
-   keys with ties broken by sequence, counts added, a compensated sum), selects the explain and test
-   sets and writes the run exactly as a local collect does, in one transaction. The result equals a
-   single-process collect with the same configuration, row for row (tests/test_scale_collect.py).
+3. As soon as a job's shards are all on disk, the driver merges its parts one at a time into one sampler
+   (``StreamingSampler.absorb``: largest keys with ties broken by sequence, counts added, a compensated
+   sum), selects the explain and test sets and writes the run exactly as a local collect does, in one
+   transaction. The result equals a single-process collect with the same configuration, row for row
+   (tests/test_scale_collect.py).
 
 Several jobs (one per hookpoint or dictionary, each with its own database: ``autointerp collect --jobs``)
 share one pool of workers: their shards are interleaved, a worker keeps the job it last loaded and
@@ -108,10 +109,17 @@ class CollectWorker:
         self.dictionary.to(self.subject.device)
         self.corpus = open_corpus(config.dataset, config.split, config.text_column, config.dataset_config)
         self.job = job
-        self.meta = {"hookpoint": hookpoint, "n_latents": int(self.dictionary.d_sae),
-                     "signed": bool(self.dictionary.signed),
-                     "resolved": {**dictionaries.describe(req, self.dictionary, config), "model": self.subject.name,
-                                  "device": str(self.subject.device), "dtype": str(self.subject.dtype)}}
+        self.meta = {
+            "hookpoint": hookpoint,
+            "n_latents": int(self.dictionary.d_sae),
+            "signed": bool(self.dictionary.signed),
+            "resolved": {
+                **dictionaries.describe(req, self.dictionary, config),
+                "model": self.subject.name,
+                "device": str(self.subject.device),
+                "dtype": str(self.subject.dtype),
+            },
+        }
         return self.meta
 
     @property
@@ -126,14 +134,28 @@ class CollectWorker:
         packer = SequencePacker(self.subject.tokenizer, self.config.seq_len)
         return packer.locate(texts_of(self.corpus, self.config.text_column), starts)
 
-    def run_shard(self, job: int, first: int, last: int, folder: str, identity: str,
-                  position: list[int] | None = None) -> dict:
+    def run_shard(
+        self, job: int, first: int, last: int, folder: str, identity: str, position: list[int] | None = None
+    ) -> dict:
         self.load(job)
-        sampler, made, seconds = local.stream(self.config, self.subject, self.dictionary, self.corpus,
-                                              first, last, progress=False,
-                                              position=None if position is None else tuple(position))
-        manifest = {"first": first, "last": last, "made": made, "seconds": seconds, "identity": identity,
-                    "pid": os.getpid()}
+        sampler, made, seconds = local.stream(
+            self.config,
+            self.subject,
+            self.dictionary,
+            self.corpus,
+            first,
+            last,
+            progress=False,
+            position=None if position is None else tuple(position),
+        )
+        manifest = {
+            "first": first,
+            "last": last,
+            "made": made,
+            "seconds": seconds,
+            "identity": identity,
+            "pid": os.getpid(),
+        }
         write_part(Path(folder), sampler.state(), manifest)
         return manifest
 
@@ -150,8 +172,13 @@ def _cause(exc: Exception) -> Exception:
     return getattr(exc, "cause", None) or exc
 
 
-def collect_on_ray(targets: list[tuple[object, Path, CollectConfig]], executor: ExecutorConfig, overwrite: bool,
-                   progress: bool, worker_class: type = CollectWorker) -> list[local.CollectResult]:
+def collect_on_ray(
+    targets: list[tuple[object, Path, CollectConfig]],
+    executor: ExecutorConfig,
+    overwrite: bool,
+    progress: bool,
+    worker_class: type = CollectWorker,
+) -> list[local.CollectResult]:
     """Collect each (open connection, database path, config) over one pool of Ray workers; see the
     module docstring. ``worker_class`` lets a test inject faults into real workers."""
     jobs, results = [], {}
@@ -161,13 +188,23 @@ def collect_on_ray(targets: list[tuple[object, Path, CollectConfig]], executor: 
         if done is not None:
             results[i] = local.CollectResult(run_id=done.run_id, skipped=True)
             continue
-        jobs.append(_Job(i, con, Path(db), config, identity, [r.run_id for r in earlier],
-                         Path(executor.parts_dir or f"{db}.parts") / identity))
+        jobs.append(
+            _Job(
+                i,
+                con,
+                Path(db),
+                config,
+                identity,
+                [r.run_id for r in earlier],
+                Path(executor.parts_dir or f"{db}.parts") / identity,
+            )
+        )
     if jobs:
         with ray_cluster(executor) as cluster:
             ray = import_ray()
-            actor_class = ray.remote(num_cpus=cluster.cpus_per_worker, num_gpus=cluster.gpus_per_worker,
-                                     max_restarts=0)(worker_class)
+            actor_class = ray.remote(
+                num_cpus=cluster.cpus_per_worker, num_gpus=cluster.gpus_per_worker, max_restarts=0
+            )(worker_class)
             configs = [config.to_dict() for _, _, config in targets]
             actors = [actor_class.remote(configs) for _ in range(cluster.workers)]
             try:
@@ -189,12 +226,16 @@ def _load(jobs: list[_Job], actors: list, dead: set[int], loaded: dict[int, int]
     while pending:
         alive = [i for i in range(len(actors)) if i not in dead]
         if not alive:
-            raise AutointerpError("Every Ray worker died while loading the model and the dictionary.",
-                                  "workers with enough memory for the subject model and the dictionary.",
-                                  "see the Ray logs (/tmp/ray/session_latest/logs) of the workers.")
+            raise AutointerpError(
+                "Every Ray worker died while loading the model and the dictionary.",
+                "workers with enough memory for the subject model and the dictionary.",
+                "see the Ray logs (/tmp/ray/session_latest/logs) of the workers.",
+            )
         # one job per live worker at a time, all loading at once
-        batch = [(worker, job, actors[worker].load.remote(job.index)) for worker, job in zip(alive, pending)]
-        pending = pending[len(batch):]
+        batch = [
+            (worker, job, actors[worker].load.remote(job.index)) for worker, job in zip(alive, pending, strict=True)
+        ]
+        pending = pending[len(batch) :]
         for worker, job, ref in batch:
             try:
                 job.meta = ray.get(ref)
@@ -216,16 +257,28 @@ def _run(jobs: list[_Job], executor, actors, cluster, progress) -> None:
         for job in jobs:
             job.shards = plan_shards(local.n_sequences(job.config), job.config, executor, cluster.workers)
             job.parts.mkdir(parents=True, exist_ok=True)
-            job.reused = [s for s in job.shards if (m := read_manifest(job.parts / shard_name(*s)))
-                          and m.get("identity") == job.identity]
+            job.reused = [
+                s
+                for s in job.shards
+                if (m := read_manifest(job.parts / shard_name(*s))) and m.get("identity") == job.identity
+            ]
             job.finished = len(job.reused)
             _locate(job, actors, dead, loaded)
             job.run_id = runs.new_run_id("collect")
-            stored = {**job.config.to_dict(), "hookpoint": job.meta["hookpoint"], "resolved": job.meta["resolved"],
-                      "executor": {"executor": "ray", "workers": cluster.workers,
-                                   "gpus_per_worker": cluster.gpus_per_worker, "shards": len(job.shards),
-                                   "shard_sequences": job.shards[0][1] - job.shards[0][0],
-                                   "reused_shards": len(job.reused), "parts_dir": str(job.parts)}}
+            stored = {
+                **job.config.to_dict(),
+                "hookpoint": job.meta["hookpoint"],
+                "resolved": job.meta["resolved"],
+                "executor": {
+                    "executor": "ray",
+                    "workers": cluster.workers,
+                    "gpus_per_worker": cluster.gpus_per_worker,
+                    "shards": len(job.shards),
+                    "shard_sequences": job.shards[0][1] - job.shards[0][0],
+                    "reused_shards": len(job.reused),
+                    "parts_dir": str(job.parts),
+                },
+            }
             runs.start_run(job.con, job.run_id, "collect", stored, job.identity)
         for job in jobs:
             if job.finished == len(job.shards):
@@ -234,8 +287,11 @@ def _run(jobs: list[_Job], executor, actors, cluster, progress) -> None:
     except BaseException as exc:
         for job in jobs:
             if job.run_id and job.result is None:
-                runs.fail_run(job.con, job.run_id, "interrupted" if isinstance(exc, KeyboardInterrupt)
-                              else f"{type(exc).__name__}: {exc}")
+                runs.fail_run(
+                    job.con,
+                    job.run_id,
+                    "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}",
+                )
         raise
 
 
@@ -248,8 +304,11 @@ def _on_a_worker(job: _Job, actors, dead: set[int], loaded: dict[int, int], meth
     while True:
         alive = [i for i in range(len(actors)) if i not in dead]
         if not alive:
-            raise AutointerpError(f"Every Ray worker died while {doing}.", "workers that stay up.",
-                                  f"rerun the same command: the finished shards are kept in {job.parts}.")
+            raise AutointerpError(
+                f"Every Ray worker died while {doing}.",
+                "workers that stay up.",
+                f"rerun the same command: the finished shards are kept in {job.parts}.",
+            )
         worker = next((i for i in alive if loaded.get(i) == job.index), alive[0])
         try:
             result = ray.get(getattr(actors[worker], method).remote(job.index, *args))
@@ -273,18 +332,22 @@ def _locate(job: _Job, actors, dead: set[int], loaded: dict[int, int]) -> None:
     if plan_file.exists():
         plan = json.loads(plan_file.read_text())
         if plan.get("identity") == job.identity and plan.get("shards") == bounds:
-            job.positions = {tuple(b): p for b, p in zip(bounds, plan["positions"])}
+            job.positions = {tuple(b): p for b, p in zip(bounds, plan["positions"], strict=True)}
             return
     todo = [s for s in job.shards if s[0] > 0]
     if not todo:
         return
-    found, available = _on_a_worker(job, actors, dead, loaded, "locate", [s[0] for s in todo],
-                                    doing="locating the shards in the corpus")
+    found, available = _on_a_worker(
+        job, actors, dead, loaded, "locate", [s[0] for s in todo], doing="locating the shards in the corpus"
+    )
     if available is not None and available < local.n_sequences(job.config):
         raise local.corpus_too_short(job.config, available)
-    job.positions = {s: list(p) for s, p in zip(todo, found)}
-    plan_file.write_text(json.dumps({"identity": job.identity, "shards": bounds,
-                                     "positions": [job.positions.get(tuple(b)) for b in bounds]}))
+    job.positions = {s: list(p) for s, p in zip(todo, found, strict=True)}
+    plan_file.write_text(
+        json.dumps(
+            {"identity": job.identity, "shards": bounds, "positions": [job.positions.get(tuple(b)) for b in bounds]}
+        )
+    )
 
 
 def _dispatch(jobs: list[_Job], actors, dead: set[int], loaded: dict[int, int], cluster, progress, start) -> None:
@@ -298,8 +361,14 @@ def _dispatch(jobs: list[_Job], actors, dead: set[int], loaded: dict[int, int], 
     idle = [i for i in range(len(actors)) if i not in dead]
     in_flight: dict = {}
     total = sum((s[1] - s[0]) * job.config.seq_len for job in jobs for s in pending[job.index])
-    bar = tqdm(total=total, unit="tok", unit_scale=True, disable=not progress,
-               desc=f"collect ({len(idle)} Ray workers, {len(jobs)} job(s))", dynamic_ncols=True)
+    bar = tqdm(
+        total=total,
+        unit="tok",
+        unit_scale=True,
+        disable=not progress,
+        desc=f"collect ({len(idle)} Ray workers, {len(jobs)} job(s))",
+        dynamic_ncols=True,
+    )
     try:
         while any(pending.values()) or in_flight:
             while idle and any(pending.values()):
@@ -307,24 +376,33 @@ def _dispatch(jobs: list[_Job], actors, dead: set[int], loaded: dict[int, int], 
                 mine = loaded.get(worker)
                 index = mine if pending.get(mine) else max(pending, key=lambda j: len(pending[j]))
                 job, shard = by_index[index], pending[index].popleft()
-                ref = actors[worker].run_shard.remote(index, *shard, str(job.parts / shard_name(*shard)), job.identity,
-                                                      job.positions.get(shard))
+                ref = actors[worker].run_shard.remote(
+                    index, *shard, str(job.parts / shard_name(*shard)), job.identity, job.positions.get(shard)
+                )
                 loaded[worker] = index
                 in_flight[ref] = (worker, index, shard)
             if not in_flight:
                 left = sum(len(q) for q in pending.values())
                 raise AutointerpError(
                     f"Every Ray worker died; {left} shard(s) were not collected. The finished ones are kept in "
-                    + ", ".join(str(job.parts) for job in jobs if job.result is None) + ".",
-                    "workers that stay up.", "rerun the same command: it resumes there.")
+                    + ", ".join(str(job.parts) for job in jobs if job.result is None)
+                    + ".",
+                    "workers that stay up.",
+                    "rerun the same command: it resumes there.",
+                )
             ready, _ = ray.wait(list(in_flight), num_returns=1)
             worker, index, shard = in_flight.pop(ready[0])
             job = by_index[index]
             try:
                 manifest = ray.get(ready[0])
             except RayActorError as exc:
-                log.warning("Ray worker %d died running shard %s of %s (%s); the shard goes to another worker",
-                            worker, shard, job.db, type(exc).__name__)
+                log.warning(
+                    "Ray worker %d died running shard %s of %s (%s); the shard goes to another worker",
+                    worker,
+                    shard,
+                    job.db,
+                    type(exc).__name__,
+                )
                 dead.add(worker)
                 loaded.pop(worker, None)
                 pending[index].appendleft(shard)
@@ -363,12 +441,30 @@ def _merge_and_write(job: _Job, actors, dead: set[int], loaded: dict[int, int], 
     def token_strings(ids):
         return _on_a_worker(job, actors, dead, loaded, "decode", [int(i) for i in ids], doing="decoding tokens")
 
-    collection = {"model": meta["resolved"]["model"], "hookpoint": meta["hookpoint"], "sae": meta["resolved"]["sae_path"]}
+    collection = {
+        "model": meta["resolved"]["model"],
+        "hookpoint": meta["hookpoint"],
+        "sae": meta["resolved"]["sae_path"],
+    }
     job.result = local.select_and_write(
-        job.con, job.run_id, config, sampler, collection, token_strings, job.earlier, time.perf_counter() - start,
-        {"executor": "ray", "workers": cluster.workers, "workers_died": len(dead), "shards": len(job.shards),
-         "reused_shards": len(job.reused), "worker_seconds": round(job.worker_seconds, 2),
-         "merge_seconds": round(merge_seconds, 2)})
+        job.con,
+        job.run_id,
+        config,
+        sampler,
+        collection,
+        token_strings,
+        job.earlier,
+        time.perf_counter() - start,
+        {
+            "executor": "ray",
+            "workers": cluster.workers,
+            "workers_died": len(dead),
+            "shards": len(job.shards),
+            "reused_shards": len(job.reused),
+            "worker_seconds": round(job.worker_seconds, 2),
+            "merge_seconds": round(merge_seconds, 2),
+        },
+    )
     shutil.rmtree(job.parts, ignore_errors=True)  # merged and committed: the parts are no longer needed
     if job.parts.parent.is_dir() and not any(job.parts.parent.iterdir()):
         job.parts.parent.rmdir()

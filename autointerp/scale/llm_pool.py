@@ -84,7 +84,8 @@ def deal_endpoints(base_url: str, workers: int) -> list[str]:
                     f"--base-url {redact(spec.url)}@{spec.limit} would be shared by {sharing} Ray workers, "
                     f"fewer requests in flight than workers.",
                     "a cap of at least one request per worker that shares the endpoint.",
-                    f"raise the cap to @{sharing} or more, give more endpoints, or pass fewer --workers.")
+                    f"raise the cap to @{sharing} or more, give more endpoints, or pass fewer --workers.",
+                )
             spec = EndpointSpec(spec.url, spec.limit // sharing + (1 if nth < spec.limit % sharing else 0))
         shares.append(_join([spec]))
     return shares
@@ -92,8 +93,9 @@ def deal_endpoints(base_url: str, workers: int) -> list[str]:
 
 def _join(specs: list[EndpointSpec], redacted: bool = False) -> str:
     """Endpoints as one --base-url value (URL@N for capped ones), without user info if ``redacted``."""
-    return ",".join((redact(s.url) if redacted else s.url) + (f"@{s.limit}" if s.limit is not None else "")
-                    for s in specs)
+    return ",".join(
+        (redact(s.url) if redacted else s.url) + (f"@{s.limit}" if s.limit is not None else "") for s in specs
+    )
 
 
 class LLMWorker:
@@ -102,8 +104,9 @@ class LLMWorker:
     Errors come back as values, not exceptions, so that a transient error's Retry-After survives the
     trip; a worker whose backend could not be built reports why from ``ready``."""
 
-    def __init__(self, index: int, kind: str, model: str, base_url: str, api_key_env: str, timeout: float,
-                 expect_key: bool):
+    def __init__(
+        self, index: int, kind: str, model: str, base_url: str, api_key_env: str, timeout: float, expect_key: bool
+    ):
         from ..llm.factory import make_backend
 
         self.index = index
@@ -116,19 +119,27 @@ class LLMWorker:
                     f"The environment variable {api_key_env} is not set on Ray worker {index} "
                     f"({socket.gethostname()}), though it is set where the run was started.",
                     f"{api_key_env} set on every node of the cluster (the key is never sent to the workers).",
-                    f"export {api_key_env}=... on each node before `ray start`, then rerun.")
+                    f"export {api_key_env}=... on each node before `ray start`, then rerun.",
+                )
             self.backend = make_backend(kind, model, base_url, api_key_env, timeout)
         except Exception as exc:  # noqa: BLE001 - reported to the driver by ready()
-            self.error = {"what": str(getattr(exc, "what", exc)), "expected": getattr(exc, "expected", None),
-                          "fix": getattr(exc, "fix", None), "type": type(exc).__name__}
+            self.error = {
+                "what": str(getattr(exc, "what", exc)),
+                "expected": getattr(exc, "expected", None),
+                "fix": getattr(exc, "fix", None),
+                "type": type(exc).__name__,
+            }
         specs = parse_endpoints(base_url) if kind == "openai" else []
         self.label = redact(specs[0].url) if len(specs) == 1 else None
 
     async def ready(self) -> dict:
         info = {"index": self.index, "pid": os.getpid(), "host": socket.gethostname(), "error": self.error}
         if self.backend is not None:
-            info.update(kind=self.backend.kind, model=self.backend.model,
-                        count_tokens=callable(getattr(self.backend, "count_tokens", None)))
+            info.update(
+                kind=self.backend.kind,
+                model=self.backend.model,
+                count_tokens=callable(getattr(self.backend, "count_tokens", None)),
+            )
         return info
 
     def pid(self) -> int:
@@ -178,29 +189,50 @@ class RayWorkerPool(Backend):
             self.count_tokens = self._count_tokens  # the score stage reads it with getattr
 
     @classmethod
-    async def start(cls, cluster: Cluster, config: LLMConfig) -> "RayWorkerPool":
+    async def start(cls, cluster: Cluster, config: LLMConfig) -> RayWorkerPool:
         ray = import_ray()
-        shares = deal_endpoints(config.base_url, cluster.workers) if config.backend == "openai" \
+        shares = (
+            deal_endpoints(config.base_url, cluster.workers)
+            if config.backend == "openai"
             else [config.base_url] * cluster.workers
+        )
         expect_key = config.backend == "openai" and bool(os.environ.get(config.api_key_env))
         actor_class = ray.remote(LLMWorker)
         tag = uuid.uuid4().hex[:8]
-        actors = [actor_class.options(name=f"autointerp-llm-{tag}-{i}", num_cpus=cluster.cpus_per_worker,
-                                      num_gpus=cluster.gpus_per_worker, max_restarts=0, max_task_retries=0)
-                  .remote(i, config.backend, config.model, share, config.api_key_env, config.timeout, expect_key)
-                  for i, share in enumerate(shares)]
+        actors = [
+            actor_class.options(
+                name=f"autointerp-llm-{tag}-{i}",
+                num_cpus=cluster.cpus_per_worker,
+                num_gpus=cluster.gpus_per_worker,
+                max_restarts=0,
+                max_task_retries=0,
+            ).remote(i, config.backend, config.model, share, config.api_key_env, config.timeout, expect_key)
+            for i, share in enumerate(shares)
+        ]
         try:
             infos = await _wait_ready(ray, actors)
         except BaseException:
             for actor in actors:
                 ray.kill(actor)
             raise
-        pool = cls(ray, actors, [i for i in infos if isinstance(i, dict)] or [{}], shard_latents(
-            config.max_in_flight, len(actors)), shares)
+        pool = cls(
+            ray,
+            actors,
+            [i for i in infos if isinstance(i, dict)] or [{}],
+            shard_latents(config.max_in_flight, len(actors)),
+            shares,
+        )
         for i, info in enumerate(infos):
             if isinstance(info, dict):
-                log.info("Ray worker %d: pid %s on %s, %s %s%s", i, info["pid"], info["host"], info["kind"],
-                         info["model"], f" at {_redacted(shares[i])}" if shares[i] else "")
+                log.info(
+                    "Ray worker %d: pid %s on %s, %s %s%s",
+                    i,
+                    info["pid"],
+                    info["host"],
+                    info["kind"],
+                    info["model"],
+                    f" at {_redacted(shares[i])}" if shares[i] else "",
+                )
             else:
                 pool._lost(i, info)
         return pool
@@ -215,8 +247,17 @@ class RayWorkerPool(Backend):
 
     def status(self) -> list[dict]:
         """Per worker: alive, why it died, requests in flight, answers served and shards owned."""
-        return [dict(worker=i, alive=self._alive[i], died=self.deaths.get(i), in_flight=self._in_flight[i],
-                     served=self._served[i], shards=self._shards[i]) for i in range(len(self._actors))]
+        return [
+            dict(
+                worker=i,
+                alive=self._alive[i],
+                died=self.deaths.get(i),
+                in_flight=self._in_flight[i],
+                served=self._served[i],
+                shards=self._shards[i],
+            )
+            for i in range(len(self._actors))
+        ]
 
     async def generate(self, messages: list[dict], options: GenerateOptions) -> Completion:
         ray = self._ray
@@ -264,8 +305,9 @@ class RayWorkerPool(Backend):
             moved = self._shards[i]
             self._shards[i] = 0
             self._owner = {s: w for s, w in self._owner.items() if w != i}  # reassigned at their next request
-            log.warning("Ray worker %d died (%s); its %d shards move to the %d live workers", i, reason, moved,
-                        sum(self._alive))
+            log.warning(
+                "Ray worker %d died (%s); its %d shards move to the %d live workers", i, reason, moved, sum(self._alive)
+            )
             with contextlib.suppress(Exception):
                 self._ray.kill(self._actors[i])
         if not any(self._alive):
@@ -274,10 +316,12 @@ class RayWorkerPool(Backend):
 
     def _gone(self) -> BackendGone:
         why = "; ".join(f"worker {i}: {r}" for i, r in sorted(self.deaths.items()))
-        return BackendGone(f"Every Ray worker of the run has died ({why}).",
-                           "at least one live worker to send the LLM requests to.",
-                           "check the workers' nodes (memory, GPUs) and rerun the same command: finished latents "
-                           "are kept and skipped.")
+        return BackendGone(
+            f"Every Ray worker of the run has died ({why}).",
+            "at least one live worker to send the LLM requests to.",
+            "check the workers' nodes (memory, GPUs) and rerun the same command: finished latents "
+            "are kept and skipped.",
+        )
 
     def _count_tokens(self, messages: list[dict]) -> int:
         i = min((i for i, ok in enumerate(self._alive) if ok), default=None)
@@ -287,16 +331,19 @@ class RayWorkerPool(Backend):
 
     async def aclose(self) -> None:
         ray = self._ray
-        live = [a for a, ok in zip(self._actors, self._alive) if ok]
+        live = [a for a, ok in zip(self._actors, self._alive, strict=True) if ok]
         if live:  # let the backends close their connections or engines, but do not wait on a stuck one
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.gather(*(a.close.remote() for a in live),
-                                                      return_exceptions=True), 30)
+                await asyncio.wait_for(asyncio.gather(*(a.close.remote() for a in live), return_exceptions=True), 30)
         for i, actor in enumerate(self._actors):
             with contextlib.suppress(Exception):
                 ray.kill(actor)
-            log.info("Ray worker %d: %d answered%s", i, self._served[i],
-                     f"; died: {self.deaths[i]}" if i in self.deaths else "")
+            log.info(
+                "Ray worker %d: %d answered%s",
+                i,
+                self._served[i],
+                f"; died: {self.deaths[i]}" if i in self.deaths else "",
+            )
 
 
 async def _wait_ready(ray, actors: list) -> list:
@@ -314,12 +361,15 @@ async def _wait_ready(ray, actors: list) -> list:
         if isinstance(info, dict) and info["error"]:
             e = info["error"]
             what = f"Ray worker {i} on {info['host']} could not build its backend: {e['what']}"
-            raise AutointerpError(what if e["type"] == "AutointerpError" else f"{what} ({e['type']})",
-                                  e["expected"], e["fix"])
+            raise AutointerpError(
+                what if e["type"] == "AutointerpError" else f"{what} ({e['type']})", e["expected"], e["fix"]
+            )
     if not any(isinstance(info, dict) for info in infos):
-        raise AutointerpError(f"No Ray worker started: {str(infos[0]).splitlines()[0]}",
-                              "workers that can start on the cluster's nodes.",
-                              "check the nodes' logs (`ray logs`), memory and GPUs.")
+        raise AutointerpError(
+            f"No Ray worker started: {str(infos[0]).splitlines()[0]}",
+            "workers that can start on the cluster's nodes.",
+            "check the nodes' logs (`ray logs`), memory and GPUs.",
+        )
     return infos
 
 

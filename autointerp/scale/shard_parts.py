@@ -45,14 +45,20 @@ def write_part(folder: Path, state: dict, manifest: dict) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     stats = {k: v.cpu().numpy() for k, v in state["stats"].items()}
-    pq.write_table(pa.table({k: (_matrix_column(v) if v.ndim == 2 else v) for k, v in stats.items()}),
-                   tmp / "stats.parquet")
+    pq.write_table(
+        pa.table({k: (_matrix_column(v) if v.ndim == 2 else v) for k, v in stats.items()}), tmp / "stats.parquet"
+    )
     for name, rows in state["buffers"].items():
         rows = {k: v.cpu().numpy() for k, v in rows.items()}
-        pq.write_table(pa.table({k: (_matrix_column(v) if v.ndim == 2 else v) for k, v in rows.items()}),
-                       tmp / f"{name}.parquet")
-    meta = {**manifest, "n_tokens": int(state["n_tokens"]), "n_sequences": int(state["n_sequences"]),
-            "buffers": sorted(state["buffers"])}
+        pq.write_table(
+            pa.table({k: (_matrix_column(v) if v.ndim == 2 else v) for k, v in rows.items()}), tmp / f"{name}.parquet"
+        )
+    meta = {
+        **manifest,
+        "n_tokens": int(state["n_tokens"]),
+        "n_sequences": int(state["n_sequences"]),
+        "buffers": sorted(state["buffers"]),
+    }
     (tmp / MANIFEST).write_text(json.dumps(meta, sort_keys=True))
     try:
         os.replace(tmp, folder)

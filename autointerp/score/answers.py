@@ -27,7 +27,7 @@ def answer_line(answer: str | None) -> tuple[str | None, str | None]:
     marks = list(_MARK.finditer(text))
     if not marks:
         return None, "no '[ANSWER]:' line"
-    rest = text[marks[-1].end():].strip()
+    rest = text[marks[-1].end() :].strip()
     return (rest.splitlines()[0] if rest else ""), None
 
 
@@ -46,8 +46,9 @@ def parse_digits(answer: str | None, n: int) -> tuple[list[bool] | None, str | N
     return [t == "1" for t in items], None
 
 
-def digit_probabilities(answer: str, logprobs: list[TokenLogprob] | None, n: int,
-                        prefill: str = "") -> list[float] | None:
+def digit_probabilities(
+    answer: str, logprobs: list[TokenLogprob] | None, n: int, prefill: str = ""
+) -> list[float] | None:
     """P(1) for each of the n digits after the last marker, from the tokens' top logprobs; None when the
     tokens cannot be matched one to one with the digits. ``prefill`` is the start of the answer the model
     was given (it has no logprobs; the marker may be in it)."""

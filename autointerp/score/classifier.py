@@ -59,12 +59,12 @@ def active_positions(activations: list[float], threshold: float) -> list[int]:
 
 
 def detection_samples(contexts: list[TestContext]) -> list[Sample]:
-    return [Sample(c.context_id, c.kind != "random", c.quantile, excerpt_text(c.tokens), "plain")
-            for c in contexts]
+    return [Sample(c.context_id, c.kind != "random", c.quantile, excerpt_text(c.tokens), "plain") for c in contexts]
 
 
-def fuzzing_samples(contexts: list[TestContext], threshold: float, n_random: int, n_misplaced: int,
-                    rng: random.Random) -> list[Sample]:
+def fuzzing_samples(
+    contexts: list[TestContext], threshold: float, n_random: int, n_misplaced: int, rng: random.Random
+) -> list[Sample]:
     positives = [c for c in contexts if c.kind != "random"]
     negatives = [c for c in contexts if c.kind == "random"]
     samples, counts = [], []
@@ -100,11 +100,12 @@ def latent_rng(seed: int, latent: int, scorer: str) -> random.Random:
 def batches(samples: list[Sample], batch_size: int, rng: random.Random) -> list[list[Sample]]:
     shuffled = samples[:]
     rng.shuffle(shuffled)
-    return [shuffled[i:i + batch_size] for i in range(0, len(shuffled), batch_size)]
+    return [shuffled[i : i + batch_size] for i in range(0, len(shuffled), batch_size)]
 
 
 def build_messages(scorer: str, explanation: str, batch: list[Sample]) -> list[dict]:
     excerpts = "\n".join(f"{i + 1}. {s.text}" for i, s in enumerate(batch))
-    return [{"role": "system", "content": prompt_text(SYSTEM[scorer]).strip()},
-            {"role": "user", "content": fill("score_user.txt", explanation=neutralise(explanation),
-                                             excerpts=excerpts)}]
+    return [
+        {"role": "system", "content": prompt_text(SYSTEM[scorer]).strip()},
+        {"role": "user", "content": fill("score_user.txt", explanation=neutralise(explanation), excerpts=excerpts)},
+    ]

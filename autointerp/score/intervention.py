@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import math
 import string
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import torch
 
@@ -36,6 +37,7 @@ SURPRISAL_TEMPLATE = "intervention_surprisal.txt"
 
 
 # --------------------------------------------------------------------------------------------- steering
+
 
 def _torch_model(model) -> torch.nn.Module:
     """The torch module of a ``SubjectModel`` or of a plain causal LM."""
@@ -55,8 +57,10 @@ def steering(model, hookpoint: str, direction: torch.Tensor, scale: float | torc
     even on an error, so no other forward pass is touched."""
     scales = torch.as_tensor(scale, dtype=torch.float32).detach().cpu()
     if scales.dim() > 1 or not torch.isfinite(scales).all():
-        raise AutointerpError(f"Steering scale {scale!r} is not a finite number (or a [batch] tensor of them).",
-                              "finite scales, e.g. KLCalibration.scale of a calibration that reached its target.")
+        raise AutointerpError(
+            f"Steering scale {scale!r} is not a finite number (or a [batch] tensor of them).",
+            "finite scales, e.g. KLCalibration.scale of a calibration that reached its target.",
+        )
     direction = direction.detach().reshape(-1)
     module = find_module(_torch_model(model), hookpoint)
     cache: dict[tuple, torch.Tensor] = {}
@@ -64,12 +68,16 @@ def steering(model, hookpoint: str, direction: torch.Tensor, scale: float | torc
     def hook(mod, inputs, output):  # noqa: ARG001 - torch hook signature
         hidden = output[0] if isinstance(output, tuple) else output
         if hidden.shape[-1] != direction.numel():
-            raise AutointerpError(f"The steering direction has {direction.numel()} values but the output of "
-                                  f"{hookpoint} has width {hidden.shape[-1]}.",
-                                  "a decoder direction written to this module's output.")
+            raise AutointerpError(
+                f"The steering direction has {direction.numel()} values but the output of "
+                f"{hookpoint} has width {hidden.shape[-1]}.",
+                "a decoder direction written to this module's output.",
+            )
         if scales.dim() == 1 and (hidden.dim() != 3 or hidden.shape[0] != scales.numel()):
-            raise AutointerpError(f"{scales.numel()} steering scales for a batch of shape {tuple(hidden.shape)}.",
-                                  "one scale per sequence of the batch.")
+            raise AutointerpError(
+                f"{scales.numel()} steering scales for a batch of shape {tuple(hidden.shape)}.",
+                "one scale per sequence of the batch.",
+            )
         key = (hidden.device, hidden.dtype)
         if key not in cache:  # computed in float32, then cast, so a bf16 model gets the rounded vector once
             vector = direction.to(device=hidden.device, dtype=torch.float32)
@@ -103,9 +111,9 @@ def steering_target(dictionary, latent: int, subject_model=None) -> tuple[str, t
     if not target:
         raise AutointerpError(
             f"Cannot tell where latent {latent} of the {dictionary.describe()} writes.",
-            "an SAE reading a module's output, or a transcoder whose files name the module it writes "
-            "(hookpoint_out).",
-            "steer by hand: steering(model, '<module whose output the decoder reconstructs>', direction, scale).")
+            "an SAE reading a module's output, or a transcoder whose files name the module it writes (hookpoint_out).",
+            "steer by hand: steering(model, '<module whose output the decoder reconstructs>', direction, scale).",
+        )
     directions = dictionary.decoder_directions()
     if not 0 <= latent < directions.shape[0]:
         raise AutointerpError(f"Latent {latent} is out of range.", f"0 <= latent < {directions.shape[0]}.")
@@ -113,6 +121,7 @@ def steering_target(dictionary, latent: int, subject_model=None) -> tuple[str, t
 
 
 # ------------------------------------------------------------------------------------------------ prompts
+
 
 def neutral_prompts(path: str | Path | None = None) -> list[str]:
     """The neutral prompt openings, one per non-empty line (lines starting with # are comments);
@@ -146,6 +155,7 @@ def _positions(mask: torch.Tensor) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------------------------------- KL
 
+
 class _KLProbe:
     """The prompts encoded once, the clean next-token log-probabilities at their last positions and the
     mean norm of the hookpoint's output there; ``per_prompt(scales)`` evaluates several scales in one
@@ -169,8 +179,9 @@ class _KLProbe:
 
     @torch.inference_mode()
     def _last_logprobs(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        logits = self.model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask),
-                            use_cache=False, logits_to_keep=1).logits[:, -1]
+        logits = self.model(
+            input_ids=ids, attention_mask=mask, position_ids=_positions(mask), use_cache=False, logits_to_keep=1
+        ).logits[:, -1]
         return torch.log_softmax(logits.double(), dim=-1)
 
     def per_prompt(self, scales: Sequence[float]) -> torch.Tensor:
@@ -188,8 +199,15 @@ class _KLProbe:
         return self.per_prompt(scales).mean(-1).tolist()
 
 
-def kl_for_scale(model, tokenizer, hookpoint: str, direction: torch.Tensor, prompts: Sequence[str],
-                 scale: float, per_prompt: bool = False) -> float | torch.Tensor:
+def kl_for_scale(
+    model,
+    tokenizer,
+    hookpoint: str,
+    direction: torch.Tensor,
+    prompts: Sequence[str],
+    scale: float,
+    per_prompt: bool = False,
+) -> float | torch.Tensor:
     """Mean over ``prompts`` of KL(p_clean || p_steered), in nats, where p is the next-token distribution
     at the prompt's last position and p_steered adds ``scale * direction`` at ``hookpoint``.
 
@@ -205,12 +223,14 @@ def kl_for_scale(model, tokenizer, hookpoint: str, direction: torch.Tensor, prom
 class UnreachableKL(AutointerpError):
     """No scale within the search range gives the target KL; ``calibration`` says how close it came."""
 
-    def __init__(self, calibration: "KLCalibration"):
+    def __init__(self, calibration: KLCalibration):
         self.calibration = calibration
-        super().__init__(f"Target KL {calibration.target_kl:g} nats (± {calibration.tolerance:g}) not reached: "
-                         f"{calibration.reason}.",
-                         "a target KL this direction can reach on these prompts",
-                         "lower target_kl, raise max_scale, or record this latent as not steerable.")
+        super().__init__(
+            f"Target KL {calibration.target_kl:g} nats (± {calibration.tolerance:g}) not reached: "
+            f"{calibration.reason}.",
+            "a target KL this direction can reach on these prompts",
+            "lower target_kl, raise max_scale, or record this latent as not steerable.",
+        )
 
 
 @dataclass
@@ -231,10 +251,22 @@ class KLCalibration:
     forward_passes: int = 0  # batched steered passes (the clean pass not counted)
 
 
-def scale_for_target_kl(model, tokenizer, hookpoint: str, direction: torch.Tensor, prompts: Sequence[str],
-                        target_kl: float, tolerance: float | None = None, *, sign: int = 1,
-                        initial_scale: float | None = None, max_scale: float | None = None,
-                        points_per_pass: int = 4, max_passes: int = 12, strict: bool = True) -> KLCalibration:
+def scale_for_target_kl(
+    model,
+    tokenizer,
+    hookpoint: str,
+    direction: torch.Tensor,
+    prompts: Sequence[str],
+    target_kl: float,
+    tolerance: float | None = None,
+    *,
+    sign: int = 1,
+    initial_scale: float | None = None,
+    max_scale: float | None = None,
+    points_per_pass: int = 4,
+    max_passes: int = 12,
+    strict: bool = True,
+) -> KLCalibration:
     """The steering scale whose mean KL(clean || steered) on ``prompts`` is ``target_kl`` ± ``tolerance``
     nats (default tolerance: 10% of the target, delphi's rtol).
 
@@ -271,17 +303,18 @@ def scale_for_target_kl(model, tokenizer, hookpoint: str, direction: torch.Tenso
     max_scale = 100.0 * unit if max_scale is None else float(max_scale)
     initial_scale = min(0.25 * unit, max_scale) if initial_scale is None else float(initial_scale)
     if not 0 < initial_scale <= max_scale:
-        raise AutointerpError(f"initial_scale={initial_scale!r}, max_scale={max_scale!r}.",
-                              "0 < initial_scale <= max_scale.")
+        raise AutointerpError(
+            f"initial_scale={initial_scale!r}, max_scale={max_scale!r}.", "0 < initial_scale <= max_scale."
+        )
     min_scale = max_scale * 1e-9
     result = KLCalibration(target_kl=target_kl, tolerance=tolerance, reached=False)
     low, high = target_kl - tolerance, target_kl + tolerance
 
     def evaluate(magnitudes: list[float]) -> list[float]:
         values = probe.kl([sign * m for m in magnitudes])
-        result.evaluations += [(sign * m, k) for m, k in zip(magnitudes, values)]
+        result.evaluations += [(sign * m, k) for m, k in zip(magnitudes, values, strict=True)]
         result.forward_passes += 1
-        inside = [(abs(k - target_kl), m, k) for m, k in zip(magnitudes, values) if low <= k <= high]
+        inside = [(abs(k - target_kl), m, k) for m, k in zip(magnitudes, values, strict=True) if low <= k <= high]
         if inside:
             _, m, k = min(inside)
             result.reached, result.scale, result.kl = True, sign * m, k
@@ -303,21 +336,23 @@ def scale_for_target_kl(model, tokenizer, hookpoint: str, direction: torch.Tenso
         if result.forward_passes >= max_passes:
             return give_up(f"no bracket after {max_passes} forward passes")
         if upward:
-            grid = sorted({min(start * 2.0 ** i, max_scale) for i in range(points_per_pass)})
+            grid = sorted({min(start * 2.0**i, max_scale) for i in range(points_per_pass)})
         else:
-            grid = sorted({max(start * 0.5 ** i, min_scale) for i in range(points_per_pass)}, reverse=True)
+            grid = sorted({max(start * 0.5**i, min_scale) for i in range(points_per_pass)}, reverse=True)
         values = evaluate(grid)
         if result.reached:
             return result
-        pairs = list(zip(grid, values))
+        pairs = list(zip(grid, values, strict=True))
         if upward:
             chain = ([below] if below else []) + pairs  # increasing magnitude
             j = next((i for i, (_, k) in enumerate(chain) if k > high), None)
             if j is None:
                 below = chain[-1]
                 if below[0] >= max_scale:
-                    return give_up(f"the largest KL is {below[1]:.4g} nats, at max_scale {sign * max_scale:g}"
-                                   + (" (KL saturates)" if _saturates(values) else ""))
+                    return give_up(
+                        f"the largest KL is {below[1]:.4g} nats, at max_scale {sign * max_scale:g}"
+                        + (" (KL saturates)" if _saturates(values) else "")
+                    )
                 start = below[0] * 2.0
             elif j == 0:  # the first scale already overshoots: search downward from it
                 above, upward, start = chain[0], False, chain[0][0] * 0.5
@@ -340,14 +375,16 @@ def scale_for_target_kl(model, tokenizer, hookpoint: str, direction: torch.Tenso
         values = evaluate(grid)
         if result.reached:
             return result
-        pairs = [below] + list(zip(grid, values)) + [above]  # ordered from the below end to the above end
-        for p0, p1 in zip(pairs, pairs[1:]):
+        pairs = [below] + list(zip(grid, values, strict=True)) + [above]  # ordered from the below end to the above end
+        for p0, p1 in pairwise(pairs):
             if p0[1] < low and p1[1] > high:
                 below, above = p0, p1
                 break
-    return give_up(f"not within tolerance after {max_passes} forward passes (KL jumps from "
-                   f"{below[1]:.4g} to {above[1]:.4g} nats between scales {sign * below[0]:g} and "
-                   f"{sign * above[0]:g})")
+    return give_up(
+        f"not within tolerance after {max_passes} forward passes (KL jumps from "
+        f"{below[1]:.4g} to {above[1]:.4g} nats between scales {sign * below[0]:g} and "
+        f"{sign * above[0]:g})"
+    )
 
 
 def _saturates(values: list[float]) -> bool:
@@ -357,10 +394,21 @@ def _saturates(values: list[float]) -> bool:
 
 # --------------------------------------------------------------------------------------------- generation
 
+
 @torch.inference_mode()
-def generate_completions(model, tokenizer, prompts: Sequence[str], direction: torch.Tensor | None = None,
-                         scale: float | torch.Tensor = 0.0, hookpoint: str | None = None, max_new_tokens: int = 20,
-                         seed: int = 0, temperature: float = 0.7, *, noise_rows: int | None = None) -> list[str]:
+def generate_completions(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    direction: torch.Tensor | None = None,
+    scale: float | torch.Tensor = 0.0,
+    hookpoint: str | None = None,
+    max_new_tokens: int = 20,
+    seed: int = 0,
+    temperature: float = 0.7,
+    *,
+    noise_rows: int | None = None,
+) -> list[str]:
     """One continuation per prompt (the new text only, cut at end-of-sequence), all prompts in one
     left-padded batch, with ``scale * direction`` added at ``hookpoint`` when a direction is given
     (``scale`` may be a tensor of one scale per prompt, as ``steering`` takes).
@@ -373,19 +421,24 @@ def generate_completions(model, tokenizer, prompts: Sequence[str], direction: to
     rows i + noise_rows, i + 2 noise_rows, ... (``generate_clean_and_steered``).
     """
     if max_new_tokens < 1 or temperature < 0:
-        raise AutointerpError(f"max_new_tokens={max_new_tokens!r}, temperature={temperature!r}.",
-                              "max_new_tokens >= 1 and temperature >= 0 (0: greedy).")
+        raise AutointerpError(
+            f"max_new_tokens={max_new_tokens!r}, temperature={temperature!r}.",
+            "max_new_tokens >= 1 and temperature >= 0 (0: greedy).",
+        )
     if noise_rows is not None and (noise_rows < 1 or len(prompts) % noise_rows):
-        raise AutointerpError(f"noise_rows={noise_rows!r} for {len(prompts)} prompts.",
-                              "a positive divisor of the number of prompts.")
+        raise AutointerpError(
+            f"noise_rows={noise_rows!r} for {len(prompts)} prompts.", "a positive divisor of the number of prompts."
+        )
     net = _torch_model(model)
     if direction is not None and not hookpoint:
         # a SubjectModel's hookpoint is where its SAE writes only when the SAE reads the module's output
         hookpoint = getattr(model, "hookpoint", "") if getattr(model, "reads", "") == "output" else ""
         if not hookpoint:
-            raise AutointerpError("A steering direction without the module to steer.",
-                                  "hookpoint=<module name> (steering_target gives it), or a SubjectModel "
-                                  "reading the output its SAE reconstructs.")
+            raise AutointerpError(
+                "A steering direction without the module to steer.",
+                "hookpoint=<module name> (steering_target gives it), or a SubjectModel "
+                "reading the output its SAE reconstructs.",
+            )
     device = _device(net)
     ids, mask = _encode_left(tokenizer, prompts, device)
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -413,8 +466,13 @@ def generate_completions(model, tokenizer, prompts: Sequence[str], direction: to
                 break
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
             positions = positions[:, -1:] + 1
-            out = net(input_ids=token[:, None], attention_mask=mask, position_ids=positions,
-                      past_key_values=out.past_key_values, use_cache=True)
+            out = net(
+                input_ids=token[:, None],
+                attention_mask=mask,
+                position_ids=positions,
+                past_key_values=out.past_key_values,
+                use_cache=True,
+            )
     tokens = torch.stack(new, dim=1).tolist() if new else [[] for _ in prompts]
     eos_set = set(eos.tolist())
     texts = []
@@ -424,9 +482,17 @@ def generate_completions(model, tokenizer, prompts: Sequence[str], direction: to
     return texts
 
 
-def generate_clean_and_steered(model, tokenizer, prompts: Sequence[str], direction: torch.Tensor, scale: float,
-                               hookpoint: str | None = None, max_new_tokens: int = 20, seed: int = 0,
-                               temperature: float = 0.7) -> tuple[list[str], list[str]]:
+def generate_clean_and_steered(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    direction: torch.Tensor,
+    scale: float,
+    hookpoint: str | None = None,
+    max_new_tokens: int = 20,
+    seed: int = 0,
+    temperature: float = 0.7,
+) -> tuple[list[str], list[str]]:
     """(clean, steered) continuations of ``prompts``: ``generate_completions`` without and with
     ``scale * direction`` from one seed, run as one batch of 2 x len(prompts) rows whose clean rows are
     steered by 0 and share their noise with the steered rows. A decoding step of a small model on a CPU
@@ -434,8 +500,18 @@ def generate_clean_and_steered(model, tokenizer, prompts: Sequence[str], directi
     half the time of the two calls."""
     n = len(prompts)
     scales = torch.tensor([0.0] * n + [float(scale)] * n)
-    texts = generate_completions(model, tokenizer, list(prompts) * 2, direction, scales, hookpoint, max_new_tokens,
-                                 seed, temperature, noise_rows=n)
+    texts = generate_completions(
+        model,
+        tokenizer,
+        list(prompts) * 2,
+        direction,
+        scales,
+        hookpoint,
+        max_new_tokens,
+        seed,
+        temperature,
+        noise_rows=n,
+    )
     return texts[:n], texts[n:]
 
 
@@ -449,6 +525,7 @@ def _eos_ids(model: torch.nn.Module, tokenizer) -> torch.Tensor:
 
 # ---------------------------------------------------------------------------------------------- surprisal
 
+
 def render_surprisal(passage: str, explanation: str, template: str | None = None) -> tuple[str, str]:
     """(context, scored text) of the surprisal template: everything before ``$explanation`` is the
     context; the explanation and the rest of the template (whitespace before it included, so that
@@ -456,16 +533,24 @@ def render_surprisal(passage: str, explanation: str, template: str | None = None
     text = template if template is not None else (PROMPTS_DIR / SURPRISAL_TEMPLATE).read_text(encoding="utf-8")
     head, mark, tail = text.rstrip("\n").partition("$explanation")
     if not mark:
-        raise AutointerpError("The surprisal template has no $explanation placeholder.",
-                              "a template ending with the explanation, e.g. 'The text above is about: $explanation'.")
+        raise AutointerpError(
+            "The surprisal template has no $explanation placeholder.",
+            "a template ending with the explanation, e.g. 'The text above is about: $explanation'.",
+        )
     context = string.Template(head).substitute(passage=passage)
     stripped = context.rstrip()
-    return stripped, context[len(stripped):] + explanation.strip() + string.Template(tail).substitute()
+    return stripped, context[len(stripped) :] + explanation.strip() + string.Template(tail).substitute()
 
 
 @torch.inference_mode()
-def explanation_logprobs(scorer_model, tokenizer, explanation: str, passages: Sequence[str],
-                         template: str | None = None, batch_size: int = 16) -> torch.Tensor:
+def explanation_logprobs(
+    scorer_model,
+    tokenizer,
+    explanation: str,
+    passages: Sequence[str],
+    template: str | None = None,
+    batch_size: int = 16,
+) -> torch.Tensor:
     """log p(explanation | passage) in nats under the scorer LM, for each passage: the sum over the
     scored tokens (``render_surprisal``), each conditioned on everything before it. Context and scored
     text are tokenized apart (special tokens, e.g. a BOS, on the context only) and scored as one
@@ -485,23 +570,30 @@ def explanation_logprobs(scorer_model, tokenizer, explanation: str, passages: Se
         rows.append((ctx + target, len(target)))
     values = []
     for start in range(0, len(rows), batch_size):
-        chunk = rows[start:start + batch_size]
+        chunk = rows[start : start + batch_size]
         width = max(len(r) for r, _ in chunk)
         keep = max(n for _, n in chunk) + 1
         ids = torch.tensor([[pad] * (width - len(r)) + r for r, _ in chunk], device=device)
         mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r, _ in chunk], device=device)
-        logits = net(input_ids=ids, attention_mask=mask, position_ids=_positions(mask), use_cache=False,
-                     logits_to_keep=keep).logits  # positions width - keep .. width - 1
+        logits = net(
+            input_ids=ids, attention_mask=mask, position_ids=_positions(mask), use_cache=False, logits_to_keep=keep
+        ).logits  # positions width - keep .. width - 1
         logprobs = torch.log_softmax(logits.double(), -1)
         for i, (_, n) in enumerate(chunk):
             # the scored tokens are the last n; each is predicted by the logits one position earlier
-            values.append(logprobs[i, keep - 1 - n:keep - 1].gather(-1, ids[i, width - n:, None]).sum())
+            values.append(logprobs[i, keep - 1 - n : keep - 1].gather(-1, ids[i, width - n :, None]).sum())
     return torch.stack(values).cpu()
 
 
-def surprisal_score(scorer_model, tokenizer, explanation: str, clean_completions: Sequence[str],
-                    steered_completions: Sequence[str], prompts: Sequence[str] | None = None,
-                    template: str | None = None) -> dict:
+def surprisal_score(
+    scorer_model,
+    tokenizer,
+    explanation: str,
+    clean_completions: Sequence[str],
+    steered_completions: Sequence[str],
+    prompts: Sequence[str] | None = None,
+    template: str | None = None,
+) -> dict:
     """How much more a scorer LM expects ``explanation`` after steered text than after clean text:
     the mean over prompts of log p(explanation | steered passage) - log p(explanation | clean passage),
     in nats (delphi's intervention score, surprisal_clean - surprisal_steered). A passage is the
@@ -514,18 +606,29 @@ def surprisal_score(scorer_model, tokenizer, explanation: str, clean_completions
     ``logp_clean``, ``logp_steered`` (lists, nats), ``n_prompts`` and ``unit``.
     """
     if len(clean_completions) != len(steered_completions) or not clean_completions:
-        raise AutointerpError(f"{len(clean_completions)} clean and {len(steered_completions)} steered completions.",
-                              "the same, non-zero number of each (one pair per prompt).")
+        raise AutointerpError(
+            f"{len(clean_completions)} clean and {len(steered_completions)} steered completions.",
+            "the same, non-zero number of each (one pair per prompt).",
+        )
     if prompts is not None and len(prompts) != len(clean_completions):
-        raise AutointerpError(f"{len(prompts)} prompts for {len(clean_completions)} completions.",
-                              "one prompt per completion pair.")
+        raise AutointerpError(
+            f"{len(prompts)} prompts for {len(clean_completions)} completions.", "one prompt per completion pair."
+        )
     heads = list(prompts) if prompts is not None else [""] * len(clean_completions)
-    passages = [h + c for h, c in zip(heads, clean_completions)] + \
-               [h + c for h, c in zip(heads, steered_completions)]
+    passages = [h + c for h, c in zip(heads, clean_completions, strict=True)] + [
+        h + c for h, c in zip(heads, steered_completions, strict=True)
+    ]
     logps = explanation_logprobs(scorer_model, tokenizer, explanation, passages, template)
     n = len(clean_completions)
     clean, steered = logps[:n], logps[n:]
     delta = steered - clean
     sem = float(delta.std(unbiased=True) / math.sqrt(n)) if n > 1 else math.nan
-    return {"score": float(delta.mean()), "sem": sem, "per_prompt": delta.tolist(),
-            "logp_clean": clean.tolist(), "logp_steered": steered.tolist(), "n_prompts": n, "unit": "nats"}
+    return {
+        "score": float(delta.mean()),
+        "sem": sem,
+        "per_prompt": delta.tolist(),
+        "logp_clean": clean.tolist(),
+        "logp_steered": steered.tolist(),
+        "n_prompts": n,
+        "unit": "nats",
+    }

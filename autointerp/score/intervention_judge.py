@@ -27,6 +27,7 @@ JUDGE_SYSTEM, JUDGE_USER = "score_intervention_system.txt", "score_intervention_
 CHOICE_SYSTEM, CHOICE_USER = "score_intervention_choice_system.txt", "score_intervention_choice_user.txt"
 PROMPT_FILES = (JUDGE_SYSTEM, JUDGE_USER, CHOICE_SYSTEM, CHOICE_USER)
 
+
 def shown_text(prompt: str, completion: str) -> str:
     """A prompt and its continuation as one line of a judge prompt."""
     text = (prompt + completion).replace("\r", "").replace("\n", "↵")
@@ -36,15 +37,19 @@ def shown_text(prompt: str, completion: str) -> str:
 def judge_messages(explanation: str, texts: list[str]) -> list[dict]:
     """System (fixed for every latent: a prefix cache serves it) and user message of one judge prompt."""
     numbered = "\n".join(f"{i + 1}. {t}" for i, t in enumerate(texts))
-    return [{"role": "system", "content": prompt_text(JUDGE_SYSTEM).strip()},
-            {"role": "user", "content": fill(JUDGE_USER, explanation=neutralise(explanation), texts=numbered)}]
+    return [
+        {"role": "system", "content": prompt_text(JUDGE_SYSTEM).strip()},
+        {"role": "user", "content": fill(JUDGE_USER, explanation=neutralise(explanation), texts=numbered)},
+    ]
 
 
 def choice_messages(explanation: str, sets: list[list[str]]) -> list[dict]:
     """One multiple-choice prompt: ``sets[k]`` are the texts shown as set k + 1."""
     blocks = "\n\n".join(f"Set {k + 1}:\n" + "\n".join(f"- {t}" for t in texts) for k, texts in enumerate(sets))
-    return [{"role": "system", "content": prompt_text(CHOICE_SYSTEM).strip()},
-            {"role": "user", "content": fill(CHOICE_USER, explanation=neutralise(explanation), sets=blocks)}]
+    return [
+        {"role": "system", "content": prompt_text(CHOICE_SYSTEM).strip()},
+        {"role": "user", "content": fill(CHOICE_USER, explanation=neutralise(explanation), sets=blocks)},
+    ]
 
 
 def parse_choice(answer: str | None, n: int) -> tuple[int | None, str | None]:

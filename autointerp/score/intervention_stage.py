@@ -69,8 +69,14 @@ from .rows import replace_score
 
 SCORERS = ("intervention", "intervention_choice", "intervention_surprisal")
 #: Fields of ScoreConfig that shape the steered and clean continuations (with the collect's identity).
-STEERING_FIELDS = ("target_kl", "kl_tolerance", "intervention_prompts", "completion_tokens",
-                   "intervention_temperature", "seed")
+STEERING_FIELDS = (
+    "target_kl",
+    "kl_tolerance",
+    "intervention_prompts",
+    "completion_tokens",
+    "intervention_temperature",
+    "seed",
+)
 #: Fields that shape a judge's answers.
 JUDGE_FIELDS = ("backend", "model", "max_tokens", "temperature", "guided", "logprobs", "batch_size", "seed")
 PURPOSE = "intervention"
@@ -114,53 +120,99 @@ class InterventionScorer:
     stage can skip (latent, explanation, scorer, hash) already in ``score_rows``; ``score_latent`` scores
     one latent and hands every row to ``writer`` (one transaction per latent)."""
 
-    def __init__(self, con, config: ScoreConfig, queue, writer, run_id: str, options, judge_model: str,
-                 chosen: dict[int, tuple[str, str]]):
+    def __init__(
+        self,
+        con,
+        config: ScoreConfig,
+        queue,
+        writer,
+        run_id: str,
+        options,
+        judge_model: str,
+        chosen: dict[int, tuple[str, str]],
+    ):
         self.con, self.config, self.queue, self.writer = con, config, queue, writer
         self.run_id, self.options, self.chosen = run_id, options, chosen
         self.source = read_collect_source(con)
         prompts = iv.neutral_prompts()
         if config.intervention_prompts > len(prompts):
-            raise AutointerpError(f"--intervention-prompts {config.intervention_prompts}, but "
-                                  f"prompts/{iv.NEUTRAL_PROMPTS} holds {len(prompts)} prompts.",
-                                  f"at most {len(prompts)}.", "lower --intervention-prompts or add prompts.")
-        self.prompts = prompts[:config.intervention_prompts]
+            raise AutointerpError(
+                f"--intervention-prompts {config.intervention_prompts}, but "
+                f"prompts/{iv.NEUTRAL_PROMPTS} holds {len(prompts)} prompts.",
+                f"at most {len(prompts)}.",
+                "lower --intervention-prompts or add prompts.",
+            )
+        self.prompts = prompts[: config.intervention_prompts]
         if config.surprisal_model and not Path(config.surprisal_model).is_dir():
-            raise AutointerpError(f"--surprisal-model {config.surprisal_model} is not a folder.",
-                                  "a local Hugging Face folder of a causal LM, or nothing for the subject model.")
-        self.steering_hash = config_hash({
-            "collect": self.source.identity, "dtype": self.source.dtype, "prompts": self.prompts,
-            "steering": "decoder direction added at every position", "sign": 1,
-            **{k: getattr(config, k) for k in STEERING_FIELDS}})
+            raise AutointerpError(
+                f"--surprisal-model {config.surprisal_model} is not a folder.",
+                "a local Hugging Face folder of a causal LM, or nothing for the subject model.",
+            )
+        self.steering_hash = config_hash(
+            {
+                "collect": self.source.identity,
+                "dtype": self.source.dtype,
+                "prompts": self.prompts,
+                "steering": "decoder direction added at every position",
+                "sign": 1,
+                **{k: getattr(config, k) for k in STEERING_FIELDS},
+            }
+        )
         judging = {k: getattr(config, k) for k in JUDGE_FIELDS}
         surprisal_name = config.surprisal_model or self.source.model_name
-        self.models = {"intervention": judge_model, "intervention_choice": judge_model,
-                       "intervention_surprisal": surprisal_name}
+        self.models = {
+            "intervention": judge_model,
+            "intervention_choice": judge_model,
+            "intervention_surprisal": surprisal_name,
+        }
         prompt_files = {name: prompt_text(name) for name in judge.PROMPT_FILES}
         self.identities = {
-            "intervention": config_hash({"scorer": "intervention", "steering": self.steering_hash,
-                                         "judge_model": judge_model, **judging,
-                                         "prompts": [prompt_files[judge.JUDGE_SYSTEM],
-                                                     prompt_files[judge.JUDGE_USER]]}),
-            "intervention_choice": config_hash({"scorer": "intervention_choice", "steering": self.steering_hash,
-                                                "judge_model": judge_model, **judging, "choices": config.choices,
-                                                "prompts": [prompt_files[judge.CHOICE_SYSTEM],
-                                                            prompt_files[judge.CHOICE_USER]]}),
-            "intervention_surprisal": config_hash({"scorer": "intervention_surprisal", "steering": self.steering_hash,
-                                                   "scorer_model": surprisal_name,
-                                                   "template": prompt_text(iv.SURPRISAL_TEMPLATE)}),
+            "intervention": config_hash(
+                {
+                    "scorer": "intervention",
+                    "steering": self.steering_hash,
+                    "judge_model": judge_model,
+                    **judging,
+                    "prompts": [prompt_files[judge.JUDGE_SYSTEM], prompt_files[judge.JUDGE_USER]],
+                }
+            ),
+            "intervention_choice": config_hash(
+                {
+                    "scorer": "intervention_choice",
+                    "steering": self.steering_hash,
+                    "judge_model": judge_model,
+                    **judging,
+                    "choices": config.choices,
+                    "prompts": [prompt_files[judge.CHOICE_SYSTEM], prompt_files[judge.CHOICE_USER]],
+                }
+            ),
+            "intervention_surprisal": config_hash(
+                {
+                    "scorer": "intervention_surprisal",
+                    "steering": self.steering_hash,
+                    "scorer_model": surprisal_name,
+                    "template": prompt_text(iv.SURPRISAL_TEMPLATE),
+                }
+            ),
         }
-        self._done = {(lat, eid, s) for lat, eid, s, h in con.execute(
-            "SELECT latent, explanation_id, scorer, config_hash FROM score_rows WHERE control = ? "
-            "AND scorer IN (SELECT unnest(?))", [config.control, list(SCORERS)]).fetchall()
-            if self.identities[s] == h}
+        self._done = {
+            (lat, eid, s)
+            for lat, eid, s, h in con.execute(
+                "SELECT latent, explanation_id, scorer, config_hash FROM score_rows WHERE control = ? "
+                "AND scorer IN (SELECT unnest(?))",
+                [config.control, list(SCORERS)],
+            ).fetchall()
+            if self.identities[s] == h
+        }
         self._lock = asyncio.Lock()  # one model: one torch job at a time
         self._steerings: dict[int, asyncio.Future] = {}
         self._loaded = None  # (SubjectModel, Dictionary), loaded on first use
         self._scorer_lm = None  # (model, tokenizer) of the surprisal scorer
         count = getattr(getattr(queue, "backend", None), "count_tokens", None)
-        self._fixed = {name: count([{"role": "system", "content": prompt_files[name].strip()}]) if count else 0
-                       for name in (judge.JUDGE_SYSTEM, judge.CHOICE_SYSTEM)}
+        self._fixed = {
+            name: count([{"role": "system", "content": prompt_files[name].strip()}]) if count else 0
+            for name in (judge.JUDGE_SYSTEM, judge.CHOICE_SYSTEM)
+        }
         self.computed: list[int] = []  # latents steered (calibrated and generated) by this scorer, in order
         self.seconds = {"steering": 0.0, "surprisal": 0.0}  # torch time, for the run summary and benchmarks
 
@@ -191,25 +243,38 @@ class InterventionScorer:
         reach the target KL; None when the latent was never steered so."""
         rows = self.con.execute(
             "SELECT completion_id, steered, completion, scale, achieved_kl FROM intervention_rows "
-            "WHERE latent = ? AND config_hash = ? ORDER BY completion_id", [latent, self.steering_hash]).fetchall()
+            "WHERE latent = ? AND config_hash = ? ORDER BY completion_id",
+            [latent, self.steering_hash],
+        ).fetchall()
         n = len(self.prompts)
         if [r[0] for r in rows] == list(range(2 * n)):
             steered = [r for r in rows if r[1]]
-            return Steering(latent, self._calibration(True, steered[0][3], steered[0][4]),
-                            clean=[r[2] for r in rows if not r[1]], steered=[r[2] for r in steered])
+            return Steering(
+                latent,
+                self._calibration(True, steered[0][3], steered[0][4]),
+                clean=[r[2] for r in rows if not r[1]],
+                steered=[r[2] for r in steered],
+            )
         failed = self.con.execute(
             "SELECT detail FROM score_rows WHERE latent = ? AND scorer = 'intervention' AND status = 'unscored' "
             "AND json_extract_string(detail, '$.calibration.intervention_config') = ? "
             "AND json_extract_string(detail, '$.calibration.reached') = 'false' LIMIT 1",
-            [latent, self.steering_hash]).fetchone()
+            [latent, self.steering_hash],
+        ).fetchone()
         if failed is not None:
             return Steering(latent, json.loads(failed[0])["calibration"])
         return None
 
     def _calibration(self, reached: bool, scale: float, achieved: float, **extra) -> dict:
-        return {"reached": reached, "scale": scale, "target_kl": self.config.target_kl,
-                "tolerance": self.config.kl_tolerance * self.config.target_kl, "achieved_kl": achieved,
-                "intervention_config": self.steering_hash, **extra}
+        return {
+            "reached": reached,
+            "scale": scale,
+            "target_kl": self.config.target_kl,
+            "tolerance": self.config.kl_tolerance * self.config.target_kl,
+            "achieved_kl": achieved,
+            "intervention_config": self.steering_hash,
+            **extra,
+        }
 
     def _model(self):
         if self._loaded is None:
@@ -220,34 +285,93 @@ class InterventionScorer:
         """Calibrate and generate (in a worker thread, under the lock)."""
         subject, dictionary = self._model()
         hookpoint, direction = iv.steering_target(dictionary, latent, subject)
-        found = iv.scale_for_target_kl(subject, subject.tokenizer, hookpoint, direction, self.prompts,
-                                       self.config.target_kl, self.config.kl_tolerance * self.config.target_kl,
-                                       strict=False)
+        found = iv.scale_for_target_kl(
+            subject,
+            subject.tokenizer,
+            hookpoint,
+            direction,
+            self.prompts,
+            self.config.target_kl,
+            self.config.kl_tolerance * self.config.target_kl,
+            strict=False,
+        )
         if not found.reached:
-            return Steering(latent, self._calibration(False, None, None, reason=found.reason,
-                                                      closest=list(found.closest), hookpoint=hookpoint))
-        seed = latent_rng(self.config.seed, latent, "steering").randrange(2 ** 31)
-        common = dict(max_new_tokens=self.config.completion_tokens, seed=seed,
-                      temperature=self.config.intervention_temperature)
-        clean, steered = iv.generate_clean_and_steered(subject, subject.tokenizer, self.prompts, direction,
-                                                       found.scale, hookpoint, **common)
-        return Steering(latent, self._calibration(True, found.scale, found.kl, hookpoint=hookpoint,
-                                                  forward_passes=found.forward_passes),
-                        clean=clean, steered=steered)
+            return Steering(
+                latent,
+                self._calibration(
+                    False, None, None, reason=found.reason, closest=list(found.closest), hookpoint=hookpoint
+                ),
+            )
+        seed = latent_rng(self.config.seed, latent, "steering").randrange(2**31)
+        common = dict(
+            max_new_tokens=self.config.completion_tokens, seed=seed, temperature=self.config.intervention_temperature
+        )
+        clean, steered = iv.generate_clean_and_steered(
+            subject, subject.tokenizer, self.prompts, direction, found.scale, hookpoint, **common
+        )
+        return Steering(
+            latent,
+            self._calibration(True, found.scale, found.kl, hookpoint=hookpoint, forward_passes=found.forward_passes),
+            clean=clean,
+            steered=steered,
+        )
 
     def _rows_writer(self, s: Steering):
         rows = []
         for i, prompt in enumerate(self.prompts):
-            rows.append([s.latent, self.steering_hash, 2 * i, i, prompt, False, s.clean[i], 0.0,
-                         self.config.target_kl, 0.0, self.run_id])
-            rows.append([s.latent, self.steering_hash, 2 * i + 1, i, prompt, True, s.steered[i],
-                         s.calibration["scale"], self.config.target_kl, s.calibration["achieved_kl"], self.run_id])
+            rows.append(
+                [
+                    s.latent,
+                    self.steering_hash,
+                    2 * i,
+                    i,
+                    prompt,
+                    False,
+                    s.clean[i],
+                    0.0,
+                    self.config.target_kl,
+                    0.0,
+                    self.run_id,
+                ]
+            )
+            rows.append(
+                [
+                    s.latent,
+                    self.steering_hash,
+                    2 * i + 1,
+                    i,
+                    prompt,
+                    True,
+                    s.steered[i],
+                    s.calibration["scale"],
+                    self.config.target_kl,
+                    s.calibration["achieved_kl"],
+                    self.run_id,
+                ]
+            )
 
         def write(replacements, call_id_of):  # noqa: ARG001 - the writer's signature
-            replacements.replace("intervention_rows", ["latent", "config_hash"],
-                                 ["latent", "config_hash", "completion_id", "prompt_index", "prompt", "steered",
-                                  "completion", "scale", "target_kl", "achieved_kl", "run_id"],
-                                 [s.latent, self.steering_hash], rows, now="created_at")
+            replacements.replace(
+                "intervention_rows",
+                ["latent", "config_hash"],
+                [
+                    "latent",
+                    "config_hash",
+                    "completion_id",
+                    "prompt_index",
+                    "prompt",
+                    "steered",
+                    "completion",
+                    "scale",
+                    "target_kl",
+                    "achieved_kl",
+                    "run_id",
+                ],
+                [s.latent, self.steering_hash],
+                rows,
+                now="created_at",
+            )
+
         return write
 
     # ------------------------------------------------------------------------------------------- scoring
@@ -261,13 +385,17 @@ class InterventionScorer:
             return {}
         own = await self.steering(latent)
         if not own.reached:
-            reason = (f"steering cannot reach target KL {self.config.target_kl:g} ± "
-                      f"{own.calibration['tolerance']:g} nats: {own.calibration.get('reason', '')}")
+            reason = (
+                f"steering cannot reach target KL {self.config.target_kl:g} ± "
+                f"{own.calibration['tolerance']:g} nats: {own.calibration.get('reason', '')}"
+            )
             scores = [_Score(s, "unscored", reason, _CHANCE[s](self), {"calibration": own.calibration}) for s in todo]
         else:
-            work = {"intervention": lambda: self._judge(latent, explanation, own),
-                    "intervention_choice": lambda: self._choice(latent, explanation, own),
-                    "intervention_surprisal": lambda: self._surprisal(explanation, own)}
+            work = {
+                "intervention": lambda: self._judge(latent, explanation, own),
+                "intervention_choice": lambda: self._choice(latent, explanation, own),
+                "intervention_surprisal": lambda: self._surprisal(explanation, own),
+            }
             scores = list(await asyncio.gather(*[work[s]() for s in todo]))
         self.writer.put_result(self._scores_writer(latent, explanation_id, scores))
         self._done.update((latent, explanation_id, s.scorer) for s in scores)
@@ -289,7 +417,7 @@ class InterventionScorer:
             texts.append((2 * i + 1, True, judge.shown_text(prompt, own.steered[i])))
         latent_rng(self.config.seed, latent, "intervention").shuffle(texts)
         size = self.config.batch_size
-        groups = [texts[k:k + size] for k in range(0, len(texts), size)]
+        groups = [texts[k : k + size] for k in range(0, len(texts), size)]
 
         async def one(b: int, group: list) -> tuple[list[dict], object]:
             item = f"latent {latent} intervention batch {b}"
@@ -301,25 +429,48 @@ class InterventionScorer:
                 parsed, reason = parse_digits(answer, n)
                 if parsed is not None:
                     predictions = parsed
-                    probabilities = (digit_probabilities(answer, completion.logprobs, n, self.options.prefill)
-                                     or [None] * n)
-            rows = [{"context_id": cid, "variant": "steered" if label else "clean", "label": label, "prediction": p,
-                     "probability": q, "batch": b, "item": item, "reason": None if p is not None else reason}
-                    for (cid, label, _), p, q in zip(group, predictions, probabilities)]
+                    probabilities = (
+                        digit_probabilities(answer, completion.logprobs, n, self.options.prefill) or [None] * n
+                    )
+            rows = [
+                {
+                    "context_id": cid,
+                    "variant": "steered" if label else "clean",
+                    "label": label,
+                    "prediction": p,
+                    "probability": q,
+                    "batch": b,
+                    "item": item,
+                    "reason": None if p is not None else reason,
+                }
+                for (cid, label, _), p, q in zip(group, predictions, probabilities, strict=True)
+            ]
             return rows, completion
 
         answered = await asyncio.gather(*[one(b, g) for b, g in enumerate(groups)])
         rows = [r for part, _ in answered for r in part]
         completions = [c for _, c in answered if c is not None]
-        metrics = binary_metrics([r["label"] for r in rows], [r["prediction"] for r in rows],
-                                 [r["probability"] for r in rows])
-        result = _Score("intervention", "scored", None, {**metrics["chance"], "score": 0.5},
-                        {"calibration": own.calibration, "texts": len(rows), "batches": len(groups)},
-                        score=metrics["balanced_accuracy"], metrics=metrics, n_examples=metrics["n"],
-                        n_unscored=metrics["n_unscored"], n_calls=len(groups), examples=rows,
-                        tokens=[sum(c.prompt_tokens for c in completions),
-                                sum(c.completion_tokens for c in completions),
-                                len(completions) * self._fixed[judge.JUDGE_SYSTEM]])
+        metrics = binary_metrics(
+            [r["label"] for r in rows], [r["prediction"] for r in rows], [r["probability"] for r in rows]
+        )
+        result = _Score(
+            "intervention",
+            "scored",
+            None,
+            {**metrics["chance"], "score": 0.5},
+            {"calibration": own.calibration, "texts": len(rows), "batches": len(groups)},
+            score=metrics["balanced_accuracy"],
+            metrics=metrics,
+            n_examples=metrics["n"],
+            n_unscored=metrics["n_unscored"],
+            n_calls=len(groups),
+            examples=rows,
+            tokens=[
+                sum(c.prompt_tokens for c in completions),
+                sum(c.completion_tokens for c in completions),
+                len(completions) * self._fixed[judge.JUDGE_SYSTEM],
+            ],
+        )
         if result.score is None:
             why = next((r["reason"] for r in rows if r["reason"]), "the readable answers cover one class only")
             result.status, result.reason = "unscored", f"no balanced accuracy: {why}"
@@ -338,32 +489,59 @@ class InterventionScorer:
                 decoys.append(candidate)
         detail = {"calibration": own.calibration}
         if not decoys:
-            return _Score("intervention_choice", "unscored", "no other explained latent can be steered to the "
-                          "target KL to offer as a choice", _CHANCE["intervention_choice"](self), detail)
+            return _Score(
+                "intervention_choice",
+                "unscored",
+                "no other explained latent can be steered to the target KL to offer as a choice",
+                _CHANCE["intervention_choice"](self),
+                detail,
+            )
         n = len(decoys) + 1
         correct = rng.randrange(n)
         offered = decoys[:correct] + [own] + decoys[correct:]
         item = f"latent {latent} intervention_choice"
-        sets = [[judge.shown_text(p, c) for p, c in zip(self.prompts, s.steered)] for s in offered]
-        answer, completion, reason = await self._ask(judge.choice_messages(explanation, sets),
-                                                     judge.choice_regex(n), item)
+        sets = [[judge.shown_text(p, c) for p, c in zip(self.prompts, s.steered, strict=True)] for s in offered]
+        answer, completion, reason = await self._ask(
+            judge.choice_messages(explanation, sets), judge.choice_regex(n), item
+        )
         chosen = None
         if answer is not None:
             chosen, reason = judge.parse_choice(answer, n)
         metrics = multiple_choice([correct], [chosen], n)
         detail.update(choices=[s.latent for s in offered], correct=correct, chosen=chosen)
         hit = None if chosen is None else chosen == correct
-        examples = [{"context_id": 2 * i + 1, "variant": "steered", "label": True, "prediction": hit,
-                     "probability": None, "batch": 0, "item": item, "reason": reason if hit is None else None}
-                    for i in range(len(self.prompts))]
+        examples = [
+            {
+                "context_id": 2 * i + 1,
+                "variant": "steered",
+                "label": True,
+                "prediction": hit,
+                "probability": None,
+                "batch": 0,
+                "item": item,
+                "reason": reason if hit is None else None,
+            }
+            for i in range(len(self.prompts))
+        ]
         called = completion is not None
-        return _Score("intervention_choice", "scored" if chosen is not None else "unscored",
-                      None if chosen is not None else f"no readable choice: {reason}",
-                      {"score": 1 / n, "accuracy": 1 / n}, detail, score=metrics["accuracy"],
-                      metrics={"accuracy": metrics["accuracy"]}, n_examples=metrics["n"],
-                      n_unscored=metrics["n_unscored"], n_calls=1, examples=examples,
-                      tokens=[completion.prompt_tokens if called else 0, completion.completion_tokens if called else 0,
-                              self._fixed[judge.CHOICE_SYSTEM] if called else 0])
+        return _Score(
+            "intervention_choice",
+            "scored" if chosen is not None else "unscored",
+            None if chosen is not None else f"no readable choice: {reason}",
+            {"score": 1 / n, "accuracy": 1 / n},
+            detail,
+            score=metrics["accuracy"],
+            metrics={"accuracy": metrics["accuracy"]},
+            n_examples=metrics["n"],
+            n_unscored=metrics["n_unscored"],
+            n_calls=1,
+            examples=examples,
+            tokens=[
+                completion.prompt_tokens if called else 0,
+                completion.completion_tokens if called else 0,
+                self._fixed[judge.CHOICE_SYSTEM] if called else 0,
+            ],
+        )
 
     async def _surprisal(self, explanation: str, own: Steering) -> _Score:
         async with self._lock:
@@ -371,19 +549,43 @@ class InterventionScorer:
             result = await asyncio.to_thread(self._surprisal_now, explanation, own)
             self.seconds["surprisal"] += time.perf_counter() - start
         rows = []
-        for i, (clean, steered) in enumerate(zip(result["logp_clean"], result["logp_steered"])):
+        for i, (clean, steered) in enumerate(zip(result["logp_clean"], result["logp_steered"], strict=True)):
             for cid, label, mine, other in ((2 * i, False, clean, steered), (2 * i + 1, True, steered, clean)):
                 probability = 1 / (1 + math.exp(other - mine))  # P(this is the steered text), a 2-way choice
-                rows.append({"context_id": cid, "variant": "steered" if label else "clean", "label": label,
-                             "prediction": probability > 0.5, "probability": probability, "batch": 0, "item": None,
-                             "reason": None})
-        metrics = binary_metrics([r["label"] for r in rows], [r["prediction"] for r in rows],
-                                 [r["probability"] for r in rows])
-        detail = {"calibration": own.calibration, "unit": "nats", "sem": _finite(result["sem"]),
-                  "per_prompt": result["per_prompt"], "logp_clean": result["logp_clean"],
-                  "logp_steered": result["logp_steered"]}
-        return _Score("intervention_surprisal", "scored", None, {**metrics["chance"], "score": 0.0}, detail,
-                      score=result["score"], metrics=metrics, n_examples=result["n_prompts"], examples=rows)
+                rows.append(
+                    {
+                        "context_id": cid,
+                        "variant": "steered" if label else "clean",
+                        "label": label,
+                        "prediction": probability > 0.5,
+                        "probability": probability,
+                        "batch": 0,
+                        "item": None,
+                        "reason": None,
+                    }
+                )
+        metrics = binary_metrics(
+            [r["label"] for r in rows], [r["prediction"] for r in rows], [r["probability"] for r in rows]
+        )
+        detail = {
+            "calibration": own.calibration,
+            "unit": "nats",
+            "sem": _finite(result["sem"]),
+            "per_prompt": result["per_prompt"],
+            "logp_clean": result["logp_clean"],
+            "logp_steered": result["logp_steered"],
+        }
+        return _Score(
+            "intervention_surprisal",
+            "scored",
+            None,
+            {**metrics["chance"], "score": 0.0},
+            detail,
+            score=result["score"],
+            metrics=metrics,
+            n_examples=result["n_prompts"],
+            examples=rows,
+        )
 
     def _surprisal_now(self, explanation: str, own: Steering) -> dict:
         model, tokenizer = self._surprisal_lm()
@@ -410,18 +612,50 @@ class InterventionScorer:
         def write(rows, call_id_of):
             for s in scores:
                 m, identity = s.metrics, self.identities[s.scorer]
-                replace_score(rows, dict(
-                    latent=latent, explanation_id=explanation_id, scorer=s.scorer, config_hash=identity,
-                    control=control, model=self.models[s.scorer], run_id=run_id, status=s.status, reason=s.reason,
-                    n_examples=s.n_examples, n_unscored=s.n_unscored, balanced_accuracy=m.get("balanced_accuracy"),
-                    accuracy=m.get("accuracy"), precision=m.get("precision"), recall=m.get("recall"), f1=m.get("f1"),
-                    auroc=m.get("auroc"), chance=json.dumps(s.chance), n_calls=s.n_calls, prompt_tokens=s.tokens[0],
-                    completion_tokens=s.tokens[1], fixed_prompt_tokens=s.tokens[2], score=s.score,
-                    detail=json.dumps(s.detail)),
-                    [dict(run_id=run_id, context_id=r["context_id"], variant=r["variant"], label=r["label"],
-                          prediction=r["prediction"], probability=r["probability"], batch=r["batch"],
-                          call_id=call_id_of(r["item"]) if r["item"] else None, reason=r["reason"])
-                     for r in s.examples])
+                replace_score(
+                    rows,
+                    dict(
+                        latent=latent,
+                        explanation_id=explanation_id,
+                        scorer=s.scorer,
+                        config_hash=identity,
+                        control=control,
+                        model=self.models[s.scorer],
+                        run_id=run_id,
+                        status=s.status,
+                        reason=s.reason,
+                        n_examples=s.n_examples,
+                        n_unscored=s.n_unscored,
+                        balanced_accuracy=m.get("balanced_accuracy"),
+                        accuracy=m.get("accuracy"),
+                        precision=m.get("precision"),
+                        recall=m.get("recall"),
+                        f1=m.get("f1"),
+                        auroc=m.get("auroc"),
+                        chance=json.dumps(s.chance),
+                        n_calls=s.n_calls,
+                        prompt_tokens=s.tokens[0],
+                        completion_tokens=s.tokens[1],
+                        fixed_prompt_tokens=s.tokens[2],
+                        score=s.score,
+                        detail=json.dumps(s.detail),
+                    ),
+                    [
+                        dict(
+                            run_id=run_id,
+                            context_id=r["context_id"],
+                            variant=r["variant"],
+                            label=r["label"],
+                            prediction=r["prediction"],
+                            probability=r["probability"],
+                            batch=r["batch"],
+                            call_id=call_id_of(r["item"]) if r["item"] else None,
+                            reason=r["reason"],
+                        )
+                        for r in s.examples
+                    ],
+                )
+
         return write
 
 

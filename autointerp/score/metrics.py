@@ -105,9 +105,12 @@ def chance_levels(n_positive: int, n_negative: int, predicted_positive_rate: flo
     }
 
 
-def binary_metrics(labels: Sequence[bool], predictions: Sequence[bool | None] | None,
-                   probabilities: Sequence[float | None] | None = None,
-                   quantiles: Sequence[int | None] | None = None) -> dict:
+def binary_metrics(
+    labels: Sequence[bool],
+    predictions: Sequence[bool | None] | None,
+    probabilities: Sequence[float | None] | None = None,
+    quantiles: Sequence[int | None] | None = None,
+) -> dict:
     """Confusion-matrix metrics, AUROC and recall per quantile of one set of binary judgements.
 
     ``labels``: whether each example is activating. ``predictions``: the scorer's answer per example,
@@ -143,7 +146,7 @@ def binary_metrics(labels: Sequence[bool], predictions: Sequence[bool | None] | 
         quantiles = list(quantiles)
         if len(quantiles) != n_all:
             raise ValueError(f"quantiles has {len(quantiles)} entries, labels have {n_all}")
-        for q in sorted({int(q) for q, lab in zip(quantiles, y) if q is not None and lab}):
+        for q in sorted({int(q) for q, lab in zip(quantiles, y, strict=True) if q is not None and lab}):
             sel = np.array([qq is not None and int(qq) == q for qq in quantiles]) & y & scored
             count_q[q] = int(sel.sum())
             recall_q[q] = _ratio(int(pred[sel].sum()), count_q[q])
@@ -154,7 +157,10 @@ def binary_metrics(labels: Sequence[bool], predictions: Sequence[bool | None] | 
         "n_positive": n_pos,
         "n_negative": n_neg,
         "n_with_probability": n_prob,
-        "tp": tp, "fp": fp, "tn": tn, "fn": fn,
+        "tp": tp,
+        "fp": fp,
+        "tn": tn,
+        "fn": fn,
         "balanced_accuracy": (tpr + tnr) / 2 if tpr is not None and tnr is not None else None,
         "accuracy": _ratio(tp + tn, n),
         "precision": _ratio(tp, tp + fp),
@@ -186,8 +192,9 @@ def pearson(x, y) -> float | None:
     return min(1.0, max(-1.0, r))
 
 
-def multiple_choice(correct_index: Sequence[int], chosen_index: Sequence[int | None],
-                    n_options: int | Sequence[int]) -> dict:
+def multiple_choice(
+    correct_index: Sequence[int], chosen_index: Sequence[int | None], n_options: int | Sequence[int]
+) -> dict:
     """Accuracy of multiple-choice answers, with its chance level.
 
     ``chosen_index`` None marks an unscored question (left out, counted in ``n_unscored``).
@@ -203,7 +210,7 @@ def multiple_choice(correct_index: Sequence[int], chosen_index: Sequence[int | N
     if len(options) != len(correct):
         raise ValueError(f"n_options has {len(options)} entries, correct_index has {len(correct)}")
     hits, inverse, n = 0, 0.0, 0
-    for c, ch, k in zip(correct, chosen, options):
+    for c, ch, k in zip(correct, chosen, options, strict=True):
         if k < 1 or not 0 <= c < k or (ch is not None and not 0 <= int(ch) < k):
             raise ValueError(f"index out of range for {k} options: correct {c}, chosen {ch}")
         if ch is None:

@@ -53,7 +53,8 @@ class CollectSource:
                 f"The dictionary at {dictionary.source} is not the one collect {self.run_id} read (its files' "
                 "SHA-256 differs).",
                 "the unchanged dictionary files of the collect, so that latent indices mean the same latents.",
-                "restore the original files, or collect again with this dictionary.")
+                "restore the original files, or collect again with this dictionary.",
+            )
         if dictionary.reads == "output":
             dictionary.hookpoint = self.hookpoint  # collect may have been told --hookpoint
         return subject, dictionary
@@ -68,25 +69,36 @@ class CollectSource:
         raise AutointerpError(
             f"The dictionary files of collect {self.run_id} are gone: {self.sae_path or self.sae} does not exist.",
             "the dictionary the database was collected with, at the path stored in its runs row.",
-            "put the files back at that path (or run from the machine that has them).")
+            "put the files back at that path (or run from the machine that has them).",
+        )
 
 
 def read_collect_source(con) -> CollectSource:
     """The latest complete collect of the database ``con``."""
     row = con.execute(
         "SELECT r.run_id, r.config_hash, r.config, c.model FROM runs r JOIN collections c USING (run_id) "
-        "WHERE r.stage = 'collect' AND r.status = 'complete' ORDER BY r.started_at DESC LIMIT 1").fetchone()
+        "WHERE r.stage = 'collect' AND r.status = 'complete' ORDER BY r.started_at DESC LIMIT 1"
+    ).fetchone()
     if row is None:
         raise AutointerpError(
             "This database has no complete collect run, so its subject model and dictionary are unknown.",
             "a database written by `autointerp collect` (imported latents cannot be steered).",
-            "run the intervention scorer on a collect database, or leave intervention out of --scorers.")
+            "run the intervention scorer on a collect database, or leave intervention out of --scorers.",
+        )
     run_id, identity, config, model_name = row
     config = json.loads(config)
     resolved = config.get("resolved", {})
     dtype = str(resolved.get("dtype", config.get("dtype", "auto"))).removeprefix("torch.")
-    return CollectSource(run_id=run_id, identity=identity, model=config.get("model", EMBEDDED),
-                         model_name=model_name, sae=config.get("sae", EMBEDDED),
-                         sae_hookpoint=config.get("sae_hookpoint", ""), sae_path=resolved.get("sae_path", ""),
-                         sae_sha256=resolved.get("sae_sha256"), hookpoint=config.get("hookpoint", ""),
-                         reads=resolved.get("reads", "output"), dtype=dtype)
+    return CollectSource(
+        run_id=run_id,
+        identity=identity,
+        model=config.get("model", EMBEDDED),
+        model_name=model_name,
+        sae=config.get("sae", EMBEDDED),
+        sae_hookpoint=config.get("sae_hookpoint", ""),
+        sae_path=resolved.get("sae_path", ""),
+        sae_sha256=resolved.get("sae_sha256"),
+        hookpoint=config.get("hookpoint", ""),
+        reads=resolved.get("reads", "output"),
+        dtype=dtype,
+    )

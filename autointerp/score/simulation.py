@@ -68,7 +68,7 @@ def choose_contexts(contexts: list[TestContext], n: int, rng: random.Random) -> 
             if by_quantile[q] and len(picked) < want_active:
                 picked.append(by_quantile[q].pop())
     rng.shuffle(quiet)
-    picked += quiet[:max(0, n - len(picked))]
+    picked += quiet[: max(0, n - len(picked))]
     rng.shuffle(picked)
     return picked
 
@@ -79,8 +79,10 @@ def excerpt_tokens(tokens: list[str]) -> str:
 
 def build_messages(explanation: str, batch: list[TestContext]) -> list[dict]:
     excerpts = "\n".join(f"{i + 1} ({len(c.tokens)} tokens): {excerpt_tokens(c.tokens)}" for i, c in enumerate(batch))
-    return [{"role": "system", "content": prompt_text(SYSTEM).strip()},
-            {"role": "user", "content": fill(USER, explanation=neutralise(explanation), excerpts=excerpts)}]
+    return [
+        {"role": "system", "content": prompt_text(SYSTEM).strip()},
+        {"role": "user", "content": fill(USER, explanation=neutralise(explanation), excerpts=excerpts)},
+    ]
 
 
 def answer_regex(batch: list[TestContext]) -> str:
@@ -88,8 +90,9 @@ def answer_regex(batch: list[TestContext]) -> str:
     return "".join(f"\n{i + 1}:( {VALUE}){{{len(c.tokens)}}}" for i, c in enumerate(batch))
 
 
-def parse(answer: str | None, lengths: list[int], logprobs: list[TokenLogprob] | None = None,
-          prefill: str = "") -> list[Simulated]:
+def parse(
+    answer: str | None, lengths: list[int], logprobs: list[TokenLogprob] | None = None, prefill: str = ""
+) -> list[Simulated]:
     """One ``Simulated`` per excerpt from the text after the last "[ANSWER]:" (``answer`` includes the
     prefill; ``logprobs`` cover the generated part only)."""
     n = len(lengths)
@@ -137,7 +140,9 @@ def _expected_values(text: str, logprobs: list[TokenLogprob], start: int) -> dic
         if stripped and stripped[0].isdigit():
             weights = {CANDIDATES[t.strip()]: math.exp(lp) for t, lp in step.top.items() if t.strip() in CANDIDATES}
             if weights and sum(weights.values()) > 0:
-                out[offset + len(piece) - len(stripped)] = sum(v * w for v, w in weights.items()) / sum(weights.values())
+                out[offset + len(piece) - len(stripped)] = sum(v * w for v, w in weights.items()) / sum(
+                    weights.values()
+                )
         offset += len(piece)
     return out
 

@@ -46,8 +46,15 @@ class Replacements:
         self.con = con
         self._tables: dict[str, tuple[tuple, tuple, str | None, dict]] = {}
 
-    def replace(self, table: str, key_columns: list[str], columns: list[str], key: list, rows: list[list],
-                now: str | None = None) -> None:
+    def replace(
+        self,
+        table: str,
+        key_columns: list[str],
+        columns: list[str],
+        key: list,
+        rows: list[list],
+        now: str | None = None,
+    ) -> None:
         """``rows`` (values in the order of ``columns``; may be empty) replace every stored row whose
         ``key_columns`` equal ``key``."""
         entry = self._tables.setdefault(table, (tuple(key_columns), tuple(columns), now, {}))
@@ -60,7 +67,9 @@ class Replacements:
             keys = list(by_key)
             names = ", ".join(f'"{c}"' for c in key_columns)
             values = ", ".join("unnest(?)" for _ in key_columns)
-            self.con.execute(f"DELETE FROM {table} WHERE ({names}) IN (SELECT ({values}))",
-                             [[k[i] for k in keys] for i in range(len(key_columns))])
+            self.con.execute(
+                f"DELETE FROM {table} WHERE ({names}) IN (SELECT ({values}))",
+                [[k[i] for k in keys] for i in range(len(key_columns))],
+            )
             insert_rows(self.con, table, list(columns), [row for rows in by_key.values() for row in rows], now=now)
         self._tables.clear()

@@ -32,8 +32,16 @@ def delete_collect_results(con: duckdb.DuckDBPyConnection, run_ids: list[str]) -
         con.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT unnest(?))", [run_ids])
 
 
-def write_collection(con: duckdb.DuckDBPyConnection, run_id: str, replaces: list[str], collection: dict,
-                     selection: Selection, stats: dict[str, np.ndarray], token_strings, summary: dict) -> None:
+def write_collection(
+    con: duckdb.DuckDBPyConnection,
+    run_id: str,
+    replaces: list[str],
+    collection: dict,
+    selection: Selection,
+    stats: dict[str, np.ndarray],
+    token_strings,
+    summary: dict,
+) -> None:
     """Replace the results of the runs in ``replaces`` by this run's, atomically.
 
     ``token_strings(ids)`` maps an array of token ids to their strings.
@@ -44,51 +52,68 @@ def write_collection(con: duckdb.DuckDBPyConnection, run_id: str, replaces: list
     ctx_tokens = selection.tokens[first].astype(np.int32)
     vocab_ids, inverse = np.unique(ctx_tokens, return_inverse=True)
     strings = np.asarray(token_strings(vocab_ids), dtype=object)[inverse.reshape(ctx_tokens.shape)]
-    contexts = pa.table({
-        "context_id": unique_ids,
-        "run_id": pa.array([run_id] * len(unique_ids)),
-        "sequence_id": selection.sequence[first].astype(np.int64),
-        "start_pos": selection.start[first].astype(np.int32),
-        "token_ids": _list_column(ctx_tokens),
-        "tokens": _list_column(strings),
-    })
-    examples = pa.table({
-        "run_id": pa.array([run_id] * len(context_ids)),
-        "latent": selection.latent.astype(np.int32),
-        "split": pa.array(np.asarray(SPLITS, dtype=object)[selection.split].astype(str)),
-        "kind": pa.array(np.asarray(KINDS, dtype=object)[selection.kind].astype(str)),
-        "quantile": pa.array(selection.quantile.astype(np.int16), mask=selection.quantile < 0),
-        "rank": selection.rank.astype(np.int32),
-        "context_id": context_ids,
-        "activations": _list_column(selection.activations.astype(np.float32)),
-        "max_activation": selection.max_activation.astype(np.float32),
-    })
+    contexts = pa.table(
+        {
+            "context_id": unique_ids,
+            "run_id": pa.array([run_id] * len(unique_ids)),
+            "sequence_id": selection.sequence[first].astype(np.int64),
+            "start_pos": selection.start[first].astype(np.int32),
+            "token_ids": _list_column(ctx_tokens),
+            "tokens": _list_column(strings),
+        }
+    )
+    examples = pa.table(
+        {
+            "run_id": pa.array([run_id] * len(context_ids)),
+            "latent": selection.latent.astype(np.int32),
+            "split": pa.array(np.asarray(SPLITS, dtype=object)[selection.split].astype(str)),
+            "kind": pa.array(np.asarray(KINDS, dtype=object)[selection.kind].astype(str)),
+            "quantile": pa.array(selection.quantile.astype(np.int16), mask=selection.quantile < 0),
+            "rank": selection.rank.astype(np.int32),
+            "context_id": context_ids,
+            "activations": _list_column(selection.activations.astype(np.float32)),
+            "max_activation": selection.max_activation.astype(np.float32),
+        }
+    )
     n_latents = len(stats["n_firing"])
-    latent_stats = pa.table({
-        "run_id": pa.array([run_id] * n_latents),
-        "latent": np.arange(n_latents, dtype=np.int32),
-        "hookpoint": pa.array([collection["hookpoint"]] * n_latents),
-        "n_firing": stats["n_firing"],
-        "n_tokens": np.full(n_latents, collection["n_tokens"], dtype=np.int64),
-        "frequency": stats["frequency"],
-        "max_activation": stats["max_activation"].astype(np.float32),
-        "mean_activation": pa.array(stats["mean_activation"].astype(np.float32),
-                                    mask=stats["n_firing"] == 0),
-        "n_active_contexts": stats["n_active_contexts"],
-        "histogram": _list_column(stats["histogram"]),
-        "quantile_edges": _list_column(selection.quantile_edges.astype(np.float32)),
-        "status": pa.array(stats["status"]),
-        "reason": pa.array(stats["reason"]),
-    })
+    latent_stats = pa.table(
+        {
+            "run_id": pa.array([run_id] * n_latents),
+            "latent": np.arange(n_latents, dtype=np.int32),
+            "hookpoint": pa.array([collection["hookpoint"]] * n_latents),
+            "n_firing": stats["n_firing"],
+            "n_tokens": np.full(n_latents, collection["n_tokens"], dtype=np.int64),
+            "frequency": stats["frequency"],
+            "max_activation": stats["max_activation"].astype(np.float32),
+            "mean_activation": pa.array(stats["mean_activation"].astype(np.float32), mask=stats["n_firing"] == 0),
+            "n_active_contexts": stats["n_active_contexts"],
+            "histogram": _list_column(stats["histogram"]),
+            "quantile_edges": _list_column(selection.quantile_edges.astype(np.float32)),
+            "status": pa.array(stats["status"]),
+            "reason": pa.array(stats["reason"]),
+        }
+    )
     con.execute("BEGIN TRANSACTION")
     try:
         delete_collect_results(con, [r for r in replaces if r != run_id])
-        con.execute("INSERT INTO collections SELECT * FROM (SELECT ? AS run_id, ? AS model, ? AS hookpoint, "
-                    "? AS sae, ? AS dataset, ? AS n_latents, ? AS n_sequences, ? AS n_tokens, ? AS seq_len, "
-                    "? AS window_len, ? AS histogram_edges)",
-                    [run_id, collection["model"], collection["hookpoint"], collection["sae"],
-                     collection["dataset"], n_latents, collection["n_sequences"], collection["n_tokens"],
-                     seq_len, collection["window"], collection["histogram_edges"]])
+        con.execute(
+            "INSERT INTO collections SELECT * FROM (SELECT ? AS run_id, ? AS model, ? AS hookpoint, "
+            "? AS sae, ? AS dataset, ? AS n_latents, ? AS n_sequences, ? AS n_tokens, ? AS seq_len, "
+            "? AS window_len, ? AS histogram_edges)",
+            [
+                run_id,
+                collection["model"],
+                collection["hookpoint"],
+                collection["sae"],
+                collection["dataset"],
+                n_latents,
+                collection["n_sequences"],
+                collection["n_tokens"],
+                seq_len,
+                collection["window"],
+                collection["histogram_edges"],
+            ],
+        )
         con.register("_contexts", contexts)
         con.execute("INSERT INTO contexts SELECT * FROM _contexts")
         con.register("_examples", examples)
@@ -96,8 +121,10 @@ def write_collection(con: duckdb.DuckDBPyConnection, run_id: str, replaces: list
         con.register("_stats", latent_stats)
         con.execute("INSERT INTO latent_stats SELECT * FROM _stats")
         refresh_latent_summary(con, in_transaction=True)
-        con.execute("UPDATE runs SET status = 'complete', finished_at = now(), summary = ? WHERE run_id = ?",
-                    [json.dumps(summary), run_id])
+        con.execute(
+            "UPDATE runs SET status = 'complete', finished_at = now(), summary = ? WHERE run_id = ?",
+            [json.dumps(summary), run_id],
+        )
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

@@ -39,33 +39,41 @@ def connect(path: str | Path, read_only: bool = False) -> duckdb.DuckDBPyConnect
             raise AutointerpError(
                 f"The database {path} is locked by another process: {exc}",
                 "a database no other process has open for writing.",
-                "wait for that process to finish (or stop it), then run again.") from exc
-        raise AutointerpError(f"Cannot open {path} as a DuckDB database: {exc}",
-                              "a DuckDB file written by autointerp, or a new path.") from exc
+                "wait for that process to finish (or stop it), then run again.",
+            ) from exc
+        raise AutointerpError(
+            f"Cannot open {path} as a DuckDB database: {exc}", "a DuckDB file written by autointerp, or a new path."
+        ) from exc
     except duckdb.Error as exc:
-        raise AutointerpError(f"Cannot open {path} as a DuckDB database: {exc}",
-                              "a DuckDB file written by autointerp, or a new path.") from exc
+        raise AutointerpError(
+            f"Cannot open {path} as a DuckDB database: {exc}", "a DuckDB file written by autointerp, or a new path."
+        ) from exc
     if not read_only:
         migrate(con)
     return con
 
 
 def schema_version(con: duckdb.DuckDBPyConnection) -> int:
-    exists = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"
-                         ).fetchone()[0]
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"
+    ).fetchone()[0]
     if not exists:
         return 0
     return con.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()[0]
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
-                "(version INTEGER PRIMARY KEY, name VARCHAR, applied_at TIMESTAMP DEFAULT current_timestamp)")
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations "
+        "(version INTEGER PRIMARY KEY, name VARCHAR, applied_at TIMESTAMP DEFAULT current_timestamp)"
+    )
     current = schema_version(con)
     known = migrations()
     if known and current > known[-1][0]:
-        raise AutointerpError(f"The database has schema version {current}, newer than this autointerp "
-                              f"({known[-1][0]}).", fix="upgrade autointerp.")
+        raise AutointerpError(
+            f"The database has schema version {current}, newer than this autointerp ({known[-1][0]}).",
+            fix="upgrade autointerp.",
+        )
     for version, name, sql in known:
         if version <= current:
             continue

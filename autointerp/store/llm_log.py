@@ -27,9 +27,11 @@ def request_hash(backend: str, model: str, messages: list[dict], options: Genera
 
 def cached_responses(con, purpose: str, backend: str, model: str) -> dict[str, tuple[Completion, int]]:
     """Successful earlier calls by request hash: the resume cache."""
-    rows = con.execute("SELECT request_hash, call_id, response, prompt_tokens, completion_tokens FROM llm_calls "
-                       "WHERE purpose = ? AND backend = ? AND model = ? AND error IS NULL ORDER BY call_id",
-                       [purpose, backend, model]).fetchall()
+    rows = con.execute(
+        "SELECT request_hash, call_id, response, prompt_tokens, completion_tokens FROM llm_calls "
+        "WHERE purpose = ? AND backend = ? AND model = ? AND error IS NULL ORDER BY call_id",
+        [purpose, backend, model],
+    ).fetchall()
     return {h: (Completion(text=r, prompt_tokens=p or 0, completion_tokens=c or 0), cid) for h, cid, r, p, c in rows}
 
 
@@ -79,16 +81,25 @@ class CallLogWriter:
         try:
             n_calls = sum(1 for item in items if item[0] == "call")
             # Ids from the table's sequence, in call order, so that a later call has a larger id.
-            ids = iter(sorted(r[0] for r in con.execute("SELECT nextval('llm_call_ids') FROM range(?)",
-                                                         [n_calls]).fetchall()) if n_calls else [])
+            ids = iter(
+                sorted(r[0] for r in con.execute("SELECT nextval('llm_call_ids') FROM range(?)", [n_calls]).fetchall())
+                if n_calls
+                else []
+            )
             calls, results = [], Replacements(con)
             for item in items:
                 if item[0] == "call":
                     calls.append(self._call_row(next(ids), item[1]))
                 elif item[0] == "explanation":
                     row = self._explanation_row(item[1], item[2])
-                    results.replace("explanation_rows", ["latent", "config_hash"], self.EXPLANATION_COLUMNS,
-                                    row[:2], [row], now="created_at")
+                    results.replace(
+                        "explanation_rows",
+                        ["latent", "config_hash"],
+                        self.EXPLANATION_COLUMNS,
+                        row[:2],
+                        [row],
+                        now="created_at",
+                    )
                 elif item[0] == "result":
                     item[1](results, self._last_call.get)
             insert_rows(con, "llm_calls", self.CALL_COLUMNS, calls)
@@ -99,9 +110,25 @@ class CallLogWriter:
             con.execute("ROLLBACK")
             raise
 
-    CALL_COLUMNS = ["call_id", "run_id", "purpose", "item", "backend", "model", "request_hash", "messages", "options",
-                    "response", "logprobs", "prompt_tokens", "completion_tokens", "latency_s", "attempt", "error",
-                    "created_at"]
+    CALL_COLUMNS = [
+        "call_id",
+        "run_id",
+        "purpose",
+        "item",
+        "backend",
+        "model",
+        "request_hash",
+        "messages",
+        "options",
+        "response",
+        "logprobs",
+        "prompt_tokens",
+        "completion_tokens",
+        "latency_s",
+        "attempt",
+        "error",
+        "created_at",
+    ]
 
     def _call_row(self, call_id: int, record: CallRecord) -> list:
         """The llm_calls row of one attempt; it becomes its item's last call."""
@@ -111,15 +138,41 @@ class CallLogWriter:
             logprobs = json.dumps([dataclasses.asdict(t) for t in c.logprobs])
         self._last_call[record.item] = call_id
         self._n_calls[record.item] += 1
-        return [call_id, self.run_id, record.purpose, record.item, self.backend, self.model,
-                request_hash(self.backend, self.model, record.messages, record.options),
-                json.dumps(record.messages), json.dumps(dataclasses.asdict(record.options)),
-                None if c is None else c.text, logprobs, None if c is None else c.prompt_tokens,
-                None if c is None else c.completion_tokens, record.latency_s, record.attempt, record.error,
-                datetime.fromtimestamp(record.started_at, tz=timezone.utc).replace(tzinfo=None)]
+        return [
+            call_id,
+            self.run_id,
+            record.purpose,
+            record.item,
+            self.backend,
+            self.model,
+            request_hash(self.backend, self.model, record.messages, record.options),
+            json.dumps(record.messages),
+            json.dumps(dataclasses.asdict(record.options)),
+            None if c is None else c.text,
+            logprobs,
+            None if c is None else c.prompt_tokens,
+            None if c is None else c.completion_tokens,
+            record.latency_s,
+            record.attempt,
+            record.error,
+            datetime.fromtimestamp(record.started_at, tz=timezone.utc).replace(tzinfo=None),
+        ]
 
-    EXPLANATION_COLUMNS = ["latent", "config_hash", "run_id", "explainer", "model", "status", "explanation", "reason",
-                           "answer", "call_id", "n_calls", "prompt_tokens", "completion_tokens"]
+    EXPLANATION_COLUMNS = [
+        "latent",
+        "config_hash",
+        "run_id",
+        "explainer",
+        "model",
+        "status",
+        "explanation",
+        "reason",
+        "answer",
+        "call_id",
+        "n_calls",
+        "prompt_tokens",
+        "completion_tokens",
+    ]
 
     def _explanation_row(self, item: str, row: dict) -> list:
         row = dict(row)

@@ -40,18 +40,27 @@ def new_run_id(stage: str) -> str:
 
 
 def stage_runs(con: duckdb.DuckDBPyConnection, stage: str) -> list[RunRow]:
-    rows = con.execute("SELECT run_id, config_hash, status, pid, host, started_at FROM runs WHERE stage = ? "
-                       "ORDER BY started_at", [stage]).fetchall()
+    rows = con.execute(
+        "SELECT run_id, config_hash, status, pid, host, started_at FROM runs WHERE stage = ? ORDER BY started_at",
+        [stage],
+    ).fetchall()
     return [RunRow(*r) for r in rows]
 
 
 def start_run(con: duckdb.DuckDBPyConnection, run_id: str, stage: str, config: dict, config_hash: str) -> None:
-    con.execute("INSERT INTO runs (run_id, stage, config, config_hash, status, pid, host, started_at) "
-                "VALUES (?, ?, ?, ?, 'running', ?, ?, now())",
-                [run_id, stage, json.dumps(config, sort_keys=True, default=str), config_hash, os.getpid(),
-                 socket.gethostname()])
+    con.execute(
+        "INSERT INTO runs (run_id, stage, config, config_hash, status, pid, host, started_at) "
+        "VALUES (?, ?, ?, ?, 'running', ?, ?, now())",
+        [
+            run_id,
+            stage,
+            json.dumps(config, sort_keys=True, default=str),
+            config_hash,
+            os.getpid(),
+            socket.gethostname(),
+        ],
+    )
 
 
 def fail_run(con: duckdb.DuckDBPyConnection, run_id: str, error: str) -> None:
-    con.execute("UPDATE runs SET status = 'failed', error = ?, finished_at = now() WHERE run_id = ?",
-                [error, run_id])
+    con.execute("UPDATE runs SET status = 'failed', error = ?, finished_at = now() WHERE run_id = ?", [error, run_id])

@@ -21,18 +21,23 @@ SELECT (SELECT count(*) FROM explanation_rows), (SELECT max(created_at) FROM exp
        (SELECT count(*) FROM score_rows), (SELECT max(created_at) FROM score_rows),
        (SELECT string_agg(run_id, ',' ORDER BY run_id) FROM collections)
 """
-_STATE = ("SELECT explanation_rows, explanations_at, score_rows, scores_at, collect_runs "
-          "FROM main.latent_summary_state")
+_STATE = "SELECT explanation_rows, explanations_at, score_rows, scores_at, collect_runs FROM main.latent_summary_state"
 
 
 def has_summary(con: duckdb.DuckDBPyConnection) -> bool:
     """Whether the database has migration 0005 (an older one opened read-only may not)."""
-    return con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' "
-                       "AND table_name = 'latent_summary_state' AND NOT temporary").fetchall()[0][0] > 0
+    return (
+        con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' "
+            "AND table_name = 'latent_summary_state' AND NOT temporary"
+        ).fetchall()[0][0]
+        > 0
+    )
 
 
 # Results are always fetched whole: DuckDB 2 refuses other work on a connection while a result is
 # unfinished, and fetchone() leaves it so.
+
 
 def _fingerprint(con) -> tuple:
     return con.execute(FINGERPRINT).fetchall()[0]
@@ -84,22 +89,28 @@ def refresh_latent_summary(con: duckdb.DuckDBPyConnection, latents=None, in_tran
 
 def _refresh(con, latents) -> int:
     state, now = _state(con), _fingerprint(con)
-    everything = (latents is None or state is None or state[4] != now[4]
-                  or now[0] < state[0] or now[2] < state[2])
+    everything = latents is None or state is None or state[4] != now[4] or now[0] < state[0] or now[2] < state[2]
     if everything:
         con.execute("DELETE FROM latent_summary_rows")
         con.execute("INSERT INTO latent_summary_rows SELECT * FROM latent_summary_live")
         return con.execute("SELECT count(*) FROM latent_summary_rows").fetchall()[0][0]
     # Rows written since the last refresh have a created_at at or after the latest one it saw.
-    dirty = con.execute(
-        "SELECT list(DISTINCT latent) FROM (SELECT unnest(?::INTEGER[]) AS latent "
-        "UNION ALL SELECT latent FROM explanation_rows WHERE ?::TIMESTAMP IS NULL OR created_at >= ? "
-        "UNION ALL SELECT latent FROM score_rows WHERE ?::TIMESTAMP IS NULL OR created_at >= ?)",
-        [[int(x) for x in latents], state[1], state[1], state[3], state[3]]).fetchall()[0][0] or []
+    dirty = (
+        con.execute(
+            "SELECT list(DISTINCT latent) FROM (SELECT unnest(?::INTEGER[]) AS latent "
+            "UNION ALL SELECT latent FROM explanation_rows WHERE ?::TIMESTAMP IS NULL OR created_at >= ? "
+            "UNION ALL SELECT latent FROM score_rows WHERE ?::TIMESTAMP IS NULL OR created_at >= ?)",
+            [[int(x) for x in latents], state[1], state[1], state[3], state[3]],
+        ).fetchall()[0][0]
+        or []
+    )
     if dirty:
         con.execute("DELETE FROM latent_summary_rows WHERE latent IN (SELECT unnest(?::INTEGER[]))", [dirty])
-        con.execute("INSERT INTO latent_summary_rows SELECT * FROM latent_summary_live "
-                    "WHERE latent IN (SELECT unnest(?::INTEGER[]))", [dirty])
+        con.execute(
+            "INSERT INTO latent_summary_rows SELECT * FROM latent_summary_live "
+            "WHERE latent IN (SELECT unnest(?::INTEGER[]))",
+            [dirty],
+        )
     return len(dirty)
 
 

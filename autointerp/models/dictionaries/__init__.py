@@ -16,5 +16,12 @@ from .linear import LinearDictionary
 from .load import load_dictionary, resolve_module_names
 from .neurons import NeuronDictionary, mlp_neurons
 
-__all__ = ["Dictionary", "LinearDictionary", "NeuronDictionary", "check_input_size", "load_dictionary",
-           "mlp_neurons", "resolve_module_names"]
+__all__ = [
+    "Dictionary",
+    "LinearDictionary",
+    "NeuronDictionary",
+    "check_input_size",
+    "load_dictionary",
+    "mlp_neurons",
+    "resolve_module_names",
+]

@@ -40,7 +40,7 @@ class Dictionary(ABC):
     files: tuple[str, ...] = ()
 
     @abstractmethod
-    def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> "Dictionary":
+    def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> Dictionary:
         """Move every tensor to ``device`` and ``dtype``; returns self."""
 
     @abstractmethod
@@ -67,8 +67,10 @@ class Dictionary(ABC):
     def describe(self) -> str:
         """One line for logs and error messages."""
         where = self.hookpoint or "an unnamed hookpoint"
-        return (f"{self.format} dictionary with {self.d_sae} latents reading the {self.reads} of {where} "
-                f"(width {self.d_in}){' [signed]' if self.signed else ''}")
+        return (
+            f"{self.format} dictionary with {self.d_sae} latents reading the {self.reads} of {where} "
+            f"(width {self.d_in}){' [signed]' if self.signed else ''}"
+        )
 
 
 def check_input_size(dictionary: Dictionary, width: int, hookpoint: str = "", model_name: str = "") -> None:
@@ -81,25 +83,34 @@ def check_input_size(dictionary: Dictionary, width: int, hookpoint: str = "", mo
     raise AutointerpError(
         f"The dictionary reads vectors of size {dictionary.d_in} but the {side} of {where}{what} has size {width}.",
         "a dictionary trained on this model's hookpoint (d_in equal to the hookpoint's width).",
-        f"check the dictionary path, the model and the hookpoint ({dictionary.describe()}).")
+        f"check the dictionary path, the model and the hookpoint ({dictionary.describe()}).",
+    )
 
 
 def check_tensors(source: str, tensors: dict[str, torch.Tensor], shapes: dict[str, tuple[int, ...]]) -> None:
     """Every tensor named in ``shapes`` has that shape, and every tensor is finite."""
     for name, shape in shapes.items():
         if name in tensors and tuple(tensors[name].shape) != tuple(shape):
-            raise AutointerpError(f"{name} has shape {tuple(tensors[name].shape)} in {source}.",
-                                  f"{tuple(shape)}, consistent with the other weights.",
-                                  "the weights file is damaged or belongs to another dictionary.")
+            raise AutointerpError(
+                f"{name} has shape {tuple(tensors[name].shape)} in {source}.",
+                f"{tuple(shape)}, consistent with the other weights.",
+                "the weights file is damaged or belongs to another dictionary.",
+            )
     for name, value in tensors.items():
         if value.is_floating_point() and not torch.isfinite(value).all():
-            raise AutointerpError(f"{name} in {source} contains NaN or Inf values.", "finite weights.",
-                                  "the checkpoint is damaged (or training diverged); use another one.")
+            raise AutointerpError(
+                f"{name} in {source} contains NaN or Inf values.",
+                "finite weights.",
+                "the checkpoint is damaged (or training diverged); use another one.",
+            )
 
 
 def require(source: str, tensors: dict[str, torch.Tensor], names: tuple[str, ...], expected: str) -> None:
     """Raise naming the first tensor of ``names`` missing from ``tensors``."""
     for name in names:
         if name not in tensors:
-            raise AutointerpError(f"{source} has no tensor {name!r}.", expected,
-                                  f"tensors present: {', '.join(sorted(tensors)) or 'none'}")
+            raise AutointerpError(
+                f"{source} has no tensor {name!r}.",
+                expected,
+                f"tensors present: {', '.join(sorted(tensors)) or 'none'}",
+            )

@@ -15,16 +15,36 @@ def _has(folder: Path, *names: str) -> bool:
 
 # (format, what it looks like, test on a folder, loader), in the order they are tried
 FORMATS: list[tuple[str, str, Callable[[Path], bool], Callable[[Path], LinearDictionary]]] = [
-    ("SAELens", "cfg.json + sae_weights.safetensors",
-     lambda f: _has(f, saelens.CONFIG_FILE, saelens.WEIGHTS_FILE), saelens.load),
-    ("sparsify", "cfg.json + sae.safetensors",
-     lambda f: _has(f, sparsify.CONFIG_FILE, sparsify.WEIGHTS_FILE), sparsify.load),
-    ("Llama Scope", "hyperparams.json + checkpoints/final.safetensors",
-     lambda f: _has(f, llama_scope.CONFIG_FILE), llama_scope.load),
-    ("Gemma Scope", "params.npz or params.safetensors",
-     lambda f: gemma_scope.weights_file(f) is not None, gemma_scope.load),
-    ("dictionary_learning", "config.json (with 'trainer') + ae.pt",
-     dictionary_learning.is_dictionary_learning, dictionary_learning.load),
+    (
+        "SAELens",
+        "cfg.json + sae_weights.safetensors",
+        lambda f: _has(f, saelens.CONFIG_FILE, saelens.WEIGHTS_FILE),
+        saelens.load,
+    ),
+    (
+        "sparsify",
+        "cfg.json + sae.safetensors",
+        lambda f: _has(f, sparsify.CONFIG_FILE, sparsify.WEIGHTS_FILE),
+        sparsify.load,
+    ),
+    (
+        "Llama Scope",
+        "hyperparams.json + checkpoints/final.safetensors",
+        lambda f: _has(f, llama_scope.CONFIG_FILE),
+        llama_scope.load,
+    ),
+    (
+        "Gemma Scope",
+        "params.npz or params.safetensors",
+        lambda f: gemma_scope.weights_file(f) is not None,
+        gemma_scope.load,
+    ),
+    (
+        "dictionary_learning",
+        "config.json (with 'trainer') + ae.pt",
+        dictionary_learning.is_dictionary_learning,
+        dictionary_learning.load,
+    ),
 ]
 
 LOOKED_FOR = "; ".join(f"{files} ({name})" for name, files, _, _ in FORMATS)

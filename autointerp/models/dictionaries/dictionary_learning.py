@@ -42,28 +42,51 @@ def load(path: str | Path) -> LinearDictionary:
     trainer = read_json(folder / CONFIG_FILE).get("trainer") or {}
     dict_class = trainer.get("dict_class")
     if dict_class not in DICT_CLASSES:
-        raise AutointerpError(f"dict_class {dict_class!r} in {folder / CONFIG_FILE} is not supported.",
-                              f"one of {', '.join(DICT_CLASSES)}.",
-                              "convert the dictionary to SAELens format (SAELens' dictionary_learning loader).")
+        raise AutointerpError(
+            f"dict_class {dict_class!r} in {folder / CONFIG_FILE} is not supported.",
+            f"one of {', '.join(DICT_CLASSES)}.",
+            "convert the dictionary to SAELens format (SAELens' dictionary_learning loader).",
+        )
     source = str(folder / WEIGHTS_FILE)
     w = {name: t.float() for name, t in load_tensors(folder / WEIGHTS_FILE).items()}
     if dict_class == "BatchTopKSAE":
-        require(source, w, ("encoder.weight", "encoder.bias", "decoder.weight", "b_dec", "threshold"),
-                "encoder.weight, encoder.bias, decoder.weight, b_dec, threshold (BatchTopKSAE's state dict).")
+        require(
+            source,
+            w,
+            ("encoder.weight", "encoder.bias", "decoder.weight", "b_dec", "threshold"),
+            "encoder.weight, encoder.bias, decoder.weight, b_dec, threshold (BatchTopKSAE's state dict).",
+        )
         W_enc, b_enc, W_dec = w["encoder.weight"].T.contiguous(), w["encoder.bias"], w["decoder.weight"].T.contiguous()
     else:
-        require(source, w, ("W_enc", "b_enc", "W_dec", "b_dec", "threshold"),
-                "W_enc, b_enc, W_dec, b_dec, threshold (MatryoshkaBatchTopKSAE's state dict).")
+        require(
+            source,
+            w,
+            ("W_enc", "b_enc", "W_dec", "b_dec", "threshold"),
+            "W_enc, b_enc, W_dec, b_dec, threshold (MatryoshkaBatchTopKSAE's state dict).",
+        )
         W_enc, b_enc, W_dec = w["W_enc"], w["b_enc"], w["W_dec"]
     d_in, d_sae = W_enc.shape
-    check_tensors(source, {"W_enc": W_enc, "b_enc": b_enc, "W_dec": W_dec, "b_dec": w["b_dec"],
-                           "threshold": w["threshold"]},
-                  {"b_enc": (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,), "threshold": ()})
+    check_tensors(
+        source,
+        {"W_enc": W_enc, "b_enc": b_enc, "W_dec": W_dec, "b_dec": w["b_dec"], "threshold": w["threshold"]},
+        {"b_enc": (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,), "threshold": ()},
+    )
     threshold = w["threshold"]
     if float(threshold) < 0:
-        raise AutointerpError(f"The BatchTopK threshold in {source} was never estimated (it is {float(threshold)}).",
-                              "a threshold >= 0, learnt after threshold_start_step training steps.",
-                              "use a checkpoint from later in training.")
-    return LinearDictionary(W_enc=W_enc, b_enc=b_enc, W_dec=W_dec, b_dec=w["b_dec"], activation="jumprelu",
-                            threshold=threshold, input_bias=w["b_dec"], format=LAYOUT, source=str(folder),
-                            files=(folder / CONFIG_FILE, folder / WEIGHTS_FILE))
+        raise AutointerpError(
+            f"The BatchTopK threshold in {source} was never estimated (it is {float(threshold)}).",
+            "a threshold >= 0, learnt after threshold_start_step training steps.",
+            "use a checkpoint from later in training.",
+        )
+    return LinearDictionary(
+        W_enc=W_enc,
+        b_enc=b_enc,
+        W_dec=W_dec,
+        b_dec=w["b_dec"],
+        activation="jumprelu",
+        threshold=threshold,
+        input_bias=w["b_dec"],
+        format=LAYOUT,
+        source=str(folder),
+        files=(folder / CONFIG_FILE, folder / WEIGHTS_FILE),
+    )

@@ -24,8 +24,10 @@ def read_json(path: Path) -> dict:
 def require_files(folder: Path, names: tuple[str, ...], layout: str) -> None:
     missing = [n for n in names if not (folder / n).is_file()]
     if missing:
-        raise AutointerpError(f"The {layout} folder {folder} lacks {', '.join(missing)}.",
-                              f"{' and '.join(names)} (the layout {layout} saves).")
+        raise AutointerpError(
+            f"The {layout} folder {folder} lacks {', '.join(missing)}.",
+            f"{' and '.join(names)} (the layout {layout} saves).",
+        )
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -45,8 +47,10 @@ def load_tensors(path: Path) -> dict[str, torch.Tensor]:
     except AutointerpError:
         raise
     except Exception as exc:  # a damaged file: say which one and why
-        raise AutointerpError(f"Cannot read the weights file {path}: {type(exc).__name__}: {exc}.",
-                              "a complete safetensors, .npz or torch state-dict file.") from exc
+        raise AutointerpError(
+            f"Cannot read the weights file {path}: {type(exc).__name__}: {exc}.",
+            "a complete safetensors, .npz or torch state-dict file.",
+        ) from exc
     if isinstance(state, dict) and "sae" in state and isinstance(state["sae"], dict):
         state = state["sae"]  # Language-Model-SAEs' .pt checkpoints wrap the state dict
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -84,5 +88,6 @@ def file_kind(path: Path) -> str:
         return "safetensors"  # 8-byte little-endian header length, then the JSON header
     if head[:1] == b"\x80":
         return "torch"  # legacy pickle format
-    raise AutointerpError(f"{path} is not a weights file autointerp can read.",
-                          "a safetensors file, a numpy .npz or a torch state dict.")
+    raise AutointerpError(
+        f"{path} is not a weights file autointerp can read.", "a safetensors file, a numpy .npz or a torch state dict."
+    )

@@ -45,8 +45,10 @@ def load(path: str | Path) -> LinearDictionary:
     if path.is_dir():
         file = weights_file(path)
         if file is None:
-            raise AutointerpError(f"The Gemma Scope folder {path} lacks {' or '.join(WEIGHT_FILES)}.",
-                                  f"{' or '.join(WEIGHT_FILES)} (the files Gemma Scope releases).")
+            raise AutointerpError(
+                f"The Gemma Scope folder {path} lacks {' or '.join(WEIGHT_FILES)}.",
+                f"{' or '.join(WEIGHT_FILES)} (the files Gemma Scope releases).",
+            )
         folder = path
     else:
         file, folder = path, path.parent
@@ -59,18 +61,40 @@ def load(path: str | Path) -> LinearDictionary:
     require(source, w, KEYS, "W_enc, W_dec, b_enc, b_dec, threshold (Gemma Scope's JumpReLU parameters).")
     d_in, d_sae = w["W_enc"].shape
     d_out = w["W_dec"].shape[-1]
-    check_tensors(source, w, {"W_dec": (d_sae, d_out), "b_enc": (d_sae,), "b_dec": (d_out,),
-                              "threshold": (d_sae,), "affine_skip_connection": (d_in, d_out)})
+    check_tensors(
+        source,
+        w,
+        {
+            "W_dec": (d_sae, d_out),
+            "b_enc": (d_sae,),
+            "b_dec": (d_out,),
+            "threshold": (d_sae,),
+            "affine_skip_connection": (d_in, d_out),
+        },
+    )
 
     config_file = folder / CONFIG_FILE if path.is_dir() and (folder / CONFIG_FILE).is_file() else None
     cfg = read_json(config_file) if config_file else {}
     if cfg.get("architecture", "jump_relu") != "jump_relu":
-        raise AutointerpError(f"Unknown Gemma Scope architecture {cfg['architecture']!r} in {folder / CONFIG_FILE}.",
-                              "architecture 'jump_relu'.")
+        raise AutointerpError(
+            f"Unknown Gemma Scope architecture {cfg['architecture']!r} in {folder / CONFIG_FILE}.",
+            "architecture 'jump_relu'.",
+        )
     hookpoint, reads = split_hf_hook(cfg["hf_hook_point_in"]) if cfg.get("hf_hook_point_in") else ("", "output")
     hookpoint_out = split_hf_hook(cfg["hf_hook_point_out"])[0] if cfg.get("hf_hook_point_out") else ""
     skip = w.get("affine_skip_connection")
-    return LinearDictionary(W_enc=w["W_enc"], b_enc=w["b_enc"], W_dec=w["W_dec"], b_dec=w["b_dec"],
-                            activation="jumprelu", threshold=w["threshold"], W_skip=skip, hookpoint=hookpoint,
-                            hookpoint_out=hookpoint_out, reads=reads, format=LAYOUT, source=str(path),
-                            files=(file,) + ((config_file,) if config_file else ()))
+    return LinearDictionary(
+        W_enc=w["W_enc"],
+        b_enc=w["b_enc"],
+        W_dec=w["W_dec"],
+        b_dec=w["b_dec"],
+        activation="jumprelu",
+        threshold=w["threshold"],
+        W_skip=skip,
+        hookpoint=hookpoint,
+        hookpoint_out=hookpoint_out,
+        reads=reads,
+        format=LAYOUT,
+        source=str(path),
+        files=(file,) + ((config_file,) if config_file else ()),
+    )

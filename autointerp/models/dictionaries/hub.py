@@ -31,9 +31,11 @@ def download(spec: str) -> Path:
             "a local folder or file holding a dictionary, or a hub id owner/repo[/subfolder] reachable online.",
             f"on a machine with internet run `huggingface-cli download {repo_id}"
             f"{f' --include {sub!r}/*' if sub else ''} --local-dir DIR` and pass the local path "
-            f"DIR{'/' + sub if sub else ''}.") from exc
+            f"DIR{'/' + sub if sub else ''}.",
+        ) from exc
     target = local / sub if sub else local
     if not target.exists():
-        raise AutointerpError(f"The hub repository {repo_id} has no folder {sub!r}.",
-                              "a sub-folder that exists in the repository.")
+        raise AutointerpError(
+            f"The hub repository {repo_id} has no folder {sub!r}.", "a sub-folder that exists in the repository."
+        )
     return target

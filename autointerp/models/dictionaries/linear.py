@@ -28,15 +28,31 @@ class LinearDictionary(Dictionary):
     ``W_skip`` [d_in, d_out] or None (a transcoder's linear skip connection, used by ``decode``).
     """
 
-    def __init__(self, *, W_enc: torch.Tensor, b_enc: torch.Tensor, W_dec: torch.Tensor, b_dec: torch.Tensor,
-                 activation: str, k: int = 0, threshold: torch.Tensor | None = None,
-                 input_bias: torch.Tensor | None = None,
-                 W_gate: torch.Tensor | None = None, b_gate: torch.Tensor | None = None,
-                 W_skip: torch.Tensor | None = None, hookpoint: str = "", hookpoint_out: str = "",
-                 reads: Reads = "output", format: str = "", source: str = "", files: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        *,
+        W_enc: torch.Tensor,
+        b_enc: torch.Tensor,
+        W_dec: torch.Tensor,
+        b_dec: torch.Tensor,
+        activation: str,
+        k: int = 0,
+        threshold: torch.Tensor | None = None,
+        input_bias: torch.Tensor | None = None,
+        W_gate: torch.Tensor | None = None,
+        b_gate: torch.Tensor | None = None,
+        W_skip: torch.Tensor | None = None,
+        hookpoint: str = "",
+        hookpoint_out: str = "",
+        reads: Reads = "output",
+        format: str = "",
+        source: str = "",
+        files: tuple[str, ...] = (),
+    ):
         if activation not in act.ACTIVATIONS:
-            raise AutointerpError(f"Unknown activation function {activation!r} in {source}.",
-                                  f"one of {', '.join(act.ACTIVATIONS)}.")
+            raise AutointerpError(
+                f"Unknown activation function {activation!r} in {source}.", f"one of {', '.join(act.ACTIVATIONS)}."
+            )
         self.W_enc, self.b_enc, self.W_dec, self.b_dec = W_enc, b_enc, W_dec, b_dec
         self.activation, self.k, self.threshold = activation, int(k), threshold
         self.input_bias = input_bias
@@ -50,17 +66,21 @@ class LinearDictionary(Dictionary):
     def _validate(self) -> None:
         where = self.source or self.format
         if self.activation in act.SELECTING and not 0 < self.k <= self.d_sae:
-            raise AutointerpError(f"{self.activation} dictionary with k={self.k} and {self.d_sae} latents ({where}).",
-                                  f"1 <= k <= {self.d_sae}.")
+            raise AutointerpError(
+                f"{self.activation} dictionary with k={self.k} and {self.d_sae} latents ({where}).",
+                f"1 <= k <= {self.d_sae}.",
+            )
         if self.activation == "groupmax" and self.d_sae % self.k:
-            raise AutointerpError(f"GroupMax dictionary with {self.d_sae} latents in k={self.k} groups ({where}).",
-                                  "a number of latents divisible by k.")
+            raise AutointerpError(
+                f"GroupMax dictionary with {self.d_sae} latents in k={self.k} groups ({where}).",
+                "a number of latents divisible by k.",
+            )
         if self.activation == "jumprelu" and self.threshold is None:
             raise AutointerpError(f"JumpReLU dictionary without a threshold ({where}).", "a threshold tensor.")
         if self.activation == "gated" and (self.W_gate is None or self.b_gate is None):
             raise AutointerpError(f"Gated dictionary without gate weights ({where}).", "W_gate and b_gate.")
 
-    def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> "LinearDictionary":
+    def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> LinearDictionary:
         for name in _TENSORS:
             value = getattr(self, name)
             if value is not None:

@@ -45,8 +45,9 @@ def checkpoint(folder: Path) -> Path:
     for name in CHECKPOINTS:
         if (folder / name).is_file():
             return folder / name
-    raise AutointerpError(f"The Llama Scope folder {folder} has {CONFIG_FILE} but no checkpoint.",
-                          f"one of {', '.join(CHECKPOINTS)}.")
+    raise AutointerpError(
+        f"The Llama Scope folder {folder} has {CONFIG_FILE} but no checkpoint.", f"one of {', '.join(CHECKPOINTS)}."
+    )
 
 
 def _norm_factors(cfg: dict, d_model: int, where: Path) -> tuple[float, float]:
@@ -54,14 +55,18 @@ def _norm_factors(cfg: dict, d_model: int, where: Path) -> tuple[float, float]:
     if mode == "inference":
         return 1.0, 1.0
     if mode != "dataset-wise":
-        raise AutointerpError(f"norm_activation={mode!r} in {where} is not supported.",
-                              "norm_activation 'dataset-wise' (with dataset_average_activation_norm) or 'inference'.")
+        raise AutointerpError(
+            f"norm_activation={mode!r} in {where} is not supported.",
+            "norm_activation 'dataset-wise' (with dataset_average_activation_norm) or 'inference'.",
+        )
     norms = cfg.get("dataset_average_activation_norm") or {}
     try:
         n_in, n_out = float(norms["in"]), float(norms["out"])
     except (KeyError, TypeError, ValueError):
-        raise AutointerpError(f"{where} has norm_activation 'dataset-wise' without dataset_average_activation_norm.",
-                              "dataset_average_activation_norm: {\"in\": <float>, \"out\": <float>}.") from None
+        raise AutointerpError(
+            f"{where} has norm_activation 'dataset-wise' without dataset_average_activation_norm.",
+            'dataset_average_activation_norm: {"in": <float>, "out": <float>}.',
+        ) from None
     if not (n_in > 0 and n_out > 0 and math.isfinite(n_in) and math.isfinite(n_out)):
         raise AutointerpError(f"dataset_average_activation_norm {norms} in {where}.", "positive finite norms.")
     return math.sqrt(d_model) / n_in, math.sqrt(d_model) / n_out
@@ -75,14 +80,20 @@ def load(path: str | Path) -> LinearDictionary:
     source = str(file)
     w = {name: t.float() for name, t in load_tensors(file).items()}
     use_bias = bool(cfg.get("use_decoder_bias", True))
-    require(source, w, ("encoder.weight", "encoder.bias", "decoder.weight") + (("decoder.bias",) if use_bias else ()),
-            "encoder.weight, encoder.bias, decoder.weight, decoder.bias (lm_saes SparseAutoEncoder).")
+    require(
+        source,
+        w,
+        ("encoder.weight", "encoder.bias", "decoder.weight") + (("decoder.bias",) if use_bias else ()),
+        "encoder.weight, encoder.bias, decoder.weight, decoder.bias (lm_saes SparseAutoEncoder).",
+    )
     if cfg.get("use_glu_encoder"):
         raise AutointerpError(f"{where} sets use_glu_encoder, which is not supported.", "use_glu_encoder false.")
     d_sae, d_model = w["encoder.weight"].shape
     if "d_model" in cfg and int(cfg["d_model"]) != d_model:
-        raise AutointerpError(f"{where} says d_model={cfg['d_model']} but encoder.weight has shape "
-                              f"{tuple(w['encoder.weight'].shape)}.", "the same d_model in both.")
+        raise AutointerpError(
+            f"{where} says d_model={cfg['d_model']} but encoder.weight has shape {tuple(w['encoder.weight'].shape)}.",
+            "the same d_model in both.",
+        )
     check_tensors(source, w, {"encoder.bias": (d_sae,), "decoder.weight": (d_model, d_sae), "decoder.bias": (d_model,)})
 
     act_fn = str(cfg.get("act_fn", "relu")).lower()
@@ -92,8 +103,9 @@ def load(path: str | Path) -> LinearDictionary:
     if threshold < 0 or not math.isfinite(threshold):
         raise AutointerpError(f"jump_relu_threshold={threshold} in {where}.", "a finite threshold >= 0.")
     if act_fn not in ("relu", "jumprelu", "topk"):
-        raise AutointerpError(f"Unknown activation function act_fn={act_fn!r} in {where}.",
-                              "act_fn 'relu', 'jumprelu' or 'topk'.")
+        raise AutointerpError(
+            f"Unknown activation function act_fn={act_fn!r} in {where}.", "act_fn 'relu', 'jumprelu' or 'topk'."
+        )
 
     f_in, f_out = _norm_factors(cfg, d_model, where)
     W_enc = w["encoder.weight"]  # [d_sae, d_model] until the end
@@ -107,10 +119,18 @@ def load(path: str | Path) -> LinearDictionary:
     hook_in = cfg.get("hook_point_in", "")
     hook_out = cfg.get("hook_point_out", hook_in) or hook_in
     return LinearDictionary(
-        W_enc=W_enc.T.contiguous(), b_enc=b_enc, W_dec=W_dec.T.contiguous(), b_dec=b_dec, activation=act_fn,
+        W_enc=W_enc.T.contiguous(),
+        b_enc=b_enc,
+        W_dec=W_dec.T.contiguous(),
+        b_dec=b_dec,
+        activation=act_fn,
         k=int(cfg.get("top_k", 0)) if act_fn == "topk" else 0,
         threshold=torch.tensor(threshold) if act_fn == "jumprelu" else None,
         input_bias=b_dec if use_bias and cfg.get("apply_decoder_bias_to_pre_encoder", True) else None,
-        hookpoint=hook_in, hookpoint_out=hook_out if hook_out != hook_in else "",
-        reads="input" if hook_out != hook_in else "output", format=LAYOUT, source=str(folder),
-        files=(where, file))
+        hookpoint=hook_in,
+        hookpoint_out=hook_out if hook_out != hook_in else "",
+        reads="input" if hook_out != hook_in else "output",
+        format=LAYOUT,
+        source=str(folder),
+        files=(where, file),
+    )

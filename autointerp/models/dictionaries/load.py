@@ -43,9 +43,10 @@ def _local_path(path: str | Path) -> Path:
         return local
     if isinstance(path, str) and looks_like_hub_id(path):
         return download(path)
-    raise AutointerpError(f"The dictionary path {path} does not exist.",
-                          f"a folder or file holding a dictionary ({LOOKED_FOR}), or a Hugging Face Hub id "
-                          "owner/repo[/subfolder].")
+    raise AutointerpError(
+        f"The dictionary path {path} does not exist.",
+        f"a folder or file holding a dictionary ({LOOKED_FOR}), or a Hugging Face Hub id owner/repo[/subfolder].",
+    )
 
 
 def _pick(root: Path, hookpoint: str) -> Path:
@@ -53,9 +54,11 @@ def _pick(root: Path, hookpoint: str) -> Path:
     if target.is_dir() and detect(target):
         return target
     available = find_dictionaries(root) if root.is_dir() else []
-    raise AutointerpError(f"{root} holds no dictionary for hookpoint {hookpoint!r}.",
-                          f"one of: {', '.join(available) if available else '(no dictionary sub-folders found)'}.",
-                          "pass one of those names as hookpoint=, or the sub-folder's path.")
+    raise AutointerpError(
+        f"{root} holds no dictionary for hookpoint {hookpoint!r}.",
+        f"one of: {', '.join(available) if available else '(no dictionary sub-folders found)'}.",
+        "pass one of those names as hookpoint=, or the sub-folder's path.",
+    )
 
 
 def _load_local(path: Path) -> Dictionary:
@@ -72,13 +75,15 @@ def _load_local(path: Path) -> Dictionary:
         raise AutointerpError(
             f"{path} is a release folder with {len(found)} dictionaries, one per hookpoint: {', '.join(found)}.",
             "one dictionary.",
-            f"pass hookpoint=NAME (e.g. hookpoint={found[0]!r}) or the sub-folder's path, e.g. {path / found[0]}.")
+            f"pass hookpoint=NAME (e.g. hookpoint={found[0]!r}) or the sub-folder's path, e.g. {path / found[0]}.",
+        )
     present = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir())
     raise AutointerpError(
         f"{path} matches no known dictionary format (it holds: {', '.join(present[:12]) or 'nothing'}"
         f"{', ...' if len(present) > 12 else ''}).",
         f"one of: {LOOKED_FOR}; or sub-folders holding these.",
-        "pass the folder the dictionary was saved to.")
+        "pass the folder the dictionary was saved to.",
+    )
 
 
 def _load_file(path: Path) -> Dictionary:
@@ -90,9 +95,10 @@ def _load_file(path: Path) -> Dictionary:
         return load_gemma_scope(path)
     if detect(path.parent):  # a file of a dictionary folder (cfg.json, the weights): load the folder
         return _load_local(path.parent)
-    raise AutointerpError(f"{path} is a file that holds no dictionary autointerp recognises.",
-                          f"a Gemma Scope weights file (W_enc, W_dec, b_enc, b_dec, threshold), or a folder "
-                          f"with one of: {LOOKED_FOR}.")
+    raise AutointerpError(
+        f"{path} is a file that holds no dictionary autointerp recognises.",
+        f"a Gemma Scope weights file (W_enc, W_dec, b_enc, b_dec, threshold), or a folder with one of: {LOOKED_FOR}.",
+    )
 
 
 def resolve_module_names(dictionary: Dictionary, subject_model) -> Dictionary:

@@ -26,13 +26,15 @@ class NeuronDictionary(Dictionary):
         self.d_in = self.d_sae = int(directions.shape[0])
         self.k = k
         if k is not None and not 0 < int(k) <= self.d_sae:
-            raise AutointerpError(f"MLP-neuron dictionary with k={k} and {self.d_sae} neurons.",
-                                  f"k between 1 and {self.d_sae}, or None for every neuron.")
+            raise AutointerpError(
+                f"MLP-neuron dictionary with k={k} and {self.d_sae} neurons.",
+                f"k between 1 and {self.d_sae}, or None for every neuron.",
+            )
         self.hookpoint, self.reads, self.signed = hookpoint, "input", True
         self.format = "MLP neurons" if k is None else f"MLP neurons (top {k})"
         self.source = hookpoint
 
-    def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> "NeuronDictionary":
+    def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> NeuronDictionary:
         self.directions = self.directions.to(device=device, dtype=dtype)
         return self
 
@@ -61,9 +63,10 @@ def mlp_neurons(model, layer_module_name: str, k: int | None = None) -> NeuronDi
     module_tree = getattr(model, "model", model) if not isinstance(model, torch.nn.Module) else model
     modules = dict(module_tree.named_modules())
     if layer_module_name not in modules:
-        raise AutointerpError(f"The model has no module named {layer_module_name!r}.",
-                              "the dotted name of a down projection, an MLP or a decoder layer "
-                              "(as in model.named_modules()).")
+        raise AutointerpError(
+            f"The model has no module named {layer_module_name!r}.",
+            "the dotted name of a down projection, an MLP or a decoder layer (as in model.named_modules()).",
+        )
     name = _down_projection(modules, layer_module_name)
     return NeuronDictionary(_columns(modules[name]).detach(), name, k)
 
@@ -78,16 +81,20 @@ def _down_projection(modules: dict[str, torch.nn.Module], name: str) -> str:
     if _is_projection(modules[name]):
         return name
     prefix = name + "." if name else ""
-    found = [n for n, m in modules.items() if n.startswith(prefix) and n.rsplit(".", 1)[-1] in DOWN_PROJECTIONS
-             and _is_projection(m)]
+    found = [
+        n
+        for n, m in modules.items()
+        if n.startswith(prefix) and n.rsplit(".", 1)[-1] in DOWN_PROJECTIONS and _is_projection(m)
+    ]
     if len(found) > 1:  # GPT-2 blocks hold attn.c_proj and mlp.c_proj: the MLP's is the one we want
-        found = [n for n in found if "mlp" in n[len(prefix):].split(".")] or found
+        found = [n for n in found if "mlp" in n[len(prefix) :].split(".")] or found
     if len(found) != 1:
         raise AutointerpError(
             f"Cannot tell which down projection of {name!r} to read ({len(found)} candidates"
             f"{': ' + ', '.join(found) if found else ''}).",
             f"a module named one of {', '.join(DOWN_PROJECTIONS)} inside it, or the projection's own name.",
-            "pass the down projection's full name, e.g. model.layers.3.mlp.down_proj.")
+            "pass the down projection's full name, e.g. model.layers.3.mlp.down_proj.",
+        )
     return found[0]
 
 

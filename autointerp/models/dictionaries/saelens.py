@@ -45,10 +45,17 @@ LAYOUT = "SAELens"
 
 # architecture -> (activation, is transcoder)
 ARCHITECTURES = {
-    "standard": ("relu", False), "topk": ("topk", False), "jumprelu": ("jumprelu", False),
-    "gated": ("gated", False), "batchtopk": ("batchtopk", False), "matryoshka_batchtopk": ("batchtopk", False),
-    "abstopk": ("abstopk", False), "transcoder": ("relu", True), "skip_transcoder": ("relu", True),
-    "jumprelu_transcoder": ("jumprelu", True), "jumprelu_skip_transcoder": ("jumprelu", True),
+    "standard": ("relu", False),
+    "topk": ("topk", False),
+    "jumprelu": ("jumprelu", False),
+    "gated": ("gated", False),
+    "batchtopk": ("batchtopk", False),
+    "matryoshka_batchtopk": ("batchtopk", False),
+    "abstopk": ("abstopk", False),
+    "transcoder": ("relu", True),
+    "skip_transcoder": ("relu", True),
+    "jumprelu_transcoder": ("jumprelu", True),
+    "jumprelu_skip_transcoder": ("jumprelu", True),
 }
 _TRAINING_ONLY = ("batchtopk", "matryoshka_batchtopk")
 _RESCALABLE = ("topk", "abstopk") + _TRAINING_ONLY
@@ -60,8 +67,10 @@ def activation_of(cfg: dict) -> tuple[str, int, bool]:
     fn = cfg.get("activation_fn_str") or cfg.get("activation_fn") or ""
     kwargs = cfg.get("activation_fn_kwargs") or {}
     if arch not in ARCHITECTURES or fn not in ("", "relu", "topk"):
-        raise AutointerpError(f"Unknown SAE activation: architecture={arch!r}, activation_fn={fn!r}.",
-                              f"architecture one of {', '.join(ARCHITECTURES)}, activation_fn relu or topk.")
+        raise AutointerpError(
+            f"Unknown SAE activation: architecture={arch!r}, activation_fn={fn!r}.",
+            f"architecture one of {', '.join(ARCHITECTURES)}, activation_fn relu or topk.",
+        )
     activation, transcoder = ARCHITECTURES[arch]
     if fn == "topk" and arch == "standard":
         activation = "topk"
@@ -94,9 +103,11 @@ def scaling_factor(folder: Path, cfg: dict) -> float:
     if norm in (None, False, "none"):
         return 1.0
     if norm != "expected_average_only_in":
-        raise AutointerpError(f"normalize_activations={norm!r} in {folder / CONFIG_FILE} is not supported.",
-                              "normalize_activations 'none' or 'expected_average_only_in'.",
-                              "fold the normalisation into the weights with SAELens before loading.")
+        raise AutointerpError(
+            f"normalize_activations={norm!r} in {folder / CONFIG_FILE} is not supported.",
+            "normalize_activations 'none' or 'expected_average_only_in'.",
+            "fold the normalisation into the weights with SAELens before loading.",
+        )
     scaler = folder / SCALER_FILE
     factor = read_json(scaler).get("scaling_factor") if scaler.is_file() else None
     if not isinstance(factor, (int, float)) or not factor > 0:
@@ -104,7 +115,8 @@ def scaling_factor(folder: Path, cfg: dict) -> float:
             f"{folder / CONFIG_FILE} says normalize_activations='expected_average_only_in' but no scaling factor "
             f"is stored ({SCALER_FILE} {'has none' if scaler.is_file() else 'is missing'}).",
             f"{SCALER_FILE} with a positive 'scaling_factor' (SAELens writes it with training checkpoints).",
-            f"write {SCALER_FILE} with the factor, or fold it with SAELens' fold_activation_norm_scaling_factor.")
+            f"write {SCALER_FILE} with the factor, or fold it with SAELens' fold_activation_norm_scaling_factor.",
+        )
     return float(factor)
 
 
@@ -122,18 +134,38 @@ def load(path: str | Path, default_apply_b_dec: bool = True) -> LinearDictionary
 
     needed = ("W_enc", "W_dec", "b_dec") + (("b_enc",) if activation != "gated" else ("b_gate", "b_mag", "r_mag"))
     needed += {"jumprelu": ("threshold",), "batchtopk": ("topk_threshold",)}.get(activation, ())
-    require(source, w, needed, "W_enc, b_enc, W_dec, b_dec (and threshold for JumpReLU; b_gate, b_mag, "
-                               "r_mag for gated; topk_threshold for BatchTopK; see SAELens' sae classes).")
+    require(
+        source,
+        w,
+        needed,
+        "W_enc, b_enc, W_dec, b_dec (and threshold for JumpReLU; b_gate, b_mag, "
+        "r_mag for gated; topk_threshold for BatchTopK; see SAELens' sae classes).",
+    )
     d_in, d_sae = w["W_enc"].shape
     d_out = w["W_dec"].shape[-1] if transcoder else d_in
-    check_tensors(source, w, {"W_enc": (d_in, d_sae), "b_enc": (d_sae,), "W_dec": (d_sae, d_out),
-                              "b_dec": (d_out,), "threshold": (d_sae,), "b_gate": (d_sae,), "b_mag": (d_sae,),
-                              "r_mag": (d_sae,), "topk_threshold": (), "W_skip": (d_out, d_in)})
+    check_tensors(
+        source,
+        w,
+        {
+            "W_enc": (d_in, d_sae),
+            "b_enc": (d_sae,),
+            "W_dec": (d_sae, d_out),
+            "b_dec": (d_out,),
+            "threshold": (d_sae,),
+            "b_gate": (d_sae,),
+            "b_mag": (d_sae,),
+            "r_mag": (d_sae,),
+            "topk_threshold": (),
+            "W_skip": (d_out, d_in),
+        },
+    )
 
     apply_b_dec = bool(cfg.get("apply_b_dec_to_input", default_apply_b_dec))
     if transcoder and apply_b_dec and "apply_b_dec_to_input" in cfg:
-        raise AutointerpError(f"{folder / CONFIG_FILE} sets apply_b_dec_to_input for a transcoder.",
-                              "apply_b_dec_to_input false (b_dec lives in the output space).")
+        raise AutointerpError(
+            f"{folder / CONFIG_FILE} sets apply_b_dec_to_input for a transcoder.",
+            "apply_b_dec_to_input false (b_dec lives in the output space).",
+        )
     apply_b_dec = apply_b_dec and not transcoder
 
     W_enc, W_dec, b_dec = w["W_enc"], w["W_dec"], w["b_dec"]
@@ -163,8 +195,21 @@ def load(path: str | Path, default_apply_b_dec: bool = True) -> LinearDictionary
 
     hook, hook_out, reads = hook_names(cfg)
     return LinearDictionary(
-        W_enc=W_enc, b_enc=b_enc, W_dec=W_dec, b_dec=b_dec, activation=activation, k=k, threshold=threshold,
-        input_bias=b_dec if apply_b_dec else None, W_gate=W_gate, b_gate=b_gate,
-        W_skip=w["W_skip"].T if "W_skip" in w else None, hookpoint=hook, hookpoint_out=hook_out,
-        reads=reads or ("input" if transcoder else "output"), format=LAYOUT, source=str(folder),
-        files=(folder / CONFIG_FILE, folder / WEIGHTS_FILE) + ((folder / SCALER_FILE,) if factor != 1.0 else ()))
+        W_enc=W_enc,
+        b_enc=b_enc,
+        W_dec=W_dec,
+        b_dec=b_dec,
+        activation=activation,
+        k=k,
+        threshold=threshold,
+        input_bias=b_dec if apply_b_dec else None,
+        W_gate=W_gate,
+        b_gate=b_gate,
+        W_skip=w["W_skip"].T if "W_skip" in w else None,
+        hookpoint=hook,
+        hookpoint_out=hook_out,
+        reads=reads or ("input" if transcoder else "output"),
+        format=LAYOUT,
+        source=str(folder),
+        files=(folder / CONFIG_FILE, folder / WEIGHTS_FILE) + ((folder / SCALER_FILE,) if factor != 1.0 else ()),
+    )

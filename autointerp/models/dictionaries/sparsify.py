@@ -36,24 +36,42 @@ def load(path: str | Path) -> LinearDictionary:
     cfg = read_json(folder / CONFIG_FILE)
     source = str(folder / WEIGHTS_FILE)
     w = {name: t.float() for name, t in load_tensors(folder / WEIGHTS_FILE).items()}
-    require(source, w, ("encoder.weight", "encoder.bias", "W_dec", "b_dec"),
-            "encoder.weight, encoder.bias, W_dec, b_dec (the tensors sparsify's SparseCoder saves).")
+    require(
+        source,
+        w,
+        ("encoder.weight", "encoder.bias", "W_dec", "b_dec"),
+        "encoder.weight, encoder.bias, W_dec, b_dec (the tensors sparsify's SparseCoder saves).",
+    )
     d_sae, d_in = w["encoder.weight"].shape
     if "d_in" in cfg and int(cfg["d_in"]) != d_in:
-        raise AutointerpError(f"cfg.json says d_in={cfg['d_in']} but encoder.weight has shape "
-                              f"{tuple(w['encoder.weight'].shape)} in {folder}.", "the same input size in both.")
-    check_tensors(source, w, {"encoder.bias": (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,),
-                              "W_skip": (d_in, d_in)})
+        raise AutointerpError(
+            f"cfg.json says d_in={cfg['d_in']} but encoder.weight has shape "
+            f"{tuple(w['encoder.weight'].shape)} in {folder}.",
+            "the same input size in both.",
+        )
+    check_tensors(
+        source, w, {"encoder.bias": (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,), "W_skip": (d_in, d_in)}
+    )
     activation = cfg.get("activation", "topk")
     if activation not in ("topk", "groupmax"):
-        raise AutointerpError(f"Unknown sparsify activation {activation!r} in {folder / CONFIG_FILE}.",
-                              "activation 'topk' or 'groupmax'.")
+        raise AutointerpError(
+            f"Unknown sparsify activation {activation!r} in {folder / CONFIG_FILE}.", "activation 'topk' or 'groupmax'."
+        )
     if "k" not in cfg:
         raise AutointerpError(f"{folder / CONFIG_FILE} has no k.", "the number of active latents, 'k'.")
     transcode = bool(cfg.get("transcode", False))
     return LinearDictionary(
-        W_enc=w["encoder.weight"].T.contiguous(), b_enc=w["encoder.bias"], W_dec=w["W_dec"], b_dec=w["b_dec"],
-        activation=activation, k=int(cfg["k"]), input_bias=None if transcode else w["b_dec"],
-        W_skip=w["W_skip"].T.contiguous() if "W_skip" in w else None, hookpoint=folder.name,
-        reads="input" if transcode else "output", format=LAYOUT, source=str(folder),
-        files=(folder / CONFIG_FILE, folder / WEIGHTS_FILE))
+        W_enc=w["encoder.weight"].T.contiguous(),
+        b_enc=w["encoder.bias"],
+        W_dec=w["W_dec"],
+        b_dec=w["b_dec"],
+        activation=activation,
+        k=int(cfg["k"]),
+        input_bias=None if transcode else w["b_dec"],
+        W_skip=w["W_skip"].T.contiguous() if "W_skip" in w else None,
+        hookpoint=folder.name,
+        reads="input" if transcode else "output",
+        format=LAYOUT,
+        source=str(folder),
+        files=(folder / CONFIG_FILE, folder / WEIGHTS_FILE),
+    )
