@@ -156,6 +156,16 @@ def test_a_run_that_cannot_record_its_failure_is_interrupted_at_the_next_start(d
         con.close()
 
 
+def test_a_failure_inside_an_open_transaction_is_recorded(db):
+    con = connect(db)
+    runs.start_run(con, "r", "collect", {}, "h")
+    con.execute("BEGIN TRANSACTION")
+    con.execute("CREATE TABLE half_written AS SELECT 1 AS x")
+    runs.fail_run(con, "r", "ValueError: broken mid-write")
+    con.close()
+    assert query(db, "SELECT status, error FROM runs") == [("failed", "ValueError: broken mid-write")]
+
+
 def test_failure_reasons():
     assert runs.failure_reason(Terminated()) == TERMINATED
     assert runs.failure_reason(KeyboardInterrupt()) == "interrupted (Ctrl-C)"

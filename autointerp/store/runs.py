@@ -81,7 +81,13 @@ def failure_reason(exc: BaseException) -> str:
 def fail_run(con: duckdb.DuckDBPyConnection, run_id: str, error: str) -> None:
     """Mark the run failed with ``error``. When even that cannot be written (a full disk, a database
     invalidated by an earlier write error), log it and return, so the exception that ended the run is the
-    one that propagates; the row stays ``running`` until the next stage marks it ``interrupted``."""
+    one that propagates; the row stays ``running`` until the next stage marks it ``interrupted``. A
+    transaction the failure left open is rolled back first (closing would discard it anyway, and the
+    failure with it)."""
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.TransactionException:  # none was open
+        pass
     try:
         con.execute(
             "UPDATE runs SET status = 'failed', error = ?, finished_at = now() WHERE run_id = ?", [error, run_id]
