@@ -19,6 +19,7 @@ from .demo import command as demo_command
 from .errors import AutointerpError
 from .interop import export_command, import_command
 from .query import sql as sql_command
+from .signals import SIGTERM_EXIT_STATUS, TERMINATED, Terminated, sigterm_raises
 
 
 class JoinRepeated(argparse.Action):
@@ -223,13 +224,17 @@ def main(argv: list[str] | None = None) -> int:
     handlers["sql"] = sql_command.run
     handlers["demo"] = demo_command.run
     try:
-        return handlers[args.command](args)
+        with sigterm_raises():
+            return handlers[args.command](args)
     except AutointerpError as exc:
         print(f"autointerp {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"autointerp {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"autointerp {args.command}: {TERMINATED}", file=sys.stderr)
+        return SIGTERM_EXIT_STATUS
 
 
 if __name__ == "__main__":

@@ -172,7 +172,7 @@ def test_killed_run_resumes_without_duplicates(db_copy, local_backend):
     assert served_after - served_before == result.calls
     assert served_before - done_before <= 1
     statuses = rows(db_copy, "SELECT status FROM runs WHERE stage = 'explain' ORDER BY started_at")
-    assert statuses[0][0] == "running" and statuses[-1][0] == "complete"
+    assert statuses[0][0] == "interrupted" and statuses[-1][0] == "complete"  # the rerun marked the killed run
 
 
 def test_prompts_show_only_explain_set_contexts(db_copy, local_backend):

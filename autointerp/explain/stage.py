@@ -107,6 +107,7 @@ async def explain(
     (autointerp/scale/llm_pool.py) and this process still stores everything."""
     con = connect(db)
     try:
+        runs.mark_dead_runs_interrupted(con)
         return await _explain(con, config, progress, executor)
     finally:
         refresh_summary_quietly(con)

@@ -103,6 +103,7 @@ def collect_identity(config: CollectConfig) -> tuple[dictionaries.Request, str]:
 def check_earlier(con, identity: str, overwrite: bool) -> tuple[list, runs.RunRow | None]:
     """Earlier collect runs, and the complete one with this identity if there is one (nothing to do).
     Raises when another process is writing or a different collect is stored without ``overwrite``."""
+    runs.mark_dead_runs_interrupted(con)
     earlier = runs.stage_runs(con, "collect")
     for run in earlier:
         if run.is_alive_elsewhere():
@@ -160,11 +161,8 @@ def _collect(con, config: CollectConfig, overwrite: bool, progress: bool) -> Col
             [r.run_id for r in earlier],
             progress,
         )
-    except KeyboardInterrupt:
-        runs.fail_run(con, run_id, "interrupted")
-        raise
-    except Exception as exc:
-        runs.fail_run(con, run_id, f"{type(exc).__name__}: {exc}")
+    except BaseException as exc:
+        runs.fail_run(con, run_id, runs.failure_reason(exc))
         raise
 
 

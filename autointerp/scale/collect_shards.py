@@ -287,11 +287,7 @@ def _run(jobs: list[_Job], executor, actors, cluster, progress) -> None:
     except BaseException as exc:
         for job in jobs:
             if job.run_id and job.result is None:
-                runs.fail_run(
-                    job.con,
-                    job.run_id,
-                    "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}",
-                )
+                runs.fail_run(job.con, job.run_id, runs.failure_reason(exc))
         raise
 
 

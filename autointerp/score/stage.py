@@ -114,6 +114,7 @@ async def score(config: ScoreConfig, db, progress: bool = True, executor: Execut
     (autointerp/scale/llm_pool.py) and this process still stores everything."""
     con = connect(db)
     try:
+        runs.mark_dead_runs_interrupted(con)
         chosen = select_explanations(con, config)
         if config.control == "shuffled":
             chosen = shuffled_control(chosen, config.seed)

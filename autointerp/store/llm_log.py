@@ -194,5 +194,5 @@ async def run_logged(con, run_id: str, writer: CallLogWriter, jobs, limit: int) 
         await writer_task
     except BaseException as exc:
         writer_task.cancel()
-        runs.fail_run(con, run_id, f"{type(exc).__name__}: {exc}")
+        runs.fail_run(con, run_id, runs.failure_reason(exc))
         raise
