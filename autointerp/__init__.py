@@ -6,7 +6,7 @@ Public API (imported lazily, so ``import autointerp`` stays light):
   ``autointerp.pipeline``), configured by ``CollectConfig``, ``ExplainConfig``, ``ScoreConfig``, with
   ``ExecutorConfig`` for where they run;
 - ``connect``: open a database (migrating its schema);
-- ``load_saelens``: SAEs in SAELens format;
+- ``load_saelens``, ``save_saelens``: SAEs in SAELens format (as a ``LinearDictionary``);
 - ``load_dictionary``, ``mlp_neurons``, ``Dictionary``: dictionaries of every supported format
   (SAELens, sparsify, Gemma Scope, Llama Scope, BatchTopK) and the model's MLP neurons;
 - ``open_db``, ``Database``: read a database's views as DuckDB relations, pandas DataFrames or Arrow
@@ -31,8 +31,8 @@ _EXPORTS = {
     "ScoreConfig": "autointerp.config",
     "ExecutorConfig": "autointerp.config",
     "connect": "autointerp.store.db",
-    "load_saelens": "autointerp.models.sae",
-    "Sae": "autointerp.models.sae",
+    "load_saelens": "autointerp.models.dictionaries.saelens",
+    "save_saelens": "autointerp.models.dictionaries.saelens",
     "load_dictionary": "autointerp.models.dictionaries",
     "mlp_neurons": "autointerp.models.dictionaries",
     "Dictionary": "autointerp.models.dictionaries",
