@@ -54,7 +54,7 @@ def build_wheel(tmp_path: Path, env: dict) -> Path:
 def fresh_venv(tmp_path: Path, env: dict) -> Path:
     """A new virtual environment whose site-packages ends with this environment's (for the dependencies)."""
     venv = tmp_path / "venv"
-    run([sys.executable, "-m", "venv", "--without-pip", venv], tmp_path, env)
+    run([sys.executable, "-m", "venv", venv], tmp_path, env)  # with its own pip, which installs the wheel
     python = venv / "bin" / "python"
     site = Path(run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], tmp_path, env).strip())
     ours = dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
@@ -67,11 +67,7 @@ def test_the_wheel_collects_and_explains_outside_the_repository(tmp_path):
     wheel = build_wheel(tmp_path, env)
     venv = fresh_venv(tmp_path, env)
     python = venv / "bin" / "python"
-    run(
-        [sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-deps", "--no-index", wheel],
-        tmp_path,
-        env,
-    )
+    run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", wheel], tmp_path, env)
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
