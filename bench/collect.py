@@ -32,8 +32,8 @@ sys.path.insert(0, str(ROOT))
 
 from autointerp.config import CollectConfig  # noqa: E402
 from autointerp.corpus import SequencePacker, open_corpus, texts_of  # noqa: E402
+from autointerp.models.dictionaries.saelens import load_saelens  # noqa: E402
 from autointerp.models.embedded import DEFAULT_HOOKPOINT, DEFAULT_SAE_DIR  # noqa: E402
-from autointerp.models.sae import load_saelens  # noqa: E402
 from autointerp.models.subject import load_subject_model  # noqa: E402
 from autointerp.sample.collect import collect  # noqa: E402
 

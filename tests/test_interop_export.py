@@ -81,6 +81,7 @@ def read_jsonl(folder: Path) -> list[dict]:
     return [json.loads(line) for f in files for line in f.read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_parquet_has_every_public_view_with_the_same_rows(db, tmp_path):
     out = tmp_path / "parquet"
     before = db.stat().st_mtime_ns
@@ -121,6 +122,7 @@ def test_parquet_has_every_public_view_with_the_same_rows(db, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_parquet_latent_ranges_and_overwrite(db, tmp_path, capsys):
     out = tmp_path / "parquet"
     assert main(["export", "--db", str(db), "--out", str(out), "--format", "parquet", "--latents", "0-9,20"]) == 0
@@ -135,6 +137,7 @@ def test_parquet_latent_ranges_and_overwrite(db, tmp_path, capsys):
     assert query(db, f"SELECT count(*) FROM {latents}") == query(db, "SELECT count(*) FROM latents")
 
 
+@pytest.mark.slow
 def test_neuronpedia_records_match_the_database(db, tmp_path):
     out = tmp_path / "np"
     assert (
@@ -207,6 +210,7 @@ def test_neuronpedia_records_match_the_database(db, tmp_path):
         assert record["freq_hist_data_bar_values"] == sorted(record["freq_hist_data_bar_values"])
 
 
+@pytest.mark.slow
 def test_neuronpedia_needs_a_source_and_refuses_to_overwrite(db, tmp_path, capsys):
     out = tmp_path / "np"
     args = ["export", "--db", str(db), "--out", str(out), "--format", "neuronpedia"]

@@ -106,6 +106,7 @@ def test_delphi_folder_is_imported_then_scored(db, tmp_path, capsys):
     assert query(db, "SELECT count(*) FROM score_examples WHERE explanation_id LIKE ?", [chash + "/%"])[0][0] > 0
 
 
+@pytest.mark.slow
 def test_bad_delphi_folders_leave_the_database_unchanged(db, tmp_path, capsys):
     before = counts(db)
 
@@ -147,6 +148,7 @@ def test_bad_delphi_folders_leave_the_database_unchanged(db, tmp_path, capsys):
     assert "layers.20 does not name this database's hookpoint model.layers.14" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_our_neuronpedia_export_round_trips(db, tmp_path, capsys):
     con = duckdb.connect(str(db))
     texts = {3: "rivers", 4: "Köln and Zürich", 8: "the end of a sentence."}
@@ -217,6 +219,7 @@ def write_batch(path, records):
     path.write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in records).encode()))
 
 
+@pytest.mark.slow
 def test_neuronpedia_bulk_export_files(db, tmp_path, capsys):
     root = tmp_path / "exports" / "smollm2-135m"
     write_batch(
@@ -305,6 +308,7 @@ def test_neuronpedia_bulk_export_files(db, tmp_path, capsys):
     assert "imported 1 explanations" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_bad_neuronpedia_files_leave_the_database_unchanged(db, tmp_path, capsys):
     before = counts(db)
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from autointerp.llm.base import GenerateOptions
 from autointerp.llm.guided import RegexGuide
 from autointerp.score.answers import parse_digits
+
+pytestmark = pytest.mark.slow  # the embedded model, in process
 
 
 def test_guide_allows_exactly_the_tokens_that_keep_a_match_possible(local_backend):

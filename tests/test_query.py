@@ -125,6 +125,7 @@ def same_as_live(db) -> bool:
 # ---- latent_summary -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("view", ["latent_summary", "latent_summary_live"])
 def test_latent_summary_has_exactly_the_documented_columns(collected_db, view):
     columns = [r[0] for r in query(collected_db, f"DESCRIBE {view}")]
@@ -137,6 +138,7 @@ def test_migration_stores_the_fingerprint_summary_py_checks(tmp_path):
     con.close()
 
 
+@pytest.mark.slow
 def test_latest_explanation_and_one_column_per_scorer(summary_db):
     db, (a, b, c, d) = summary_db
     rows = summary_rows(db, [a, b, c, d])
@@ -192,6 +194,7 @@ def test_latest_explanation_and_one_column_per_scorer(summary_db):
     assert same_as_live(db)
 
 
+@pytest.mark.slow
 def test_a_refresh_catches_up_rows_an_earlier_run_did_not_refresh(summary_db):
     db, (_, b, _, d) = summary_db
     con = connect(db)
@@ -207,6 +210,7 @@ def test_a_refresh_catches_up_rows_an_earlier_run_did_not_refresh(summary_db):
     assert same_as_live(db)
 
 
+@pytest.mark.slow
 def test_deleted_rows_refresh_every_latent(summary_db):
     db, (a, *_) = summary_db
     con = connect(db)
@@ -219,6 +223,7 @@ def test_deleted_rows_refresh_every_latent(summary_db):
     assert same_as_live(db)
 
 
+@pytest.mark.slow
 def test_a_stale_summary_is_read_live_and_refreshed_by_a_write(summary_db, capsys):
     db, (_, b, *_) = summary_db
     con = connect(db)
@@ -248,6 +253,7 @@ def run_sql(capsys, db, *args):
     return code, out.out, out.err
 
 
+@pytest.mark.slow
 def test_table_output_is_aligned(collected_db, capsys):
     code, out, _ = run_sql(
         capsys,
@@ -275,6 +281,7 @@ def test_table_output_is_aligned(collected_db, capsys):
         assert math.isclose(float(cells[2]), row[2], rel_tol=1e-5) and int(cells[3]) == row[3]
 
 
+@pytest.mark.slow
 def test_table_cuts_long_values_and_says_so(collected_db, capsys):
     sql = "SELECT latent, tokens FROM examples ORDER BY latent, context_id LIMIT 3"
     code, out, _ = run_sql(capsys, collected_db, "--max-width", "20", sql)
@@ -291,6 +298,7 @@ def test_table_cuts_long_values_and_says_so(collected_db, capsys):
     assert len(out.splitlines()) == 5 and "--max-rows 0" in out.splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_csv_parses_back(collected_db, capsys):
     sql = "SELECT latent, frequency, mean_activation, status, reason, histogram FROM latents ORDER BY latent"
     code, out, _ = run_sql(capsys, collected_db, "--format", "csv", sql)
@@ -305,6 +313,7 @@ def test_csv_parses_back(collected_db, capsys):
         assert json.loads(got["histogram"]) == row[5]
 
 
+@pytest.mark.slow
 def test_json_and_jsonl_parse_back(summary_db, capsys):
     db, (a, *_) = summary_db
     sql = (
@@ -324,6 +333,7 @@ def test_json_and_jsonl_parse_back(summary_db, capsys):
     assert json.loads(out) == []
 
 
+@pytest.mark.slow
 def test_read_only_refuses_writes_and_leaves_the_data(summary_db, capsys):
     db, _ = summary_db
     before = query(db, "SELECT count(*) FROM latent_stats")[0][0]
@@ -335,6 +345,7 @@ def test_read_only_refuses_writes_and_leaves_the_data(summary_db, capsys):
     assert query(db, "SELECT count(*) FROM latents")[0][0] == before
 
 
+@pytest.mark.slow
 def test_write_runs_all_or_nothing_and_refreshes_the_summary(summary_db, capsys):
     db, (_, b, *_) = summary_db
     code, _, err = run_sql(
@@ -347,6 +358,7 @@ def test_write_runs_all_or_nothing_and_refreshes_the_summary(summary_db, capsys)
     assert summary_rows(db, [b])[b]["detection_score"] is None and same_as_live(db)
 
 
+@pytest.mark.slow
 def test_bad_sql_missing_db_and_empty_query_exit_2(collected_db, tmp_path, capsys, monkeypatch):
     code, _, err = run_sql(capsys, collected_db, "SELEC latent FROM latents")
     assert code == 2 and "Parser Error" in err and "syntax error" in err
@@ -361,6 +373,7 @@ def test_bad_sql_missing_db_and_empty_query_exit_2(collected_db, tmp_path, capsy
     assert code == 2 and "empty" in err
 
 
+@pytest.mark.slow
 def test_query_from_stdin(collected_db, capsys, monkeypatch):
     monkeypatch.setattr(sys, "stdin", io.StringIO("SELECT count(*) AS n FROM latents WHERE status = 'ok'\n"))
     code, out, _ = run_sql(capsys, collected_db, "--format", "csv", "-")
@@ -386,6 +399,7 @@ def test_old_schema_read_only_says_how_to_upgrade(tmp_path, capsys):
 # ---- Python API ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_open_db_gives_relations_dataframes_and_arrow_tables(summary_db):
     db, (a, *_) = summary_db
     with autointerp.open_db(db) as handle:

@@ -9,7 +9,8 @@ import torch
 from safetensors.torch import save_file
 
 from autointerp.errors import AutointerpError
-from autointerp.models.sae import load_saelens
+from autointerp.models.dictionaries import LinearDictionary
+from autointerp.models.dictionaries.saelens import load_saelens
 
 D_IN, D_SAE = 16, 40
 
@@ -91,8 +92,8 @@ def test_jumprelu_uses_the_threshold(tmp_path):
 def test_hook_name_is_read_from_either_layout(tmp_path):
     write_folder(tmp_path / "a", {"architecture": "standard", "metadata": {"hook_name": "model.layers.3"}}, weights())
     write_folder(tmp_path / "b", {"activation_fn_str": "relu", "hook_name": "model.layers.4"}, weights())
-    assert load_saelens(tmp_path / "a").hook_name == "model.layers.3"
-    assert load_saelens(tmp_path / "b").hook_name == "model.layers.4"
+    assert load_saelens(tmp_path / "a").hookpoint == "model.layers.3"
+    assert load_saelens(tmp_path / "b").hookpoint == "model.layers.4"
 
 
 @pytest.mark.parametrize(
@@ -127,3 +128,27 @@ def test_bad_sae_folders(tmp_path, case, message):
         (tmp_path / "sae_weights.safetensors").unlink()
     with pytest.raises(AutointerpError, match=message):
         load_saelens(tmp_path)
+
+
+def test_the_embedded_sae_saves_back_byte_for_byte(tmp_path):
+    from autointerp.models.dictionaries.saelens import save_saelens
+    from autointerp.models.embedded import DEFAULT_SAE_DIR
+
+    sae = load_saelens(DEFAULT_SAE_DIR)
+    assert (sae.activation, sae.k, sae.hookpoint) == ("topk", 32, "model.layers.14") and sae.input_bias is not None
+    cfg = json.loads((DEFAULT_SAE_DIR / "cfg.json").read_text())
+    save_saelens(sae, tmp_path, {key: cfg[key] for key in ("model_name", "training")})
+    for name in ("cfg.json", "sae_weights.safetensors"):
+        assert (tmp_path / name).read_bytes() == (DEFAULT_SAE_DIR / name).read_bytes(), name
+
+
+def test_save_saelens_refuses_what_the_layout_cannot_say(tmp_path):
+    from autointerp.models.dictionaries.saelens import save_saelens
+
+    w = weights()
+    sae = LinearDictionary(**w, activation="abstopk", k=3)
+    with pytest.raises(AutointerpError, match="cannot write"):
+        save_saelens(sae, tmp_path)
+    with pytest.raises(AutointerpError, match="input bias other than b_dec"):
+        save_saelens(LinearDictionary(**w, activation="relu", input_bias=torch.ones(D_IN)), tmp_path)
+    assert not (tmp_path / "cfg.json").exists()

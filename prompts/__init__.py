@@ -1,0 +1,1 @@
+"""Prompt templates of autointerp, installed as the package data ``autointerp.prompts``."""
