@@ -20,7 +20,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "CollectConfig": "autointerp.config",
-    "collect": "autointerp.sample.collect",
+    "collect": "autointerp.collect.stage",
     "connect": "autointerp.store.db",
     "load_saelens": "autointerp.models.sae",
     "Sae": "autointerp.models.sae",

@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_collect(args: argparse.Namespace) -> int:
-    from .sample.collect import collect_many
+    from .collect.stage import collect_many
 
     config = config_from_args(CollectConfig, args)
     executor = config_from_args(ExecutorConfig, args)

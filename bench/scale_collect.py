@@ -30,8 +30,8 @@ import duckdb
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from autointerp.collect.stage import collect  # noqa: E402
 from autointerp.config import CollectConfig, ExecutorConfig  # noqa: E402
-from autointerp.sample.collect import collect  # noqa: E402
 
 
 def same_rows(a: Path, b: Path) -> bool:

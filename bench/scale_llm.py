@@ -33,9 +33,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from explain import FAST_SERVER  # noqa: E402  (bench/explain.py)
 
+from autointerp.collect.stage import collect  # noqa: E402
 from autointerp.config import CollectConfig, ExecutorConfig, ExplainConfig, ScoreConfig  # noqa: E402
 from autointerp.explain.stage import explain  # noqa: E402
-from autointerp.sample.collect import collect  # noqa: E402
 from autointerp.score.stage import score  # noqa: E402
 
 SMALL = dict(

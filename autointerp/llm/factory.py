@@ -5,9 +5,9 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
+from ..endpoints import parse_endpoints
 from ..errors import AutointerpError
 from .base import Backend
-from .endpoints import parse_endpoints
 
 BACKENDS = ("local", "openai", "vllm")
 

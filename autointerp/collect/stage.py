@@ -1,4 +1,4 @@
-"""The sample stage: run the subject model and a dictionary over a corpus, keep every latent's contexts.
+"""The collect stage: run the subject model and a dictionary over a corpus, keep every latent's contexts.
 
 The dictionary is an SAE or transcoder of any format ``load_dictionary`` reads, or the model's MLP
 neurons (see ``dictionary.py``). Order of work, so that a mistake fails fast and nothing stored is
@@ -30,11 +30,11 @@ from ..corpus import SequencePacker, nonempty_texts, open_corpus, texts_of
 from ..errors import AutointerpError
 from ..models.subject import SubjectModel, load_subject_model
 from ..store import runs
-from ..store.collect_writer import write_collection
 from ..store.db import connect
 from . import dictionary as dictionaries
 from .sampler import SamplerSizes, StreamingSampler, histogram_edges
 from .select import SplitSizes, select_examples
+from .writer import write_collection
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def collect(
     progress: bool = True,
     executor: ExecutorConfig | None = None,
 ) -> CollectResult:
-    """Run the sample stage into the database at ``db``; see the module docstring. With
+    """Run the collect stage into the database at ``db``; see the module docstring. With
     ``executor.executor == "ray"`` the corpus is sharded over Ray workers (``scale/collect_shards.py``)
     and the merged result is the one this process would write, row for row."""
     return collect_many([(config, db)], overwrite, progress, executor)[0]
