@@ -2,7 +2,7 @@
 
 Public API (imported lazily, so ``import autointerp`` stays light):
 
-- ``CollectConfig``, ``collect``: the sample stage;
+- ``CollectConfig``, ``collect``: the collect stage;
 - ``connect``: open a database (migrating its schema);
 - ``load_saelens``, ``Sae``: SAEs in SAELens format;
 - ``load_dictionary``, ``mlp_neurons``, ``Dictionary``: dictionaries of every supported format

@@ -22,7 +22,7 @@ EMBEDDED = "embedded"
 
 @dataclass
 class CollectConfig:
-    """Configuration of the sample stage (``autointerp collect``)."""
+    """Configuration of the collect stage (``autointerp collect``)."""
 
     model: str = EMBEDDED
     """Subject model: a Hugging Face hub name or local folder of a causal LM, or "embedded" for

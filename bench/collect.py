@@ -1,4 +1,4 @@
-"""Benchmark of the sample stage on the embedded default.
+"""Benchmark of the collect stage on the embedded default.
 
 Measured in one run, on the same corpus slice:
   (a) forward to the hookpoint + SAE encode alone, in tokens/s;
@@ -57,7 +57,7 @@ def forward_and_encode(tokens: int, batch_size: int) -> float:
 
 def whole_collect(tokens: int, batch_size: int, db: Path) -> tuple[float, float]:
     """tokens/s of collect() without model loading, and the streaming part alone."""
-    import autointerp.collect.stage as collect_module
+    import autointerp.collect.setup as collect_module
 
     loaded = {}
     original = collect_module.load_subject_model

@@ -1,52 +1,43 @@
 """The collect stage: run the subject model and a dictionary over a corpus, keep every latent's contexts.
 
 The dictionary is an SAE or transcoder of any format ``load_dictionary`` reads, or the model's MLP
-neurons (see ``dictionary.py``). Order of work, so that a mistake fails fast and nothing stored is
-touched before the end:
-1. open the database (a lock held by another process fails here) and load the dictionary;
-2. compare with any earlier collect in the database (a different configuration needs ``overwrite``);
-3. load the model, resolve the hookpoint and check the width of what the dictionary reads there;
-   open the corpus;
-4. stream batches through model -> dictionary -> sampler, with a progress bar;
-5. select the explain and test sets and write everything in one transaction.
+neurons (see ``dictionary.py``). Three phases, run where the executor puts them (``executor.py``): in
+this process, one job after another (``LocalExecutor``), or spread over the workers of a Ray cluster
+(``scale.RayExecutor``), with the same result row for row:
+
+1. setup (``setup.py``): load the model, resolve the hookpoint and check the width of what the
+   dictionary reads there; open the corpus. Once per job wherever its shards run.
+2. run a shard (``stream.py``): a range of sequences through model -> dictionary -> sampler.
+3. reduce (``reduce.py``): merge the shards' samplers, select the explain and test sets and write
+   everything in one transaction.
+
+Before any of it, so that a mistake fails fast and nothing stored is touched before the end, this
+process opens each database (a lock held by another process fails here), reads the dictionary and
+compares with any earlier collect there (a different configuration needs ``overwrite``).
 """
 
 from __future__ import annotations
 
+import json
 import logging
-import math
-import queue
-import threading
-import time
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
-from tqdm.auto import tqdm
-
-from ..config import CollectConfig, ExecutorConfig, config_hash
-from ..corpus import SequencePacker, nonempty_texts, open_corpus, texts_of
+from ..config import CollectConfig, config_hash
 from ..errors import AutointerpError
-from ..models.subject import SubjectModel, load_subject_model
+from ..executor import Call, Executor, LocalExecutor, Shard
 from ..store import runs
 from ..store.db import connect
 from . import dictionary as dictionaries
-from .sampler import SamplerSizes, StreamingSampler, histogram_edges
-from .select import SplitSizes, select_examples
-from .writer import write_collection
+from .reduce import CollectResult, merge, select_and_write
+from .setup import Loaded
+from .step import CollectStep, decode, locate, plan_shards
+from .stream import corpus_too_short, n_sequences
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class CollectResult:
-    run_id: str
-    skipped: bool  # True when an identical collect was already complete
-    n_tokens: int = 0
-    seconds: float = 0.0
-    tokens_per_second: float = 0.0
-    status_counts: dict | None = None
+__all__ = ["CollectResult", "check_earlier", "collect", "collect_identity", "collect_many"]
 
 
 def collect(
@@ -54,11 +45,10 @@ def collect(
     db: str | Path,
     overwrite: bool = False,
     progress: bool = True,
-    executor: ExecutorConfig | None = None,
+    executor: Executor | None = None,
 ) -> CollectResult:
-    """Run the collect stage into the database at ``db``; see the module docstring. With
-    ``executor.executor == "ray"`` the corpus is sharded over Ray workers (``scale/collect_shards.py``)
-    and the merged result is the one this process would write, row for row."""
+    """Run the collect stage into the database at ``db``; see the module docstring. ``executor``: where
+    the work runs (default ``LocalExecutor()``, this process)."""
     return collect_many([(config, db)], overwrite, progress, executor)[0]
 
 
@@ -66,10 +56,11 @@ def collect_many(
     jobs: list[tuple[CollectConfig, str | Path]],
     overwrite: bool = False,
     progress: bool = True,
-    executor: ExecutorConfig | None = None,
+    executor: Executor | None = None,
 ) -> list[CollectResult]:
     """Several collects (e.g. one per hookpoint or SAE), each into its own database: one after another
-    here, or spread together over the workers of a Ray cluster with ``--executor ray``."""
+    with ``LocalExecutor``, or sharing the workers of a Ray cluster with ``RayExecutor``."""
+    executor = executor or LocalExecutor()
     paths = [str(Path(db).resolve()) for _, db in jobs]
     if len(set(paths)) < len(paths):
         raise AutointerpError(
@@ -79,16 +70,22 @@ def collect_many(
     try:
         for _, db in jobs:
             connections.append(connect(db))
-        if executor is not None and executor.is_ray:
-            from ..scale.collect_shards import collect_on_ray
-
-            return collect_on_ray(
-                [(con, db, config) for con, (config, db) in zip(connections, jobs, strict=True)],
-                executor,
-                overwrite,
-                progress,
+        results: dict[int, CollectResult] = {}
+        todo: list[CollectJob] = []
+        for i, (con, (config, db)) in enumerate(zip(connections, jobs, strict=True)):
+            req, identity = collect_identity(config)
+            earlier, done = check_earlier(con, identity, overwrite)
+            if done is not None:
+                results[i] = CollectResult(run_id=done.run_id, skipped=True)
+                continue
+            parts = Path(executor.parts_dir or f"{db}.parts") / identity
+            todo.append(
+                CollectJob(i, con, config, [r.run_id for r in earlier], CollectStep(config, identity, parts, req))
             )
-        return [_collect(con, config, overwrite, progress) for con, (config, _) in zip(connections, jobs, strict=True)]
+        if todo:
+            executor.map_shards(todo, progress)
+        results.update({job.index: job.result for job in todo})
+        return [results[i] for i in range(len(jobs))]
     finally:
         for con in connections:
             con.close()
@@ -124,287 +121,106 @@ def check_earlier(con, identity: str, overwrite: bool) -> tuple[list, runs.RunRo
     return earlier, None
 
 
-def _collect(con, config: CollectConfig, overwrite: bool, progress: bool) -> CollectResult:
-    req, identity = collect_identity(config)
-    earlier, done = check_earlier(con, identity, overwrite)
-    if done is not None:
-        return CollectResult(run_id=done.run_id, skipped=True)
-
-    subject = load_subject_model(config.model, "", config.device, config.dtype)
-    dictionary, hookpoint = dictionaries.attach(req, config, subject)
-    corpus = open_corpus(config.dataset, config.split, config.text_column, config.dataset_config)
-    dictionary.to(subject.device)
-
-    run_id = runs.new_run_id("collect")
-    stored_config = {
-        **config.to_dict(),
-        "hookpoint": hookpoint,
-        "resolved": {
-            **dictionaries.describe(req, dictionary, config),
-            "model": subject.name,
-            "device": str(subject.device),
-            "dtype": str(subject.dtype),
-        },
-    }
-    runs.start_run(con, run_id, "collect", stored_config, identity)
-    try:
-        return _stream_and_write(
-            con,
-            run_id,
-            config,
-            subject,
-            dictionary,
-            corpus,
-            hookpoint,
-            stored_config["resolved"]["sae_path"],
-            [r.run_id for r in earlier],
-            progress,
-        )
-    except KeyboardInterrupt:
-        runs.fail_run(con, run_id, "interrupted")
-        raise
-    except Exception as exc:
-        runs.fail_run(con, run_id, f"{type(exc).__name__}: {exc}")
-        raise
-
-
-def _batches(
-    config: CollectConfig, subject: SubjectModel, corpus, first: int, last: int, position: tuple[int, int] | None = None
-):
-    """Yield [batch, seq_len] token tensors of sequences ``first`` to ``last`` - 1, tokenizing in a
-    background thread; return the number of sequences made. Batches are cut from ``first``, so a shard
-    that starts at a multiple of the batch size sees exactly the batches a single pass sees (the same
-    inputs give bitwise the same activations). ``position`` is where sequence ``first`` begins in the
-    corpus (``SequencePacker.locate``); without it the sequences before ``first`` are tokenized and
-    dropped."""
-    packer = SequencePacker(subject.tokenizer, config.seq_len)
-    out: queue.Queue = queue.Queue(maxsize=8)
-    stop = threading.Event()
-    if position is None:
-        texts, offset, skip = texts_of(corpus, config.text_column), 0, first
-    else:
-        texts, offset, skip = nonempty_texts(corpus, config.text_column, position[0]), position[1], 0
-
-    def produce():
-        try:
-            batch, made, index = [], 0, first - skip - 1
-            for seq in packer.sequences(texts, offset):
-                index += 1
-                if index < first:
-                    continue
-                batch.append(seq)
-                made += 1
-                if len(batch) == config.batch_size or first + made == last:
-                    out.put(torch.from_numpy(np.stack(batch)))
-                    batch = []
-                if first + made == last or stop.is_set():
-                    break
-            if batch:
-                out.put(torch.from_numpy(np.stack(batch)))
-            out.put(("end", made))
-        except BaseException as exc:  # hand the error to the consumer
-            out.put(("error", exc))
-
-    thread = threading.Thread(target=produce, daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = out.get()
-            if isinstance(item, tuple):
-                if item[0] == "error":
-                    raise item[1]
-                return item[1]
-            yield item
-    finally:
-        stop.set()
-
-
-def n_sequences(config: CollectConfig) -> int:
-    return math.ceil(config.tokens / config.seq_len)
-
-
-def sampler_sizes(config: CollectConfig, n_latents: int, signed: bool) -> SamplerSizes:
-    return SamplerSizes(
-        n_latents=n_latents,
-        seq_len=config.seq_len,
-        window=config.window,
-        peak_offset=config.peak_offset,
-        top_k=config.top_k,
-        reservoir=config.reservoir,
-        negatives=config.random_test + config.random_explain,
-        histogram_bins=config.histogram_bins,
-        seed=config.seed,
-        signed=signed,
-    )
-
-
-def corpus_too_short(config: CollectConfig, available: int) -> AutointerpError:
-    have = available * config.seq_len
-    return AutointerpError(
-        f"The corpus has only {have:,} tokens ({available:,} sequences of {config.seq_len}); "
-        f"{config.tokens:,} were requested.",
-        f"--tokens at most {have:,} for this corpus.",
-        f"pass --tokens {have} or a larger dataset.",
-    )
-
-
-def stream(
-    config: CollectConfig,
-    subject: SubjectModel,
-    dictionary,
-    corpus,
-    first: int,
-    last: int,
-    progress: bool = True,
-    position: tuple[int, int] | None = None,
-) -> tuple[StreamingSampler, int, float]:
-    """Run sequences ``first`` to ``last`` - 1 through model -> dictionary -> sampler: the sampler, the
-    sequences made (fewer than asked when the corpus ends) and the seconds it took. ``position``: see
-    ``_batches``."""
-    device = subject.device
-    sampler = StreamingSampler(sampler_sizes(config, dictionary.d_sae, dictionary.signed), device)
-    special = torch.tensor(subject.special_token_ids(), dtype=torch.int64, device=device)
-    bar = tqdm(
-        total=(last - first) * config.seq_len,
-        unit="tok",
-        unit_scale=True,
-        disable=not progress,
-        desc="collect",
-        dynamic_ncols=True,
-    )
-    start = time.perf_counter()
-    done = first
-    batches = _batches(config, subject, corpus, first, last, position)
-    try:
-        # inference mode throughout: the sampler may update in place what the dictionary returns, which
-        # for raw neurons is the tensor the hook captured
-        with torch.inference_mode():
-            for ids in batches:
-                ids = ids.to(device)
-                acts = dictionary.encode(subject.read(ids))
-                counted = ~torch.isin(ids, special)
-                if config.exclude_first_position:
-                    counted[:, 0] = False
-                seq_ids = torch.arange(done, done + ids.shape[0], device=device)
-                sampler.update(acts, ids, counted, seq_ids)
-                done += ids.shape[0]
-                bar.update(ids.numel())
-            sampler.finish()
-    finally:
-        bar.close()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return sampler, done - first, time.perf_counter() - start
-
-
-def _stream_and_write(con, run_id, config, subject, dictionary, corpus, hookpoint, source, earlier, progress):
-    n_seqs = n_sequences(config)
-    sampler, done, seconds = stream(config, subject, dictionary, corpus, 0, n_seqs, progress)
-    if done < n_seqs:
-        raise corpus_too_short(config, done)
-    collection = {"model": subject.name, "hookpoint": hookpoint, "sae": source}
-
-    def token_strings(ids: np.ndarray) -> list[str]:
-        return subject.tokenizer.batch_decode([[int(i)] for i in ids])
-
-    return select_and_write(con, run_id, config, sampler, collection, token_strings, earlier, seconds)
-
-
-def select_and_write(
-    con,
-    run_id,
-    config: CollectConfig,
-    sampler: StreamingSampler,
-    collection: dict,
-    token_strings,
-    earlier: list[str],
-    seconds: float,
-    extra_summary: dict | None = None,
-) -> CollectResult:
-    """Select the explain and test sets from a finished (or merged) sampler and write the run."""
-    done = sampler.n_sequences
-    selection = select_examples(
-        sampler,
-        SplitSizes(
-            n_quantiles=config.n_quantiles,
-            explain_per_quantile=config.explain_per_quantile,
-            test_per_quantile=config.test_per_quantile,
-            random_explain=config.random_explain,
-            random_test=config.random_test,
-            seed=config.seed,
-        ),
-    )
-    stats = latent_statistics(sampler, selection, config)
-    collection = {
-        **collection,
-        "dataset": config.dataset,
-        "n_sequences": done,
-        "n_tokens": sampler.n_tokens,
-        "seq_len": config.seq_len,
-        "window": config.window,
-        "histogram_edges": histogram_edges(config.histogram_bins).tolist(),
-    }
-    status_counts = {s: int((stats["status"] == s).sum()) for s in ("ok", "too_few_examples", "dead")}
-    summary = {
-        "sequences": done,
-        "tokens_processed": done * config.seq_len,
-        "tokens_counted": sampler.n_tokens,
-        "seconds": round(seconds, 2),
-        "tokens_per_second": round(done * config.seq_len / seconds, 1),
-        "latents": status_counts,
-        **(extra_summary or {}),
-    }
-    write_collection(con, run_id, earlier, collection, selection, stats, token_strings, summary)
-    return CollectResult(
-        run_id=run_id,
-        skipped=False,
-        n_tokens=done * config.seq_len,
-        seconds=seconds,
-        tokens_per_second=done * config.seq_len / seconds,
-        status_counts=status_counts,
-    )
-
-
-def latent_statistics(sampler: StreamingSampler, selection, config: CollectConfig) -> dict[str, np.ndarray]:
-    """Per-latent statistics with a status and, where a latent cannot be explained and scored, the reason."""
-    n_firing = sampler.n_firing.cpu().numpy()
-    n_active = sampler.n_active_contexts.cpu().numpy()
-    n_latents = len(n_firing)
-    negatives = np.bincount(selection.latent[selection.kind == 2], minlength=n_latents)
-    test_quantile = np.bincount(selection.latent[(selection.kind == 1) & (selection.split == 1)], minlength=n_latents)
-    need = config.min_activating_contexts
-    status = np.full(n_latents, "ok", dtype=object)
-    reason = np.full(n_latents, None, dtype=object)
-    for lat in np.nonzero(n_active < need)[0]:
-        status[lat] = "too_few_examples"
-        reason[lat] = (
-            f"{n_active[lat]} activating contexts; {need} needed for {config.n_quantiles} quantiles x "
-            f"({config.explain_per_quantile} explain + {config.test_per_quantile} test)"
-        )
-    for lat in np.nonzero((n_active >= need) & (negatives < config.random_test + config.random_explain))[0]:
-        status[lat] = "too_few_examples"
-        reason[lat] = (
-            f"{negatives[lat]} non-activating contexts found; "
-            f"{config.random_test + config.random_explain} needed (the latent fires almost everywhere)"
-        )
-    for lat in np.nonzero((status == "ok") & (test_quantile < config.n_quantiles * config.test_per_quantile))[0]:
-        status[lat] = "too_few_examples"
-        reason[lat] = (
-            f"{test_quantile[lat]} test contexts across quantiles; "
-            f"{config.n_quantiles * config.test_per_quantile} needed"
-        )
-    dead = n_firing == 0
-    status[dead] = "dead"
-    reason[dead] = f"never fired in {sampler.n_tokens:,} counted tokens"
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(n_firing > 0, sampler.total_activation.cpu().numpy() / np.maximum(n_firing, 1), np.nan)
+def describe(loaded: Loaded) -> dict:
+    """What the driver needs to know of a job's loaded model and dictionary (called where it is set up)."""
     return {
-        "n_firing": n_firing,
-        "frequency": n_firing / max(sampler.n_tokens, 1),
-        "max_activation": sampler.max_activation.cpu().numpy(),
-        "mean_activation": mean,
-        "n_active_contexts": n_active,
-        "histogram": sampler.histogram.cpu().numpy(),
-        "status": status.astype(str),
-        "reason": reason,
+        "hookpoint": loaded.hookpoint,
+        "n_latents": int(loaded.dictionary.d_sae),
+        "signed": bool(loaded.dictionary.signed),
+        "resolved": loaded.resolved,
     }
+
+
+@dataclass
+class CollectJob:
+    """One collect as an executor sees it (an ``executor.ShardedJob``): the driver's side, which owns the
+    database connection; ``step`` is the side that runs where the shards run."""
+
+    index: int
+    con: object
+    config: CollectConfig
+    earlier: list[str]
+    step: CollectStep
+    run_id: str = ""
+    meta: dict | None = None
+    result: CollectResult | None = None
+
+    @property
+    def tokens_per_item(self) -> int:
+        return self.config.seq_len
+
+    @property
+    def parts(self) -> Path:
+        return self.step.parts
+
+    def plan(self, shards: int, shard_tokens: int) -> list[Shard]:
+        config = self.config
+        return plan_shards(n_sequences(config), config.batch_size, config.seq_len, shards, shard_tokens)
+
+    def prepare(self, shards: list[Shard], call: Call, info: dict) -> list[Shard]:
+        self.step.request = None  # set up wherever it runs: the driver's copy of the dictionary can go
+        self.meta = call(describe)
+        shards = self._locate(shards, call)
+        self.run_id = runs.new_run_id("collect")
+        stored = {**self.config.to_dict(), "hookpoint": self.meta["hookpoint"], "resolved": self.meta["resolved"]}
+        if info:
+            stored["executor"] = {
+                **info,
+                "shards": len(shards),
+                "shard_sequences": shards[0].size,
+                "parts_dir": str(self.parts),
+            }
+        runs.start_run(self.con, self.run_id, "collect", stored, self.step.identity)
+        return shards
+
+    def _locate(self, shards: list[Shard], call: Call) -> list[Shard]:
+        """Where each shard begins in the corpus, found with one tokenizing pass where the job is set up
+        (kept in the parts folder for a rerun), so that a shard seeks there instead of tokenizing all
+        text before it. A corpus too short for the shards fails here, before any shard runs."""
+        todo = [s for s in shards if s.first > 0]
+        if not todo:
+            return shards
+        plan_file = self.parts / "positions.json"
+        bounds = [[s.first, s.last] for s in shards]
+        identity = self.step.identity
+        if plan_file.exists():
+            plan = json.loads(plan_file.read_text())
+            if plan.get("identity") == identity and plan.get("shards") == bounds:
+                return [_starting(s, p) for s, p in zip(shards, plan["positions"], strict=True)]
+        found, available = call(locate, [s.first for s in todo])
+        if available is not None and available < n_sequences(self.config):
+            raise corpus_too_short(self.config, available)
+        positions = {(s.first, s.last): list(p) for s, p in zip(todo, found, strict=True)}
+        self.parts.mkdir(parents=True, exist_ok=True)
+        located = [positions.get((s.first, s.last)) for s in shards]
+        plan_file.write_text(json.dumps({"identity": identity, "shards": bounds, "positions": located}))
+        return [_starting(s, p) for s, p in zip(shards, located, strict=True)]
+
+    def reduce(self, results, call: Call, seconds: float, summary: dict) -> None:
+        meta = self.meta
+        sampler, merge_seconds = merge(results, self.config, meta["n_latents"], meta["signed"])
+        collection = {
+            "model": meta["resolved"]["model"],
+            "hookpoint": meta["hookpoint"],
+            "sae": meta["resolved"]["sae_path"],
+        }
+
+        def token_strings(ids) -> list[str]:
+            return call(decode, [int(i) for i in ids])
+
+        extra = {**summary, "merge_seconds": round(merge_seconds, 2)} if summary else None
+        self.result = select_and_write(
+            self.con, self.run_id, self.config, sampler, collection, token_strings, self.earlier, seconds, extra
+        )
+        shutil.rmtree(self.parts, ignore_errors=True)  # merged and committed: the parts are no longer needed
+        if self.parts.parent.is_dir() and not any(self.parts.parent.iterdir()):
+            self.parts.parent.rmdir()
+
+    def fail(self, exc: BaseException) -> None:
+        if self.run_id and self.result is None:
+            why = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+            runs.fail_run(self.con, self.run_id, why)
+
+
+def _starting(shard: Shard, position) -> Shard:
+    return shard if position is None else Shard(shard.first, shard.last, tuple(position))
