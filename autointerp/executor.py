@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from .config import LLMConfig
+from .config import ExecutorConfig, LLMConfig
+from .errors import AutointerpError
 from .llm.base import Backend
 from .llm.factory import make_backend
 
@@ -139,3 +140,15 @@ class LocalExecutor:
             except BaseException as exc:
                 job.fail(exc)
                 raise
+
+
+def or_local(executor: Executor | None) -> Executor:
+    """A stage's ``executor`` argument: itself, or ``LocalExecutor()`` for None. An ``ExecutorConfig``
+    is refused with the way to build its executor (stages never read it themselves)."""
+    if isinstance(executor, ExecutorConfig):
+        raise AutointerpError(
+            "A stage was given an ExecutorConfig; it takes an executor.",
+            "an Executor: LocalExecutor() (autointerp.executor) or RayExecutor(config) (autointerp.scale).",
+            "pass autointerp.scale.make_executor(config).",
+        )
+    return executor if executor is not None else LocalExecutor()

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from ..config import CollectConfig, config_hash
 from ..errors import AutointerpError
-from ..executor import Call, Executor, LocalExecutor, Shard
+from ..executor import Call, Executor, Shard, or_local
 from ..store import runs
 from ..store.db import connect
 from . import dictionary as dictionaries
@@ -60,7 +60,7 @@ def collect_many(
 ) -> list[CollectResult]:
     """Several collects (e.g. one per hookpoint or SAE), each into its own database: one after another
     with ``LocalExecutor``, or sharing the workers of a Ray cluster with ``RayExecutor``."""
-    executor = executor or LocalExecutor()
+    executor = or_local(executor)
     paths = [str(Path(db).resolve()) for _, db in jobs]
     if len(set(paths)) < len(paths):
         raise AutointerpError(

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from ..config import ExplainConfig, config_hash, parse_latent_ranges
 from ..errors import AutointerpError
-from ..executor import Executor, LocalExecutor
+from ..executor import Executor, or_local
 from ..llm.base import GenerateOptions
 from ..llm.queue import LLMQueue, QueueConfig, RequestFailed
 from ..llm.routing import current_latent
@@ -113,7 +113,7 @@ async def explain(config: ExplainConfig, db, progress: bool = True, executor: Ex
 
 async def _explain(con, config: ExplainConfig, progress: bool, executor: Executor | None) -> ExplainResult:
     latents, not_explainable = select_latents(con, config)
-    async with (executor or LocalExecutor()).open_backend(config) as backend:
+    async with or_local(executor).open_backend(config) as backend:
         return await _run(con, config, backend, latents, not_explainable, progress)
 
 

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from ..config import ScoreConfig, config_hash, parse_latent_ranges
 from ..errors import AutointerpError
-from ..executor import Executor, LocalExecutor
+from ..executor import Executor, or_local
 from ..llm.base import Backend, GenerateOptions
 from ..llm.queue import LLMQueue, QueueConfig, RequestFailed
 from ..llm.routing import current_latent
@@ -118,7 +118,7 @@ async def score(config: ScoreConfig, db, progress: bool = True, executor: Execut
         if config.control == "shuffled":
             chosen = shuffled_control(chosen, config.seed)
         if any(s != "embedding" for s in config.scorer_list()):
-            async with (executor or LocalExecutor()).open_backend(config) as backend:
+            async with or_local(executor).open_backend(config) as backend:
                 return await _run(con, config, backend, chosen, progress)
         # the embedding scorer calls no LLM: load none (the base Backend is never asked), start no workers
         return await _run(con, config, Backend(), chosen, progress)
