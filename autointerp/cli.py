@@ -124,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_collect(args: argparse.Namespace) -> int:
-    from .sample.collect import collect_many
+    from .collect.stage import collect_many
+    from .scale import make_executor
 
     config = config_from_args(CollectConfig, args)
     executor = config_from_args(ExecutorConfig, args)
@@ -133,7 +134,7 @@ def run_collect(args: argparse.Namespace) -> int:
             "collect needs exactly one of --db and --jobs.", "--db PATH for one collect, or --jobs FILE for several."
         )
     jobs = read_jobs(args.jobs, config) if args.jobs else [(config, args.db)]
-    results = collect_many(jobs, overwrite=args.overwrite, progress=not args.quiet, executor=executor)
+    results = collect_many(jobs, overwrite=args.overwrite, progress=not args.quiet, executor=make_executor(executor))
     for (_, db), result in zip(jobs, results, strict=True):
         if result.skipped:
             print(f"{db}: an identical collect is already complete (run {result.run_id}); nothing to do.")
@@ -185,10 +186,11 @@ def run_explain(args: argparse.Namespace) -> int:
     import asyncio
 
     from .explain.stage import explain
+    from .scale import make_executor
 
     config = config_from_args(ExplainConfig, args)
     executor = config_from_args(ExecutorConfig, args)
-    r = asyncio.run(explain(config, args.db, progress=not args.quiet, executor=executor))
+    r = asyncio.run(explain(config, args.db, progress=not args.quiet, executor=make_executor(executor)))
     print(
         f"{args.db}: run {r.run_id}: {r.explained} explained, {r.unparsed} unparsed, {r.failed} failed "
         f"of {r.todo} latents in {r.seconds:.0f} s ({r.calls} calls, {r.prompt_tokens:,} prompt + "
@@ -201,11 +203,12 @@ def run_explain(args: argparse.Namespace) -> int:
 def run_score(args: argparse.Namespace) -> int:
     import asyncio
 
+    from .scale import make_executor
     from .score.stage import score
 
     config = config_from_args(ScoreConfig, args)
     executor = config_from_args(ExecutorConfig, args)
-    r = asyncio.run(score(config, args.db, progress=not args.quiet, executor=executor))
+    r = asyncio.run(score(config, args.db, progress=not args.quiet, executor=make_executor(executor)))
     print(
         f"{args.db}: run {r.run_id}: {r.scored} scores, {r.unscored} unscored (no readable answer) in "
         f"{r.seconds:.0f} s ({r.calls} calls, {r.prompt_tokens:,} prompt + {r.completion_tokens:,} completion "

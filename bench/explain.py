@@ -27,12 +27,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from autointerp.collect.stage import collect  # noqa: E402
 from autointerp.config import CollectConfig, ExplainConfig  # noqa: E402
 from autointerp.explain.stage import explain  # noqa: E402
 from autointerp.llm.base import GenerateOptions  # noqa: E402
 from autointerp.llm.openai_backend import OpenAIBackend  # noqa: E402
 from autointerp.llm.queue import LLMQueue, QueueConfig  # noqa: E402
-from autointerp.sample.collect import collect  # noqa: E402
 
 FAST_SERVER = r"""
 import json, sys

@@ -28,11 +28,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from autointerp.collect.stage import collect  # noqa: E402
 from autointerp.config import CollectConfig, ScoreConfig  # noqa: E402
 from autointerp.llm.base import GenerateOptions  # noqa: E402
 from autointerp.llm.local_backend import LocalBackend  # noqa: E402
 from autointerp.llm.queue import LLMQueue, QueueConfig  # noqa: E402
-from autointerp.sample.collect import collect  # noqa: E402
 from autointerp.score.intervention_stage import InterventionScorer  # noqa: E402
 from autointerp.score.stage import select_explanations  # noqa: E402
 from autointerp.store import runs  # noqa: E402

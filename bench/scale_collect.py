@@ -30,8 +30,9 @@ import duckdb
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from autointerp.collect.stage import collect  # noqa: E402
 from autointerp.config import CollectConfig, ExecutorConfig  # noqa: E402
-from autointerp.sample.collect import collect  # noqa: E402
+from autointerp.scale import RayExecutor  # noqa: E402
 
 
 def same_rows(a: Path, b: Path) -> bool:
@@ -79,28 +80,28 @@ def main() -> None:
         print(f"local: {local_wall:.1f} s wall, streaming {local.tokens_per_second:,.0f} tokens/s", flush=True)
 
         # One shard kept on disk to weigh it: a run with a separate parts folder, stopped after merging
-        # is not possible from outside, so weigh a part written by a worker on its own.
+        # is not possible from outside, so weigh a part written here on its own.
         t0 = time.perf_counter()
-        collect(
-            config, tmp / "ray.duckdb", progress=False, executor=ExecutorConfig(executor="ray", workers=args.workers)
-        )
+        ray = RayExecutor(ExecutorConfig(executor="ray", workers=args.workers))
+        collect(config, tmp / "ray.duckdb", progress=False, executor=ray)
         ray_wall = time.perf_counter() - t0
         summary = summary_of(tmp / "ray.duckdb")
         print(f"ray ({args.workers} workers, {summary['shards']} shards): {ray_wall:.1f} s wall", flush=True)
 
-        from autointerp.sample import collect as local_collect
-        from autointerp.scale.collect_shards import CollectWorker
-        from autointerp.scale.shard_parts import shard_name
+        from autointerp.collect.stage import collect_identity
+        from autointerp.collect.step import CollectStep
+        from autointerp.executor import Shard
 
-        worker = CollectWorker([config.to_dict()])
-        worker.load(0)
+        req, identity = collect_identity(config)
+        step = CollectStep(config, identity, tmp / "parts", req)
+        loaded = step.setup()
         per_shard = summary["tokens_processed"] // summary["shards"] // config.seq_len
         t0 = time.perf_counter()
-        worker.run_shard(0, 0, per_shard, str(tmp / "parts" / shard_name(0, per_shard)), "bench")
+        step.save(step.run(loaded, Shard(0, per_shard), False), Shard(0, per_shard))
         one_shard = time.perf_counter() - t0
         part_bytes = sum(p.stat().st_size for p in (tmp / "parts").rglob("*") if p.is_file())
         equal = same_rows(tmp / "local.duckdb", tmp / "ray.duckdb")
-        n_latents = local_collect.sampler_sizes(config, worker.meta["n_latents"], False).n_latents
+        n_latents = int(loaded.dictionary.d_sae)
     result = {
         "tokens": args.tokens,
         "workers": args.workers,

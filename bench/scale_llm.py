@@ -33,9 +33,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from explain import FAST_SERVER  # noqa: E402  (bench/explain.py)
 
+from autointerp.collect.stage import collect  # noqa: E402
 from autointerp.config import CollectConfig, ExecutorConfig, ExplainConfig, ScoreConfig  # noqa: E402
+from autointerp.executor import Executor  # noqa: E402
 from autointerp.explain.stage import explain  # noqa: E402
-from autointerp.sample.collect import collect  # noqa: E402
+from autointerp.scale import RayExecutor  # noqa: E402
 from autointerp.score.stage import score  # noqa: E402
 
 SMALL = dict(
@@ -51,7 +53,7 @@ SMALL = dict(
 )
 
 
-def timed_explain(db: Path, urls: list[str], in_flight: int, executor: ExecutorConfig | None) -> dict:
+def timed_explain(db: Path, urls: list[str], in_flight: int, executor: Executor | None) -> dict:
     config = ExplainConfig(
         backend="openai",
         model="fast",
@@ -72,7 +74,7 @@ def timed_explain(db: Path, urls: list[str], in_flight: int, executor: ExecutorC
     }
 
 
-def timed_score(db: Path, urls: list[str], in_flight: int, executor: ExecutorConfig | None, latents: int) -> dict:
+def timed_score(db: Path, urls: list[str], in_flight: int, executor: Executor | None, latents: int) -> dict:
     config = ScoreConfig(
         backend="openai",
         model="fast",
@@ -116,7 +118,10 @@ def main() -> None:
             collect(CollectConfig(tokens=args.tokens, **SMALL), base, progress=False)
             print("collected", flush=True)
             results = {}
-            for name, executor in (("local", None), ("ray_2_workers", ExecutorConfig(executor="ray", workers=2))):
+            for name, executor in (
+                ("local", None),
+                ("ray_2_workers", RayExecutor(ExecutorConfig(executor="ray", workers=2))),
+            ):
                 db = Path(tmp) / f"{name}.duckdb"
                 db.write_bytes(base.read_bytes())
                 results[name] = timed_explain(db, urls, args.in_flight, executor)

@@ -29,9 +29,9 @@ sys.path.insert(0, str(ROOT))
 
 import duckdb  # noqa: E402
 
+from autointerp.collect.stage import collect  # noqa: E402
 from autointerp.config import CollectConfig, ExplainConfig, ScoreConfig  # noqa: E402
 from autointerp.explain.stage import explain  # noqa: E402
-from autointerp.sample.collect import collect  # noqa: E402
 from autointerp.score.stage import score  # noqa: E402
 
 TARGET = 12_800

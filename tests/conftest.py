@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import duckdb
 import pytest
 
@@ -96,3 +98,40 @@ def pytest_collection_modifyitems(config, items):
     ]
     if unmarked:
         raise pytest.UsageError("mark these tests @pytest.mark.slow:\n  " + "\n  ".join(unmarked))
+
+
+COLLECT_TABLES = ("collections", "contexts", "latent_examples", "latent_stats")
+
+
+def differing_rows(a: Path, b: Path) -> dict[str, tuple[int, int, int]]:
+    """Per result table: (rows in a, rows only in a, rows only in b), comparing every column but run_id."""
+    con = duckdb.connect()
+    con.execute(f"ATTACH '{a}' AS a (READ_ONLY)")
+    con.execute(f"ATTACH '{b}' AS b (READ_ONLY)")
+    out = {}
+    for table in COLLECT_TABLES:
+        columns = [
+            r[0]
+            for r in con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_catalog = 'a' AND table_name = ? "
+                "ORDER BY ordinal_position",
+                [table],
+            ).fetchall()
+            if r[0] != "run_id"
+        ]
+        cols = ", ".join(f'"{c}"' for c in columns)
+        only = [
+            con.execute(
+                f"SELECT count(*) FROM (SELECT {cols} FROM {x}.{table} EXCEPT ALL SELECT {cols} FROM {y}.{table})"
+            ).fetchone()[0]
+            for x, y in (("a", "b"), ("b", "a"))
+        ]
+        out[table] = (con.execute(f"SELECT count(*) FROM a.{table}").fetchone()[0], *only)
+    con.close()
+    return out
+
+
+def assert_same_collect(a: Path, b: Path) -> None:
+    diff = differing_rows(a, b)
+    assert all(n > 0 for n, _, _ in diff.values()), diff
+    assert all(x == 0 and y == 0 for _, x, y in diff.values()), diff

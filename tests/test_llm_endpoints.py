@@ -18,9 +18,9 @@ import pytest
 
 from autointerp.cli import build_parser, config_from_args, main
 from autointerp.config import ExplainConfig, ScoreConfig
+from autointerp.endpoints import EndpointSpec, parse_endpoints, redact
 from autointerp.errors import AutointerpError
 from autointerp.llm.base import Backend, Completion, GenerateOptions
-from autointerp.llm.endpoints import EndpointSpec, parse_endpoints, redact
 from autointerp.llm.factory import make_backend
 from autointerp.llm.multi_backend import MultiEndpointBackend
 from autointerp.llm.openai_backend import OpenAIBackend

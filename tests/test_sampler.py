@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from autointerp.sample.hashing import hash62
-from autointerp.sample.sampler import (
+from autointerp.collect.hashing import hash62
+from autointerp.collect.sampler import (
     SALT_NEGATIVE,
     SALT_NEGATIVE_START,
     SALT_RESERVOIR,
@@ -17,7 +17,7 @@ from autointerp.sample.sampler import (
     StreamingSampler,
     histogram_edges,
 )
-from autointerp.sample.select import SplitSizes, select_examples
+from autointerp.collect.select import SplitSizes, select_examples
 
 N_SEQ, T, L, W, OFFSET = 90, 24, 9, 6, 4
 SEED = 7

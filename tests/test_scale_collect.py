@@ -15,14 +15,11 @@ import pytest
 from autointerp.cli import main
 from autointerp.config import ExecutorConfig
 from autointerp.errors import AutointerpError
-from autointerp.store.db import connect
 
-from .conftest import SMALL, small_config
+from .conftest import SMALL, assert_same_collect, differing_rows, small_config
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
-
-TABLES = ("collections", "contexts", "latent_examples", "latent_stats")
 
 
 @pytest.fixture(scope="module")
@@ -32,40 +29,6 @@ def ray_local():
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     yield
     ray.shutdown()
-
-
-def differing_rows(a: Path, b: Path) -> dict[str, tuple[int, int, int]]:
-    """Per result table: (rows in a, rows only in a, rows only in b), comparing every column but run_id."""
-    con = duckdb.connect()
-    con.execute(f"ATTACH '{a}' AS a (READ_ONLY)")
-    con.execute(f"ATTACH '{b}' AS b (READ_ONLY)")
-    out = {}
-    for table in TABLES:
-        columns = [
-            r[0]
-            for r in con.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_catalog = 'a' AND table_name = ? "
-                "ORDER BY ordinal_position",
-                [table],
-            ).fetchall()
-            if r[0] != "run_id"
-        ]
-        cols = ", ".join(f'"{c}"' for c in columns)
-        only = [
-            con.execute(
-                f"SELECT count(*) FROM (SELECT {cols} FROM {x}.{table} EXCEPT ALL SELECT {cols} FROM {y}.{table})"
-            ).fetchone()[0]
-            for x, y in (("a", "b"), ("b", "a"))
-        ]
-        out[table] = (con.execute(f"SELECT count(*) FROM a.{table}").fetchone()[0], *only)
-    con.close()
-    return out
-
-
-def assert_same_collect(a: Path, b: Path) -> None:
-    diff = differing_rows(a, b)
-    assert all(n > 0 for n, _, _ in diff.values()), diff
-    assert all(x == 0 and y == 0 for _, x, y in diff.values()), diff
 
 
 def collect_summary(db: Path) -> dict:
@@ -102,37 +65,23 @@ class DiesOnSecondShard:
     marker = ""
     everyone = False
 
-    def __init__(self, configs):
-        from autointerp.scale.collect_shards import CollectWorker
+    def __init__(self, steps):
+        from autointerp.scale.shards import ShardWorker
 
-        self.inner = CollectWorker(configs)
+        self.inner = ShardWorker(steps)
         self.shards = 0
 
     def load(self, job):
         return self.inner.load(job)
 
-    def decode(self, job, ids):
-        return self.inner.decode(job, ids)
+    def call(self, job, fn, *args):
+        return self.inner.call(job, fn, *args)
 
-    def locate(self, job, starts):
-        return self.inner.locate(job, starts)
-
-    def run_shard(self, job, first, last, folder, identity, position=None):
+    def run(self, job, shard):
         self.shards += 1
         if self.shards == 2:
-            from autointerp.sample import collect as local
-
             self.inner.load(job)
-            local.stream(
-                self.inner.config,
-                self.inner.subject,
-                self.inner.dictionary,
-                self.inner.corpus,
-                first,
-                last,
-                progress=False,
-                position=position,
-            )
+            self.inner.steps[job].run(self.inner.loaded, shard, False)
             try:
                 os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL))
                 chosen = True
@@ -140,23 +89,15 @@ class DiesOnSecondShard:
                 chosen = False
             if chosen or self.everyone:
                 os.kill(os.getpid(), signal.SIGKILL)
-        return self.inner.run_shard(job, first, last, folder, identity, position)
+        return self.inner.run(job, shard)
 
 
 def _collect_with(worker, db: Path, **executor) -> object:
-    from autointerp.scale.collect_shards import collect_on_ray
+    from autointerp.collect.stage import collect
+    from autointerp.scale import RayExecutor
 
-    con = connect(db)
-    try:
-        return collect_on_ray(
-            [(con, db, small_config())],
-            ExecutorConfig(executor="ray", workers=2, **executor),
-            overwrite=False,
-            progress=False,
-            worker_class=worker,
-        )[0]
-    finally:
-        con.close()
+    config = ExecutorConfig(executor="ray", workers=2, **executor)
+    return collect(small_config(), db, progress=False, executor=RayExecutor(config, worker_class=worker))
 
 
 def test_a_killed_worker_loses_only_its_shard(collected_db, ray_local, tmp_path):
@@ -185,9 +126,9 @@ def test_a_failed_sharded_collect_resumes_from_its_finished_shards(collected_db,
     assert con.execute("SELECT status FROM runs WHERE stage = 'collect'").fetchall() == [("failed",)]
     con.close()
 
-    from autointerp.scale.collect_shards import CollectWorker
+    from autointerp.scale.shards import ShardWorker
 
-    _collect_with(CollectWorker, db, shard_tokens=2048)
+    _collect_with(ShardWorker, db, shard_tokens=2048)
     summary = collect_summary(db)
     assert (summary["reused_shards"], summary["shards"]) == (2, 3)
     assert_same_collect(collected_db, db)

@@ -111,7 +111,7 @@ def _say(text: str) -> None:
 
 
 def step_collect(s: demo_settings.DemoSettings, db: Path, progress: bool) -> None:
-    from ..sample.collect import collect
+    from ..collect.stage import collect
 
     try:
         r = collect(s.collect, db, progress=progress)

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 from tqdm.auto import tqdm
 
-from ..config import ExecutorConfig, ExplainConfig, config_hash, parse_latent_ranges
+from ..config import ExplainConfig, config_hash, parse_latent_ranges
 from ..errors import AutointerpError
+from ..executor import Executor, or_local
 from ..llm.base import GenerateOptions
-from ..llm.factory import open_backend
 from ..llm.queue import LLMQueue, QueueConfig, RequestFailed
 from ..llm.routing import current_latent
 from ..store import runs
@@ -100,11 +100,9 @@ def read_examples(cur, latents: list[int]) -> tuple[dict[int, list[Example]], di
     return examples, maxima
 
 
-async def explain(
-    config: ExplainConfig, db, progress: bool = True, executor: ExecutorConfig | None = None
-) -> ExplainResult:
-    """Explain the selected latents; with ``executor`` set to Ray, Ray workers generate the answers
-    (autointerp/scale/llm_pool.py) and this process still stores everything."""
+async def explain(config: ExplainConfig, db, progress: bool = True, executor: Executor | None = None) -> ExplainResult:
+    """Explain the selected latents. ``executor`` decides where the answers are generated (default
+    ``LocalExecutor()``: a backend in this process); this process stores everything."""
     con = connect(db)
     try:
         runs.mark_dead_runs_interrupted(con)
@@ -114,9 +112,9 @@ async def explain(
         con.close()
 
 
-async def _explain(con, config: ExplainConfig, progress: bool, executor: ExecutorConfig | None) -> ExplainResult:
+async def _explain(con, config: ExplainConfig, progress: bool, executor: Executor | None) -> ExplainResult:
     latents, not_explainable = select_latents(con, config)
-    async with open_backend(config, executor) as backend:
+    async with or_local(executor).open_backend(config) as backend:
         return await _run(con, config, backend, latents, not_explainable, progress)
 
 
@@ -133,7 +131,7 @@ async def _run(con, config, backend, latents, not_explainable, progress) -> Expl
     run_id = runs.new_run_id("explain")
     stored = {
         **config.to_dict(),
-        "resolved": {"model": backend.model, "backend": backend.kind, **getattr(backend, "executor_info", {})},
+        "resolved": {"model": backend.model, "backend": backend.kind, **backend.executor_info},
     }
     runs.start_run(con, run_id, "explain", stored, identity)
     prefill = config.answer_prefill("[EXPLANATION]:")

@@ -65,6 +65,12 @@ class Backend:
     kind: str = ""
     model: str = ""
 
+    @property
+    def executor_info(self) -> dict:
+        """What a run stores about where its calls are answered (runs.config, under "resolved"): nothing
+        for a backend in this process; a Ray worker pool names its workers."""
+        return {}
+
     async def generate(self, messages: list[dict], options: GenerateOptions) -> Completion:
         raise NotImplementedError
 

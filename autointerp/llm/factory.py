@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
-
+from ..endpoints import parse_endpoints
 from ..errors import AutointerpError
 from .base import Backend
-from .endpoints import parse_endpoints
 
 BACKENDS = ("local", "openai", "vllm")
 
@@ -35,24 +32,6 @@ def make_backend(
 
         return VLLMBackend(model)
     raise AutointerpError(f"Unknown backend {kind!r}.", "one of " + ", ".join(BACKENDS))
-
-
-@contextlib.asynccontextmanager
-async def open_backend(config, executor=None) -> AsyncIterator[Backend]:
-    """A stage's backend for one run (``config`` an LLMConfig), closed at the end: built in this
-    process, or with ``executor.is_ray`` a pool of Ray workers that each build their own
-    (autointerp/scale/llm_pool.py)."""
-    if executor is not None and executor.is_ray:
-        from ..scale.llm_pool import ray_pool
-
-        async with ray_pool(config, executor) as pool:
-            yield pool
-        return
-    backend = make_backend(config.backend, config.model, config.base_url, config.api_key_env, config.timeout)
-    try:
-        yield backend
-    finally:
-        await backend.aclose()
 
 
 def _openai(model: str, base_url: str, api_key_env: str, timeout: float) -> Backend:

@@ -23,8 +23,8 @@ import logging
 import math
 import time
 
+from ..endpoints import redact
 from .base import Backend, Completion, GenerateOptions, PermanentError, TransientError
-from .endpoints import redact
 
 logger = logging.getLogger(__name__)
 

@@ -46,9 +46,9 @@ import uuid
 from collections.abc import AsyncIterator
 
 from ..config import ExecutorConfig, LLMConfig
+from ..endpoints import EndpointSpec, parse_endpoints, redact
 from ..errors import AutointerpError
 from ..llm.base import Backend, BackendGone, Completion, GenerateOptions, PermanentError, TransientError
-from ..llm.endpoints import EndpointSpec, parse_endpoints, redact
 from ..llm.routing import current_latent
 from .cluster import Cluster, import_ray, ray_cluster
 

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 from tqdm.auto import tqdm
 
-from ..config import ExecutorConfig, ScoreConfig, config_hash, parse_latent_ranges
+from ..config import ScoreConfig, config_hash, parse_latent_ranges
 from ..errors import AutointerpError
+from ..executor import Executor, or_local
 from ..llm.base import Backend, GenerateOptions
-from ..llm.factory import open_backend
 from ..llm.queue import LLMQueue, QueueConfig, RequestFailed
 from ..llm.routing import current_latent
 from ..store import runs
@@ -109,9 +109,9 @@ def read_test_sets(cur, latents: list[int]) -> dict[int, list[classifier.TestCon
     return out
 
 
-async def score(config: ScoreConfig, db, progress: bool = True, executor: ExecutorConfig | None = None) -> ScoreResult:
-    """Score the selected explanations; with ``executor`` set to Ray, Ray workers answer the LLM calls
-    (autointerp/scale/llm_pool.py) and this process still stores everything."""
+async def score(config: ScoreConfig, db, progress: bool = True, executor: Executor | None = None) -> ScoreResult:
+    """Score the selected explanations. ``executor`` decides where the LLM calls are answered (default
+    ``LocalExecutor()``: a backend in this process); this process stores everything."""
     con = connect(db)
     try:
         runs.mark_dead_runs_interrupted(con)
@@ -119,7 +119,7 @@ async def score(config: ScoreConfig, db, progress: bool = True, executor: Execut
         if config.control == "shuffled":
             chosen = shuffled_control(chosen, config.seed)
         if any(s != "embedding" for s in config.scorer_list()):
-            async with open_backend(config, executor) as backend:
+            async with or_local(executor).open_backend(config) as backend:
                 return await _run(con, config, backend, chosen, progress)
         # the embedding scorer calls no LLM: load none (the base Backend is never asked), start no workers
         return await _run(con, config, Backend(), chosen, progress)
@@ -197,7 +197,7 @@ async def _run(con, config: ScoreConfig, backend, chosen, progress) -> ScoreResu
             "resolved": {
                 "model": backend.model,
                 "config_hashes": all_identities,
-                **getattr(backend, "executor_info", {}),
+                **backend.executor_info,
             },
         },
         config_hash(all_identities),

@@ -8,8 +8,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from ..sample.select import KINDS, SPLITS, Selection
-from .summary import refresh_latent_summary
+from ..store.summary import refresh_latent_summary
+from .select import KINDS, SPLITS, Selection
 
 
 def _list_column(matrix: np.ndarray) -> pa.ListArray:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
-from ..errors import AutointerpError
+from .errors import AutointerpError
 
 EXAMPLE = "http://h1:8000/v1,http://h2:8000/v1@16"
 

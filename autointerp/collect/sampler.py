@@ -24,7 +24,7 @@ signed activation there. Top contexts are kept for each sign (``top`` for positi
 statistics (count, sum, maximum and histogram of |activation|) treat both signs alike. For non-negative
 activations the magnitude is the activation itself, so an unsigned run does exactly what it always did.
 
-Shards: a corpus split by sequence ranges over workers (``scale/collect_shards.py``) gives one sampler
+Shards: a corpus split by sequence ranges over workers (``stage.py``, ``scale/shards.py``) gives one sampler
 per shard; ``state()`` is what a shard keeps and ``absorb(state)`` merges it. Every choice is a
 largest-keys selection with ties broken by sequence, counts add, maxima take the maximum, and the sum
 of activations is kept with its rounding error (Neumaier's compensated sum), so the merge of any

@@ -1,0 +1,154 @@
+"""Collect's run-a-shard phase: sequences ``first`` to ``last`` - 1 through model -> dictionary ->
+sampler.
+
+Batches are cut from a shard's first sequence, so a shard that starts at a multiple of the batch size
+sees exactly the batches of a single pass (the same inputs give bitwise the same activations), and every
+random choice of the sampler is a hash of global sequence numbers (``hashing.py``): the shards of a
+collect, merged, equal one pass over all of it.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import time
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..config import CollectConfig
+from ..corpus import SequencePacker, nonempty_texts, texts_of
+from ..errors import AutointerpError
+from ..models.subject import SubjectModel
+from .sampler import SamplerSizes, StreamingSampler
+
+
+def _batches(
+    config: CollectConfig, subject: SubjectModel, corpus, first: int, last: int, position: tuple[int, int] | None = None
+):
+    """Yield [batch, seq_len] token tensors of sequences ``first`` to ``last`` - 1, tokenizing in a
+    background thread; return the number of sequences made. Batches are cut from ``first``, so a shard
+    that starts at a multiple of the batch size sees exactly the batches a single pass sees (the same
+    inputs give bitwise the same activations). ``position`` is where sequence ``first`` begins in the
+    corpus (``SequencePacker.locate``); without it the sequences before ``first`` are tokenized and
+    dropped."""
+    packer = SequencePacker(subject.tokenizer, config.seq_len)
+    out: queue.Queue = queue.Queue(maxsize=8)
+    stop = threading.Event()
+    if position is None:
+        texts, offset, skip = texts_of(corpus, config.text_column), 0, first
+    else:
+        texts, offset, skip = nonempty_texts(corpus, config.text_column, position[0]), position[1], 0
+
+    def produce():
+        try:
+            batch, made, index = [], 0, first - skip - 1
+            for seq in packer.sequences(texts, offset):
+                index += 1
+                if index < first:
+                    continue
+                batch.append(seq)
+                made += 1
+                if len(batch) == config.batch_size or first + made == last:
+                    out.put(torch.from_numpy(np.stack(batch)))
+                    batch = []
+                if first + made == last or stop.is_set():
+                    break
+            if batch:
+                out.put(torch.from_numpy(np.stack(batch)))
+            out.put(("end", made))
+        except BaseException as exc:  # hand the error to the consumer
+            out.put(("error", exc))
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = out.get()
+            if isinstance(item, tuple):
+                if item[0] == "error":
+                    raise item[1]
+                return item[1]
+            yield item
+    finally:
+        stop.set()
+
+
+def n_sequences(config: CollectConfig) -> int:
+    return math.ceil(config.tokens / config.seq_len)
+
+
+def sampler_sizes(config: CollectConfig, n_latents: int, signed: bool) -> SamplerSizes:
+    return SamplerSizes(
+        n_latents=n_latents,
+        seq_len=config.seq_len,
+        window=config.window,
+        peak_offset=config.peak_offset,
+        top_k=config.top_k,
+        reservoir=config.reservoir,
+        negatives=config.random_test + config.random_explain,
+        histogram_bins=config.histogram_bins,
+        seed=config.seed,
+        signed=signed,
+    )
+
+
+def corpus_too_short(config: CollectConfig, available: int) -> AutointerpError:
+    have = available * config.seq_len
+    return AutointerpError(
+        f"The corpus has only {have:,} tokens ({available:,} sequences of {config.seq_len}); "
+        f"{config.tokens:,} were requested.",
+        f"--tokens at most {have:,} for this corpus.",
+        f"pass --tokens {have} or a larger dataset.",
+    )
+
+
+def stream(
+    config: CollectConfig,
+    subject: SubjectModel,
+    dictionary,
+    corpus,
+    first: int,
+    last: int,
+    progress: bool = True,
+    position: tuple[int, int] | None = None,
+) -> tuple[StreamingSampler, int, float]:
+    """Run sequences ``first`` to ``last`` - 1 through model -> dictionary -> sampler: the sampler, the
+    sequences made (fewer than asked when the corpus ends) and the seconds it took. ``position``: see
+    ``_batches``."""
+    device = subject.device
+    sampler = StreamingSampler(sampler_sizes(config, dictionary.d_sae, dictionary.signed), device)
+    special = torch.tensor(subject.special_token_ids(), dtype=torch.int64, device=device)
+    bar = tqdm(
+        total=(last - first) * config.seq_len,
+        unit="tok",
+        unit_scale=True,
+        disable=not progress,
+        desc="collect",
+        dynamic_ncols=True,
+    )
+    start = time.perf_counter()
+    done = first
+    batches = _batches(config, subject, corpus, first, last, position)
+    try:
+        # inference mode throughout: the sampler may update in place what the dictionary returns, which
+        # for raw neurons is the tensor the hook captured
+        with torch.inference_mode():
+            for ids in batches:
+                ids = ids.to(device)
+                acts = dictionary.encode(subject.read(ids))
+                counted = ~torch.isin(ids, special)
+                if config.exclude_first_position:
+                    counted[:, 0] = False
+                seq_ids = torch.arange(done, done + ids.shape[0], device=device)
+                sampler.update(acts, ids, counted, seq_ids)
+                done += ids.shape[0]
+                bar.update(ids.numel())
+            sampler.finish()
+    finally:
+        bar.close()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return sampler, done - first, time.perf_counter() - start
