@@ -105,7 +105,7 @@ def test_runs_of_gone_processes_become_interrupted(db, sleeper):
 
 
 def test_collect_is_not_refused_by_a_stale_row_whose_pid_was_reused(db, sleeper):
-    from autointerp.sample.collect import check_earlier
+    from autointerp.collect.stage import check_earlier
 
     con = connect(db)
     try:
