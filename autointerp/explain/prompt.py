@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..config import ExplainConfig
-from .render import few_shot, fill, prompt_text, render_example, render_plain
+from ..text import few_shot, fill, prompt_text
+from .render import render_example, render_plain
 
 SYSTEM = {
     "default": "explain_system.txt",

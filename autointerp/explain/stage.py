@@ -26,9 +26,9 @@ from ..store import runs
 from ..store.db import connect
 from ..store.llm_log import CallLogWriter, cached_responses, request_hash, run_logged
 from ..store.summary import refresh_summary_quietly
+from ..text import prompt_text
 from .parse import parse_explanation
 from .prompt import FEW_SHOT, SYSTEM, Example, build_messages
-from .render import prompt_text
 
 log = logging.getLogger(__name__)
 CHUNK = 256  # latents whose examples are read from the database at once

@@ -21,8 +21,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from ..explain.render import clean_token, fill, mark_runs, neutralise, prompt_text
 from ..sample.hashing import hash31
+from ..text import clean_token, fill, mark_runs, neutralise, prompt_text
 
 SYSTEM = {"detection": "score_detection_system.txt", "fuzzing": "score_fuzzing_system.txt"}
 

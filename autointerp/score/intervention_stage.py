@@ -57,8 +57,8 @@ from pathlib import Path
 
 from ..config import ScoreConfig, config_hash
 from ..errors import AutointerpError
-from ..explain.render import prompt_text
 from ..llm.queue import RequestFailed
+from ..text import prompt_text
 from . import intervention as iv
 from . import intervention_judge as judge
 from .answers import digit_probabilities, parse_digits
