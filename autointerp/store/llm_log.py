@@ -14,9 +14,7 @@ from collections import defaultdict
 from datetime import datetime, timezone
 
 from ..llm.base import Completion, GenerateOptions
-from ..llm.jobs import drive
 from ..llm.queue import CallRecord
-from . import runs
 from .bulk import Replacements, insert_rows
 
 
@@ -182,17 +180,3 @@ class CallLogWriter:
             row["n_calls"] = self._n_calls.get(item, 0)
         row["run_id"] = self.run_id
         return [row[c] for c in self.EXPLANATION_COLUMNS]
-
-
-async def run_logged(con, run_id: str, writer: CallLogWriter, jobs, limit: int) -> None:
-    """Drive ``jobs`` (see ``llm.jobs.drive``) while ``writer`` stores what they produce; flush the writer
-    at the end. On any failure, mark the run failed with the reason and re-raise."""
-    writer_task = asyncio.create_task(writer.run())
-    try:
-        await drive(jobs, limit)
-        await writer.close()
-        await writer_task
-    except BaseException as exc:
-        writer_task.cancel()
-        runs.fail_run(con, run_id, f"{type(exc).__name__}: {exc}")
-        raise

@@ -64,3 +64,11 @@ def start_run(con: duckdb.DuckDBPyConnection, run_id: str, stage: str, config: d
 
 def fail_run(con: duckdb.DuckDBPyConnection, run_id: str, error: str) -> None:
     con.execute("UPDATE runs SET status = 'failed', error = ?, finished_at = now() WHERE run_id = ?", [error, run_id])
+
+
+def complete_run(con: duckdb.DuckDBPyConnection, run_id: str, summary: dict) -> None:
+    """Mark a run complete, with its summary (counts, seconds, tokens) as JSON."""
+    con.execute(
+        "UPDATE runs SET status = 'complete', finished_at = now(), summary = ? WHERE run_id = ?",
+        [json.dumps(summary), run_id],
+    )

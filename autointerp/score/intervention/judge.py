@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 
-from ..text import answer_line, fill, neutralise, prompt_text
+from ...text import answer_line, fill, neutralise, prompt_text
 
 JUDGE_SYSTEM, JUDGE_USER = "score_intervention_system.txt", "score_intervention_user.txt"
 CHOICE_SYSTEM, CHOICE_USER = "score_intervention_choice_system.txt", "score_intervention_choice_user.txt"
