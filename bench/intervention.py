@@ -53,9 +53,9 @@ def run_once(db: Path, config: ScoreConfig, backend) -> dict:
     result = asyncio.run(score(config, db, progress=False, backend=backend))
     return {
         "seconds": time.perf_counter() - start,
-        "steered": result.steering.get("steered", 0),
+        "steered": result.resources["steering"]["steered"],
         "calls": result.calls,
-        "torch_seconds": result.steering.get("seconds", {"steering": 0.0, "surprisal": 0.0}),
+        "torch_seconds": result.resources["steering"]["seconds"],
     }
 
 

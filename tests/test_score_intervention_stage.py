@@ -77,7 +77,7 @@ def test_three_scores_per_latent_stored_and_resumed(explained_db, local_backend,
     result, seconds = run_scorer(db, config, local_backend)
     print(f"intervention scorer: {seconds / len(latents):.1f} s per latent")  # reported with -s
     assert result.scored + result.unscored == 3 * len(SCORERS) and result.skipped_done == 0
-    assert result.steering["steered"] == 3  # each latent steered once, whether as itself or as a choice
+    assert result.resources["steering"]["steered"] == 3  # each latent steered once, whether as itself or as a choice
     assert counting.calls["scale_for_target_kl"] == 3 and counting.calls["generate_clean_and_steered"] == 3
 
     # the completions: a clean and a steered one per prompt, the steered ones at the calibrated KL
@@ -156,7 +156,9 @@ def test_three_scores_per_latent_stored_and_resumed(explained_db, local_backend,
     before = query(db, "SELECT latent, completion_id, created_at FROM interventions ORDER BY ALL")
     loads = counting.calls["model"]
     again, _ = run_scorer(db, config, local_backend)
-    assert again.scored + again.unscored == 0 and again.skipped_done == 9 and again.steering["steered"] == 0
+    assert (
+        again.scored + again.unscored == 0 and again.skipped_done == 9 and again.resources["steering"]["steered"] == 0
+    )
     assert counting.calls["model"] == loads  # the subject model is not even loaded
     assert counting.calls["generate_clean_and_steered"] == 3
     assert query(db, "SELECT count(*) FROM llm_calls")[0][0] == 6
@@ -168,7 +170,7 @@ def test_three_scores_per_latent_stored_and_resumed(explained_db, local_backend,
     assert hashes == {"intervention": 2, "intervention_choice": 2, "intervention_surprisal": 1}
     new = query(db, "SELECT latent, scorer FROM scores WHERE run_id = ? ORDER BY ALL", [third.run_id])
     assert new == [(lat, s) for lat in latents for s in ("intervention", "intervention_choice")]
-    assert third.skipped_done == 3 and third.steering["steered"] == 0
+    assert third.skipped_done == 3 and third.resources["steering"]["steered"] == 0
     assert counting.calls["generate_clean_and_steered"] == 3
     assert counting.calls["scale_for_target_kl"] == 3
     assert query(db, "SELECT latent, completion_id, created_at FROM interventions ORDER BY ALL") == before
@@ -196,7 +198,7 @@ def test_unreachable_target_kl_is_unscored_with_reason(explained_db, local_backe
     # the failure is remembered: a scorer with another judge does not calibrate again
     again = ScoreConfig(scorers="intervention", latents=str(latents[0]), target_kl=200.0, **{**SMALL, "max_tokens": 12})
     second, _ = run_scorer(db, again, local_backend)
-    assert second.steering["steered"] == 0 and second.unscored == 2 and second.scored == 0
+    assert second.resources["steering"]["steered"] == 0 and second.unscored == 2 and second.scored == 0
 
 
 def test_missing_dictionary_and_bad_settings_are_clear_errors(collected_db, tmp_path):

@@ -95,6 +95,10 @@ class ScoreContext:
             self._resources[key] = make()
         return self._resources[key]
 
+    def reports(self) -> dict:
+        """What each resource with a ``report()`` method says about the run, by resource name."""
+        return {key: r.report() for key, r in self._resources.items() if hasattr(r, "report")}
+
     def fixed_tokens(self, system: str) -> int:
         """Prompt tokens of a system message every call of a scorer repeats (a prefix cache serves
         them); 0 when the backend cannot count."""

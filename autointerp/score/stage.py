@@ -34,8 +34,9 @@ class ScoreResult:
     prompt_tokens: int
     completion_tokens: int
     seconds: float
-    steering: dict = field(default_factory=dict)
-    """Intervention scorers: latents steered in this run and seconds of torch work (for benchmarks)."""
+    resources: dict = field(default_factory=dict)
+    """What the run's shared resources report, by name (``ScoreContext.reports``): e.g. ``steering``, the
+    latents the intervention scorers steered and the seconds of torch work (for benchmarks and tests)."""
 
 
 def select_explanations(con, config: ScoreConfig) -> dict[int, tuple[str, str]]:
@@ -162,8 +163,6 @@ async def _run(con, config: ScoreConfig, backend: Backend, chosen, progress: boo
     finally:
         cur.close()
     summary = run.complete({**counts, "jobs": len(todo)})
-    store = context.resource("steering", lambda: None)
-    steering = {"steered": len(store.computed), "seconds": dict(store.seconds)} if store is not None else {}
     return ScoreResult(
         run.run_id,
         counts["scored"],
@@ -173,5 +172,5 @@ async def _run(con, config: ScoreConfig, backend: Backend, chosen, progress: boo
         summary["prompt_tokens"],
         summary["completion_tokens"],
         run.seconds,
-        steering,
+        context.reports(),
     )

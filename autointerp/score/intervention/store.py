@@ -112,6 +112,10 @@ class SteeringStore:
         self.computed: list[int] = []  # latents steered (calibrated and generated) in this run, in order
         self.seconds = {"steering": 0.0, "surprisal": 0.0}  # torch time, for benchmarks
 
+    def report(self) -> dict:
+        """Latents steered (calibrated and generated) in this run, and the seconds of torch work."""
+        return {"steered": len(self.computed), "seconds": dict(self.seconds)}
+
     def steering(self, latent: int) -> asyncio.Future:
         """The latent's ``Steering``: stored, or computed once (concurrent callers share the work)."""
         task = self._steerings.get(latent)
