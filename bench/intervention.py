@@ -3,7 +3,7 @@
 Collects a small database with the embedded default (or copies --db), gives --latents latents a fixed
 explanation (the time does not depend on its wording), and runs the three intervention scorers with the
 default settings (10 neutral prompts, 16-token continuations, 4 choices, target KL 1 nat) and the
-embedded model as judge (in-process backend, guided answers), wired as the score stage wires them.
+embedded model as judge (in-process backend, guided answers), through the score stage itself.
 Then reruns once to time the resume (everything stored: no steering, no call).
 
     python bench/intervention.py [--latents 4] [--db COLLECT.duckdb] [--prompts 10] [--tokens 16] [--threads N]
@@ -30,14 +30,9 @@ sys.path.insert(0, str(ROOT))
 
 from autointerp.collect.stage import collect  # noqa: E402
 from autointerp.config import CollectConfig, ScoreConfig  # noqa: E402
-from autointerp.llm.base import GenerateOptions  # noqa: E402
 from autointerp.llm.local_backend import LocalBackend  # noqa: E402
-from autointerp.llm.queue import LLMQueue, QueueConfig  # noqa: E402
-from autointerp.score.intervention_stage import InterventionScorer  # noqa: E402
-from autointerp.score.stage import select_explanations  # noqa: E402
-from autointerp.store import runs  # noqa: E402
+from autointerp.score.stage import score  # noqa: E402
 from autointerp.store.db import connect  # noqa: E402
-from autointerp.store.llm_log import CallLogWriter, run_logged  # noqa: E402
 
 EXPLANATIONS = [
     "names of rivers",
@@ -52,34 +47,16 @@ EXPLANATIONS = [
 
 
 def run_once(db: Path, config: ScoreConfig, backend) -> dict:
-    con = connect(db)
-    try:
-        chosen = select_explanations(con, config)
-        run_id = runs.new_run_id("score")
-        runs.start_run(con, run_id, "score", config.to_dict(), "bench")
-        writer = CallLogWriter(con, run_id, "score", backend.kind, backend.model)
-        queue = LLMQueue(backend, QueueConfig(config.max_in_flight), on_call=writer.log_call)
-        options = GenerateOptions(
-            max_tokens=config.max_tokens, temperature=config.temperature, prefill=config.answer_prefill("[ANSWER]:")
-        )
-        start = time.perf_counter()
-        scorer = InterventionScorer(con, config, queue, writer, run_id, options, backend.model, chosen)
-        statuses = {}
-
-        async def job(latent):
-            statuses[latent] = await scorer.score_latent(latent)
-
-        asyncio.run(run_logged(con, run_id, writer, (lambda lat=lat: job(lat) for lat in sorted(chosen)), 8))
-        seconds = time.perf_counter() - start
-        return {
-            "seconds": seconds,
-            "statuses": statuses,
-            "steered": len(scorer.computed),
-            "calls": queue.stats.calls,
-            "torch_seconds": scorer.seconds,
-        }
-    finally:
-        con.close()
+    """One score run of the intervention scorers with ``backend`` as judge (the stage, its runner and
+    its single writer, as `autointerp score` runs them)."""
+    start = time.perf_counter()
+    result = asyncio.run(score(config, db, progress=False, backend=backend))
+    return {
+        "seconds": time.perf_counter() - start,
+        "steered": result.resources["steering"]["steered"],
+        "calls": result.calls,
+        "torch_seconds": result.resources["steering"]["seconds"],
+    }
 
 
 def main() -> None:

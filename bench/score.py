@@ -45,6 +45,10 @@ def pick_latents(db: Path, n: int) -> str:
         ]
     finally:
         con.close()
+    if len(rows) < n:
+        sys.exit(
+            f"only {len(rows)} explainable latents in {db}, {n} wanted: collect more --tokens or ask fewer --latents"
+        )
     step = max(1, len(rows) // n)
     return ",".join(str(rows[i * step + step // 2]) for i in range(n))
 

@@ -1,6 +1,7 @@
-"""The intervention scorer end to end: a real collect database, the embedded model steered by its SAE,
-the embedded model as judge (in-process backend behind the real LLM queue and call log), every row in
-DuckDB. Small settings (2 neutral prompts, 8 tokens) keep it to a minute or two on 2 CPU cores."""
+"""The intervention scorers end to end through the score stage: a real collect database, the embedded
+model steered by its SAE, the embedded model as judge (in-process backend behind the stage runner's LLM
+queue and call log), every row in DuckDB. Small settings (2 neutral prompts, 8 tokens) keep it to a
+minute or two on 2 CPU cores."""
 
 from __future__ import annotations
 
@@ -14,22 +15,22 @@ import pytest
 
 from autointerp.config import ScoreConfig
 from autointerp.errors import AutointerpError
-from autointerp.llm.base import GenerateOptions
-from autointerp.llm.queue import LLMQueue, QueueConfig
 from autointerp.score import intervention as iv
-from autointerp.score import intervention_stage
-from autointerp.score.intervention_judge import choice_messages, judge_messages, parse_choice, shown_text
-from autointerp.score.intervention_stage import SCORERS, InterventionScorer
-from autointerp.score.stage import select_explanations
-from autointerp.store import runs
+from autointerp.score import registry
+from autointerp.score.intervention import generation, kl, surprisal
+from autointerp.score.intervention.judge import choice_messages, judge_messages, parse_choice, shown_text
+from autointerp.score.intervention.store import SteeringStore
+from autointerp.score.reopen import read_collect_source
+from autointerp.score.stage import ScoreResult
+from autointerp.score.stage import score as score_stage
 from autointerp.store.db import connect
-from autointerp.store.llm_log import CallLogWriter, run_logged
 
 from .conftest import query, with_explanations
 from .test_score_intervention import reference_kl
 
 EXPLANATIONS = ["names of rivers", "dates and years", "units of measurement"]
 SMALL = {"intervention_prompts": 2, "completion_tokens": 8, "choices": 3, "batch_size": 25, "max_tokens": 16}
+SCORERS = registry.GROUPS["intervention"]
 
 
 @pytest.fixture
@@ -40,54 +41,32 @@ def explained_db(collected_db, tmp_path):
 
 
 class Counting:
-    """Counts calls of the steering core's expensive functions (each call runs the real function)."""
+    """Counts calls of the steering core's expensive functions and of the subject model's loading (each
+    call runs the real function)."""
 
     def __init__(self, monkeypatch):
-        self.calls = {"scale_for_target_kl": 0, "generate_clean_and_steered": 0, "surprisal_score": 0}
-        for name in self.calls:
-            real = getattr(iv, name)
+        targets = {
+            "scale_for_target_kl": kl,
+            "generate_clean_and_steered": generation,
+            "surprisal_score": surprisal,
+            "model": SteeringStore,
+        }
+        self.calls = dict.fromkeys(targets, 0)
+        for name, owner in targets.items():
+            real = getattr(owner, name)
 
             def spy(*args, _real=real, _name=name, **kwargs):
                 self.calls[_name] += 1
                 return _real(*args, **kwargs)
 
-            monkeypatch.setattr(iv, name, spy)
+            monkeypatch.setattr(owner, name, spy)
 
 
-def run_scorer(db, config: ScoreConfig, backend) -> tuple[InterventionScorer, dict, float]:
-    """Wire the scorer as the score stage does: queue, call log, single writer, jobs for unfinished latents.
-    Returns (scorer, {latent: statuses}, seconds)."""
-    con = connect(db)
-    try:
-        chosen = select_explanations(con, config)
-        run_id = runs.new_run_id("score")
-        runs.start_run(con, run_id, "score", config.to_dict(), "test")
-        writer = CallLogWriter(con, run_id, "score", backend.kind, backend.model)
-        queue = LLMQueue(backend, QueueConfig(config.max_in_flight), on_call=writer.log_call)
-        options = GenerateOptions(
-            max_tokens=config.max_tokens, temperature=config.temperature, prefill=config.answer_prefill("[ANSWER]:")
-        )
-        scorer = InterventionScorer(con, config, queue, writer, run_id, options, backend.model, chosen)
-        done = set(
-            con.execute(
-                "SELECT latent, explanation_id, scorer, config_hash FROM score_rows WHERE control = ?", [config.control]
-            ).fetchall()
-        )
-        todo = [
-            lat
-            for lat in sorted(chosen)
-            if any((lat, chosen[lat][0], s, h) not in done for s, h in scorer.identities.items())
-        ]
-        statuses = {}
-
-        async def job(latent):
-            statuses[latent] = await scorer.score_latent(latent)
-
-        start = time.perf_counter()
-        asyncio.run(run_logged(con, run_id, writer, (lambda lat=lat: job(lat) for lat in todo), 8))
-        return scorer, statuses, time.perf_counter() - start
-    finally:
-        con.close()
+def run_scorer(db, config: ScoreConfig, backend) -> tuple[ScoreResult, float]:
+    """One run of the score stage with ``backend`` as judge; returns (its result, seconds)."""
+    start = time.perf_counter()
+    result = asyncio.run(score_stage(config, db, progress=False, backend=backend))
+    return result, time.perf_counter() - start
 
 
 @pytest.mark.slow
@@ -95,10 +74,10 @@ def test_three_scores_per_latent_stored_and_resumed(explained_db, local_backend,
     db, latents = explained_db
     counting = Counting(monkeypatch)
     config = ScoreConfig(scorers="intervention", **SMALL)
-    scorer, statuses, seconds = run_scorer(db, config, local_backend)
+    result, seconds = run_scorer(db, config, local_backend)
     print(f"intervention scorer: {seconds / len(latents):.1f} s per latent")  # reported with -s
-    assert sorted(statuses) == latents and all(set(s) == set(SCORERS) for s in statuses.values())
-    assert sorted(scorer.computed) == latents  # each latent steered once, whether as itself or as a choice
+    assert result.scored + result.unscored == 3 * len(SCORERS) and result.skipped_done == 0
+    assert result.resources["steering"]["steered"] == 3  # each latent steered once, whether as itself or as a choice
     assert counting.calls["scale_for_target_kl"] == 3 and counting.calls["generate_clean_and_steered"] == 3
 
     # the completions: a clean and a steered one per prompt, the steered ones at the calibrated KL
@@ -107,9 +86,14 @@ def test_three_scores_per_latent_stored_and_resumed(explained_db, local_backend,
         "SELECT latent, config_hash, completion_id, prompt_index, prompt, steered, completion, scale, "
         "target_kl, achieved_kl FROM interventions ORDER BY latent, completion_id",
     )
-    assert len(rows) == 3 * 2 * 2 and {r[1] for r in rows} == {scorer.steering_hash}
+    steering_hash = rows[0][1]
+    assert len(rows) == 3 * 2 * 2 and {r[1] for r in rows} == {steering_hash}
     prompts = iv.neutral_prompts()[:2]
-    subject, sae = scorer._model()
+    con = connect(db)
+    try:
+        subject, sae = read_collect_source(con).load()
+    finally:
+        con.close()
     for latent in latents:
         mine = [r for r in rows if r[0] == latent]
         assert [(r[2], r[3], r[5]) for r in mine] == [(0, 0, False), (1, 0, True), (2, 1, False), (3, 1, True)]
@@ -134,7 +118,7 @@ def test_three_scores_per_latent_stored_and_resumed(explained_db, local_backend,
     for latent, name, status, reason, score, bacc, acc, chance, detail, n, n_calls, model, explanation_id in scores:
         chance, detail = json.loads(chance), json.loads(detail)
         assert explanation_id == f"imported/{latent}"
-        assert detail["calibration"]["intervention_config"] == scorer.steering_hash
+        assert detail["calibration"]["intervention_config"] == steering_hash
         assert detail["calibration"]["reached"] and abs(detail["calibration"]["achieved_kl"] - 1.0) <= 0.1
         assert (status == "scored") == (reason is None)
         if name == "intervention":
@@ -170,21 +154,24 @@ def test_three_scores_per_latent_stored_and_resumed(explained_db, local_backend,
 
     # Rerun: everything stored, nothing recomputed, no call made.
     before = query(db, "SELECT latent, completion_id, created_at FROM interventions ORDER BY ALL")
-    scorer2, statuses2, _ = run_scorer(db, config, local_backend)
-    assert statuses2 == {} and scorer2.computed == [] and scorer2._loaded is None
+    loads = counting.calls["model"]
+    again, _ = run_scorer(db, config, local_backend)
+    assert (
+        again.scored + again.unscored == 0 and again.skipped_done == 9 and again.resources["steering"]["steered"] == 0
+    )
+    assert counting.calls["model"] == loads  # the subject model is not even loaded
     assert counting.calls["generate_clean_and_steered"] == 3
     assert query(db, "SELECT count(*) FROM llm_calls")[0][0] == 6
 
     # Another judge setting: new judge scores, the stored continuations reused without steering again.
     other = ScoreConfig(scorers="intervention", **{**SMALL, "max_tokens": 12})
-    scorer3, statuses3, _ = run_scorer(db, other, local_backend)
-    assert scorer3.steering_hash == scorer.steering_hash
-    assert scorer3.identities["intervention"] != scorer.identities["intervention"]
-    assert scorer3.identities["intervention_surprisal"] == scorer.identities["intervention_surprisal"]
-    assert sorted(statuses3) == latents and all(
-        set(s) == {"intervention", "intervention_choice"} for s in statuses3.values()
-    )
-    assert scorer3.computed == [] and counting.calls["generate_clean_and_steered"] == 3
+    third, _ = run_scorer(db, other, local_backend)
+    hashes = dict(query(db, "SELECT scorer, count(DISTINCT config_hash) FROM scores GROUP BY scorer"))
+    assert hashes == {"intervention": 2, "intervention_choice": 2, "intervention_surprisal": 1}
+    new = query(db, "SELECT latent, scorer FROM scores WHERE run_id = ? ORDER BY ALL", [third.run_id])
+    assert new == [(lat, s) for lat in latents for s in ("intervention", "intervention_choice")]
+    assert third.skipped_done == 3 and third.resources["steering"]["steered"] == 0
+    assert counting.calls["generate_clean_and_steered"] == 3
     assert counting.calls["scale_for_target_kl"] == 3
     assert query(db, "SELECT latent, completion_id, created_at FROM interventions ORDER BY ALL") == before
 
@@ -193,8 +180,8 @@ def test_three_scores_per_latent_stored_and_resumed(explained_db, local_backend,
 def test_unreachable_target_kl_is_unscored_with_reason(explained_db, local_backend):
     db, latents = explained_db
     config = ScoreConfig(scorers="intervention", latents=str(latents[0]), target_kl=200.0, **SMALL)
-    _, statuses, _ = run_scorer(db, config, local_backend)
-    assert statuses == {latents[0]: {s: "unscored" for s in SCORERS}}
+    result, _ = run_scorer(db, config, local_backend)
+    assert result.unscored == 3 and result.scored == 0
     rows = query(db, "SELECT scorer, status, reason, score, chance, detail FROM scores ORDER BY scorer")
     assert [r[0] for r in rows] == sorted(SCORERS)
     for name, status, reason, score, chance, detail in rows:
@@ -210,8 +197,8 @@ def test_unreachable_target_kl_is_unscored_with_reason(explained_db, local_backe
     assert query(db, "SELECT count(*) FROM llm_calls")[0][0] == 0
     # the failure is remembered: a scorer with another judge does not calibrate again
     again = ScoreConfig(scorers="intervention", latents=str(latents[0]), target_kl=200.0, **{**SMALL, "max_tokens": 12})
-    scorer2, statuses2, _ = run_scorer(db, again, local_backend)
-    assert scorer2.computed == [] and set(statuses2[latents[0]].values()) == {"unscored"}
+    second, _ = run_scorer(db, again, local_backend)
+    assert second.resources["steering"]["steered"] == 0 and second.unscored == 2 and second.scored == 0
 
 
 @pytest.mark.slow
@@ -224,8 +211,6 @@ def test_missing_dictionary_and_bad_settings_are_clear_errors(collected_db, tmp_
         config["sae"] = str(tmp_path / "gone-sae")
         config["resolved"]["sae_path"] = str(tmp_path / "gone-sae")
         con.execute("UPDATE runs SET config = ? WHERE stage = 'collect'", [json.dumps(config)])
-        from autointerp.score.reopen import read_collect_source
-
         with pytest.raises(AutointerpError, match="gone"):
             read_collect_source(con).load()
         con.execute("DELETE FROM runs WHERE stage = 'collect'")
@@ -263,4 +248,8 @@ def test_judge_prompts_and_choice_parsing():
     assert parse_choice("[ANSWER]: 4", 3)[0] is None and parse_choice("[ANSWER]: 4", 3)[1] == "set 4 of 3"
     assert parse_choice("the second one", 3) == (None, "no '[ANSWER]:' line")
     assert parse_choice("[ANSWER]: 1 or 2", 3)[0] is None
-    assert intervention_stage.SCORERS == ("intervention", "intervention_choice", "intervention_surprisal")
+    assert registry.scorer_names(["intervention"]) == [
+        "intervention",
+        "intervention_choice",
+        "intervention_surprisal",
+    ]

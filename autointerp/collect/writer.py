@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import duckdb
 import numpy as np
 import pyarrow as pa
 
+from ..store import runs
 from ..store.summary import refresh_latent_summary
 from .select import KINDS, SPLITS, Selection
 
@@ -121,10 +120,7 @@ def write_collection(
         con.register("_stats", latent_stats)
         con.execute("INSERT INTO latent_stats SELECT * FROM _stats")
         refresh_latent_summary(con, in_transaction=True)
-        con.execute(
-            "UPDATE runs SET status = 'complete', finished_at = now(), summary = ? WHERE run_id = ?",
-            [json.dumps(summary), run_id],
-        )
+        runs.complete_run(con, run_id, summary)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

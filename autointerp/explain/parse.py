@@ -10,24 +10,19 @@ from __future__ import annotations
 
 import re
 
+from ..text import answer_line
+
 MAX_LENGTH = 400
-_MARK = re.compile(r"\[\s*EXPLANATION\s*\]\s*:", re.I)
-_THINK = re.compile(r"<think>.*?</think>", re.S | re.I)
 
 
 def parse_explanation(answer: str | None) -> tuple[str | None, str | None]:
     """(explanation, None) or (None, reason it could not be parsed)."""
-    if answer is None or not answer.strip():
-        return None, "empty answer"
-    text = _THINK.sub("", answer)
-    if re.search(r"<think>", text, re.I):
-        return None, "the reasoning (<think>) never finished"
-    marks = list(_MARK.finditer(text))
-    if not marks:
-        return None, "no '[EXPLANATION]:' line in the answer"
-    rest = text[marks[-1].end() :].strip()
-    line = rest.splitlines()[0].strip() if rest else ""
-    line = line.strip("*_`\"' ").strip()
+    line, reason = answer_line(
+        answer, "EXPLANATION", unfinished_reasoning=False, missing="no '[EXPLANATION]:' line in the answer"
+    )
+    if line is None:
+        return None, reason
+    line = line.strip().strip("*_`\"' ").strip()
     if not line:
         return None, "nothing after the last '[EXPLANATION]:'"
     if not re.search(r"[^\W\d_]{2,}", line):

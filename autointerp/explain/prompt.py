@@ -5,14 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..config import ExplainConfig
-from .render import few_shot, fill, prompt_text, render_example, render_plain
-
-SYSTEM = {
-    "default": "explain_system.txt",
-    "contrastive": "explain_system_contrastive.txt",
-    "cot": "explain_system_cot.txt",
-}
-FEW_SHOT = {"default": "explain_fewshot.txt", "cot": "explain_fewshot_cot.txt"}
+from .explainers import EXPLAINERS
 
 
 @dataclass
@@ -27,7 +20,8 @@ class Example:
 
 
 def choose_examples(examples: list[Example], config: ExplainConfig) -> tuple[list[Example], list[Example]]:
-    """The activating examples to show (strongest quantile first) and the negatives (contrastive only).
+    """The activating examples to show (strongest quantile first) and the negatives (for an explainer
+    shown them, as contrastive).
 
     Only explain-set examples are ever passed in; the choice among them is deterministic.
     """
@@ -41,28 +35,12 @@ def choose_examples(examples: list[Example], config: ExplainConfig) -> tuple[lis
     else:  # mix: a fifth from the top, the rest from the quantiles
         n_top = max(1, n // 5)
         shown = top[:n_top] + quantile[: n - n_top]
-    negatives = (
-        [e for e in examples if e.kind == "random"][: config.n_negatives] if config.explainer == "contrastive" else []
-    )
+    wants_negatives = EXPLAINERS[config.explainer].negatives
+    negatives = [e for e in examples if e.kind == "random"][: config.n_negatives] if wants_negatives else []
     return shown, negatives
 
 
 def build_messages(examples: list[Example], latent_max: float, config: ExplainConfig) -> list[dict]:
+    """The chat messages of ``config.explainer`` for one latent's explain-set examples."""
     shown, negatives = choose_examples(examples, config)
-    rendered = "\n".join(
-        render_example(e.tokens, e.activations, latent_max, i + 1, config.mark_threshold, config.show_activations)
-        for i, e in enumerate(shown)
-    )
-    messages = [{"role": "system", "content": prompt_text(SYSTEM[config.explainer]).strip()}]
-    if config.explainer in FEW_SHOT:
-        messages += few_shot(FEW_SHOT[config.explainer])
-    if config.explainer == "contrastive":
-        user = fill(
-            "explain_user_contrastive.txt",
-            examples=rendered,
-            negatives="\n".join(render_plain(e.tokens, i + 1) for i, e in enumerate(negatives)),
-        )
-    else:
-        user = fill("explain_user.txt", examples=rendered)
-    messages.append({"role": "user", "content": user})
-    return messages
+    return EXPLAINERS[config.explainer].messages(shown, negatives, latent_max, config)

@@ -13,24 +13,8 @@ labelled "Excerpt i:" exactly as in the few-shot turns.
 from __future__ import annotations
 
 import math
-import re
-import string
 
-from .. import resources
-
-PROMPTS_DIR = resources.prompts()
-OPEN, CLOSE = "<<", ">>"
-_ANSWER_MARK = re.compile(r"\[\s*(explanation|answer)\s*\]", re.I)
-
-
-def clean_token(token: str) -> str:
-    """A corpus token made safe to show between our markers."""
-    return token.replace("\r", "").replace("\n", "↵").replace("<", "‹").replace(">", "›")
-
-
-def neutralise(text: str) -> str:
-    """Corpus text with anything that reads as our answer line defused."""
-    return _ANSWER_MARK.sub(lambda m: f"({m.group(1).lower()})", text)
+from ..text import clean_token, mark_runs, neutralise
 
 
 def strength(activation: float, latent_max: float) -> int:
@@ -66,37 +50,6 @@ def render_example(
     return line
 
 
-def mark_runs(tokens: list[str], marked: list[bool]) -> str:
-    """Tokens joined, each maximal run of marked tokens wrapped in one << >> pair."""
-    parts: list[str] = []
-    for i, (token, on) in enumerate(zip(tokens, marked, strict=True)):
-        if on and (i == 0 or not marked[i - 1]):
-            parts.append(OPEN)
-        parts.append(token)
-        if on and (i == len(tokens) - 1 or not marked[i + 1]):
-            parts.append(CLOSE)
-    return "".join(parts)
-
-
 def render_plain(tokens: list[str], index: int) -> str:
     """An excerpt without marks (a non-activating context)."""
     return f"Excerpt {index}: " + neutralise("".join(clean_token(t) for t in tokens)).strip()
-
-
-prompt_text = resources.prompt_text
-
-
-def fill(name: str, **values: str) -> str:
-    """Render the template ``prompts/name`` with its $placeholders."""
-    return string.Template(prompt_text(name)).substitute(**values).strip()
-
-
-def few_shot(name: str) -> list[dict]:
-    """Chat turns from a few-shot file made of '=== user ===' / '=== assistant ===' sections."""
-    turns = []
-    for block in re.split(r"^=== (user|assistant) ===\n", prompt_text(name), flags=re.M)[1:]:
-        if block in ("user", "assistant"):
-            turns.append({"role": block, "content": ""})
-        else:
-            turns[-1]["content"] = block.strip()
-    return turns

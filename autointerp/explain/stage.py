@@ -9,26 +9,22 @@ and reused instead of being sent twice.
 
 from __future__ import annotations
 
-import json
 import logging
-import time
 from dataclasses import dataclass
-
-from tqdm.auto import tqdm
 
 from ..config import ExplainConfig, config_hash, parse_latent_ranges
 from ..errors import AutointerpError
-from ..executor import Executor, or_local
+from ..executor import Executor
 from ..llm.base import GenerateOptions
-from ..llm.queue import LLMQueue, QueueConfig, RequestFailed
+from ..llm.queue import RequestFailed
 from ..llm.routing import current_latent
+from ..runner import StageRun, stage_backend, stage_connection
 from ..store import runs
-from ..store.db import connect
-from ..store.llm_log import CallLogWriter, cached_responses, request_hash, run_logged
-from ..store.summary import refresh_summary_quietly
+from ..store.llm_log import cached_responses, request_hash
+from ..text import prompt_text
+from .explainers import EXPLAINERS
 from .parse import parse_explanation
-from .prompt import FEW_SHOT, SYSTEM, Example, build_messages
-from .render import prompt_text
+from .prompt import Example, build_messages
 
 log = logging.getLogger(__name__)
 CHUNK = 256  # latents whose examples are read from the database at once
@@ -53,10 +49,7 @@ def explainer_identity(config: ExplainConfig, model: str) -> str:
     """Hash of everything that shapes an explanation, including the prompt files' text."""
     shaping = {k: getattr(config, k) for k in ExplainConfig.SHAPING}
     shaping["model"] = model
-    files = [SYSTEM[config.explainer], "explain_user.txt", "explain_user_contrastive.txt"]
-    if config.explainer in FEW_SHOT:
-        files.append(FEW_SHOT[config.explainer])
-    shaping["prompts"] = {name: prompt_text(name) for name in files}
+    shaping["prompts"] = {name: prompt_text(name) for name in EXPLAINERS[config.explainer].prompt_files()}
     return config_hash(shaping)
 
 
@@ -103,19 +96,10 @@ def read_examples(cur, latents: list[int]) -> tuple[dict[int, list[Example]], di
 async def explain(config: ExplainConfig, db, progress: bool = True, executor: Executor | None = None) -> ExplainResult:
     """Explain the selected latents. ``executor`` decides where the answers are generated (default
     ``LocalExecutor()``: a backend in this process); this process stores everything."""
-    con = connect(db)
-    try:
-        runs.mark_dead_runs_interrupted(con)
-        return await _explain(con, config, progress, executor)
-    finally:
-        refresh_summary_quietly(con)
-        con.close()
-
-
-async def _explain(con, config: ExplainConfig, progress: bool, executor: Executor | None) -> ExplainResult:
-    latents, not_explainable = select_latents(con, config)
-    async with or_local(executor).open_backend(config) as backend:
-        return await _run(con, config, backend, latents, not_explainable, progress)
+    with stage_connection(db) as con:
+        latents, not_explainable = select_latents(con, config)
+        async with stage_backend(config, executor) as backend:
+            return await _run(con, config, backend, latents, not_explainable, progress)
 
 
 async def _run(con, config, backend, latents, not_explainable, progress) -> ExplainResult:
@@ -128,24 +112,17 @@ async def _run(con, config, backend, latents, not_explainable, progress) -> Expl
         ).fetchall()
     }
     todo = [lat for lat in latents if lat not in done]
-    run_id = runs.new_run_id("explain")
+    run = StageRun(con, "explain", backend, config)
     stored = {
         **config.to_dict(),
         "resolved": {"model": backend.model, "backend": backend.kind, **backend.executor_info},
     }
-    runs.start_run(con, run_id, "explain", stored, identity)
+    run.start(stored, identity)
     prefill = config.answer_prefill("[EXPLANATION]:")
     options = GenerateOptions(max_tokens=config.max_tokens, temperature=config.temperature, prefill=prefill)
     cache = cached_responses(con, "explain", backend.kind, backend.model)
-    writer = CallLogWriter(con, run_id, "explain", backend.kind, backend.model)
-    queue = LLMQueue(
-        backend,
-        QueueConfig(config.max_in_flight, config.rps, config.tpm, config.max_retries, config.backoff_base),
-        on_call=writer.log_call,
-    )
+    queue = run.queue
     counts = {"explained": 0, "unparsed": 0, "failed": 0}
-    bar = tqdm(total=len(todo), unit="latent", disable=not progress, desc="explain", dynamic_ncols=True)
-    start = time.perf_counter()
 
     async def one(latent: int, examples: list[Example], latent_max: float) -> None:
         current_latent.set(latent)  # a Ray worker pool sends a latent's requests to one worker
@@ -185,17 +162,14 @@ async def _run(con, config, backend, latents, not_explainable, progress) -> Expl
                 completion_tokens=completion.completion_tokens,
             )
         counts[row["status"]] += 1
-        writer.put_explanation(item, row)
-        bar.update(1)
-        elapsed = time.perf_counter() - start
-        bar.set_postfix(
-            tok_s=f"{(queue.stats.prompt_tokens + queue.stats.completion_tokens) / elapsed:,.0f}",
+        run.writer.put_explanation(item, row)
+        run.tick(
+            tok_s=f"{(queue.stats.prompt_tokens + queue.stats.completion_tokens) / run.elapsed():,.0f}",
             failed=counts["failed"],
             unparsed=counts["unparsed"],
-            refresh=False,
         )
 
-    def jobs():
+    def jobs(cur):
         for i in range(0, len(todo), CHUNK):
             chunk = todo[i : i + CHUNK]
             examples, maxima = read_examples(cur, chunk)
@@ -204,36 +178,22 @@ async def _run(con, config, backend, latents, not_explainable, progress) -> Expl
 
     cur = con.cursor()
     try:  # latents are prepared ahead of the queue, a few times the requests in flight
-        await run_logged(con, run_id, writer, jobs(), max(4 * config.max_in_flight, 16))
+        await run.drive(jobs(cur), max(4 * config.max_in_flight, 16), total=len(todo), unit="latent", progress=progress)
     finally:
-        bar.close()
         cur.close()
-    seconds = time.perf_counter() - start
-    stats = queue.stats
-    summary = {
-        **counts,
-        "todo": len(todo),
-        "skipped_done": len(latents) - len(todo),
-        "not_explainable": not_explainable,
-        "seconds": round(seconds, 2),
-        "calls": stats.calls,
-        "retries": stats.retries,
-        "prompt_tokens": stats.prompt_tokens,
-        "completion_tokens": stats.completion_tokens,
-    }
-    con.execute(
-        "UPDATE runs SET status='complete', finished_at=now(), summary=? WHERE run_id=?", [json.dumps(summary), run_id]
+    summary = run.complete(
+        {**counts, "todo": len(todo), "skipped_done": len(latents) - len(todo), "not_explainable": not_explainable}
     )
     return ExplainResult(
-        run_id,
+        run.run_id,
         len(todo),
         counts["explained"],
         counts["unparsed"],
         counts["failed"],
         len(latents) - len(todo),
         not_explainable,
-        seconds,
-        stats.calls,
-        stats.prompt_tokens,
-        stats.completion_tokens,
+        run.seconds,
+        summary["calls"],
+        summary["prompt_tokens"],
+        summary["completion_tokens"],
     )

@@ -11,7 +11,6 @@ exactly these explanations.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -162,10 +161,7 @@ def store(db, source: ImportSource, model_override: str = "", skip_unknown: bool
                 [chash, run_id, f"import:{source.kind}"],
             )
             con.unregister("imported_rows")
-            con.execute(
-                "UPDATE runs SET status = 'complete', finished_at = now(), summary = ? WHERE run_id = ?",
-                [json.dumps(summary), run_id],
-            )
+            runs.complete_run(con, run_id, summary)
             refresh_latent_summary(con, [], in_transaction=True)  # the summary changes with the rows
             con.execute("COMMIT")
         except BaseException:

@@ -74,5 +74,10 @@ class Backend:
     async def generate(self, messages: list[dict], options: GenerateOptions) -> Completion:
         raise NotImplementedError
 
+    def count_tokens(self, messages: list[dict]) -> int | None:
+        """Prompt tokens ``messages`` would cost with the chat framing, or None when this backend cannot
+        tell (a remote API); the score stage reports the share of prompts a prefix cache serves with it."""
+        return None
+
     async def aclose(self) -> None:
         """Release connections, engines or threads."""

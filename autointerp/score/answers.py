@@ -13,22 +13,9 @@ import math
 import re
 
 from ..llm.base import TokenLogprob
+from ..text import answer_line, answer_mark
 
-_MARK = re.compile(r"\[\s*ANSWER\s*\]\s*:", re.I)
-_THINK = re.compile(r"<think>.*?</think>", re.S | re.I)
-
-
-def answer_line(answer: str | None) -> tuple[str | None, str | None]:
-    """(the first line after the last "[ANSWER]:", None) or (None, why there is none); reasoning in
-    <think>...</think> is dropped first."""
-    if answer is None or not answer.strip():
-        return None, "empty answer"
-    text = _THINK.sub("", answer)
-    marks = list(_MARK.finditer(text))
-    if not marks:
-        return None, "no '[ANSWER]:' line"
-    rest = text[marks[-1].end() :].strip()
-    return (rest.splitlines()[0] if rest else ""), None
+_MARK = answer_mark("ANSWER")
 
 
 def parse_digits(answer: str | None, n: int) -> tuple[list[bool] | None, str | None]:

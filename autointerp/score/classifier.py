@@ -22,7 +22,7 @@ import random
 from dataclasses import dataclass, field
 
 from ..collect.hashing import hash31
-from ..explain.render import clean_token, fill, mark_runs, neutralise, prompt_text
+from ..text import clean_token, fill, mark_runs, neutralise, prompt_text
 
 SYSTEM = {"detection": "score_detection_system.txt", "fuzzing": "score_fuzzing_system.txt"}
 

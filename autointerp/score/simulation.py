@@ -30,15 +30,14 @@ import random
 import re
 from dataclasses import dataclass
 
-from ..explain.render import clean_token, fill, neutralise, prompt_text
 from ..llm.base import TokenLogprob
+from ..text import THINK, answer_mark, clean_token, fill, neutralise, prompt_text
 from .classifier import TestContext
 
 SYSTEM = "score_simulation_system.txt"
 USER = "score_simulation_user.txt"
 VALUE = r"(?:10|[0-9])"
-_MARK = re.compile(r"\[\s*ANSWER\s*\]\s*:", re.I)
-_THINK = re.compile(r"<think>.*?</think>", re.S | re.I)
+_MARK = answer_mark("ANSWER")
 _LINE = re.compile(r"^\s*(\d+)\s*[:.]\s*(.*)$")
 CANDIDATES = {str(v): v for v in range(11)}
 
@@ -98,7 +97,7 @@ def parse(
     n = len(lengths)
     if answer is None or not answer.strip():
         return [Simulated(None, "empty answer")] * n
-    text = _THINK.sub("", answer) if not logprobs else answer  # offsets must match the logprobs
+    text = THINK.sub("", answer) if not logprobs else answer  # offsets must match the logprobs
     marks = list(_MARK.finditer(text))
     if not marks:
         return [Simulated(None, "no '[ANSWER]:' line")] * n

@@ -12,12 +12,22 @@ import hashlib
 import json
 from collections import defaultdict
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING, NamedTuple
 
-from ..llm.base import Completion, GenerateOptions
-from ..llm.jobs import drive
-from ..llm.queue import CallRecord
-from . import runs
 from .bulk import Replacements, insert_rows
+
+if TYPE_CHECKING:  # annotations only: storage needs none of the LLM layer at run time
+    from ..llm.base import GenerateOptions
+    from ..llm.queue import CallRecord
+
+
+class StoredResponse(NamedTuple):
+    """A logged successful answer, as the resume cache gives it back (the fields of a Completion the
+    stages read)."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
 
 
 def request_hash(backend: str, model: str, messages: list[dict], options: GenerateOptions) -> str:
@@ -25,14 +35,14 @@ def request_hash(backend: str, model: str, messages: list[dict], options: Genera
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def cached_responses(con, purpose: str, backend: str, model: str) -> dict[str, tuple[Completion, int]]:
+def cached_responses(con, purpose: str, backend: str, model: str) -> dict[str, tuple[StoredResponse, int]]:
     """Successful earlier calls by request hash: the resume cache."""
     rows = con.execute(
         "SELECT request_hash, call_id, response, prompt_tokens, completion_tokens FROM llm_calls "
         "WHERE purpose = ? AND backend = ? AND model = ? AND error IS NULL ORDER BY call_id",
         [purpose, backend, model],
     ).fetchall()
-    return {h: (Completion(text=r, prompt_tokens=p or 0, completion_tokens=c or 0), cid) for h, cid, r, p, c in rows}
+    return {h: (StoredResponse(r, p or 0, c or 0), cid) for h, cid, r, p, c in rows}
 
 
 class CallLogWriter:
@@ -182,17 +192,3 @@ class CallLogWriter:
             row["n_calls"] = self._n_calls.get(item, 0)
         row["run_id"] = self.run_id
         return [row[c] for c in self.EXPLANATION_COLUMNS]
-
-
-async def run_logged(con, run_id: str, writer: CallLogWriter, jobs, limit: int) -> None:
-    """Drive ``jobs`` (see ``llm.jobs.drive``) while ``writer`` stores what they produce; flush the writer
-    at the end. On any failure, mark the run failed with the reason and re-raise."""
-    writer_task = asyncio.create_task(writer.run())
-    try:
-        await drive(jobs, limit)
-        await writer.close()
-        await writer_task
-    except BaseException as exc:
-        writer_task.cancel()
-        runs.fail_run(con, run_id, runs.failure_reason(exc))
-        raise

@@ -129,3 +129,11 @@ def mark_dead_runs_interrupted(con: duckdb.DuckDBPyConnection) -> list[str]:
         )
         log.info("run %s was left running by a process that is gone; marked interrupted", run_id)
     return [run_id for run_id, _ in stale]
+
+
+def complete_run(con: duckdb.DuckDBPyConnection, run_id: str, summary: dict) -> None:
+    """Mark a run complete, with its summary (counts, seconds, tokens) as JSON."""
+    con.execute(
+        "UPDATE runs SET status = 'complete', finished_at = now(), summary = ? WHERE run_id = ?",
+        [json.dumps(summary), run_id],
+    )

@@ -13,15 +13,14 @@ Two questions, both adapted from Gur-Arieh et al.'s output metric (spec C), pure
   the number of the set the explanation describes. Chance is 1 / number of sets.
 
 Texts are shown on one line each with corpus-like characters that could fake our answer marker
-defused (``explain.render.neutralise``), so a continuation cannot hijack the parse.
+defused (``text.neutralise``), so a continuation cannot hijack the parse.
 """
 
 from __future__ import annotations
 
 import re
 
-from ..explain.render import fill, neutralise, prompt_text
-from .answers import answer_line
+from ...text import answer_line, fill, neutralise, prompt_text
 
 JUDGE_SYSTEM, JUDGE_USER = "score_intervention_system.txt", "score_intervention_user.txt"
 CHOICE_SYSTEM, CHOICE_USER = "score_intervention_choice_system.txt", "score_intervention_choice_user.txt"

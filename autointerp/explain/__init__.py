@@ -1,0 +1,2 @@
+"""The explain stage: explainers of latents (``explainers.EXPLAINERS``), prompt rendering, answer
+parsing, and the stage itself (``stage.explain``)."""

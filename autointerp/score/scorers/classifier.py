@@ -1,0 +1,100 @@
+"""Detection and fuzzing: the explanation as a binary classifier run by an LLM over batches of test
+excerpts, one 0/1 answer per excerpt; balanced accuracy is the headline (see ``score.classifier``)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from ...config import ScoreConfig
+from ...text import prompt_text
+from .. import classifier
+from ..answers import digit_probabilities, parse_digits
+from ..base import ScoreContext, ScoreOutcome, ask, binary_outcome
+
+
+class ClassifierScorer:
+    """Shared by detection and fuzzing, which differ only in the samples they show."""
+
+    name = ""
+    needs = frozenset({"llm"})
+
+    def __init__(self, context: ScoreContext):
+        self.context = context
+        self.config = context.config
+        self.model = context.llm_model
+
+    def identity(self) -> dict:
+        shaping = {k: getattr(self.config, k) for k in ScoreConfig.SHAPING}
+        prompts = [prompt_text(classifier.SYSTEM[self.name]), prompt_text("score_user.txt")]
+        return {**shaping, "model": self.model, "scorer": self.name, "prompts": prompts}
+
+    def chance(self) -> dict:
+        return {"score": 0.5, "balanced_accuracy": 0.5}
+
+    def samples(self, contexts, rng) -> list[classifier.Sample]:
+        raise NotImplementedError
+
+    async def score(self, latent: int, explanation: str, contexts) -> ScoreOutcome:
+        rng = classifier.latent_rng(self.config.seed, latent, self.name)
+        groups = classifier.batches(self.samples(contexts, rng), self.config.batch_size, rng)
+        results = await asyncio.gather(*[self._batch(explanation, batch, i, latent) for i, batch in enumerate(groups)])
+        fixed = self.context.fixed_tokens(prompt_text(classifier.SYSTEM[self.name]).strip())
+        rows, tokens = [], [0, 0, 0]
+        for b, (batch, (item, preds, probs, reason, completion)) in enumerate(zip(groups, results, strict=True)):
+            rows += [
+                dict(
+                    context_id=s.context_id,
+                    variant=s.variant,
+                    marked=s.marked,
+                    quantile=s.quantile,
+                    label=s.label,
+                    prediction=p,
+                    probability=pr,
+                    batch=b,
+                    item=item,
+                    reason=reason,
+                )
+                for s, p, pr in zip(batch, preds, probs, strict=True)
+            ]
+            if completion is not None:
+                tokens = [
+                    tokens[0] + completion.prompt_tokens,
+                    tokens[1] + completion.completion_tokens,
+                    tokens[2] + fixed,
+                ]
+        return binary_outcome(rows, "balanced_accuracy", n_calls=len(groups), tokens=tuple(tokens))
+
+    async def _batch(self, explanation, batch, index, latent):
+        """One prompt: (item, predictions, probabilities, reason, completion); unreadable -> None predictions."""
+        item = f"latent {latent} {self.name} batch {index}"
+        n = len(batch)
+        messages = classifier.build_messages(self.name, explanation, batch)
+        # guided: the answer is exactly n space-separated digits
+        asked = await ask(self.context, messages, item, self.name, regex=f"( [01]){{{n}}}")
+        if asked.answer is None:
+            return item, [None] * n, [None] * n, asked.reason, None
+        predictions, reason = parse_digits(asked.answer, n)
+        if predictions is None:
+            return item, [None] * n, [None] * n, reason, asked.completion
+        prefill = self.context.options.prefill
+        probabilities = digit_probabilities(asked.answer, asked.completion.logprobs, n, prefill) or [None] * n
+        return item, predictions, probabilities, None, asked.completion
+
+
+class DetectionScorer(ClassifierScorer):
+    """Plain excerpts, activating or not: does the explanation tell them apart?"""
+
+    name = "detection"
+
+    def samples(self, contexts, rng):
+        return classifier.detection_samples(contexts)
+
+
+class FuzzingScorer(ClassifierScorer):
+    """Marked excerpts, correctly or falsely: does the explanation fit the marked tokens?"""
+
+    name = "fuzzing"
+
+    def samples(self, contexts, rng):
+        c = self.config
+        return classifier.fuzzing_samples(contexts, c.mark_threshold, c.fuzz_random, c.fuzz_misplaced, rng)
