@@ -14,7 +14,7 @@ import duckdb
 
 from ..errors import AutointerpError
 from ..store import summary
-from ..store.db import connect, migrations
+from ..store.db import connect, migrations, seal_read_only
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -42,11 +42,12 @@ class Database:
             )
         self.con = connect(self.path, read_only=read_only)  # a writable open also migrates the schema
         try:
-            self.con.execute("SET enable_progress_bar = false")  # it would print into query output
             if read_only:
                 # True when latent_summary is answered by its live definition (slow, but current).
                 self.summary_is_live = summary.use_live_if_stale(self.con)
+                seal_read_only(self.con)
             else:
+                self.con.execute("SET enable_progress_bar = false")  # it would print into query output
                 summary.ensure_current(self.con)
                 self.summary_is_live = False
         except BaseException:
