@@ -13,7 +13,7 @@ import sys
 import typing
 
 from .browse import command as browse_command
-from .config import CollectConfig, ExecutorConfig, ExplainConfig, ScoreConfig
+from .config import ALL_TOKENS, CollectConfig, ExecutorConfig, ExplainConfig, ScoreConfig
 from .config_fields import field_docs
 from .demo import command as demo_command
 from .errors import AutointerpError
@@ -34,12 +34,26 @@ class JoinRepeated(argparse.Action):
 REPEATABLE = {"base_url"}
 
 
+def tokens_arg(text: str) -> int | str:
+    """--tokens: a whole number of tokens, or "all"."""
+    if text.strip().lower() == ALL_TOKENS:
+        return ALL_TOKENS
+    text = text.strip().replace("_", "")
+    if not (text.isascii() and text.isdigit()):
+        raise argparse.ArgumentTypeError(f'{text!r} is not a whole number of tokens or "all"')
+    return int(text)
+
+
+#: Config fields whose flag value is read by a function of its own rather than by the field's type.
+CONVERTERS = {"tokens": tokens_arg}
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     docs = field_docs(cls)
     hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
         flag = "--" + field.name.replace("_", "-")
-        kind = hints[field.name]
+        kind = CONVERTERS.get(field.name, hints[field.name])
         help_text = f"{docs.get(field.name, '')} (default: {field.default!r})"
         if kind is bool:
             parser.add_argument(

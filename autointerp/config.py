@@ -20,6 +20,12 @@ from .llm.endpoints import parse_endpoints
 EMBEDDED = "embedded"
 
 
+#: ``--tokens all``: the whole corpus.
+ALL_TOKENS = "all"
+#: More tokens than any corpus holds; a larger value is a typo.
+MAX_TOKENS = 10**13
+
+
 @dataclass
 class CollectConfig:
     """Configuration of the sample stage (``autointerp collect``)."""
@@ -59,8 +65,9 @@ class CollectConfig:
     text_column: str = "text"
     """Column holding the text."""
 
-    tokens: int = 1_000_000
-    """Number of corpus tokens to process (rounded up to whole sequences)."""
+    tokens: int | str = 1_000_000
+    """Number of corpus tokens to process (rounded up to whole sequences), or "all" for the whole corpus
+    (counted before the model runs, as is a number beyond the corpus's end). At most 10^13."""
 
     seq_len: int = 256
     """Tokens per sequence fed to the model; documents are packed, separated by the EOS token."""
@@ -117,7 +124,8 @@ class CollectConfig:
     """Device: auto (cuda when available), cpu, cuda, cuda:1, ..."""
 
     def __post_init__(self) -> None:
-        positive = ["tokens", "seq_len", "batch_size", "window", "n_quantiles", "reservoir", "histogram_bins", "top_k"]
+        self._check_tokens()
+        positive = ["seq_len", "batch_size", "window", "n_quantiles", "reservoir", "histogram_bins", "top_k"]
         for name in positive:
             if getattr(self, name) <= 0:
                 raise AutointerpError(f"--{name.replace('_', '-')} is {getattr(self, name)}.", "a positive integer.")
@@ -145,6 +153,16 @@ class CollectConfig:
             )
         if self.dtype not in ("auto", "bfloat16", "float16", "float32"):
             raise AutointerpError(f"--dtype {self.dtype!r} is not known.", "auto, bfloat16, float16 or float32.")
+
+    def _check_tokens(self) -> None:
+        if self.tokens == ALL_TOKENS:
+            return
+        if isinstance(self.tokens, bool) or not isinstance(self.tokens, int) or not 0 < self.tokens <= MAX_TOKENS:
+            raise AutointerpError(
+                f"--tokens is {self.tokens!r}.",
+                f'a positive number of tokens up to {MAX_TOKENS:.0e}, or "all" for the whole corpus.',
+                "pass --tokens all to use the whole corpus.",
+            )
 
     @property
     def min_activating_contexts(self) -> int:

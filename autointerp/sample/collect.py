@@ -13,6 +13,7 @@ touched before the end:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import queue
@@ -25,8 +26,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..config import CollectConfig, ExecutorConfig, config_hash
-from ..corpus import SequencePacker, nonempty_texts, open_corpus, texts_of
+from ..config import ALL_TOKENS, CollectConfig, ExecutorConfig, config_hash
+from ..corpus import SequencePacker, available_sequences, no_sequence_error, nonempty_texts, open_corpus, texts_of
 from ..errors import AutointerpError
 from ..models.subject import SubjectModel, load_subject_model
 from ..store import runs
@@ -74,6 +75,12 @@ def collect_many(
     if len(set(paths)) < len(paths):
         raise AutointerpError(
             "Two collect jobs write the same database.", "one database per job.", 'give each job its own "db".'
+        )
+    if executor is not None and executor.is_ray and any(config.tokens == ALL_TOKENS for config, _ in jobs):
+        raise AutointerpError(
+            "--tokens all is not available with --executor ray.",
+            "a number of tokens (the shards are planned from it).",
+            "pass --tokens N, or run with --executor local.",
         )
     connections = []
     try:
@@ -133,6 +140,7 @@ def _collect(con, config: CollectConfig, overwrite: bool, progress: bool) -> Col
     subject = load_subject_model(config.model, "", config.device, config.dtype)
     dictionary, hookpoint = dictionaries.attach(req, config, subject)
     corpus = open_corpus(config.dataset, config.split, config.text_column, config.dataset_config)
+    config, available = _count_corpus(config, subject, corpus)  # before the model runs: a short corpus fails fast
     dictionary.to(subject.device)
 
     run_id = runs.new_run_id("collect")
@@ -148,6 +156,8 @@ def _collect(con, config: CollectConfig, overwrite: bool, progress: bool) -> Col
     }
     runs.start_run(con, run_id, "collect", stored_config, identity)
     try:
+        if available < n_sequences(config):
+            raise corpus_too_short(config, available)
         return _stream_and_write(
             con,
             run_id,
@@ -219,6 +229,18 @@ def _batches(
         stop.set()
 
 
+def _count_corpus(config: CollectConfig, subject: SubjectModel, corpus) -> tuple[CollectConfig, int]:
+    """The config with ``--tokens all`` resolved, and the whole sequences the corpus holds (counted up to
+    the requested number)."""
+    wanted = None if config.tokens == ALL_TOKENS else n_sequences(config)
+    available = available_sequences(subject.tokenizer, corpus, config.text_column, config.seq_len, wanted)
+    if wanted is None:
+        if available == 0:
+            raise no_sequence_error(config.seq_len)
+        config = dataclasses.replace(config, tokens=available * config.seq_len)
+    return config, available
+
+
 def n_sequences(config: CollectConfig) -> int:
     return math.ceil(config.tokens / config.seq_len)
 
@@ -239,12 +261,14 @@ def sampler_sizes(config: CollectConfig, n_latents: int, signed: bool) -> Sample
 
 
 def corpus_too_short(config: CollectConfig, available: int) -> AutointerpError:
+    if available == 0:
+        return no_sequence_error(config.seq_len)
     have = available * config.seq_len
     return AutointerpError(
         f"The corpus has only {have:,} tokens ({available:,} sequences of {config.seq_len}); "
         f"{config.tokens:,} were requested.",
         f"--tokens at most {have:,} for this corpus.",
-        f"pass --tokens {have} or a larger dataset.",
+        f"pass --tokens {have} (or --tokens all), or a larger dataset.",
     )
 
 
