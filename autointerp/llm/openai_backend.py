@@ -7,6 +7,7 @@ the client is built and is kept nowhere else.
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 from ..errors import AutointerpError
@@ -53,6 +54,7 @@ class OpenAIBackend(Backend):
             key = "none"  # local servers (vllm serve, llama.cpp) accept any key
         self.model = model
         self.base_url = base_url
+        self.timeout = timeout
         self._client = openai.AsyncOpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=timeout)
 
     async def generate(self, messages: list[dict], options: GenerateOptions) -> Completion:
@@ -71,7 +73,12 @@ class OpenAIBackend(Backend):
         if extra_body:
             kwargs["extra_body"] = extra_body
         try:
-            response = await self._client.chat.completions.create(**kwargs)
+            # the client's own timeout bounds each read, not the request: a server sending a byte a
+            # second never trips it, so the whole request (connect, send, read) gets a deadline here
+            async with asyncio.timeout(self.timeout):
+                response = await self._client.chat.completions.create(**kwargs)
+        except TimeoutError as exc:
+            raise TransientError(f"timed out: no whole answer within --timeout {self.timeout:g} s") from exc
         except openai.RateLimitError as exc:
             raise TransientError(f"rate limited (429): {exc.message}", _retry_after(exc.response.headers)) from exc
         except openai.APIStatusError as exc:
