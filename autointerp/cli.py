@@ -19,6 +19,7 @@ from .demo import command as demo_command
 from .errors import AutointerpError
 from .interop import export_command, import_command
 from .query import sql as sql_command
+from .redact import install_log_redaction
 
 
 class JoinRepeated(argparse.Action):
@@ -231,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    install_log_redaction()
     handlers = {"collect": run_collect, "explain": run_explain, "score": run_score}
     handlers.update({"export": export_command.run, "import": import_command.run})
     handlers["browse"] = browse_command.run

@@ -3,8 +3,8 @@
 It answers with the embedded SmolLM2 model (through autointerp's local backend), and a fault plan can
 make it answer a prompt's n-th attempt with a 429 and Retry-After, a 500, a timeout (it waits longer
 than the client), a trickle (a 200 whose body comes one byte a second, so no single read ever times
-out), a malformed body or a 400, so the client's retry and failure handling are tested
-against real sockets and real JSON.
+out), a 401 that echoes the Authorization header, a malformed body or a 400, so the client's retry and
+failure handling are tested against real sockets and real JSON.
 """
 
 from __future__ import annotations
@@ -114,6 +114,10 @@ class ModelServer:
                 if fault == "timeout":
                     time.sleep(server.timeout_sleep)
                     return self._send(500, b'{"error": {"message": "too late"}}')
+                if fault == "echo_auth":  # a careless server that echoes the credentials it got
+                    auth = self.headers.get("Authorization", "")
+                    message = f"invalid credentials: Authorization: {auth} (key {auth.split()[-1]})"
+                    return self._send(401, json.dumps({"error": {"message": message}}).encode())
                 if fault == "trickle":
                     return self._trickle()
                 if fault == "malformed":

@@ -11,6 +11,7 @@ import asyncio
 import os
 
 from ..errors import AutointerpError
+from ..redact import redact, register_secret, register_url_credentials
 from .base import Backend, Completion, GenerateOptions, PermanentError, TokenLogprob, TransientError
 
 
@@ -52,6 +53,8 @@ class OpenAIBackend(Backend):
                     f"export {api_key_env}=... or pass --api-key-env NAME.",
                 )
             key = "none"  # local servers (vllm serve, llama.cpp) accept any key
+        register_secret(key)  # a server's error body may echo it
+        register_url_credentials(base_url)
         self.model = model
         self.base_url = base_url
         self.timeout = timeout
@@ -80,22 +83,24 @@ class OpenAIBackend(Backend):
         except TimeoutError as exc:
             raise TransientError(f"timed out: no whole answer within --timeout {self.timeout:g} s") from exc
         except openai.RateLimitError as exc:
-            raise TransientError(f"rate limited (429): {exc.message}", _retry_after(exc.response.headers)) from exc
+            raise TransientError(
+                f"rate limited (429): {redact(exc.message)}", _retry_after(exc.response.headers)
+            ) from exc
         except openai.APIStatusError as exc:
             status = exc.status_code
             if status >= 500 or status in (408, 409):
                 raise TransientError(
-                    f"server error ({status}): {exc.message}", _retry_after(exc.response.headers)
+                    f"server error ({status}): {redact(exc.message)}", _retry_after(exc.response.headers)
                 ) from exc
-            raise PermanentError(f"HTTP {status}: {exc.message}") from exc
+            raise PermanentError(f"HTTP {status}: {redact(exc.message)}") from exc
         except openai.APITimeoutError as exc:
             raise TransientError("timed out") from exc
         except openai.APIConnectionError as exc:
-            raise TransientError(f"connection error: {exc}") from exc
+            raise TransientError(redact(f"connection error: {exc}")) from exc
         except openai.APIResponseValidationError as exc:
-            raise TransientError(f"malformed response: {exc}") from exc
+            raise TransientError(redact(f"malformed response: {exc}")) from exc
         except ValueError as exc:  # a body that is not JSON
-            raise TransientError(f"malformed response: {exc}") from exc
+            raise TransientError(redact(f"malformed response: {exc}")) from exc
         return self._completion(response)
 
     @staticmethod

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from ..llm.base import Completion, GenerateOptions
 from ..llm.jobs import drive
 from ..llm.queue import CallRecord
+from ..redact import redact
 from . import runs
 from .bulk import Replacements, insert_rows
 
@@ -154,7 +155,7 @@ class CallLogWriter:
             None if c is None else c.completion_tokens,
             record.latency_s,
             record.attempt,
-            record.error,
+            redact(record.error),  # a server may echo credentials in its error
             datetime.fromtimestamp(record.started_at, tz=timezone.utc).replace(tzinfo=None),
         ]
 

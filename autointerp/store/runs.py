@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import duckdb
 
+from ..redact import redact
+
 
 @dataclass
 class RunRow:
@@ -54,7 +56,7 @@ def start_run(con: duckdb.DuckDBPyConnection, run_id: str, stage: str, config: d
         [
             run_id,
             stage,
-            json.dumps(config, sort_keys=True, default=str),
+            redact(json.dumps(config, sort_keys=True, default=str)),  # e.g. user info in --base-url
             config_hash,
             os.getpid(),
             socket.gethostname(),
@@ -63,4 +65,6 @@ def start_run(con: duckdb.DuckDBPyConnection, run_id: str, stage: str, config: d
 
 
 def fail_run(con: duckdb.DuckDBPyConnection, run_id: str, error: str) -> None:
-    con.execute("UPDATE runs SET status = 'failed', error = ?, finished_at = now() WHERE run_id = ?", [error, run_id])
+    con.execute(
+        "UPDATE runs SET status = 'failed', error = ?, finished_at = now() WHERE run_id = ?", [redact(error), run_id]
+    )
