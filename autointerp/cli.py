@@ -195,6 +195,18 @@ def read_jobs(path: str, base: CollectConfig) -> list[tuple[CollectConfig, str]]
     return jobs
 
 
+def require_database(db: str) -> None:
+    """Refuse a --db path with no file: opening it for writing would leave a new empty database."""
+    from pathlib import Path
+
+    if not Path(db).is_file():
+        raise AutointerpError(
+            f"No database at {db}.",
+            "a database written by `autointerp collect`.",
+            "check the --db path, or run `autointerp collect --db PATH` first.",
+        )
+
+
 def run_explain(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -202,6 +214,7 @@ def run_explain(args: argparse.Namespace) -> int:
 
     config = config_from_args(ExplainConfig, args)
     executor = config_from_args(ExecutorConfig, args)
+    require_database(args.db)
     r = asyncio.run(explain(config, args.db, progress=not args.quiet, executor=executor))
     print(
         f"{args.db}: run {r.run_id}: {r.explained} explained, {r.unparsed} unparsed, {r.failed} failed "
@@ -219,6 +232,7 @@ def run_score(args: argparse.Namespace) -> int:
 
     config = config_from_args(ScoreConfig, args)
     executor = config_from_args(ExecutorConfig, args)
+    require_database(args.db)
     r = asyncio.run(score(config, args.db, progress=not args.quiet, executor=executor))
     print(
         f"{args.db}: run {r.run_id}: {r.scored} scores, {r.unscored} unscored (no readable answer) in "
