@@ -59,9 +59,11 @@ def run(args: argparse.Namespace) -> int:
             webbrowser.open(url)
         return 0
 
+    from .interrupt import restore_ctrl_c
     from .server import make_server
 
     server = make_server(args.db, args.host, args.port, latents=args.latents)
+    restore_ctrl_c()
     print(f"Serving {args.db} at {server.url} (Ctrl-C stops)", flush=True)
     if args.open:
         webbrowser.open(server.url)
