@@ -17,6 +17,7 @@ from .config import ALL_TOKENS, CollectConfig, ExecutorConfig, ExplainConfig, Sc
 from .config_fields import field_docs
 from .demo import command as demo_command
 from .errors import AutointerpError
+from .failures import explain_failure
 from .interop import export_command, import_command
 from .query import sql as sql_command
 from .redact import install_log_redaction
@@ -260,6 +261,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"autointerp {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        error = explain_failure(exc)  # a full disk or a damaged file: not a bug, so no traceback
+        if error is None:
+            raise
+        print(f"autointerp {args.command}: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from pathlib import Path
 import duckdb
 
 from ..errors import AutointerpError
+from ..failures import explain_failure
 from ..store import summary
 from ..store.db import connect, migrations, seal_read_only
 
@@ -135,6 +136,9 @@ class Database:
 def query_error(exc: duckdb.Error, db: Database) -> AutointerpError:
     """DuckDB's message, with the fix for the mistakes we can recognise."""
     message = str(exc).strip()
+    failure = explain_failure(exc)
+    if failure is not None:
+        return failure
     if db.read_only and "read-only mode" in message:
         return AutointerpError(
             f"The database {db.path} is open read-only and the query writes to it: {message}",

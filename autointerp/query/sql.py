@@ -145,7 +145,7 @@ def execute_write(db: Database, query: str):
             db.con.execute("COMMIT")
     except duckdb.Error as exc:
         if own:
-            db.con.execute("ROLLBACK")
+            _rolled_back_open_transaction(db)  # a failed COMMIT (a full disk) has already ended it
         raise query_error(exc, db) from exc
     if not own and _rolled_back_open_transaction(db):
         raise _open_transaction_error("What the statements did after their last BEGIN has been rolled back.")
