@@ -13,12 +13,14 @@ import sys
 import typing
 
 from .browse import command as browse_command
-from .config import CollectConfig, ExecutorConfig, ExplainConfig, ScoreConfig
+from .config import ALL_TOKENS, CollectConfig, ExecutorConfig, ExplainConfig, ScoreConfig
 from .config_fields import field_docs
 from .demo import command as demo_command
 from .errors import AutointerpError
+from .failures import explain_failure
 from .interop import export_command, import_command
 from .query import sql as sql_command
+from .redact import install_log_redaction
 from .signals import SIGTERM_EXIT_STATUS, TERMINATED, Terminated, sigterm_raises
 
 
@@ -35,12 +37,26 @@ class JoinRepeated(argparse.Action):
 REPEATABLE = {"base_url"}
 
 
+def tokens_arg(text: str) -> int | str:
+    """--tokens: a whole number of tokens, or "all"."""
+    if text.strip().lower() == ALL_TOKENS:
+        return ALL_TOKENS
+    text = text.strip().replace("_", "")
+    if not (text.isascii() and text.isdigit()):
+        raise argparse.ArgumentTypeError(f'{text!r} is not a whole number of tokens or "all"')
+    return int(text)
+
+
+#: Config fields whose flag value is read by a function of its own rather than by the field's type.
+CONVERTERS = {"tokens": tokens_arg}
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     docs = field_docs(cls)
     hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
         flag = "--" + field.name.replace("_", "-")
-        kind = hints[field.name]
+        kind = CONVERTERS.get(field.name, hints[field.name])
         help_text = f"{docs.get(field.name, '')} (default: {field.default!r})"
         if kind is bool:
             parser.add_argument(
@@ -182,6 +198,18 @@ def read_jobs(path: str, base: CollectConfig) -> list[tuple[CollectConfig, str]]
     return jobs
 
 
+def require_database(db: str) -> None:
+    """Refuse a --db path with no file: opening it for writing would leave a new empty database."""
+    from pathlib import Path
+
+    if not Path(db).is_file():
+        raise AutointerpError(
+            f"No database at {db}.",
+            "a database written by `autointerp collect`.",
+            "check the --db path, or run `autointerp collect --db PATH` first.",
+        )
+
+
 def run_explain(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -190,6 +218,7 @@ def run_explain(args: argparse.Namespace) -> int:
 
     config = config_from_args(ExplainConfig, args)
     executor = config_from_args(ExecutorConfig, args)
+    require_database(args.db)
     r = asyncio.run(explain(config, args.db, progress=not args.quiet, executor=make_executor(executor)))
     print(
         f"{args.db}: run {r.run_id}: {r.explained} explained, {r.unparsed} unparsed, {r.failed} failed "
@@ -208,6 +237,7 @@ def run_score(args: argparse.Namespace) -> int:
 
     config = config_from_args(ScoreConfig, args)
     executor = config_from_args(ExecutorConfig, args)
+    require_database(args.db)
     r = asyncio.run(score(config, args.db, progress=not args.quiet, executor=make_executor(executor)))
     print(
         f"{args.db}: run {r.run_id}: {r.scored} scores, {r.unscored} unscored (no readable answer) in "
@@ -221,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    install_log_redaction()
     handlers = {"collect": run_collect, "explain": run_explain, "score": run_score}
     handlers.update({"export": export_command.run, "import": import_command.run})
     handlers["browse"] = browse_command.run
@@ -238,6 +269,12 @@ def main(argv: list[str] | None = None) -> int:
     except Terminated:
         print(f"autointerp {args.command}: {TERMINATED}", file=sys.stderr)
         return SIGTERM_EXIT_STATUS
+    except Exception as exc:
+        error = explain_failure(exc)  # a full disk or a damaged file: not a bug, so no traceback
+        if error is None:
+            raise
+        print(f"autointerp {args.command}: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -20,6 +20,12 @@ from .errors import AutointerpError
 EMBEDDED = "embedded"
 
 
+#: ``--tokens all``: the whole corpus.
+ALL_TOKENS = "all"
+#: More tokens than any corpus holds; a larger value is a typo.
+MAX_TOKENS = 10**13
+
+
 @dataclass
 class CollectConfig:
     """Configuration of the collect stage (``autointerp collect``)."""
@@ -59,8 +65,9 @@ class CollectConfig:
     text_column: str = "text"
     """Column holding the text."""
 
-    tokens: int = 1_000_000
-    """Number of corpus tokens to process (rounded up to whole sequences)."""
+    tokens: int | str = 1_000_000
+    """Number of corpus tokens to process (rounded up to whole sequences), or "all" for the whole corpus
+    (counted before the model runs, as is a number beyond the corpus's end). At most 10^13."""
 
     seq_len: int = 256
     """Tokens per sequence fed to the model; documents are packed, separated by the EOS token."""
@@ -117,11 +124,12 @@ class CollectConfig:
     """Device: auto (cuda when available), cpu, cuda, cuda:1, ..."""
 
     def __post_init__(self) -> None:
-        positive = ["tokens", "seq_len", "batch_size", "window", "n_quantiles", "reservoir", "histogram_bins"]
+        self._check_tokens()
+        positive = ["seq_len", "batch_size", "window", "n_quantiles", "reservoir", "histogram_bins", "top_k"]
         for name in positive:
             if getattr(self, name) <= 0:
                 raise AutointerpError(f"--{name.replace('_', '-')} is {getattr(self, name)}.", "a positive integer.")
-        for name in ["top_k", "explain_per_quantile", "test_per_quantile", "random_explain", "random_test"]:
+        for name in ["explain_per_quantile", "test_per_quantile", "random_explain", "random_test"]:
             if getattr(self, name) < 0:
                 raise AutointerpError(f"--{name.replace('_', '-')} is {getattr(self, name)}.", "zero or more.")
         if self.window > self.seq_len - int(self.exclude_first_position):
@@ -145,6 +153,16 @@ class CollectConfig:
             )
         if self.dtype not in ("auto", "bfloat16", "float16", "float32"):
             raise AutointerpError(f"--dtype {self.dtype!r} is not known.", "auto, bfloat16, float16 or float32.")
+
+    def _check_tokens(self) -> None:
+        if self.tokens == ALL_TOKENS:
+            return
+        if isinstance(self.tokens, bool) or not isinstance(self.tokens, int) or not 0 < self.tokens <= MAX_TOKENS:
+            raise AutointerpError(
+                f"--tokens is {self.tokens!r}.",
+                f'a positive number of tokens up to {MAX_TOKENS:.0e}, or "all" for the whole corpus.',
+                "pass --tokens all to use the whole corpus.",
+            )
 
     @property
     def min_activating_contexts(self) -> int:
@@ -194,6 +212,7 @@ class ExecutorConfig:
     reachable from every worker (a shared filesystem on a multi-machine cluster)."""
 
     def __post_init__(self) -> None:
+        check_finite(self)
         if self.executor not in EXECUTORS:
             raise AutointerpError(f"--executor {self.executor!r} is not known.", "local or ray.")
         if self.workers < 0 or self.shard_tokens < 0 or self.worker_gpus < 0:
@@ -274,6 +293,7 @@ class LLMConfig:
     changes the format of the answer, never which answer is chosen among valid ones."""
 
     def __post_init__(self) -> None:
+        check_finite(self)  # NaN slips through every comparison below
         if self.backend not in ("local", "openai", "vllm"):
             raise AutointerpError(f"--backend {self.backend!r} is not known.", "local, openai or vllm.")
         if self.guided not in ("auto", "on", "off"):
@@ -352,6 +372,8 @@ class ExplainConfig(LLMConfig):
             raise AutointerpError(f"--n-negatives is {self.n_negatives}.", "zero or more.")
         if not 0 <= self.mark_threshold < 1:
             raise AutointerpError(f"--mark-threshold {self.mark_threshold} is outside [0, 1).")
+        if self.temperature < 0:
+            raise AutointerpError(f"--temperature is {self.temperature}.", "0 (greedy) or a positive temperature.")
 
     SHAPING = (
         "backend",
@@ -368,21 +390,41 @@ class ExplainConfig(LLMConfig):
     )
 
 
+def _is_index(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
 def parse_latent_ranges(spec: str) -> list[tuple[int, int]]:
-    """'0-999,1500' -> [(0, 999), (1500, 1500)]; '' -> []."""
+    """'0-999,1500' -> [(0, 999), (1500, 1500)]; '' -> []. ASCII digits only, no empty item."""
     ranges = []
-    for part in filter(None, (p.strip() for p in spec.split(","))):
-        try:
-            lo, _, hi = part.partition("-")
-            lo_i, hi_i = int(lo), int(hi) if hi else int(lo)
-        except ValueError:
-            raise AutointerpError(f"--latents {spec!r}: cannot read {part!r}.", "ranges like 0-999,1500.") from None
-        if lo_i < 0 or hi_i < lo_i:
+    if not spec.strip():
+        return ranges
+    for part in (p.strip() for p in spec.split(",")):
+        lo, dash, hi = (x.strip() for x in part.partition("-"))
+        if not _is_index(lo) or (dash and not _is_index(hi)):
+            raise AutointerpError(
+                f"--latents {spec!r}: cannot read {part!r}" + (" (an empty item)" if not part else "") + ".",
+                "ranges of latent indices in ASCII digits, like 0-999,1500.",
+            )
+        lo_i, hi_i = int(lo), int(hi) if dash else int(lo)
+        if hi_i < lo_i:
             raise AutointerpError(
                 f"--latents {spec!r}: {part!r} is not an increasing range of indices.", "ranges like 0-999,1500."
             )
         ranges.append((lo_i, hi_i))
     return ranges
+
+
+def check_finite(config) -> None:
+    """Refuse NaN and infinity in every float field of a config dataclass."""
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise AutointerpError(
+                f"--{field.name.replace('_', '-')} is {value}.",
+                "a finite number.",
+                f"see `--help` for what --{field.name.replace('_', '-')} means.",
+            )
 
 
 SCORERS = ("detection", "fuzzing", "embedding", "simulation", "intervention")
@@ -489,6 +531,8 @@ class ScoreConfig(LLMConfig):
             raise AutointerpError("--fuzz-random and --fuzz-misplaced must be zero or more.")
         if not 0 < self.mark_threshold <= 1:
             raise AutointerpError(f"--mark-threshold {self.mark_threshold} is outside (0, 1].")
+        if self.temperature < 0:
+            raise AutointerpError(f"--temperature is {self.temperature}.", "0 (greedy) or a positive temperature.")
         self._check_intervention()
 
     def _check_intervention(self) -> None:

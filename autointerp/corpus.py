@@ -77,6 +77,8 @@ def _check_text_column(ds, dataset: str, text_column: str) -> None:
             first = next(iter(ds))
         except StopIteration:
             raise AutointerpError(f"The dataset {dataset!r} is empty.", "at least one row of text.") from None
+        except UnicodeDecodeError as exc:
+            raise not_utf8_error(exc) from None
         columns = list(first)
     if text_column not in columns:
         raise AutointerpError(
@@ -120,6 +122,17 @@ class SequencePacker:
     def _encode(self, batch: list[str]) -> Iterator[list[int]]:
         for ids in self.tokenizer(batch, add_special_tokens=False).input_ids:
             yield ids + ([self.eos] if self.eos is not None else [])
+
+    def count_sequences(self, texts: Iterable[str], limit: int | None = None) -> int:
+        """Whole sequences ``sequences(texts)`` yields, counting no further than ``limit`` (None: to the
+        end). Tokenizing only, so a corpus too short is found before the model runs."""
+        needed = None if limit is None else limit * self.body
+        total = 0
+        for ids in self._documents(texts):
+            total += len(ids)
+            if needed is not None and total >= needed:
+                return limit
+        return total // self.body
 
     def locate(
         self, texts: Iterable[str], sequence_starts: list[int]
@@ -167,7 +180,14 @@ class SequencePacker:
 
 
 def texts_of(ds: Iterable[dict], text_column: str) -> Iterator[str]:
-    for row in ds:
+    rows = iter(ds)
+    while True:
+        try:
+            row = next(rows)
+        except StopIteration:
+            return
+        except UnicodeDecodeError as exc:  # a binary file passed as text
+            raise not_utf8_error(exc) from None
         text = row[text_column]
         if isinstance(text, str):
             yield text
@@ -177,3 +197,25 @@ def nonempty_texts(ds: Iterable[dict], text_column: str, skip: int = 0) -> Itera
     """The texts the packer reads (non-empty strings), without the first ``skip`` of them."""
     texts = (t for t in texts_of(ds, text_column) if t)
     return itertools.islice(texts, skip, None)
+
+
+def available_sequences(tokenizer, corpus, text_column: str, seq_len: int, wanted: int | None) -> int:
+    """Whole sequences of ``seq_len`` tokens in ``corpus``, counted up to ``wanted`` (None: all)."""
+    return SequencePacker(tokenizer, seq_len).count_sequences(texts_of(corpus, text_column), wanted)
+
+
+def no_sequence_error(seq_len: int) -> AutointerpError:
+    """The corpus holds no whole sequence (empty, blank lines, or shorter than one sequence)."""
+    return AutointerpError(
+        f"The corpus holds no whole sequence of {seq_len} tokens (it is empty, blank or shorter).",
+        f"a corpus of at least {seq_len} tokens of text.",
+        "pass a larger --dataset (or check --text-column), or a smaller --seq-len.",
+    )
+
+
+def not_utf8_error(exc: UnicodeDecodeError) -> AutointerpError:
+    return AutointerpError(
+        f"The corpus is not UTF-8 text: {exc}.",
+        "a UTF-8 text corpus (txt, jsonl, json, csv) or a parquet file.",
+        "convert the file to UTF-8 (e.g. `iconv -f latin1 -t utf-8`), or pass another --dataset.",
+    )

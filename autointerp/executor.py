@@ -81,8 +81,9 @@ class ShardedJob(Protocol):
     tokens_per_item: int
     """Progress units (tokens) per item of a shard."""
 
-    def plan(self, shards: int, shard_tokens: int) -> list[Shard]:
-        """The job's shards: about ``shards`` of them, or ``shard_tokens`` tokens each when not 0."""
+    def plan(self, shards: int, shard_tokens: int, call: Call) -> list[Shard]:
+        """The job's shards: about ``shards`` of them, or ``shard_tokens`` tokens each when not 0
+        (``call`` runs a function where the job is set up, e.g. to measure its input first)."""
 
     def prepare(self, shards: list[Shard], call: Call, info: dict) -> list[Shard]:
         """Before any shard runs: check, start the run (storing the executor's ``info``) and return the
@@ -133,7 +134,7 @@ class LocalExecutor:
                 def call(fn, *args, loaded=loaded):
                     return fn(loaded, *args)
 
-                shards = job.prepare(job.plan(1, self.shard_tokens), call, {})
+                shards = job.prepare(job.plan(1, self.shard_tokens, call), call, {})
                 start = time.perf_counter()
                 results = [job.step.run(loaded, shard, progress) for shard in shards]
                 job.reduce(results, call, time.perf_counter() - start, {})

@@ -2,8 +2,9 @@
 
 It answers with the embedded SmolLM2 model (through autointerp's local backend), and a fault plan can
 make it answer a prompt's n-th attempt with a 429 and Retry-After, a 500, a timeout (it waits longer
-than the client), a malformed body or a 400, so the client's retry and failure handling are tested
-against real sockets and real JSON.
+than the client), a trickle (a 200 whose body comes one byte a second, so no single read ever times
+out), a 401 that echoes the Authorization header, a malformed body or a 400, so the client's retry and
+failure handling are tested against real sockets and real JSON.
 """
 
 from __future__ import annotations
@@ -74,6 +75,20 @@ class ModelServer:
                 except (BrokenPipeError, ConnectionResetError):  # the client gave up (a timeout test)
                     pass
 
+            def _trickle(self) -> None:
+                body = json.dumps({"id": "x", "choices": [{"message": {"content": "late " * 200}}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                try:
+                    for i in range(len(body)):
+                        self.wfile.write(body[i : i + 1])
+                        self.wfile.flush()
+                        time.sleep(1.0)
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up, as it should
+                    pass
+
             def do_GET(self):
                 if self.path.rstrip("/").endswith("/models"):
                     self._send(
@@ -99,6 +114,12 @@ class ModelServer:
                 if fault == "timeout":
                     time.sleep(server.timeout_sleep)
                     return self._send(500, b'{"error": {"message": "too late"}}')
+                if fault == "echo_auth":  # a careless server that echoes the credentials it got
+                    auth = self.headers.get("Authorization", "")
+                    message = f"invalid credentials: Authorization: {auth} (key {auth.split()[-1]})"
+                    return self._send(401, json.dumps({"error": {"message": message}}).encode())
+                if fault == "trickle":
+                    return self._trickle()
                 if fault == "malformed":
                     return self._send(200, b'{"id": "x", "choices": [{"message": {"content": ')
                 body = server.complete(request)

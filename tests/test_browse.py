@@ -16,7 +16,6 @@ import math
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -33,6 +32,7 @@ from autointerp.browse.static import write_static
 from autointerp.cli import main
 from autointerp.store.db import connect
 
+from .children import interrupted_at_end
 from .conftest import query
 
 pytestmark = pytest.mark.slow  # the database comes from a collect on the embedded model
@@ -592,7 +592,7 @@ def test_command_serves_until_interrupted(browse_db):
         text=True,
         env=env,
     )
-    try:
+    with interrupted_at_end(proc, timeout=30):  # the child is killed if it does not stop
         line = proc.stdout.readline()
         match = re.search(r"http://127\.0\.0\.1:\d+/", line)
         assert match, line + proc.stderr.read()
@@ -600,8 +600,5 @@ def test_command_serves_until_interrupted(browse_db):
         assert status == 200 and [r["latent"] for r in body["rows"]] == [0, 1, 2]
         # read-only: another reader can open the database while it is served
         assert query(browse_db[0], "SELECT count(*) FROM explanations")[0][0] == 8
-    finally:
-        proc.send_signal(signal.SIGINT)
-        rc = proc.wait(timeout=30)
-    assert rc == 0
+    assert proc.returncode == 0
     assert hashlib.sha256(browse_db[0].read_bytes()).hexdigest() == before  # read-only: the file is untouched

@@ -10,7 +10,6 @@ import math
 import os
 import random
 import re
-import signal
 import statistics
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from autointerp.demo.choose import choose_latents, spread
 from autointerp.errors import AutointerpError
 from autointerp.store.db import connect
 
+from .children import interrupted_at_end
 from .conftest import SMALL, query
 
 # The conftest's tiny collect, and scorer settings that keep each scorer to one short prompt.
@@ -276,7 +276,7 @@ def test_demo_serves_the_browser_until_interrupted(demo_run):
         text=True,
         env=env,
     )
-    try:
+    with interrupted_at_end(proc, timeout=60):  # the child is killed if it does not stop
         url = None
         for line in proc.stdout:
             match = re.search(r"Browser: (http://127\.0\.0\.1:\d+/)#explained=1&sort=score:detection&order=desc ", line)
@@ -291,7 +291,4 @@ def test_demo_serves_the_browser_until_interrupted(demo_run):
         ]
         assert [r["latent"] for r in body["rows"]] == explained
         assert all(set(r["scores"]) >= set(SCORERS) for r in body["rows"])
-    finally:
-        proc.send_signal(signal.SIGINT)
-        rc = proc.wait(timeout=60)
-    assert rc == 0
+    assert proc.returncode == 0

@@ -32,6 +32,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--chunk-size", type=int, default=1000, help="static site: latents per list data file (default: 1000)"
     )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="static site: write into a folder of other files, replacing same-named ones (the rest are kept)",
+    )
     parser.add_argument("--open", action="store_true", help="open the list in the default web browser")
     return parser
 
@@ -42,7 +47,9 @@ def run(args: argparse.Namespace) -> int:
     if args.static is not None:
         from .static import write_static
 
-        site = write_static(args.db, args.static, latents=args.latents, chunk_size=args.chunk_size)
+        site = write_static(
+            args.db, args.static, latents=args.latents, chunk_size=args.chunk_size, overwrite=args.overwrite
+        )
         url = site.index.as_uri()
         print(
             f"{args.db}: wrote {site.n_latents:,} latent pages and {site.n_chunks} list data files to "
@@ -52,9 +59,11 @@ def run(args: argparse.Namespace) -> int:
             webbrowser.open(url)
         return 0
 
+    from .interrupt import restore_ctrl_c
     from .server import make_server
 
     server = make_server(args.db, args.host, args.port, latents=args.latents)
+    restore_ctrl_c()
     print(f"Serving {args.db} at {server.url} (Ctrl-C stops)", flush=True)
     if args.open:
         webbrowser.open(server.url)

@@ -21,7 +21,8 @@ VISIBLE = {"\n": "↵", "\r": "␍", "\t": "⇥"}
 
 def e(value) -> str:
     """Escaped text of any value (None is an empty string)."""
-    return "" if value is None else escape(str(value), quote=True)
+    # NUL is not allowed in HTML text: browsers turn it into U+FFFD or drop it, each in its own way
+    return "" if value is None else escape(str(value).replace("\x00", "\ufffd"), quote=True)
 
 
 def number(value, digits: int = 4) -> str:

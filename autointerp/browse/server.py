@@ -17,6 +17,7 @@ are. Bad parameters answer 400 with the AutointerpError's parts as JSON.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import logging
 import re
 from http import HTTPStatus
@@ -100,6 +101,15 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # the name http.server dispatches GET to
         url = urlsplit(self.path)
         path = url.path
+        if not host_allowed(self.headers.get("Host"), self.server.server_address[0]):
+            return self._json(
+                {
+                    "error": f"Host {self.headers.get('Host')!r} is not this server.",
+                    "expected": "the address the server is bound to, or localhost",
+                    "fix": "open the URL the server printed",
+                },
+                HTTPStatus.FORBIDDEN,
+            )
         try:
             if path in ("/", "/index.html"):
                 return self._send(render.list_page("server", self.server.db_path.name), "text/html; charset=utf-8")
@@ -168,6 +178,30 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Security-Policy", CSP)
         self.end_headers()
         self.wfile.write(data)
+
+
+def host_allowed(header: str | None, bound: str) -> bool:
+    """Whether a request's Host header names this server: its bound address or localhost. Any other
+    name is refused, so a page of another site cannot reach the server through DNS rebinding (a name
+    of the attacker's that resolves to 127.0.0.1). A wildcard bind accepts any IP address literal."""
+    if header is None:  # HTTP/1.0 clients; browsers always send Host
+        return True
+    try:
+        name = urlsplit("//" + header.strip()).hostname or ""
+    except ValueError:
+        return False
+    if name in ("localhost", bound.lower()):
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    if bound in ("0.0.0.0", "::", ""):
+        return True
+    try:
+        return address == ipaddress.ip_address(bound)
+    except ValueError:
+        return False
 
 
 def make_server(db: str | Path, host: str = "127.0.0.1", port: int = 0, latents: str = "") -> BrowseServer:

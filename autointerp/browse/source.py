@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 
 from ..errors import AutointerpError
-from ..store.db import connect
+from ..store.db import connect, seal_read_only
 
 #: The attached file's catalog name; each cursor starts in it (``USE``), so queries name views plainly.
 CATALOG = "src"
@@ -44,6 +44,7 @@ class Database:
             self.con.execute(
                 f"ATTACH '{str(self.path.absolute()).replace(chr(39), chr(39) * 2)}' AS {CATALOG} (READ_ONLY)"
             )
+            seal_read_only(self.con)
         except duckdb.Error as exc:
             self.con.close()
             raise AutointerpError(

@@ -10,14 +10,17 @@ Layout of DIR::
 
 Chromium refuses ``fetch()`` of local files from a ``file://`` page, so the list's data is JSON
 wrapped in a function call inside ``.js`` files, which ``<script>`` elements may load from anywhere.
-The site is written into a temporary sibling folder and moved into place at the end, so an
-interrupted run never leaves half a site; DIR is replaced only if an earlier run wrote it (it holds
-the marker file), never a folder of someone else's files.
+The site is written into a temporary sibling folder and its files are moved into DIR at the end, so an
+interrupted run leaves no half-written page. The marker file lists every file the site wrote: a later
+run replaces those, deletes those it no longer writes, and never touches any other file. A non-empty
+DIR that is not an earlier site, or a file of someone else's where a page goes, is refused unless
+``overwrite`` (which replaces only the files the site writes).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -46,16 +49,35 @@ class StaticSite:
         return self.path / "index.html"
 
 
+#: The files of a site, for a marker written before the marker listed them.
+_SITE_FILE = re.compile(r"index\.html|assets/[\w.-]+\.(css|js)|data/index\.js|data/latents-\d+\.js|latents/\d+\.html")
+
+
 def write_static(
-    db: str | Path, out: str | Path, latents: str = "", chunk_size: int = 1000, batch_size: int = 200
+    db: str | Path,
+    out: str | Path,
+    latents: str = "",
+    chunk_size: int = 1000,
+    batch_size: int = 200,
+    overwrite: bool = False,
 ) -> StaticSite:
-    """Write the site for ``db`` (the latents in ``latents`` ranges, or all) into the folder ``out``."""
+    """Write the site for ``db`` (the latents in ``latents`` ranges, or all) into the folder ``out``.
+
+    Only the site's own files are written or deleted; ``overwrite`` lets it write into a folder of other
+    files (replacing same-named ones, keeping the rest)."""
     start = time.perf_counter()
     parse_latent_ranges(latents)
     if chunk_size <= 0 or batch_size <= 0:
         raise AutointerpError(f"chunk size {chunk_size} / batch size {batch_size}.", "positive integers.")
     out = Path(out).absolute()
     _check_target(out)
+    earlier = _earlier_files(out)
+    if earlier is None and not overwrite:
+        raise AutointerpError(
+            f"--static {out} holds files that autointerp did not write.",
+            "a new or empty folder, or one an earlier `autointerp browse --static` wrote.",
+            "pass another folder, or add --overwrite to write the site's files into it (other files are kept).",
+        )
     database = Database(db)
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     try:
@@ -90,8 +112,18 @@ def write_static(
             for index, d in latent.latent_details(cur, ids[i : i + batch_size]).items():
                 (tmp / "latents" / f"{index}.html").write_text(render.latent_page(d, name), encoding="utf-8")
         (tmp / "index.html").write_text(render.list_page("static", name), encoding="utf-8")
-        (tmp / MARKER).write_text("written by autointerp browse --static; the folder is replaced on the next run\n")
-        _replace(tmp, out)
+        written = sorted(str(p.relative_to(tmp).as_posix()) for p in tmp.rglob("*") if p.is_file())
+        foreign = [f for f in written if (out / f).exists() and f not in (earlier or set())]
+        if foreign and not overwrite:
+            raise AutointerpError(
+                f"--static {out} holds files the site would replace that it did not write: "
+                + ", ".join(foreign[:5])
+                + (" ..." if len(foreign) > 5 else "")
+                + ".",
+                "a folder where only an earlier `autointerp browse --static` wrote the site's files.",
+                "move those files away, pass another folder, or add --overwrite to replace them.",
+            )
+        _move_into(tmp, out, written, earlier or set())
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -106,12 +138,6 @@ def _check_target(out: Path) -> None:
             f"--static {out} is a file.",
             "a folder to write the site into (new, empty, or an earlier site).",
             "pass another path.",
-        )
-    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).exists():
-        raise AutointerpError(
-            f"--static {out} holds files that autointerp did not write; they are left alone.",
-            "a new or empty folder, or one an earlier `autointerp browse --static` wrote.",
-            "pass another folder, or empty this one.",
         )
     if not out.parent.is_dir():
         raise AutointerpError(
@@ -151,12 +177,38 @@ def _write_list(cur, folder: Path, latents: str, chunk_size: int) -> tuple[list[
     return ids, n_chunks, list(source.scorers)
 
 
-def _replace(tmp: Path, out: Path) -> None:
-    """Move the finished site to ``out``, replacing an earlier site there."""
-    old = None
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        out.rename(old)
-    tmp.rename(out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+def _earlier_files(out: Path) -> set[str] | None:
+    """The files an earlier site in ``out`` wrote (empty for a new or empty folder); None: not a site."""
+    if not out.is_dir() or not any(out.iterdir()):
+        return set()
+    marker = out / MARKER
+    if not marker.is_file():
+        return None
+    lines = marker.read_text(encoding="utf-8", errors="replace").splitlines()
+    if lines and lines[0] == "files:":
+        return {line for line in lines[1:] if line and ".." not in line.split("/")}
+    # a marker written before it listed the files: the site's own layout
+    return {
+        str(p.relative_to(out).as_posix())
+        for p in out.rglob("*")
+        if _SITE_FILE.fullmatch(p.relative_to(out).as_posix())
+    }
+
+
+def _move_into(tmp: Path, out: Path, written: list[str], earlier: set[str]) -> None:
+    """Move the finished site's files into ``out``, delete the earlier site's files it no longer has, and
+    list what it wrote in the marker; no other file in ``out`` is touched."""
+    for name in written:
+        target = out / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp / name, target)
+    for name in sorted(earlier - set(written)):
+        (out / name).unlink(missing_ok=True)
+    for sub in ("latents", "data", "assets"):
+        if (out / sub).is_dir() and not any((out / sub).iterdir()):
+            (out / sub).rmdir()
+    (out / MARKER).write_text(
+        "files:\n" + "".join(f"{name}\n" for name in written),
+        encoding="utf-8",
+    )
+    shutil.rmtree(tmp, ignore_errors=True)

@@ -18,21 +18,23 @@ compares with any earlier collect there (a different configuration needs ``overw
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import CollectConfig, config_hash
+from ..config import ALL_TOKENS, CollectConfig, config_hash
+from ..corpus import no_sequence_error
 from ..errors import AutointerpError
-from ..executor import Call, Executor, Shard, or_local
+from ..executor import Call, Executor, LocalExecutor, Shard, or_local
 from ..store import runs
 from ..store.db import connect
 from . import dictionary as dictionaries
 from .reduce import CollectResult, merge, select_and_write
 from .setup import Loaded
-from .step import CollectStep, decode, locate, plan_shards
+from .step import CollectStep, count_sequences, decode, locate, plan_shards
 from .stream import corpus_too_short, n_sequences
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,12 @@ def collect_many(
     """Several collects (e.g. one per hookpoint or SAE), each into its own database: one after another
     with ``LocalExecutor``, or sharing the workers of a Ray cluster with ``RayExecutor``."""
     executor = or_local(executor)
+    if not isinstance(executor, LocalExecutor) and any(config.tokens == ALL_TOKENS for config, _ in jobs):
+        raise AutointerpError(
+            "--tokens all is available with the local executor only.",
+            "a number of tokens (a sharded collect plans its shards from it).",
+            "pass --tokens N, or run with --executor local.",
+        )
     paths = [str(Path(db).resolve()) for _, db in jobs]
     if len(set(paths)) < len(paths):
         raise AutointerpError(
@@ -154,9 +162,26 @@ class CollectJob:
     def parts(self) -> Path:
         return self.step.parts
 
-    def plan(self, shards: int, shard_tokens: int) -> list[Shard]:
+    def plan(self, shards: int, shard_tokens: int, call: Call) -> list[Shard]:
+        if self.config.tokens == ALL_TOKENS:
+            self._use_whole_corpus(call)
         config = self.config
-        return plan_shards(n_sequences(config), config.batch_size, config.seq_len, shards, shard_tokens)
+        planned = plan_shards(n_sequences(config), config.batch_size, config.seq_len, shards, shard_tokens)
+        if all(s.first == 0 for s in planned):  # no locate pass (``_locate``) will count the corpus: count it
+            available = call(count_sequences, n_sequences(config))
+            if available < n_sequences(config):
+                raise corpus_too_short(config, available)  # before the model runs, and before the run row
+        return planned
+
+    def _use_whole_corpus(self, call: Call) -> None:
+        """``--tokens all``: the number of whole sequences the corpus holds becomes the token budget, where
+        the job is set up and in its step (only a local executor takes it: the Ray executor is refused)."""
+        available = call(count_sequences, None)
+        if available == 0:
+            raise no_sequence_error(self.config.seq_len)
+        self.config = dataclasses.replace(self.config, tokens=available * self.config.seq_len)
+        self.step.config = self.config
+        call(_set_config, self.config)
 
     def prepare(self, shards: list[Shard], call: Call, info: dict) -> list[Shard]:
         self.step.request = None  # set up wherever it runs: the driver's copy of the dictionary can go
@@ -220,6 +245,10 @@ class CollectJob:
     def fail(self, exc: BaseException) -> None:
         if self.run_id and self.result is None:
             runs.fail_run(self.con, self.run_id, runs.failure_reason(exc))
+
+
+def _set_config(loaded: Loaded, config: CollectConfig) -> None:
+    loaded.config = config
 
 
 def _starting(shard: Shard, position) -> Shard:

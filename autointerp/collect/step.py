@@ -105,5 +105,13 @@ def locate(loaded: Loaded, starts: list[int]) -> tuple[list, int | None]:
     return packer.locate(texts_of(loaded.corpus, loaded.config.text_column), starts)
 
 
+def count_sequences(loaded: Loaded, wanted: int | None) -> int:
+    """Whole sequences the corpus holds, counted up to ``wanted`` (None: all) by tokenizing only."""
+    from ..corpus import available_sequences
+
+    config = loaded.config
+    return available_sequences(loaded.subject.tokenizer, loaded.corpus, config.text_column, config.seq_len, wanted)
+
+
 def decode(loaded: Loaded, ids: list[int]) -> list[str]:
     return loaded.decode(ids)

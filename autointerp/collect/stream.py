@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import CollectConfig
-from ..corpus import SequencePacker, nonempty_texts, texts_of
+from ..corpus import SequencePacker, no_sequence_error, nonempty_texts, texts_of
 from ..errors import AutointerpError
 from ..models.subject import SubjectModel
 from .sampler import SamplerSizes, StreamingSampler
@@ -96,12 +96,14 @@ def sampler_sizes(config: CollectConfig, n_latents: int, signed: bool) -> Sample
 
 
 def corpus_too_short(config: CollectConfig, available: int) -> AutointerpError:
+    if available == 0:
+        return no_sequence_error(config.seq_len)
     have = available * config.seq_len
     return AutointerpError(
         f"The corpus has only {have:,} tokens ({available:,} sequences of {config.seq_len}); "
         f"{config.tokens:,} were requested.",
         f"--tokens at most {have:,} for this corpus.",
-        f"pass --tokens {have} or a larger dataset.",
+        f"pass --tokens {have} (or --tokens all), or a larger dataset.",
     )
 
 

@@ -280,9 +280,11 @@ def run(args: argparse.Namespace) -> int:
 
 def serve(db: Path, port: int, view: str) -> None:
     """The browser on 127.0.0.1 until Ctrl-C."""
+    from ..browse.interrupt import restore_ctrl_c
     from ..browse.server import make_server
 
     server = make_server(db, "127.0.0.1", port)
+    restore_ctrl_c()
     _say(f"Browser: {server.url}{view}  (all latents: {server.url}; Ctrl-C ends)")
     try:
         server.serve_forever()

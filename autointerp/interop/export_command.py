@@ -58,6 +58,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..errors import AutointerpError
+
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise AutointerpError(
+            f"--out {args.out} is a file.",
+            "a folder to write the export into (created if missing).",
+            "pass a folder path (a new one, or an earlier export's).",
+        )
     if args.format == "parquet":
         from .parquet import export_parquet
 

@@ -86,6 +86,7 @@ def store(db, source: ImportSource, model_override: str = "", skip_unknown: bool
             f"{source.path} holds no explanation to import" + (f" for {source.module}" if source.module else "") + ".",
             f"a {source.kind} folder or file with explanations.",
         )
+    _check_lengths(source)
     chash = import_hash(source, model_override)
     if not Path(db).exists():  # connect() would create an empty database
         raise AutointerpError(f"No database at {db}.", "a file written by `autointerp collect` with the same SAE.")
@@ -170,6 +171,21 @@ def store(db, source: ImportSource, model_override: str = "", skip_unknown: bool
         return ImportResult(run_id, chash, explained, unparsed, len(unknown), not_ok, False, notes)
     finally:
         con.close()
+
+
+#: The longest explanation an import accepts: explanations are a sentence or a paragraph; megabytes
+#: are a wrong file or an attack on every page and prompt that shows them.
+MAX_EXPLANATION_CHARS = 10_000
+
+
+def _check_lengths(source: ImportSource) -> None:
+    for item in source.items:
+        if item.text is not None and len(item.text) > MAX_EXPLANATION_CHARS:
+            raise AutointerpError(
+                f"The explanation of latent {item.latent} in {item.where} is {len(item.text):,} characters long.",
+                f"explanations of at most {MAX_EXPLANATION_CHARS:,} characters.",
+                "check that --path is the right file; shorten or remove that explanation.",
+            )
 
 
 def hookpoint_note(source: ImportSource, hookpoint: str | None) -> str | None:

@@ -13,11 +13,14 @@ from pathlib import Path
 
 from ..config import parse_latent_ranges
 from ..errors import AutointerpError
+from ..redact import redact_sql
 from ..store.db import connect
 from ..store.summary import use_live_if_stale
 from .files import partial_name, refuse_existing
 
 PUBLIC_TABLES = ("llm_calls", "runs")
+#: Text columns that may hold credentials written before redaction existed; exported redacted.
+REDACTED = {"llm_calls": ("error", "response"), "runs": ("config", "error")}
 
 
 @dataclass
@@ -39,6 +42,14 @@ def latent_filter(spec: str) -> str:
     """SQL condition on ``latent`` for ``--latents`` ranges (the ranges are parsed integers)."""
     ranges = parse_latent_ranges(spec)
     return " OR ".join(f"latent BETWEEN {lo} AND {hi}" for lo, hi in ranges)
+
+
+def _select_all(name: str, columns: list[str]) -> str:
+    redacted = [c for c in REDACTED.get(name, ()) if c in columns]
+    if not redacted:
+        return f'SELECT * FROM "{name}"'
+    replace = ", ".join(f'{redact_sql(chr(34) + c + chr(34))} AS "{c}"' for c in redacted)
+    return f'SELECT * REPLACE ({replace}) FROM "{name}"'
 
 
 def _quote(path: Path) -> str:
@@ -66,9 +77,8 @@ def export_parquet(db, out, latents: str = "", overwrite: bool = False) -> Parqu
                 where = f" WHERE {condition}" if condition and "latent" in columns else ""
                 temp = partial_name(target)
                 written.append(temp)
-                con.execute(
-                    f'COPY (SELECT * FROM "{name}"{where}) TO {_quote(temp)} (FORMAT parquet, COMPRESSION zstd)'
-                )
+                select = _select_all(name, columns)
+                con.execute(f"COPY ({select}{where}) TO {_quote(temp)} (FORMAT parquet, COMPRESSION zstd)")
                 rows[name] = con.execute(f"SELECT count(*) FROM read_parquet({_quote(temp)})").fetchone()[0]
             for target in targets.values():
                 os.replace(partial_name(target), target)

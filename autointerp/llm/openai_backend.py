@@ -7,9 +7,11 @@ the client is built and is kept nowhere else.
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 from ..errors import AutointerpError
+from ..redact import redact, register_secret, register_url_credentials
 from .base import Backend, Completion, GenerateOptions, PermanentError, TokenLogprob, TransientError
 
 
@@ -51,8 +53,11 @@ class OpenAIBackend(Backend):
                     f"export {api_key_env}=... or pass --api-key-env NAME.",
                 )
             key = "none"  # local servers (vllm serve, llama.cpp) accept any key
+        register_secret(key)  # a server's error body may echo it
+        register_url_credentials(base_url)
         self.model = model
         self.base_url = base_url
+        self.timeout = timeout
         self._client = openai.AsyncOpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=timeout)
 
     async def generate(self, messages: list[dict], options: GenerateOptions) -> Completion:
@@ -71,24 +76,31 @@ class OpenAIBackend(Backend):
         if extra_body:
             kwargs["extra_body"] = extra_body
         try:
-            response = await self._client.chat.completions.create(**kwargs)
+            # the client's own timeout bounds each read, not the request: a server sending a byte a
+            # second never trips it, so the whole request (connect, send, read) gets a deadline here
+            async with asyncio.timeout(self.timeout):
+                response = await self._client.chat.completions.create(**kwargs)
+        except TimeoutError as exc:
+            raise TransientError(f"timed out: no whole answer within --timeout {self.timeout:g} s") from exc
         except openai.RateLimitError as exc:
-            raise TransientError(f"rate limited (429): {exc.message}", _retry_after(exc.response.headers)) from exc
+            raise TransientError(
+                f"rate limited (429): {redact(exc.message)}", _retry_after(exc.response.headers)
+            ) from exc
         except openai.APIStatusError as exc:
             status = exc.status_code
             if status >= 500 or status in (408, 409):
                 raise TransientError(
-                    f"server error ({status}): {exc.message}", _retry_after(exc.response.headers)
+                    f"server error ({status}): {redact(exc.message)}", _retry_after(exc.response.headers)
                 ) from exc
-            raise PermanentError(f"HTTP {status}: {exc.message}") from exc
+            raise PermanentError(f"HTTP {status}: {redact(exc.message)}") from exc
         except openai.APITimeoutError as exc:
             raise TransientError("timed out") from exc
         except openai.APIConnectionError as exc:
-            raise TransientError(f"connection error: {exc}") from exc
+            raise TransientError(redact(f"connection error: {exc}")) from exc
         except openai.APIResponseValidationError as exc:
-            raise TransientError(f"malformed response: {exc}") from exc
+            raise TransientError(redact(f"malformed response: {exc}")) from exc
         except ValueError as exc:  # a body that is not JSON
-            raise TransientError(f"malformed response: {exc}") from exc
+            raise TransientError(redact(f"malformed response: {exc}")) from exc
         return self._completion(response)
 
     @staticmethod

@@ -13,8 +13,9 @@ from pathlib import Path
 import duckdb
 
 from ..errors import AutointerpError
+from ..failures import explain_failure
 from ..store import summary
-from ..store.db import connect, migrations
+from ..store.db import connect, migrations, seal_read_only
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -42,11 +43,12 @@ class Database:
             )
         self.con = connect(self.path, read_only=read_only)  # a writable open also migrates the schema
         try:
-            self.con.execute("SET enable_progress_bar = false")  # it would print into query output
             if read_only:
                 # True when latent_summary is answered by its live definition (slow, but current).
                 self.summary_is_live = summary.use_live_if_stale(self.con)
+                seal_read_only(self.con)
             else:
+                self.con.execute("SET enable_progress_bar = false")  # it would print into query output
                 summary.ensure_current(self.con)
                 self.summary_is_live = False
         except BaseException:
@@ -134,6 +136,9 @@ class Database:
 def query_error(exc: duckdb.Error, db: Database) -> AutointerpError:
     """DuckDB's message, with the fix for the mistakes we can recognise."""
     message = str(exc).strip()
+    failure = explain_failure(exc)
+    if failure is not None:
+        return failure
     if db.read_only and "read-only mode" in message:
         return AutointerpError(
             f"The database {db.path} is open read-only and the query writes to it: {message}",

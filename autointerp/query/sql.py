@@ -1,8 +1,10 @@
 """``autointerp sql``: run SQL on a database and print the result as a table, CSV, JSON or JSON lines.
 
-Read-only unless ``--write``: the file is opened read-only, so a query cannot change it however it is
-written. With ``--write`` the statements run in one transaction (all or nothing) and the stored
-``latent_summary`` is refreshed afterwards if they changed what it is computed from.
+Read-only unless ``--write``: the file is opened read-only and the connection is sealed (no file system
+access, configuration locked; see ``store.db.seal_read_only``), so a query cannot change this or any
+other file however it is written. With ``--write`` the statements run in one transaction (all or
+nothing; a query that leaves its own transaction open is refused) and the stored ``latent_summary`` is
+refreshed afterwards if they changed what it is computed from.
 """
 
 from __future__ import annotations
@@ -127,9 +129,12 @@ def execute_read(db: Database, query: str):
 def execute_write(db: Database, query: str):
     """All statements in one transaction (unless the query manages its own), then a summary refresh."""
     try:
-        own = not any(s.type == duckdb.StatementType.TRANSACTION for s in db.con.extract_statements(query))
+        statements = db.con.extract_statements(query)
     except duckdb.Error as exc:
         raise query_error(exc, db) from exc
+    own = not any(s.type == duckdb.StatementType.TRANSACTION for s in statements)
+    if not own and _leaves_transaction_open(statements):
+        raise _open_transaction_error("Nothing was run.")
     if own:
         db.con.execute("BEGIN TRANSACTION")
     try:
@@ -140,7 +145,37 @@ def execute_write(db: Database, query: str):
             db.con.execute("COMMIT")
     except duckdb.Error as exc:
         if own:
-            db.con.execute("ROLLBACK")
+            _rolled_back_open_transaction(db)  # a failed COMMIT (a full disk) has already ended it
         raise query_error(exc, db) from exc
+    if not own and _rolled_back_open_transaction(db):
+        raise _open_transaction_error("What the statements did after their last BEGIN has been rolled back.")
     summary.ensure_current(db.con)
     return columns, types, iter(rows)
+
+
+def _rolled_back_open_transaction(db: Database) -> bool:
+    """Roll back a transaction the query left open; whether there was one (closing would drop it silently)."""
+    try:
+        db.con.execute("ROLLBACK")
+    except duckdb.TransactionException:
+        return False
+    return True
+
+
+def _leaves_transaction_open(statements) -> bool:
+    open_ = False
+    for statement in statements:
+        if statement.type == duckdb.StatementType.TRANSACTION:
+            words = statement.query.split(maxsplit=1)
+            keyword = words[0].rstrip(";").upper() if words else ""
+            open_ = keyword in ("BEGIN", "START")
+    return open_
+
+
+def _open_transaction_error(outcome: str) -> AutointerpError:
+    return AutointerpError(
+        f"The statements leave a transaction open (a BEGIN without its COMMIT). {outcome}",
+        "every BEGIN ended by COMMIT (or ROLLBACK), or no BEGIN at all (--write runs the statements in one "
+        "transaction of its own).",
+        'add "COMMIT;" at the end, or leave out the BEGIN.',
+    )

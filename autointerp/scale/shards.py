@@ -97,7 +97,7 @@ class ShardRun:
         self._load()
         try:
             for j, job in enumerate(self.jobs):
-                shards = job.plan(SHARDS_PER_WORKER * self.cluster.workers, self.shard_tokens)
+                shards = job.plan(SHARDS_PER_WORKER * self.cluster.workers, self.shard_tokens, self._caller(j))
                 reused = [s for s in shards if job.step.saved(s)]
                 info = {
                     "executor": "ray",

@@ -53,6 +53,18 @@ def connect(path: str | Path, read_only: bool = False) -> duckdb.DuckDBPyConnect
     return con
 
 
+def seal_read_only(con: duckdb.DuckDBPyConnection) -> None:
+    """Forbid the connection every file outside the databases it already has attached, for good.
+
+    A read-only open protects only its own file; ``COPY ... TO``, ``ATTACH ... (READ_WRITE)`` (also of a
+    hard link to the same file) and ``INSTALL`` would still reach the file system. With external access
+    off and the configuration locked, no statement can turn it back on.
+    """
+    con.execute("SET enable_progress_bar = false")  # it would print into query output; locked from here on
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+
+
 def schema_version(con: duckdb.DuckDBPyConnection) -> int:
     exists = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"

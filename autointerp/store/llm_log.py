@@ -14,6 +14,7 @@ from collections import defaultdict
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, NamedTuple
 
+from ..redact import redact
 from .bulk import Replacements, insert_rows
 
 if TYPE_CHECKING:  # annotations only: storage needs none of the LLM layer at run time
@@ -164,7 +165,7 @@ class CallLogWriter:
             None if c is None else c.completion_tokens,
             record.latency_s,
             record.attempt,
-            record.error,
+            redact(record.error),  # a server may echo credentials in its error
             datetime.fromtimestamp(record.started_at, tz=timezone.utc).replace(tzinfo=None),
         ]
 

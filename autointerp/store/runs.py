@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import duckdb
 
+from ..redact import redact
 from . import process
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,15 @@ def start_run(con: duckdb.DuckDBPyConnection, run_id: str, stage: str, config: d
     con.execute(
         "INSERT INTO runs (run_id, stage, config, config_hash, status, pid, host, process_start, started_at) "
         "VALUES (?, ?, ?, ?, 'running', ?, ?, ?, now())",
-        [run_id, stage, json.dumps(config, sort_keys=True, default=str), config_hash, me.pid, me.host, me.start],
+        [
+            run_id,
+            stage,
+            redact(json.dumps(config, sort_keys=True, default=str)),  # e.g. user info in --base-url
+            config_hash,
+            me.pid,
+            me.host,
+            me.start,
+        ],
     )
 
 
@@ -90,7 +99,8 @@ def fail_run(con: duckdb.DuckDBPyConnection, run_id: str, error: str) -> None:
         pass
     try:
         con.execute(
-            "UPDATE runs SET status = 'failed', error = ?, finished_at = now() WHERE run_id = ?", [error, run_id]
+            "UPDATE runs SET status = 'failed', error = ?, finished_at = now() WHERE run_id = ?",
+            [redact(error), run_id],
         )
     except duckdb.Error as exc:
         log.warning(

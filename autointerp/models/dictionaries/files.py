@@ -91,3 +91,15 @@ def file_kind(path: Path) -> str:
     raise AutointerpError(
         f"{path} is not a weights file autointerp can read.", "a safetensors file, a numpy .npz or a torch state dict."
     )
+
+
+def check_declared_sizes(cfg: dict, where: Path, tensor: str, sizes: dict[str, int]) -> None:
+    """Refuse a config whose declared sizes (e.g. ``d_in``) contradict the weights' shapes."""
+    for key, actual in sizes.items():
+        declared = cfg.get(key)
+        if declared is not None and (isinstance(declared, bool) or str(declared).strip() != str(actual)):
+            raise AutointerpError(
+                f"{where} says {key}={cfg[key]!r} but {tensor} has {key} {actual}.",
+                "a config that matches its weights (both from the same training run).",
+                f"correct {key} in {where.name}, or check that the weights are the right ones.",
+            )

@@ -35,7 +35,7 @@ import torch
 
 from ...errors import AutointerpError
 from .base import check_tensors, require
-from .files import load_tensors, read_json, require_files
+from .files import check_declared_sizes, load_tensors, read_json, require_files
 from .hooks import split_hf_hook
 from .linear import LinearDictionary
 
@@ -144,6 +144,7 @@ def load(path: str | Path, default_apply_b_dec: bool = True) -> LinearDictionary
     )
     d_in, d_sae = w["W_enc"].shape
     d_out = w["W_dec"].shape[-1] if transcoder else d_in
+    check_declared_sizes(cfg, folder / CONFIG_FILE, "W_enc", {"d_in": d_in, "d_sae": d_sae})
     check_tensors(
         source,
         w,
