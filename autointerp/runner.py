@@ -19,18 +19,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import Iterator
 
 from tqdm.auto import tqdm
 
 from .executor import Executor, or_local
-from .llm.base import Backend
+from .llm.base import Backend, Completion, GenerateOptions, TokenLogprob
 from .llm.jobs import drive
 from .llm.queue import LLMQueue, QueueConfig
 from .store import runs
 from .store.db import connect
-from .store.llm_log import CallLogWriter
+from .store.llm_log import CallLogWriter, StoredResponse, cached_responses, request_hash
 from .store.summary import refresh_summary_quietly
 
 #: Runs started on each open stage connection (by ``id(con)``) and not yet finished.
@@ -74,6 +75,30 @@ async def stage_backend(
             yield opened
 
 
+class ResumingQueue:
+    """The run's way to ask the LLM: a request answered successfully before (by any earlier run on this
+    database, for the same backend and model, with the same messages and options) is answered from the
+    call log and not sent again; any other goes through the ``LLMQueue``. This is what makes a run killed
+    at any point resume without paying twice for a call."""
+
+    def __init__(self, queue: LLMQueue, writer: CallLogWriter, cache: dict[str, StoredResponse]):
+        self.queue, self.writer, self.cache = queue, writer, cache
+        self.backend = queue.backend
+        self.stats = queue.stats
+        self.reused = 0
+
+    async def run(self, messages: list[dict], options: GenerateOptions, item: str, purpose: str) -> Completion:
+        hit = self.cache.get(request_hash(self.backend.kind, self.backend.model, messages, options))
+        if hit is None:
+            return await self.queue.run(messages, options, item, purpose)
+        self.reused += 1
+        self.writer.reuse_call(item, hit.call_id)
+        logprobs = None
+        if hit.logprobs_json is not None:
+            logprobs = [TokenLogprob(**t) for t in json.loads(hit.logprobs_json)]
+        return Completion(hit.text, hit.prompt_tokens, hit.completion_tokens, logprobs=logprobs)
+
+
 class StageRun:
     """One run of stage ``stage``: its run id, its call log writer and its LLM queue over ``backend``
     (throttled and retried as ``config``, an ``LLMConfig``, says)."""
@@ -87,6 +112,7 @@ class StageRun:
             QueueConfig(config.max_in_flight, config.rps, config.tpm, config.max_retries, config.backoff_base),
             on_call=self.writer.log_call,
         )
+        self.llm = ResumingQueue(self.queue, self.writer, cached_responses(con, backend.kind, backend.model))
         self.bar = None
         self.finished = True  # until start(): nothing to mark
         self.seconds = 0.0
@@ -141,6 +167,7 @@ class StageRun:
             **summary,
             "seconds": round(self.seconds, 2),
             "calls": stats.calls,
+            "reused_calls": self.llm.reused,
             "retries": stats.retries,
             "prompt_tokens": stats.prompt_tokens,
             "completion_tokens": stats.completion_tokens,

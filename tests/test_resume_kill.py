@@ -16,7 +16,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow  # the database comes from a collect on the embedded model
-@pytest.mark.xfail(strict=True, reason="issue 13 item 5: score resume re-sends answered calls")
 def test_score_killed_five_times_resumes_without_paying_twice(collected_db):
     args = [sys.executable, str(ROOT / "bench" / "resume_kill.py"), "--db", str(collected_db), "--seed", "0"]
     child = subprocess.run(

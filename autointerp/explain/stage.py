@@ -20,7 +20,6 @@ from ..llm.queue import RequestFailed
 from ..llm.routing import current_latent
 from ..runner import StageRun, stage_backend, stage_connection
 from ..store import runs
-from ..store.llm_log import cached_responses, request_hash
 from ..text import prompt_text
 from .explainers import EXPLAINERS
 from .parse import parse_explanation
@@ -120,36 +119,29 @@ async def _run(con, config, backend, latents, not_explainable, progress) -> Expl
     run.start(stored, identity)
     prefill = config.answer_prefill("[EXPLANATION]:")
     options = GenerateOptions(max_tokens=config.max_tokens, temperature=config.temperature, prefill=prefill)
-    cache = cached_responses(con, "explain", backend.kind, backend.model)
-    queue = run.queue
+    queue = run.llm  # answered calls are reused from the call log, never sent twice
     counts = {"explained": 0, "unparsed": 0, "failed": 0}
 
     async def one(latent: int, examples: list[Example], latent_max: float) -> None:
         current_latent.set(latent)  # a Ray worker pool sends a latent's requests to one worker
         messages = build_messages(examples, latent_max, config)
-        key = request_hash(backend.kind, backend.model, messages, options)
         item = f"latent {latent}"
         row = {"latent": latent, "config_hash": identity, "explainer": config.explainer, "model": backend.model}
-        hit = cache.get(key)
-        if hit is not None:
-            completion, call_id = hit
-            row.update(n_calls=0, call_id=call_id)
-        else:
-            try:
-                completion = await queue.run(messages, options, item, "explain")
-                row.update(n_calls=None, call_id=None)
-            except RequestFailed as exc:
-                completion = None
-                row.update(
-                    status="failed",
-                    explanation=None,
-                    reason=exc.reason,
-                    answer=None,
-                    prompt_tokens=0,
-                    completion_tokens=0,
-                    n_calls=exc.attempts,
-                    call_id=None,
-                )
+        try:
+            completion = await queue.run(messages, options, item, "explain")
+            row.update(n_calls=None, call_id=None)  # the writer fills both from the item's calls
+        except RequestFailed as exc:
+            completion = None
+            row.update(
+                status="failed",
+                explanation=None,
+                reason=exc.reason,
+                answer=None,
+                prompt_tokens=0,
+                completion_tokens=0,
+                n_calls=exc.attempts,
+                call_id=None,
+            )
         if completion is not None:
             answer = prefill + completion.text  # the whole assistant turn, as the parser must read it
             explanation, reason = parse_explanation(answer)

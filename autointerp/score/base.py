@@ -17,7 +17,8 @@ from typing import Any, Protocol
 
 from ..config import ScoreConfig
 from ..llm.base import Completion, GenerateOptions
-from ..llm.queue import LLMQueue, RequestFailed
+from ..llm.queue import RequestFailed
+from ..runner import ResumingQueue
 from .classifier import TestContext
 from .metrics import binary_metrics
 
@@ -77,7 +78,7 @@ class ScoreContext:
 
     config: ScoreConfig
     con: Any
-    queue: LLMQueue
+    queue: ResumingQueue
     options: GenerateOptions
     writer: Any
     run_id: str

@@ -119,7 +119,7 @@ async def _run(con, config: ScoreConfig, backend: Backend, chosen, progress: boo
         top_logprobs=5 if config.logprobs else 0,
         prefill=config.answer_prefill("[ANSWER]:"),
     )
-    context = ScoreContext(config, con, run.queue, options, run.writer, run.run_id, chosen)
+    context = ScoreContext(config, con, run.llm, options, run.writer, run.run_id, chosen)
     names = registry.scorer_names(config.scorer_list())
     scorers = {name: registry.make_scorer(name, context) for name in names}
     identities = {name: config_hash(s.identity()) for name, s in scorers.items()}

@@ -23,12 +23,14 @@ if TYPE_CHECKING:  # annotations only: storage needs none of the LLM layer at ru
 
 
 class StoredResponse(NamedTuple):
-    """A logged successful answer, as the resume cache gives it back (the fields of a Completion the
-    stages read)."""
+    """A logged successful answer, as the resume cache gives it back: the fields of a Completion, its
+    logprobs as the logged JSON (or None), and the id of the call that paid for it."""
 
     text: str
     prompt_tokens: int
     completion_tokens: int
+    logprobs_json: str | None
+    call_id: int
 
 
 def request_hash(backend: str, model: str, messages: list[dict], options: GenerateOptions) -> str:
@@ -36,14 +38,18 @@ def request_hash(backend: str, model: str, messages: list[dict], options: Genera
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def cached_responses(con, purpose: str, backend: str, model: str) -> dict[str, tuple[StoredResponse, int]]:
-    """Successful earlier calls by request hash: the resume cache."""
+def cached_responses(con, backend: str, model: str) -> dict[str, StoredResponse]:
+    """Successful earlier calls to ``model`` on ``backend``, by request hash: the resume cache of every
+    stage (a request hash covers the messages and options, so explain and score prompts never meet).
+    Where one request was answered more than once, the earliest answer is kept."""
     rows = con.execute(
-        "SELECT request_hash, call_id, response, prompt_tokens, completion_tokens FROM llm_calls "
-        "WHERE purpose = ? AND backend = ? AND model = ? AND error IS NULL ORDER BY call_id",
-        [purpose, backend, model],
+        # a window, not arg_min: arg_min skips NULLs and would take another call's logprobs
+        "SELECT request_hash, call_id, response, prompt_tokens, completion_tokens, logprobs FROM llm_calls "
+        "WHERE backend = ? AND model = ? AND error IS NULL "
+        "QUALIFY row_number() OVER (PARTITION BY request_hash ORDER BY call_id) = 1",
+        [backend, model],
     ).fetchall()
-    return {h: (StoredResponse(r, p or 0, c or 0), cid) for h, cid, r, p, c in rows}
+    return {h: StoredResponse(r, p or 0, c or 0, lp, cid) for h, cid, r, p, c, lp in rows}
 
 
 class CallLogWriter:
@@ -60,6 +66,11 @@ class CallLogWriter:
 
     def log_call(self, record: CallRecord) -> None:
         self._queue.put_nowait(("call", record))
+
+    def reuse_call(self, item: str, call_id: int) -> None:
+        """``item``'s answer comes from the logged call ``call_id`` (the resume cache): it becomes the item's
+        last call, which its rows then point to, and no call is logged again."""
+        self._queue.put_nowait(("reuse", item, call_id))
 
     def put_explanation(self, item: str, row: dict) -> None:
         self._queue.put_nowait(("explanation", item, row))
@@ -101,6 +112,8 @@ class CallLogWriter:
             for item in items:
                 if item[0] == "call":
                     calls.append(self._call_row(next(ids), item[1]))
+                elif item[0] == "reuse":
+                    self._last_call[item[1]] = item[2]
                 elif item[0] == "explanation":
                     row = self._explanation_row(item[1], item[2])
                     results.replace(
