@@ -166,12 +166,7 @@ class CollectJob:
         if self.config.tokens == ALL_TOKENS:
             self._use_whole_corpus(call)
         config = self.config
-        planned = plan_shards(n_sequences(config), config.batch_size, config.seq_len, shards, shard_tokens)
-        if all(s.first == 0 for s in planned):  # no locate pass (``_locate``) will count the corpus: count it
-            available = call(count_sequences, n_sequences(config))
-            if available < n_sequences(config):
-                raise corpus_too_short(config, available)  # before the model runs, and before the run row
-        return planned
+        return plan_shards(n_sequences(config), config.batch_size, config.seq_len, shards, shard_tokens)
 
     def _use_whole_corpus(self, call: Call) -> None:
         """``--tokens all``: the number of whole sequences the corpus holds becomes the token budget, where
@@ -197,6 +192,10 @@ class CollectJob:
                 "parts_dir": str(self.parts),
             }
         runs.start_run(self.con, self.run_id, "collect", stored, self.step.identity)
+        if all(s.first == 0 for s in shards):  # no locate pass (``_locate``) counted the corpus: count it now,
+            available = call(count_sequences, n_sequences(self.config))  # before the model runs over it
+            if available < n_sequences(self.config):
+                raise corpus_too_short(self.config, available)  # the run is marked failed with it
         return shards
 
     def _locate(self, shards: list[Shard], call: Call) -> list[Shard]:

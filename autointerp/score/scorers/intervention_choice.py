@@ -7,32 +7,21 @@ explained latents of the same dictionary at the same target KL, as the spec's pi
 from __future__ import annotations
 
 from ...text import prompt_text
-from ..base import ScoreContext, ScoreOutcome, ask
+from ..base import ScoreOutcome, ask
 from ..classifier import latent_rng
 from ..intervention import judge
 from ..metrics import multiple_choice
-from .intervention import JUDGE_FIELDS, PURPOSE, steering_store, unreached
+from .intervention import PURPOSE, InterventionScorer, unreached
 
 
-class InterventionChoiceScorer:
+class InterventionChoiceScorer(InterventionScorer):
+    """The judge's setup and identity are the ``intervention`` scorer's, plus the number of choices."""
+
     name = "intervention_choice"
-    needs = frozenset({"llm", "subject_model"})
     prompts = (judge.CHOICE_SYSTEM, judge.CHOICE_USER)
 
-    def __init__(self, context: ScoreContext):
-        self.context, self.config = context, context.config
-        self.store = steering_store(context)
-        self.model = context.llm_model
-
     def identity(self) -> dict:
-        return {
-            "scorer": self.name,
-            "steering": self.store.hash,
-            "judge_model": self.model,
-            **{k: getattr(self.config, k) for k in JUDGE_FIELDS},
-            "choices": self.config.choices,
-            "prompts": [prompt_text(name) for name in self.prompts],
-        }
+        return {**super().identity(), "choices": self.config.choices}
 
     def chance(self) -> dict:
         return {"score": 1 / self.config.choices, "accuracy": 1 / self.config.choices}
