@@ -34,6 +34,9 @@ from .store.db import connect
 from .store.llm_log import CallLogWriter, StoredResponse, cached_responses, request_hash
 from .store.summary import refresh_summary_quietly
 
+#: Latents whose jobs are prepared together (one query for their data).
+CHUNK = 128
+
 #: Runs started on each open stage connection (by ``id(con)``) and not yet finished.
 _unfinished: dict[int, list[StageRun]] = {}
 
@@ -152,6 +155,24 @@ class StageRun:
         finally:
             self.bar.close()
             self.seconds = self.elapsed()
+
+    async def drive_chunks(
+        self, latents, read, jobs_for, limit: int, *, total: int, unit: str, progress=True, chunk: int = CHUNK
+    ):
+        """``drive`` the jobs of ``latents``, prepared a chunk at a time ahead of the queue:
+        ``read(cursor, chunk)`` fetches what a chunk's jobs need in one query (on a cursor of its own,
+        never waiting on the writer), and ``jobs_for(chunk, data)`` yields their jobs."""
+        cur = self.con.cursor()
+
+        def jobs():
+            for i in range(0, len(latents), chunk):
+                part = latents[i : i + chunk]
+                yield from jobs_for(part, read(cur, part))
+
+        try:
+            await self.drive(jobs(), limit, total=total, unit=unit, progress=progress)
+        finally:
+            cur.close()
 
     def tick(self, **postfix) -> None:
         """One job done; ``postfix`` shows counts beside the bar."""

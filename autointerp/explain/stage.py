@@ -161,18 +161,16 @@ async def _run(con, config, backend, latents, not_explainable, progress) -> Expl
             unparsed=counts["unparsed"],
         )
 
-    def jobs(cur):
-        for i in range(0, len(todo), CHUNK):
-            chunk = todo[i : i + CHUNK]
-            examples, maxima = read_examples(cur, chunk)
-            for latent in chunk:
-                yield lambda latent=latent, ex=examples[latent], mx=maxima[latent]: one(latent, ex, mx)
+    def latent_jobs(chunk, read):
+        examples, maxima = read
+        for latent in chunk:
+            yield lambda latent=latent, ex=examples[latent], mx=maxima[latent]: one(latent, ex, mx)
 
-    cur = con.cursor()
-    try:  # latents are prepared ahead of the queue, a few times the requests in flight
-        await run.drive(jobs(cur), max(4 * config.max_in_flight, 16), total=len(todo), unit="latent", progress=progress)
-    finally:
-        cur.close()
+    # latents are prepared ahead of the queue, a few times the requests in flight
+    limit = max(4 * config.max_in_flight, 16)
+    await run.drive_chunks(
+        todo, read_examples, latent_jobs, limit, total=len(todo), unit="latent", progress=progress, chunk=CHUNK
+    )
     summary = run.complete(
         {**counts, "todo": len(todo), "skipped_done": len(latents) - len(todo), "not_explainable": not_explainable}
     )

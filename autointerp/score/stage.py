@@ -22,8 +22,6 @@ from . import classifier, registry
 from .base import ScoreContext
 from .rows import score_writer
 
-CHUNK = 128
-
 
 @dataclass
 class ScoreResult:
@@ -149,20 +147,15 @@ async def _run(con, config: ScoreConfig, backend: Backend, chosen, progress: boo
         counts[outcome.status] += 1
         run.tick(unscored=counts["unscored"])
 
-    def jobs(cur):
-        latents = sorted({lat for lat, _ in todo})
-        wanted = set(todo)
-        for i in range(0, len(latents), CHUNK):
-            chunk = latents[i : i + CHUNK]
-            tests = read_test_sets(cur, chunk)
-            for lat, name in [(lat, s) for lat in chunk for s in names if (lat, s) in wanted]:
-                yield lambda lat=lat, name=name, test=tests[lat]: one(lat, name, test)
+    wanted = set(todo)
 
-    cur = con.cursor()
-    try:  # each score sends its batches at once, so fewer scores than requests need to be pending
-        await run.drive(jobs(cur), max(2 * config.max_in_flight, 8), total=len(todo), unit="score", progress=progress)
-    finally:
-        cur.close()
+    def score_jobs(chunk, tests):
+        for lat, name in [(lat, s) for lat in chunk for s in names if (lat, s) in wanted]:
+            yield lambda lat=lat, name=name, test=tests[lat]: one(lat, name, test)
+
+    # each score sends its batches at once, so fewer scores than requests need to be pending
+    latents, limit = sorted({lat for lat, _ in todo}), max(2 * config.max_in_flight, 8)
+    await run.drive_chunks(latents, read_test_sets, score_jobs, limit, total=len(todo), unit="score", progress=progress)
     summary = run.complete({**counts, "jobs": len(todo)})
     return ScoreResult(
         run.run_id,
