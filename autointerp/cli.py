@@ -151,21 +151,46 @@ def run_collect(args: argparse.Namespace) -> int:
         )
     jobs = read_jobs(args.jobs, config) if args.jobs else [(config, args.db)]
     results = collect_many(jobs, overwrite=args.overwrite, progress=not args.quiet, executor=make_executor(executor))
-    for (_, db), result in zip(jobs, results, strict=True):
+    for (job_config, db), result in zip(jobs, results, strict=True):
         if result.skipped:
             print(f"{db}: an identical collect is already complete (run {result.run_id}); nothing to do.")
-            continue
-        counts = result.status_counts or {}
-        print(
-            f"{db}: run {result.run_id}: {result.n_tokens:,} tokens in {result.seconds:.0f} s "
-            f"({result.tokens_per_second:,.0f} tokens/s); latents: {counts.get('ok', 0)} ok, "
-            f"{counts.get('too_few_examples', 0)} with too few examples, {counts.get('dead', 0)} dead."
-        )
+        else:
+            counts = result.status_counts or {}
+            print(
+                f"{db}: run {result.run_id}: {result.n_tokens:,} tokens in {result.seconds:.0f} s "
+                f"({result.tokens_per_second:,.0f} tokens/s); latents: {counts.get('ok', 0)} ok, "
+                f"{counts.get('too_few_examples', 0)} with too few examples, {counts.get('dead', 0)} dead."
+            )
+        print_coverage(db)
+        warn_budget(db, job_config)
     print(
         f"Query it: python -c \"import duckdb; print(duckdb.connect('{jobs[0][1]}', read_only=True).sql("
         "'SELECT * FROM latents ORDER BY frequency DESC LIMIT 10'))\""
     )
     return 0
+
+
+def print_coverage(db: str) -> None:
+    """The coverage section of the database at ``db`` (per decade of firing frequency), after a stage."""
+    from .query.coverage import coverage_section
+
+    section = coverage_section(db)
+    if section:
+        print("\n" + section)
+
+
+def warn_budget(db: str, config: CollectConfig) -> None:
+    """Warn (on stderr) when the token budget left too many live latents under the minimum."""
+    from .collect.budget import budget_warning
+    from .store.db import connect
+
+    con = connect(db, read_only=True)
+    try:
+        warning = budget_warning(con, config)
+    finally:
+        con.close()
+    if warning:
+        print(f"autointerp collect: warning: {warning}", file=sys.stderr)
 
 
 def read_jobs(path: str, base: CollectConfig) -> list[tuple[CollectConfig, str]]:
@@ -226,6 +251,7 @@ def run_explain(args: argparse.Namespace) -> int:
         f"{r.completion_tokens:,} completion tokens); {r.skipped_done} already done, "
         f"{r.not_explainable} not explainable (see latents.reason)."
     )
+    print_coverage(args.db)
     return 0 if r.failed == 0 else 1
 
 
@@ -244,6 +270,7 @@ def run_score(args: argparse.Namespace) -> int:
         f"{r.seconds:.0f} s ({r.calls} calls, {r.prompt_tokens:,} prompt + {r.completion_tokens:,} completion "
         f"tokens); {r.skipped_done} already done. Query: SELECT * FROM scores"
     )
+    print_coverage(args.db)
     return 0
 
 

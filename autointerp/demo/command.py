@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from ..errors import AutointerpError
+from ..query.coverage import coverage_section
 from . import settings as demo_settings
 from .choose import choose_latents
 from .report import gather, render
@@ -192,7 +193,9 @@ def notes(s: demo_settings.DemoSettings, n: int) -> list[str]:
         (
             f"Means are over the {n} demo latents, each scored on its own test set ({positives} activating + "
             f"{c.random_test} non-activating contexts, none of them shown to the explainer); ±2 SE is two standard "
-            "errors over latents, and a mean whose band holds the chance level is 'at chance'."
+            "errors over latents, and a mean whose band holds the chance level is 'at chance'. The mean counts "
+            "each latent once; n-weighted weights each by n, the contexts its score rests on (n/latent: the "
+            "fewest and most), so latents scored on small test sets count less."
         )
     ]
     if s.control_scorers:
@@ -263,6 +266,10 @@ def run(args: argparse.Namespace) -> int:
     _say("")
     _say(render(summary, s.scorers))
     _say("")
+    section = coverage_section(db)
+    if section:
+        _say(section)
+        _say("")
     for line in notes(s, len(latents)):
         _say(line)
     _say("")

@@ -7,6 +7,10 @@ explanation, the latest score row of that explanation per scorer, and the latest
 per scorer. A mean is called "at chance" when chance lies within two standard errors of it (over
 latents): with a handful of latents that is a wide band, and the table says so rather than reading
 meaning into noise.
+
+Sample size: the mean and its band count each latent once; beside them the table gives the mean weighted
+by each score's sample size ``n`` (``SAMPLE_SIZE``: the contexts it was scored on), in which latents
+scored on small test sets count less, and the range of ``n`` over latents.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import json
 import math
 from dataclasses import dataclass, field
 
+#: The column of ``scores`` that says how many contexts a score rests on.
+SAMPLE_SIZE = "n_examples"
 MIN_LATENTS = 3  # fewer scored latents give no verdict: two equal scores would give a zero-width band
 
 FRAME = """
@@ -26,8 +32,9 @@ explained AS (
 """
 REAL = (
     FRAME
-    + """
-SELECT s.latent, s.scorer, s.status, s.score, s.chance FROM scores s JOIN explained e USING (explanation_id)
+    + f"""
+SELECT s.latent, s.scorer, s.status, s.score, s.chance, s.{SAMPLE_SIZE}
+FROM scores s JOIN explained e USING (explanation_id)
 WHERE s.control = '' QUALIFY row_number() OVER (PARTITION BY s.latent, s.scorer ORDER BY s.created_at DESC) = 1
 """
 )
@@ -61,6 +68,8 @@ class ScorerLine:
     n_control: int = 0
     gap: float | None = None  # mean over latents of (score - its shuffled control), paired by latent
     gap_half_width: float | None = None
+    weighted_mean: float | None = None  # weighted by each latent's sample size n
+    n_range: tuple[int, int] | None = None  # fewest and most contexts a scored latent's score rests on
 
 
 @dataclass
@@ -81,6 +90,12 @@ def mean_and_half_width(values: list[float]) -> tuple[float | None, float | None
         return mean, None
     var = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
     return mean, 2 * math.sqrt(var / len(values))
+
+
+def weighted_mean(values: list[float], weights: list[float]) -> float | None:
+    """The mean of ``values`` weighted by ``weights``; None without a positive weight."""
+    total = sum(weights)
+    return sum(v * w for v, w in zip(values, weights, strict=True)) / total if total > 0 else None
 
 
 def verdict(mean: float | None, half_width: float | None, chance: float | None, n: int) -> str:
@@ -107,8 +122,11 @@ def _chance_of(text) -> float | None:
     return value if isinstance(value, (int, float)) else None
 
 
-def scorer_line(scorer: str, n_latents: int, rows: list[tuple], control_rows: list[tuple]) -> ScorerLine:
-    """Aggregate one scorer's (latent, status, score, chance) rows and its control rows into a table line.
+def scorer_line(
+    scorer: str, n_latents: int, rows: list[tuple], control_rows: list[tuple], sizes: dict[int, int] | None = None
+) -> ScorerLine:
+    """Aggregate one scorer's (latent, status, score, chance) rows and its control rows into a table line;
+    ``sizes``: each latent's sample size n, for the weighted mean and the range of n.
 
     The gap over the control is paired by latent (both scores are on the latent's own test set), so
     its spread is that of the differences, narrower than the two means' spreads would suggest."""
@@ -118,6 +136,8 @@ def scorer_line(scorer: str, n_latents: int, rows: list[tuple], control_rows: li
     chance = sum(chances) / len(chances) if chances else None
     controls = {r[0]: r[2] for r in control_rows if r[1] == "scored" and r[2] is not None}
     gap, gap_half = mean_and_half_width([scored[lat][2] - value for lat, value in controls.items() if lat in scored])
+    n = [sizes[lat] for lat in scored if sizes and sizes.get(lat) is not None]
+    weighted = weighted_mean([scored[lat][2] for lat in scored], n) if len(n) == len(scored) else None
     return ScorerLine(
         scorer,
         len(scored),
@@ -131,12 +151,16 @@ def scorer_line(scorer: str, n_latents: int, rows: list[tuple], control_rows: li
         len(controls),
         gap,
         gap_half,
+        weighted_mean=weighted,
+        n_range=(min(n), max(n)) if n else None,
     )
 
 
 def gather(con, latents: list[int], scorer_order: list[str]) -> Summary:
     """The summary of ``latents`` from the database behind ``con`` (read-only is enough)."""
     real = con.execute(REAL, [latents]).fetchall()
+    sizes = {(r[0], r[1]): r[5] for r in real}
+    real = [r[:5] for r in real]
     control = con.execute(CONTROL, [latents]).fetchall()
     statuses = dict(con.execute(EXPLAIN_STATUS, [latents]).fetchall())
     explain_status = {"explained": 0, "unparsed": 0, "failed": 0, "not explained": 0}
@@ -146,7 +170,11 @@ def gather(con, latents: list[int], scorer_order: list[str]) -> Summary:
     scorers = list(scorer_order) + sorted(present - set(scorer_order))
     lines = [
         scorer_line(
-            s, len(latents), [r[:1] + r[2:] for r in real if r[1] == s], [r[:1] + r[2:] for r in control if r[1] == s]
+            s,
+            len(latents),
+            [r[:1] + r[2:] for r in real if r[1] == s],
+            [r[:1] + r[2:] for r in control if r[1] == s],
+            {lat: n for (lat, scorer), n in sizes.items() if scorer == s},
         )
         for s in scorers
     ]
@@ -212,6 +240,8 @@ def render(summary: Summary, scorers_shown: list[str]) -> str:
                 str(ln.not_run),
                 _number(ln.mean),
                 "-" if ln.half_width is None else f"±{ln.half_width:.3f}",
+                _number(ln.weighted_mean),
+                "-" if ln.n_range is None else "{}-{}".format(*ln.n_range),
                 _number(ln.chance, 2),
                 ln.verdict,
                 _number(ln.control_mean) + (f" (n={ln.n_control})" if ln.n_control else ""),
@@ -230,13 +260,15 @@ def render(summary: Summary, scorers_shown: list[str]) -> str:
                 "not run",
                 "mean",
                 "±2 SE",
+                "n-weighted",
+                "n/latent",
                 "chance",
                 "verdict",
                 "shuffled control",
                 "gap ±2 SE",
             ],
             rows,
-            {1, 2, 3, 4, 5, 6, 9},
+            {1, 2, 3, 4, 5, 6, 7, 8, 11},
         ),
     ]
     if summary.top:

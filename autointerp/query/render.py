@@ -175,10 +175,17 @@ def _pad(text: str, width: int, right: bool) -> str:
 
 
 def write_table(
-    out: TextIO, columns: list[str], types: list[str], rows: Iterator[tuple], max_width: int = 40, max_rows: int = 1000
+    out: TextIO,
+    columns: list[str],
+    types: list[str],
+    rows: Iterator[tuple],
+    max_width: int = 40,
+    max_rows: int = 1000,
+    footer: bool = True,
 ) -> tuple[int, bool, bool]:
     """An aligned table: numbers right-aligned, two spaces between columns, a dashed rule under the
-    header, then a footer saying how many rows and whether any were left out or any value was cut.
+    header, then (with ``footer``) a line saying how many rows and whether any were left out or any
+    value was cut.
 
     ``max_width`` (terminal columns per value; 0: no limit) and ``max_rows`` (0: no limit).
     Returns (rows shown, more rows left out, values cut).
@@ -205,13 +212,15 @@ def write_table(
     out.write("  ".join("-" * w for w in widths) + "\n")
     for line in cells:
         out.write("  ".join(_pad(t, w, r) for t, w, r in zip(line, widths, right, strict=True)).rstrip() + "\n")
-    footer = f"({len(shown)} row{'s' if len(shown) != 1 else ''}"
+    if not footer:
+        return len(shown), more, cut
+    note = f"({len(shown)} row{'s' if len(shown) != 1 else ''}"
     if more:
-        footer += " shown; more were left out: --max-rows 0 shows all"
-    footer += ")"
+        note += " shown; more were left out: --max-rows 0 shows all"
+    note += ")"
     if cut:
-        footer += (
+        note += (
             f" (values longer than {max_width} characters were cut, marked {ELLIPSIS}: --max-width 0 shows them whole)"
         )
-    out.write(footer + "\n")
+    out.write(note + "\n")
     return len(shown), more, cut
