@@ -15,7 +15,13 @@
 # - **(d)** score against firing frequency (log scale);
 # - **(e)** real scores against the shuffled-explanation control (`control = 'shuffled'`), paired per
 #   latent: the mean gap with a bootstrap 95% interval, and the chance level;
+# - **(f)** coverage against firing frequency: per decade, the share of live latents that are `ok`,
+#   explained, and scored by each scorer (the `coverage` view);
 # - a summary table per scorer.
+#
+# Sample size: the means of (b) and (e) count each latent once (unweighted); the summary table gives
+# both the unweighted mean score and the mean weighted by each score's sample size `n` (the contexts it
+# was scored on, `n_examples`), in which latents scored on small test sets count less.
 #
 # Rows without a score (`score IS NULL`: unscored, or a metric undefined on that test set) are left out
 # of every figure and counted in its titles. When one latent has several rows for the same scorer and
@@ -69,6 +75,9 @@ if not con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = 'score
         "run `autointerp score --db ...` on it (which also upgrades its schema).",
     )
 FIGURES.mkdir(parents=True, exist_ok=True)
+
+# The column of `scores` that says how many contexts a score rests on (its sample size n).
+SAMPLE_SIZE = "n_examples"
 
 # The rows every query starts from: the latest row per (latent, scorer, control) among those chosen.
 CHOSEN = f"""chosen AS (
@@ -192,7 +201,7 @@ finish(fig, "scores_histogram")
 # ## (b) Recall per activation quantile
 #
 # Each latent's recall of the activating test contexts of each quantile (0 = weakest), mean and 95%
-# t-interval over latents.
+# t-interval over latents, each latent counting once (unweighted).
 
 # %%
 recall = query("""
@@ -311,7 +320,8 @@ finish(fig, "score_vs_frequency")
 #
 # For each latent scored both with its own explanation and with another latent's, the gap is
 # real - shuffled. Left: mean of each over those latents, with bootstrap 95% intervals, and the chance
-# level (short black line). Right: the mean gap with its bootstrap 95% interval.
+# level (short black line). Right: the mean gap with its bootstrap 95% interval. Each latent counts once
+# (unweighted); the summary table adds the gap weighted by n.
 
 # %%
 paired = query("""
@@ -378,29 +388,89 @@ right.set_title("gap over the control, bootstrap 95% CI", fontsize=10)
 finish(fig, "shuffled_control")
 
 # %% [markdown]
+# ## (f) Coverage against firing frequency
+#
+# Per decade of firing frequency (the `coverage` view: every latent of the database, whatever
+# `AUTOINTERP_SCORES_WHERE` says), the share of the decade's live latents that are `ok` (enough contexts
+# to be explained and scored), that have an explanation, and that each scorer scored with their own
+# explanation; `n` above each decade is its number of live latents. Dead latents are counted in the
+# title. The shares are also saved as `coverage.csv`.
+
+# %%
+has_coverage = con.execute(
+    "SELECT count(*) FROM duckdb_views() WHERE schema_name = 'main' AND view_name = 'coverage'"
+).fetchone()[0]
+fig, ax = plt.subplots(figsize=(7.5, 4))
+coverage = pd.DataFrame()
+if not has_coverage:
+    note(ax, f"no coverage view in {DB.name}: run any autointerp stage on it to bring its schema up to date")
+else:
+    counts = con.execute("""
+        SELECT decade_order, decade, measure, coalesce(scorer, '') AS scorer, sum(latents) AS latents
+        FROM coverage WHERE measure IN ('live', 'ok', 'explained', 'scored') GROUP BY ALL""").df()
+    dead = "SELECT coalesce(sum(latents), 0) FROM coverage WHERE measure = 'latents' AND decade = 'dead'"
+    n_dead = int(con.execute(dead).fetchone()[0])
+    live = counts[counts.measure == "live"].set_index("decade_order").sort_index()
+    coverage = live[["decade", "latents"]].rename(columns={"latents": "live"})
+    for measure, scorer in [("ok", ""), ("explained", "")] + [
+        ("scored", s) for s in sorted(counts[counts.measure == "scored"].scorer.unique())
+    ]:
+        rows = counts[(counts.measure == measure) & (counts.scorer == scorer)].set_index("decade_order")
+        name = f"scored_{scorer}" if scorer else measure
+        coverage[name] = rows.latents.reindex(coverage.index, fill_value=0) / coverage.live
+    if coverage.empty:
+        note(ax, f"no live latents in {DB.name}")
+    else:
+        x = np.arange(len(coverage))
+        ax.plot(x, coverage.ok, "o-", color="k", label="ok")
+        ax.plot(x, coverage.explained, "s--", color="grey", label="explained")
+        for column in [c for c in coverage.columns if c.startswith("scored_")]:
+            scorer = column.removeprefix("scored_")
+            ax.plot(x, coverage[column], "^-", color=COLORS.get(scorer), label=f"scored: {scorer}")
+        for xi, n in zip(x, coverage.live, strict=True):
+            ax.annotate(f"n={n}", (xi, 1.03), ha="center", fontsize=7)
+        ax.set_xticks(x, coverage.decade, rotation=20)
+        ax.set_ylim(-0.03, 1.12)
+        ax.set_xlabel("firing frequency (decade)")
+        ax.set_ylabel("share of live latents")
+        ax.legend(fontsize=7, loc="lower left")
+        ax.set_title(f"coverage: {int(coverage.live.sum())} live latents, {n_dead} dead", fontsize=10)
+coverage.to_csv(FIGURES / "coverage.csv", index=False)
+finish(fig, "coverage")
+
+# %% [markdown]
 # ## Summary per scorer
 #
 # `n_scored` / `n_unscored`: real-explanation rows with and without a score; `mean_score` and `chance`
-# (mean `chance.score`) over the scored ones; `control_mean`: mean score of the shuffled-control rows;
-# `gap`: mean of real - shuffled over the `n_pairs` latents that have both, with the bootstrap interval
-# of figure (e).
+# (mean `chance.score`) over the scored ones, each latent counting once; `weighted_mean_score`: their
+# mean weighted by each score's sample size n (`n_examples`: the contexts it was scored on), and
+# `median_n`; `control_mean`: mean score of the shuffled-control rows; `gap`: mean of real - shuffled
+# over the `n_pairs` latents that have both, with the bootstrap interval of figure (e), and
+# `weighted_gap`, weighted by the real score's n.
 
 # %%
-summary = query("""
+summary = query(f"""
     , own AS (SELECT * FROM chosen WHERE control = ''),
     ctrl AS (SELECT * FROM chosen WHERE control = 'shuffled')
     SELECT s.scorer,
            coalesce(r.n_scored, 0) AS n_scored, coalesce(r.n_unscored, 0) AS n_unscored,
-           r.mean_score, r.chance, c.control_mean, coalesce(g.n_pairs, 0) AS n_pairs, g.gap
+           r.mean_score, r.weighted_mean_score, r.median_n, r.chance, c.control_mean,
+           coalesce(g.n_pairs, 0) AS n_pairs, g.gap, g.weighted_gap
     FROM (SELECT DISTINCT scorer FROM chosen) s
     LEFT JOIN (SELECT scorer, count(score) AS n_scored, count(*) - count(score) AS n_unscored,
                       avg(score) AS mean_score,
+                      sum(score * {SAMPLE_SIZE})
+                          / nullif(sum({SAMPLE_SIZE}) FILTER (WHERE score IS NOT NULL), 0) AS weighted_mean_score,
+                      median({SAMPLE_SIZE}) FILTER (WHERE score IS NOT NULL) AS median_n,
                       avg(CAST(chance->>'score' AS DOUBLE)) FILTER (WHERE score IS NOT NULL) AS chance
                FROM own GROUP BY scorer) r USING (scorer)
     LEFT JOIN (SELECT scorer, avg(score) AS control_mean FROM ctrl GROUP BY scorer) c USING (scorer)
-    LEFT JOIN (SELECT scorer, count(*) AS n_pairs, avg(own.score - ctrl.score) AS gap
+    LEFT JOIN (SELECT scorer, count(*) AS n_pairs, avg(own.score - ctrl.score) AS gap,
+                      sum((own.score - ctrl.score) * own.{SAMPLE_SIZE})
+                          / nullif(sum(own.{SAMPLE_SIZE}), 0) AS weighted_gap
                FROM own JOIN ctrl USING (latent, scorer)
-               WHERE own.score IS NOT NULL AND ctrl.score IS NOT NULL GROUP BY scorer) g USING (scorer)""")
+               WHERE own.score IS NOT NULL AND ctrl.score IS NOT NULL GROUP BY scorer) g USING (scorer)
+""")
 summary = summary.set_index("scorer").reindex(SCORERS)
 summary["gap_low"] = [gaps.get(s, (np.nan,) * 4)[1] for s in summary.index]
 summary["gap_high"] = [gaps.get(s, (np.nan,) * 4)[2] for s in summary.index]

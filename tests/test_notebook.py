@@ -26,7 +26,14 @@ from .conftest import query
 pytestmark = pytest.mark.slow
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOK = NOTEBOOKS / "paper_figures.ipynb"
-FIGURES = ["scores_histogram", "quantile_recall", "scorer_agreement", "score_vs_frequency", "shuffled_control"]
+FIGURES = [
+    "scores_histogram",
+    "quantile_recall",
+    "scorer_agreement",
+    "score_vs_frequency",
+    "shuffled_control",
+    "coverage",
+]
 
 
 def execute(db: Path, figures: Path, monkeypatch) -> nbformat.NotebookNode:
@@ -215,6 +222,33 @@ def test_varied_data_summary_matches_sql(varied):
         low, gap, high = got.loc[scorer, ["gap_low", "gap", "gap_high"]]
         assert low < gap < high and got.loc[scorer, "chance"] == 0.5
     assert got.loc["detection", "gap"] > 0.1  # real explanations beat the control in the filled data
+
+
+def test_varied_data_coverage_and_weighted_means(varied):
+    db, figures, _ = varied
+    got = pd.read_csv(figures / "coverage.csv")
+    live = query(
+        db,
+        "SELECT decade, count(*) FROM latent_coverage WHERE live GROUP BY decade_order, decade ORDER BY decade_order",
+    )
+    assert list(zip(got.decade, got.live, strict=True)) == live
+    # shares by hand: explained and detection-scored latents among each decade's live latents
+    for decade, n_live in live:
+        in_decade = f"latent IN (SELECT latent FROM latent_coverage WHERE decade = '{decade}')"
+        row = got[got.decade == decade].iloc[0]
+        explained = query(db, f"SELECT count(DISTINCT latent) FROM explanation_rows WHERE {in_decade}")[0][0]
+        scored = query(
+            db,
+            "SELECT count(DISTINCT latent) FROM score_rows WHERE scorer = 'detection' AND status = 'scored' "
+            f"AND control = '' AND {in_decade}",
+        )[0][0]
+        assert row.explained == pytest.approx(explained / n_live) and row.scored_detection == pytest.approx(
+            scored / n_live
+        )
+    summary = pd.read_csv(figures / "summary.csv", index_col="scorer")
+    # every scored row of the filled data rests on n = 10 contexts: weighting changes nothing
+    assert summary.loc["detection", "median_n"] == 10
+    assert summary.loc["detection", "weighted_mean_score"] == pytest.approx(summary.loc["detection", "mean_score"])
 
 
 def test_varied_data_agreement_is_spearman(varied):

@@ -57,11 +57,11 @@ def shortfall(seen: LiveContexts, minimum: int, share: float = WARN_SHARE) -> Sh
     counts = np.asarray(seen.n_active_contexts)
     live = len(counts)
     under = int((counts < minimum).sum())
-    if live == 0 or under <= share * live:
+    allowed = math.floor(share * live + 1e-9)  # latents that may stay under (1e-9: 0.1 * 30 is 3.0000000000000004)
+    if live == 0 or under <= allowed:
         return None
     needed = np.sort(sequences_needed(counts, seen.n_sequences, minimum))
-    # at most `share` of the latents need more than the k-th smallest
-    k = max(math.ceil((1 - share) * live) - 1, 0)
+    k = live - 1 - allowed  # all but the `allowed` neediest latents reach the minimum at needed[k]
     return Shortfall(
         live,
         under,
