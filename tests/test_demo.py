@@ -121,6 +121,16 @@ def test_scorer_line_counts_and_averages_only_scored_rows():
     assert line.gap_half_width == pytest.approx(2 * statistics.stdev([0.3, 0.0]) / math.sqrt(2))
 
 
+def test_scorer_line_weights_by_sample_size():
+    chance = json.dumps({"score": 0.5})
+    rows = [(1, "scored", 0.9, chance), (2, "scored", 0.5, chance), (3, "unscored", None, chance)]
+    line = report.scorer_line("detection", 3, rows, [], {1: 100, 2: 10, 3: 0})
+    assert line.mean == pytest.approx(0.7)  # each latent once
+    assert line.weighted_mean == pytest.approx((0.9 * 100 + 0.5 * 10) / 110)
+    assert line.n_range == (10, 100)
+    assert report.scorer_line("detection", 3, rows, []).weighted_mean is None  # no sizes: no weighted mean
+
+
 def test_list_view_sorts_by_a_scorer_only_when_there_is_one():
     assert command.list_view("fuzzing") == "#explained=1&sort=score:fuzzing&order=desc"
     assert command.list_view("") == "#explained=1"
@@ -229,6 +239,20 @@ def test_demo_runs_every_stage_and_prints_an_honest_summary(demo_run):
     assert "135M-parameter model" in out and "weak explainer" in out
     assert re.search(r"Demo done in [\d.]+ min", out)
     assert f"autointerp browse --db {db}" in out
+
+
+@pytest.mark.slow
+def test_demo_prints_the_coverage_of_its_database(demo_run):
+    db, out, _ = demo_run
+    assert "Coverage per decade of firing frequency" in out
+    total = next(line for line in out.splitlines() if line.startswith("all "))
+    latents, live, ok, explained = query(
+        db,
+        "SELECT count(*), count(*) FILTER (WHERE live), count(*) FILTER (WHERE status = 'ok'), "
+        "count(*) FILTER (WHERE explained) FROM latent_coverage",
+    )[0]
+    assert total.split()[1:5] == [str(latents), str(live), str(ok), str(explained)]
+    assert "n-weighted" in out and "n/latent" in out
 
 
 @pytest.mark.slow
