@@ -57,7 +57,9 @@ def shortfall(seen: LiveContexts, minimum: int, share: float = WARN_SHARE) -> Sh
     counts = np.asarray(seen.n_active_contexts)
     live = len(counts)
     under = int((counts < minimum).sum())
-    allowed = math.floor(share * live + 1e-9)  # latents that may stay under (1e-9: 0.1 * 30 is 3.0000000000000004)
+    allowed = math.floor(
+        share * live + 1e-9
+    )  # latents that may stay under; 1e-9 for a product a hair below a whole number
     if live == 0 or under <= allowed:
         return None
     needed = np.sort(sequences_needed(counts, seen.n_sequences, minimum))
