@@ -56,8 +56,8 @@ def explanation_logprobs(
         context, scored = render_surprisal(passage, explanation, template)
         ctx = tokenizer(context).input_ids
         target = tokenizer(scored, add_special_tokens=False).input_ids
-        if not target:
-            raise AutointerpError("The explanation tokenizes to no token.", "a non-empty explanation.")
+        if not target:  # the empty explanation (the empty control): the empty string is certain
+            return torch.zeros(len(passages), dtype=torch.float64)
         rows.append((ctx + target, len(target)))
     values = []
     for start in range(0, len(rows), batch_size):
