@@ -7,7 +7,8 @@
   configuration, every latent, whatever ``--latents`` says). Latents without an explanation are stepped
   over, so a partner always has one; restricted to the explained latents the map is again a single
   cycle, a derangement (no latent is its own partner). The partner of a latent changes only when the
-  collect, the seed or the set of explained latents changes, never with ``--latents``.
+  collect, the seed or the set of explained latents changes, never with ``--latents``. (A database
+  with no collected latents puts its explained latents on the cycle instead.)
 - ``empty``: the empty explanation, which carries no information: every scorer should be at chance.
   Its ``explanation_id`` is that of the explanation it stands in for, so each control row pairs with
   the real score of the same (latent, explainer configuration, scorer configuration).
@@ -84,6 +85,7 @@ def shuffled_control(
     configs = {explainer_config(eid) for eid, _ in chosen.values()}
     pool = {lat: v for lat, v in pool.items() if explainer_config(v[0]) in configs}
     latents = [r[0] for r in con.execute("SELECT latent FROM latents ORDER BY latent").fetchall()]
+    latents = latents or sorted(set(pool) | set(chosen))  # a database without collected latents
     cycle = frozen_cycle(latents, collect_identity(con), seed)
     partner = partners(cycle, set(pool) | set(chosen), sorted(chosen))
     return {lat: pool.get(other) or chosen[other] for lat, other in partner.items()}

@@ -90,7 +90,8 @@ async def score(
         chosen = select_explanations(con, config)
         require_one_explainer(con, config.explanations, sorted(chosen))
         if config.control:  # the pool the shuffled control borrows from ignores --latents (see controls.py)
-            pool = select_explanations(con, dataclasses.replace(config, latents="")) if config.latents else chosen
+            everyone = config.latents and config.control == "shuffled"
+            pool = select_explanations(con, dataclasses.replace(config, latents="")) if everyone else chosen
             chosen = apply_control(con, config.control, chosen, pool, config.seed)
         # the embedding scorer calls no LLM: without another scorer, load none and start no workers
         needed = "llm" in registry.needs(config.scorer_list())
