@@ -113,6 +113,9 @@ def test_every_prompt_renders_an_empty_explanation():
         assert "Explanation: \n" in user or "Explanation:\n" in user
     context, scored = surprisal.render_surprisal("Some passage.", "")
     assert context.endswith("about:") and scored.strip() == ""
+    # surprisal scores nothing of an empty explanation (not the template's leftover space): 0 nats each
+    logps = surprisal.explanation_logprobs(None, None, " ", ["clean text", "steered text"])
+    assert logps.tolist() == [0.0, 0.0]
 
 
 # ---- the paired gap ----------------------------------------------------------------------------------
