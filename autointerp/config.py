@@ -446,11 +446,14 @@ class ScoreConfig(LLMConfig):
 
     explanations: str = ""
     """Explainer configuration hash whose explanations are scored; empty for each latent's latest
-    explanation."""
+    explanation, allowed only while the latents scored have explanations of one configuration (else the
+    run stops and lists them)."""
 
     control: str = ""
-    """'shuffled' scores every latent with another latent's explanation (a derangement drawn with the
-    seed), the baseline a paper reports the gap over; empty for the real scores."""
+    """'shuffled' scores every latent with another latent's explanation (its partner on a cycle over the
+    collect's latents, seeded by the collect and --seed, so the same whichever --latents are scored), the
+    baseline a paper reports the gap over; 'empty' scores every latent with an empty explanation (should
+    be at chance on every scorer); nothing for the real scores."""
 
     batch_size: int = 25
     """Excerpts per scorer prompt."""
@@ -522,8 +525,11 @@ class ScoreConfig(LLMConfig):
                 f"--scorers {self.scorers!r}: unknown or none: {', '.join(unknown)}.",
                 "a comma-separated list of: " + ", ".join(SCORERS),
             )
-        if self.control not in ("", "shuffled"):
-            raise AutointerpError(f"--control {self.control!r} is not known.", "'shuffled' or nothing.")
+        if self.control not in ("", "shuffled", "empty"):
+            raise AutointerpError(
+                f"--control {self.control!r} is not known.",
+                "'shuffled' (another latent's explanation), 'empty' (an empty explanation) or nothing.",
+            )
         for name in ("batch_size", "max_tokens", "simulation_contexts", "simulation_batch"):
             if getattr(self, name) <= 0:
                 raise AutointerpError(f"--{name.replace('_', '-')} is {getattr(self, name)}.", "a positive integer.")

@@ -14,10 +14,13 @@
 #   scorers, with the number of latents both scored;
 # - **(d)** score against firing frequency (log scale);
 # - **(e)** real scores against the shuffled-explanation control (`control = 'shuffled'`), paired per
-#   latent: the mean gap with a bootstrap 95% interval, and the chance level;
+#   latent on the same explainer and scorer configuration (the `control_gaps` view): the mean gap with a
+#   bootstrap 95% interval, and the chance level. For the intervention scorers this gap is the headline
+#   number: their judge can tell steered from clean text without reading the explanation;
 # - **(f)** coverage against firing frequency: per decade, the share of live latents that are `ok`,
 #   explained, and scored by each scorer (the `coverage` view);
-# - a summary table per scorer.
+# - a summary table per scorer, with the empty-explanation control (`control = 'empty'`, which should
+#   sit at chance).
 #
 # Sample size: the means of (b) and (e) count each latent once (unweighted); the summary table gives
 # both the unweighted mean score and the mean weighted by each score's sample size `n` (the contexts it
@@ -73,6 +76,12 @@ if not con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = 'score
         f"{DB} has no `scores` view.",
         "a database written by autointerp 0.1 or later.",
         "run `autointerp score --db ...` on it (which also upgrades its schema).",
+    )
+if not con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = 'control_gaps'").fetchone()[0]:
+    raise AutointerpError(
+        f"{DB} has no `control_gaps` view: its schema is older than this autointerp.",
+        "a database upgraded to this version's schema.",
+        f"upgrade it once: `autointerp query --db {DB} --write CHECKPOINT`.",
     )
 FIGURES.mkdir(parents=True, exist_ok=True)
 
@@ -318,17 +327,30 @@ finish(fig, "score_vs_frequency")
 # %% [markdown]
 # ## (e) Real explanations against the shuffled-explanation control
 #
-# For each latent scored both with its own explanation and with another latent's, the gap is
-# real - shuffled. Left: mean of each over those latents, with bootstrap 95% intervals, and the chance
-# level (short black line). Right: the mean gap with its bootstrap 95% interval. Each latent counts once
-# (unweighted); the summary table adds the gap weighted by n.
+# For each latent scored both with its own explanation and with another latent's (its frozen partner,
+# under the same explainer and scorer configuration: `control_gaps`), the gap is real - shuffled. For
+# `intervention`, `intervention_choice` and `intervention_surprisal` this gap, not the distance from
+# chance, is the headline: the judge sees clean and steered continuations of the same prompt. Left:
+# mean of each over those latents, with bootstrap 95% intervals, and the chance level (short black
+# line). Right: the mean gap with its bootstrap 95% interval.
+# Each latent counts once (unweighted); the summary table adds the gap weighted by n.
 
 # %%
-paired = query("""
-    SELECT coalesce(r.scorer, c.scorer) AS scorer, coalesce(r.latent, c.latent) AS latent,
-           r.score AS own, c.score AS shuffled, CAST(r.chance->>'score' AS DOUBLE) AS chance
-    FROM (SELECT * FROM chosen WHERE control = '') r
-    FULL JOIN (SELECT * FROM chosen WHERE control = 'shuffled') c ON r.latent = c.latent AND r.scorer = c.scorer""")
+# each chosen real score with its shuffled control of the same explainer and scorer configuration
+PAIRED = f"""
+    , own AS (SELECT * FROM chosen WHERE control = '' AND score IS NOT NULL),
+    pairs AS (
+        SELECT own.scorer, own.latent, own.score AS own, own.{SAMPLE_SIZE} AS n, g.control, g.control_score,
+               CAST(own.chance->>'score' AS DOUBLE) AS chance
+        FROM own JOIN control_gaps g ON g.latent = own.latent AND g.scorer = own.scorer
+         AND g.explanation_id = own.explanation_id AND g.scorer_config = own.config_hash)"""
+paired = query(
+    PAIRED
+    + """
+    SELECT own.scorer, own.latent, own.score AS own, p.control_score AS shuffled,
+           CAST(own.chance->>'score' AS DOUBLE) AS chance
+    FROM own LEFT JOIN (SELECT * FROM pairs WHERE control = 'shuffled') p USING (scorer, latent)"""
+)
 
 gaps = {}
 fig, (left, right) = plt.subplots(1, 2, figsize=(max(8, 2.6 * len(SCORERS)), 3.8))
@@ -340,8 +362,8 @@ for x, scorer in enumerate(SCORERS):
     both = rows[rows.own.notna() & rows.shuffled.notna()]
     if both.empty:
         text = (
-            f"no data for {scorer}: {int(rows.own.notna().sum())} real and "
-            f"{int(rows.shuffled.notna().sum())} shuffled scores, none on the same latent"
+            f"no data for {scorer}: {int(rows.own.notna().sum())} real scores, none with a shuffled control "
+            "of the same explainer and scorer configuration"
         )
         print(text)
         for ax in (left, right):
@@ -445,17 +467,21 @@ finish(fig, "coverage")
 # (mean `chance.score`) over the scored ones, each latent counting once; `weighted_mean_score`: their
 # mean weighted by each score's sample size n (`n_examples`: the contexts it was scored on), and
 # `median_n`; `control_mean`: mean score of the shuffled-control rows; `gap`: mean of real - shuffled
-# over the `n_pairs` latents that have both, with the bootstrap interval of figure (e), and
-# `weighted_gap`, weighted by the real score's n.
+# over the `n_pairs` latents that have both (same explainer and scorer configuration), with the bootstrap
+# interval of figure (e), and `weighted_gap`, weighted by the real score's n; `empty_mean`: mean of the
+# empty-explanation control over the `n_empty` latents that have it (it should sit at `chance`);
+# `headline`: the number to report, `gap` for the intervention scorers and `mean_score` otherwise.
 
 # %%
-summary = query(f"""
-    , own AS (SELECT * FROM chosen WHERE control = ''),
+summary = query(
+    PAIRED.replace("AND score IS NOT NULL", "")
+    + f""",
     ctrl AS (SELECT * FROM chosen WHERE control = 'shuffled')
     SELECT s.scorer,
            coalesce(r.n_scored, 0) AS n_scored, coalesce(r.n_unscored, 0) AS n_unscored,
            r.mean_score, r.weighted_mean_score, r.median_n, r.chance, c.control_mean,
-           coalesce(g.n_pairs, 0) AS n_pairs, g.gap, g.weighted_gap
+           coalesce(g.n_pairs, 0) AS n_pairs, g.gap, g.weighted_gap,
+           coalesce(e.n_empty, 0) AS n_empty, e.empty_mean
     FROM (SELECT DISTINCT scorer FROM chosen) s
     LEFT JOIN (SELECT scorer, count(score) AS n_scored, count(*) - count(score) AS n_unscored,
                       avg(score) AS mean_score,
@@ -465,15 +491,16 @@ summary = query(f"""
                       avg(CAST(chance->>'score' AS DOUBLE)) FILTER (WHERE score IS NOT NULL) AS chance
                FROM own GROUP BY scorer) r USING (scorer)
     LEFT JOIN (SELECT scorer, avg(score) AS control_mean FROM ctrl GROUP BY scorer) c USING (scorer)
-    LEFT JOIN (SELECT scorer, count(*) AS n_pairs, avg(own.score - ctrl.score) AS gap,
-                      sum((own.score - ctrl.score) * own.{SAMPLE_SIZE})
-                          / nullif(sum(own.{SAMPLE_SIZE}), 0) AS weighted_gap
-               FROM own JOIN ctrl USING (latent, scorer)
-               WHERE own.score IS NOT NULL AND ctrl.score IS NOT NULL GROUP BY scorer) g USING (scorer)
-""")
+    LEFT JOIN (SELECT scorer, count(*) AS n_pairs, avg(own - control_score) AS gap,
+                      sum((own - control_score) * n) / nullif(sum(n), 0) AS weighted_gap
+               FROM pairs WHERE control = 'shuffled' GROUP BY scorer) g USING (scorer)
+    LEFT JOIN (SELECT scorer, count(*) AS n_empty, avg(control_score) AS empty_mean
+               FROM pairs WHERE control = 'empty' GROUP BY scorer) e USING (scorer)"""
+)
 summary = summary.set_index("scorer").reindex(SCORERS)
 summary["gap_low"] = [gaps.get(s, (np.nan,) * 4)[1] for s in summary.index]
 summary["gap_high"] = [gaps.get(s, (np.nan,) * 4)[2] for s in summary.index]
+summary["headline"] = ["gap" if s.startswith("intervention") else "mean_score" for s in summary.index]
 summary.to_csv(FIGURES / "summary.csv")
 print(f"figures and tables in {FIGURES}")
 display(summary)

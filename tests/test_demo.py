@@ -106,19 +106,42 @@ def test_scorer_line_counts_and_averages_only_scored_rows():
         (3, "unscored", None, chance),
         (4, "scored", 0.7, chance),
     ]
-    controls = [
-        (1, "scored", 0.5, chance),
-        (2, "scored", 0.6, chance),
-        (3, "scored", 0.9, chance),
-        (4, "unscored", None, chance),
+    controls = [  # control_gaps rows: (latent, control, real score, control score)
+        (1, "shuffled", 0.8, 0.5),
+        (2, "shuffled", 0.6, 0.6),
+        (3, "shuffled", 0.1, 0.9),  # latent 3's real score is unscored in `rows`: no pair
+        (1, "empty", 0.8, 0.45),
+        (2, "empty", 0.6, 0.55),
     ]
     line = report.scorer_line("detection", 6, rows, controls)
     assert (line.scored, line.unscored, line.not_run) == (3, 1, 2)
     assert line.mean == pytest.approx(0.7) and line.chance == 0.5
-    assert line.n_control == 3 and line.control_mean == pytest.approx(2 / 3)
-    # the gap pairs each latent with its own control: latents 1 (+0.3) and 2 (0.0); 3 and 4 lack one side
-    assert line.gap == pytest.approx(0.15)
-    assert line.gap_half_width == pytest.approx(2 * statistics.stdev([0.3, 0.0]) / math.sqrt(2))
+    assert line.n_control == 2 and line.control_mean == pytest.approx(0.55)
+    # the gap pairs each latent with its own control: latents 1 (+0.3) and 2 (0.0), bootstrap interval
+    assert line.gap.gap == pytest.approx(0.15) and line.gap.n == 2
+    assert line.gap.low == pytest.approx(0.0) and line.gap.high == pytest.approx(0.3)
+    assert line.n_empty == 2 and line.empty_mean == pytest.approx(0.5)
+
+
+def test_intervention_headline_is_the_gap_over_the_shuffled_control():
+    chance = json.dumps({"score": 0.5})
+    rows = [(lat, "scored", 0.6 + 0.01 * lat, chance) for lat in range(5)]
+    controls = [(lat, "shuffled", 0.6 + 0.01 * lat, 0.55) for lat in range(5)]
+    lines = [
+        report.scorer_line("intervention", 5, rows, controls),
+        report.scorer_line("intervention_choice", 5, rows, []),
+        report.scorer_line("detection", 5, rows, controls),
+    ]
+    text = "\n".join(report.headline(lines))
+    assert "gap over the shuffled control" in text
+    assert "intervention: +0.070 [" in text and "n=5 latents" in text
+    assert "intervention_choice: no shuffled control yet" in text and "detection" not in text
+    table = report.render(report.Summary(list(range(5)), dict.fromkeys(report_statuses(), 0), lines), [])
+    assert "gap [95% CI]" in table and "empty control" in table and "Intervention headline" in table
+
+
+def report_statuses() -> list[str]:
+    return ["explained", "unparsed", "failed", "not explained"]
 
 
 def test_scorer_line_weights_by_sample_size():
@@ -234,6 +257,8 @@ def test_demo_runs_every_stage_and_prints_an_honest_summary(demo_run):
     if len(explained) >= 2:
         assert {r[0] for r in controls} == {"embedding"} and sorted(r[2] for r in controls) == explained
         assert "shuffled control" in out
+        empty = sorted(r[2] for r in rows if r[1] == "empty")
+        assert empty == explained and "empty control" in out
     assert query(db, "SELECT count(*) FROM score_examples")[0][0] > 0
     assert "Top latents by detection score" in out and "chance" in out
     assert "135M-parameter model" in out and "weak explainer" in out

@@ -161,28 +161,47 @@ def explained_latents(db: Path, latents: list[int]) -> list[int]:
         con.close()
 
 
-def step_score(s: demo_settings.DemoSettings, db: Path, spec: str, progress: bool, n_explained: int) -> None:
+def explainer_of(db: Path, run_id: str) -> str:
+    """The explainer configuration hash of the explain run ``run_id`` ('' if it left no run row)."""
+    from ..store.db import connect
+
+    con = connect(db, read_only=True)
+    try:
+        row = con.execute("SELECT config_hash FROM runs WHERE run_id = ?", [run_id]).fetchone()
+    finally:
+        con.close()
+    return row[0] if row else ""
+
+
+def step_score(
+    s: demo_settings.DemoSettings, db: Path, spec: str, progress: bool, n_explained: int, explanations: str = ""
+) -> None:
+    """Score the demo latents' explanations of this demo's explainer (``explanations``, its configuration
+    hash, so that explanations of other settings on the same database never blend in), then the shuffled
+    and the empty-explanation controls of ``s.control_scorers``."""
     from ..score.stage import score
 
     if n_explained == 0:
         _say("      no demo latent has an explanation, so there is nothing to score")
         return
-    r = asyncio.run(score(dataclasses.replace(s.score, latents=spec), db, progress=progress))
+    base = dataclasses.replace(s.score, latents=spec, explanations=explanations)
+    r = asyncio.run(score(base, db, progress=progress))
     _say(
         f"      {r.scored} scores, {r.unscored} unscored in {r.seconds:.0f} s ({r.calls} LLM calls); "
         f"{r.skipped_done} already done"
     )
     if not s.control_scorers:
         return
+    controls = ("shuffled", "empty") if n_explained >= 2 else ("empty",)
     if n_explained < 2:
         _say("      shuffled control skipped: it needs two explained latents to swap explanations between")
-        return
-    config = dataclasses.replace(s.score, latents=spec, scorers=",".join(s.control_scorers), control="shuffled")
-    r = asyncio.run(score(config, db, progress=progress))
-    _say(
-        f"      shuffled control ({', '.join(s.control_scorers)}): {r.scored} scores, {r.unscored} unscored in "
-        f"{r.seconds:.0f} s; {r.skipped_done} already done"
-    )
+    for control in controls:
+        config = dataclasses.replace(base, scorers=",".join(s.control_scorers), control=control)
+        r = asyncio.run(score(config, db, progress=progress))
+        _say(
+            f"      {control} control ({', '.join(s.control_scorers)}): {r.scored} scores, {r.unscored} unscored "
+            f"in {r.seconds:.0f} s; {r.skipped_done} already done"
+        )
 
 
 def notes(s: demo_settings.DemoSettings, n: int) -> list[str]:
@@ -202,7 +221,9 @@ def notes(s: demo_settings.DemoSettings, n: int) -> list[str]:
         out.append(
             "The shuffled control scores each latent with another demo latent's explanation: the gap over "
             "it (paired by latent), not the distance from chance, says whether explanations are specific "
-            "to their latent; a gap whose ±2 SE band holds 0 is no evidence that they are."
+            "to their latent; a gap whose 95% interval holds 0 is no evidence that they are. The empty control "
+            "scores an empty explanation: it should sit at chance, and a scorer far from chance there reads "
+            "the label from a cue, not from the explanation."
         )
     local = [
         name
@@ -252,9 +273,9 @@ def run(args: argparse.Namespace) -> int:
     have = explained_latents(db, latents)
     _say(
         f"[3/3] score: {', '.join(s.scorers)} on {len(have)} explained latents"
-        + (f", and the shuffled control of {', '.join(s.control_scorers)}" if s.control_scorers else "")
+        + (f", and the shuffled and empty controls of {', '.join(s.control_scorers)}" if s.control_scorers else "")
     )
-    step_score(s, db, spec, progress, len(have))
+    step_score(s, db, spec, progress, len(have), explainer_of(db, explained.run_id))
     times["score"] = time.perf_counter() - t
 
     con = connect(db, read_only=True)

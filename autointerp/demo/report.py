@@ -1,12 +1,14 @@
-"""The demo's summary: per scorer, how many latents were scored and how their mean compares with chance
-and with the shuffled-explanation control; then the best latents by detection score.
+"""The demo's summary: per scorer, how many latents were scored and how their mean compares with chance,
+with the shuffled-explanation control and with the empty-explanation control; the headline of the
+intervention scorers (their paired gap over the shuffled control); then the best latents by detection
+score.
 
 Read back from the public views (not from the stages' return values), so a rerun that skipped every
 stage prints the same table. Which rows count follows ``latent_summary``'s rules: each latent's latest
-explanation, the latest score row of that explanation per scorer, and the latest shuffled-control row
-per scorer. A mean is called "at chance" when chance lies within two standard errors of it (over
-latents): with a handful of latents that is a wide band, and the table says so rather than reading
-meaning into noise.
+explanation and the latest score row of that explanation per scorer; its controls come from
+``control_gaps`` (same explainer and scorer configuration as the real score). A mean is called "at
+chance" when chance lies within two standard errors of it (over latents): with a handful of latents
+that is a wide band, and the table says so rather than reading meaning into noise.
 
 Sample size: the mean and its band count each latent once; beside them the table gives the mean weighted
 by each score's sample size ``n`` (``SAMPLE_SIZE``: the contexts it was scored on), in which latents
@@ -18,6 +20,8 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+
+from ..score.paired_gap import PairedGap, paired_gap
 
 #: The column of ``scores`` that says how many contexts a score rests on.
 SAMPLE_SIZE = "n_examples"
@@ -38,14 +42,20 @@ FROM scores s JOIN explained e USING (explanation_id)
 WHERE s.control = '' QUALIFY row_number() OVER (PARTITION BY s.latent, s.scorer ORDER BY s.created_at DESC) = 1
 """
 )
+# each real score's controls, paired on its explainer and scorer configuration; per (latent, scorer,
+# control) the pair of the latest real score
 CONTROL = (
     FRAME
     + """
-SELECT latent, scorer, status, score, chance FROM scores
-WHERE control = 'shuffled' AND latent IN (SELECT latent FROM chosen)
-QUALIFY row_number() OVER (PARTITION BY latent, scorer ORDER BY created_at DESC) = 1
+SELECT g.latent, g.scorer, g.control, g.score, g.control_score
+FROM control_gaps g JOIN explained e USING (explanation_id)
+QUALIFY row_number() OVER (
+    PARTITION BY g.latent, g.scorer, g.control ORDER BY g.scored_at DESC, g.control_scored_at DESC) = 1
 """
 )
+#: Scorers whose judge can tell steered from clean text without the explanation: their headline is the
+#: paired gap over the shuffled control, not the distance from chance.
+GAP_HEADLINE = ("intervention", "intervention_choice", "intervention_surprisal")
 EXPLAIN_STATUS = """
 SELECT latent, status FROM explanations WHERE latent IN (SELECT unnest(?::INTEGER[]))
 QUALIFY row_number() OVER (PARTITION BY latent ORDER BY status = 'explained' DESC, created_at DESC) = 1
@@ -64,10 +74,11 @@ class ScorerLine:
     chance: float | None
     half_width: float | None  # two standard errors of the mean over latents
     verdict: str
-    control_mean: float | None = None
+    control_mean: float | None = None  # mean of the shuffled-control scores paired with a real one
     n_control: int = 0
-    gap: float | None = None  # mean over latents of (score - its shuffled control), paired by latent
-    gap_half_width: float | None = None
+    gap: PairedGap = PairedGap(None, None, None, 0)  # score - shuffled control, paired by latent; 95% CI
+    empty_mean: float | None = None  # mean of the empty-explanation control scores (should be at chance)
+    n_empty: int = 0
     weighted_mean: float | None = None  # weighted by each latent's sample size n
     n_range: tuple[int, int] | None = None  # fewest and most contexts a scored latent's score rests on
 
@@ -125,17 +136,18 @@ def _chance_of(text) -> float | None:
 def scorer_line(
     scorer: str, n_latents: int, rows: list[tuple], control_rows: list[tuple], sizes: dict[int, int] | None = None
 ) -> ScorerLine:
-    """Aggregate one scorer's (latent, status, score, chance) rows and its control rows into a table line;
-    ``sizes``: each latent's sample size n, for the weighted mean and the range of n.
+    """Aggregate one scorer's (latent, status, score, chance) rows and its ``control_gaps`` rows (latent,
+    control, score, control score) into a table line.
 
-    The gap over the control is paired by latent (both scores are on the latent's own test set), so
-    its spread is that of the differences, narrower than the two means' spreads would suggest."""
+    The gap over the shuffled control is paired by latent (both scores are on the latent's own test
+    set, under the same configurations), so its spread is that of the differences; its 95% interval is
+    a seeded bootstrap over latents (``score.paired_gap``)."""
     scored = {r[0]: r for r in rows if r[1] == "scored" and r[2] is not None}
     mean, half = mean_and_half_width([r[2] for r in scored.values()])
     chances = [c for c in (_chance_of(r[3]) for r in scored.values()) if c is not None]
     chance = sum(chances) / len(chances) if chances else None
-    controls = {r[0]: r[2] for r in control_rows if r[1] == "scored" and r[2] is not None}
-    gap, gap_half = mean_and_half_width([scored[lat][2] - value for lat, value in controls.items() if lat in scored])
+    shuffled = [r for r in control_rows if r[1] == "shuffled" and r[0] in scored]
+    empty = [r[3] for r in control_rows if r[1] == "empty" and r[0] in scored]
     n = [sizes[lat] for lat in scored if sizes and sizes.get(lat) is not None]
     weighted = weighted_mean([scored[lat][2] for lat in scored], n) if len(n) == len(scored) else None
     return ScorerLine(
@@ -147,10 +159,11 @@ def scorer_line(
         chance,
         half,
         verdict(mean, half, chance, len(scored)),
-        mean_and_half_width(list(controls.values()))[0],
-        len(controls),
-        gap,
-        gap_half,
+        mean_and_half_width([r[3] for r in shuffled])[0],
+        len(shuffled),
+        paired_gap([r[2] for r in shuffled], [r[3] for r in shuffled]),
+        mean_and_half_width(empty)[0],
+        len(empty),
         weighted_mean=weighted,
         n_range=(min(n), max(n)) if n else None,
     )
@@ -220,6 +233,22 @@ def cut(text: str | None, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def headline(lines: list[ScorerLine]) -> list[str]:
+    """The intervention scorers' headline: the paired gap over the shuffled control, with its interval.
+    Their judge sees clean and steered continuations of the same prompt and can pick the less fluent
+    one without reading the explanation (surprisal likewise), so distance from chance says little."""
+    shown = [ln for ln in lines if ln.scorer in GAP_HEADLINE and ln.scored]
+    if not shown:
+        return []
+    out = ["", "Intervention headline: the gap over the shuffled control, paired by latent (95% bootstrap interval):"]
+    for ln in shown:
+        if ln.gap.n:
+            out.append(f"  {ln.scorer}: {ln.gap.text()} latents")
+        else:
+            out.append(f"  {ln.scorer}: no shuffled control yet (run it with --control shuffled)")
+    return out
+
+
 def render(summary: Summary, scorers_shown: list[str]) -> str:
     """The summary as text: the scorer table, then the top latents."""
     n = len(summary.latents)
@@ -245,9 +274,8 @@ def render(summary: Summary, scorers_shown: list[str]) -> str:
                 _number(ln.chance, 2),
                 ln.verdict,
                 _number(ln.control_mean) + (f" (n={ln.n_control})" if ln.n_control else ""),
-                "-"
-                if ln.gap is None
-                else f"{ln.gap:+.3f}" + ("" if ln.gap_half_width is None else f" ±{ln.gap_half_width:.3f}"),
+                ln.gap.text().removesuffix(f", n={ln.gap.n}"),
+                _number(ln.empty_mean) + (f" (n={ln.n_empty})" if ln.n_empty else ""),
             ]
         )
     out += [
@@ -265,12 +293,14 @@ def render(summary: Summary, scorers_shown: list[str]) -> str:
                 "chance",
                 "verdict",
                 "shuffled control",
-                "gap ±2 SE",
+                "gap [95% CI]",
+                "empty control",
             ],
             rows,
             {1, 2, 3, 4, 5, 6, 7, 8, 11},
         ),
     ]
+    out += headline(summary.lines)
     if summary.top:
         out += ["", f"Top latents by {summary.top_by} score:"]
         rows = [

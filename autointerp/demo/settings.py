@@ -24,7 +24,7 @@ EXPLAIN = {"max_tokens": 120}
 #: Score: 20 + 20 detection contexts and 20 + 10 + 10 fuzzing ones, 20 per prompt.
 SCORE = {"batch_size": 20, "fuzz_random": 10, "fuzz_misplaced": 10}
 #: Set by the demo itself (its own options or its latent choice), so not overridable.
-RESERVED = {"collect": {"tokens"}, "explain": {"latents"}, "score": {"latents", "scorers", "control"}}
+RESERVED = {"collect": {"tokens"}, "explain": {"latents"}, "score": {"latents", "scorers", "control", "explanations"}}
 DEFAULT_SCORERS = "detection,fuzzing,embedding"
 DEFAULT_CONTROL_SCORERS = "embedding"
 

@@ -9,7 +9,7 @@ its per-context rows are written in one transaction by the single writer (``rows
 
 from __future__ import annotations
 
-import random
+import dataclasses
 from dataclasses import dataclass, field
 
 from ..config import ScoreConfig, config_hash, parse_latent_ranges
@@ -20,6 +20,8 @@ from ..llm.routing import current_latent
 from ..runner import StageRun, stage_backend, stage_connection
 from . import classifier, registry
 from .base import ScoreContext
+from .controls import apply_control
+from .explainer_choice import require_one_explainer
 from .rows import score_writer
 
 
@@ -63,20 +65,6 @@ def select_explanations(con, config: ScoreConfig) -> dict[int, tuple[str, str]]:
     return chosen
 
 
-def shuffled_control(chosen: dict[int, tuple[str, str]], seed: int) -> dict[int, tuple[str, str]]:
-    """Each latent gets another latent's explanation (a random derangement)."""
-    latents = sorted(chosen)
-    if len(latents) < 2:
-        raise AutointerpError("--control shuffled needs at least two explained latents.")
-    rng = random.Random(seed)
-    order = latents[:]
-    while True:
-        rng.shuffle(order)
-        if all(a != b for a, b in zip(latents, order, strict=True)):
-            break
-    return {lat: chosen[other] for lat, other in zip(latents, order, strict=True)}
-
-
 def read_test_sets(cur, latents: list[int]) -> dict[int, list[classifier.TestContext]]:
     out: dict[int, list[classifier.TestContext]] = {lat: [] for lat in latents}
     for lat, cid, kind, q, tokens, acts in cur.execute(
@@ -100,8 +88,11 @@ async def score(
     backend to use instead of the one ``config`` names (tests and benchmarks share one loaded model)."""
     with stage_connection(db) as con:
         chosen = select_explanations(con, config)
-        if config.control == "shuffled":
-            chosen = shuffled_control(chosen, config.seed)
+        require_one_explainer(con, config.explanations, sorted(chosen))
+        if config.control:  # the pool the shuffled control borrows from ignores --latents (see controls.py)
+            everyone = config.latents and config.control == "shuffled"
+            pool = select_explanations(con, dataclasses.replace(config, latents="")) if everyone else chosen
+            chosen = apply_control(con, config.control, chosen, pool, config.seed)
         # the embedding scorer calls no LLM: without another scorer, load none and start no workers
         needed = "llm" in registry.needs(config.scorer_list())
         async with stage_backend(config, executor, needed=needed, backend=backend) as opened:

@@ -48,6 +48,11 @@ def explanation_logprobs(
     sequence. Sequences are left-padded, so every scored span ends at the last position and only the
     logits of the last (longest span + 1) positions are computed: the vocabulary projection and its
     softmax cost a few positions per passage instead of all of them."""
+    if not explanation.strip():
+        # the empty explanation (the empty control) says nothing, so nothing is scored: log p = 0 after
+        # every passage. Scoring the template's leftover whitespace instead would measure how expected a
+        # space is after steered text, a fluency cue the control exists to exclude.
+        return torch.zeros(len(passages), dtype=torch.float64)
     net = torch_module(scorer_model)
     device = model_device(net)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from ...text import prompt_text
 from ..base import ScoreOutcome, ask
 from ..classifier import latent_rng
+from ..controls import explained_latent
 from ..intervention import judge
 from ..metrics import multiple_choice
 from .intervention import PURPOSE, InterventionScorer, unreached
@@ -31,7 +32,10 @@ class InterventionChoiceScorer(InterventionScorer):
         if not own.reached:
             return unreached(own, self.chance())
         rng = latent_rng(self.config.seed, latent, "intervention_choice")
-        others = [lat for lat in sorted(self.context.chosen) if lat != latent]
+        # under the shuffled control the explanation is another latent's: that latent's steering would
+        # match it, so it is never offered as a decoy (the question would have two right answers)
+        lent = explained_latent(self.context.chosen[latent][0]) if self.config.control == "shuffled" else latent
+        others = [lat for lat in sorted(self.context.chosen) if lat not in (latent, lent)]
         rng.shuffle(others)
         decoys = []
         for other in others:  # in the seeded order, the first that steering can reach
