@@ -3,12 +3,20 @@ brute-force DeLong over all pairs) on random data, and their coverage where the 
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
 from scipy import stats
 
+from autointerp.config import ScoreConfig
 from autointerp.score import intervals
 from autointerp.score.metrics import binary_metrics
+from autointerp.score.stage import score
+
+from .conftest import query
+from .openai_server import ModelServer
+from .test_score_stage import explained_db  # noqa: F401
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -127,3 +135,53 @@ def test_binary_interval_picks_the_headline_method():
     ref = intervals.delong(np.array(labels)[keep], np.array([p for p in probs if p is not None]))
     assert intervals.binary_interval(m, "auroc", labels, probs) == ref
     assert intervals.binary_interval(m, "f1") is None
+
+
+# ---- through the score stage ---------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_stage_stores_n_and_interval_recomputable_from_the_stored_contexts(explained_db, local_backend):  # noqa: F811
+    """Detection (balanced accuracy) and embedding (AUROC) through the stage: each row's n_positive,
+    n_negative and interval equal what the stored per-context rows give, the Wilson parts by scipy."""
+    db, latents = explained_db
+    with ModelServer(local_backend) as server:
+        config = ScoreConfig(
+            backend="openai", model="smollm2", base_url=server.base_url, scorers="detection,embedding", max_tokens=16
+        )
+        asyncio.run(score(config, db, progress=False))
+    rows = query(
+        db,
+        "SELECT latent, scorer, explanation_id, config_hash, status, score, n_positive, n_negative, ci_low, ci_high, "
+        "ci_method FROM scores ORDER BY latent, scorer",
+    )
+    assert len(rows) == 2 * len(latents)
+    for latent, scorer, explanation_id, chash, status, value, n_pos, n_neg, low, high, method in rows:
+        examples = query(
+            db,
+            "SELECT label, prediction, probability FROM score_examples WHERE latent = ? AND scorer = ? "
+            "AND explanation_id = ? AND config_hash = ? AND control = ''",
+            [latent, scorer, explanation_id, chash],
+        )
+        scored = [(label, pred) for label, pred, _ in examples if pred is not None]
+        assert (n_pos, n_neg) == (sum(1 for lab, _ in scored if lab), sum(1 for lab, _ in scored if not lab))
+        if status != "scored" or value is None:
+            assert (low, high, method) == (None, None, None)
+            continue
+        assert low <= value <= high
+        if scorer == "detection":
+            tp = sum(1 for lab, pred in scored if lab and pred)
+            tn = sum(1 for lab, pred in scored if not lab and not pred)
+            a = stats.binomtest(tp, n_pos).proportion_ci(method="wilson")
+            b = stats.binomtest(tn, n_neg).proportion_ci(method="wilson")
+            tpr, tnr = tp / n_pos, tn / n_neg
+            assert method == "wilson_mover"
+            assert low == pytest.approx(max(0, value - np.hypot(tpr - a.low, tnr - b.low) / 2))
+            assert high == pytest.approx(min(1, value + np.hypot(a.high - tpr, b.high - tnr) / 2))
+        else:
+            labels = np.array([lab for lab, _, p in examples if p is not None])
+            probs = np.array([p for _, _, p in examples if p is not None])
+            ref_auc, ref_var = _delong_brute_force(labels, probs)
+            assert method == "delong" and value == pytest.approx(ref_auc)
+            half = intervals.Z * np.sqrt(ref_var)
+            assert (low, high) == (pytest.approx(max(0, ref_auc - half)), pytest.approx(min(1, ref_auc + half)))
