@@ -90,6 +90,11 @@ def populate(path: Path) -> dict:
                 insert_score,
                 [latent, f"cfgA/{latent}", scorer, f"{scorer}-cfg", "", value, value, "2024-02-02 00:00:00", value],
             )
+    # latent 0's fuzzing score has a 95% interval: shown as "0.6 [0.4, 0.75], n=4"
+    con.execute(
+        "UPDATE score_rows SET ci_low = 0.4, ci_high = 0.75, ci_method = 'wilson_mover' "
+        "WHERE latent = 0 AND scorer = 'fuzzing' AND control = ''"
+    )
     # scores that must not show as latent 0's: of its older explanation, and the shuffled control
     con.execute(insert_score, [0, "old/0", "detection", "detection-cfg", "", 0.99, 0.99, "2024-03-01 00:00:00", 0.99])
     con.execute(
@@ -208,6 +213,7 @@ def test_api_list_sorts_by_headline_score_of_the_latest_explanation(server, brow
     assert by_latent[0]["explanation"] == HOSTILE_EXPLANATION  # raw, not HTML-escaped: JSON is not HTML
     assert by_latent[1]["explanation"] == EXPLANATIONS[1]  # the newer unparsed answer does not replace it
     assert by_latent[0]["scores"] == {"detection": DETECTION[0], "fuzzing": FUZZING[0]}  # not 0.99, not the control
+    assert by_latent[0]["intervals"] == {"detection": [None, None, 4], "fuzzing": [0.4, 0.75, 4]}
 
 
 def test_api_list_pages_filters_and_searches(server, browse_db):
@@ -393,6 +399,7 @@ def test_list_loads_sorts_filters_and_searches(browser, site, browse_db, screens
     mode, url, latents = site
     open_list(browser, url)
     assert shown(browser) == latents[:100]
+    assert cells(browser, "fuzzing")[0] == "0.600 [0.40, 0.75], n=4"  # latent 0's score with its interval
     assert browser.find_element(By.ID, "summary").text.startswith(f"{len(latents):,} latents match")
     assert browser.execute_script(
         "return Array.from(document.querySelectorAll('#header-row button'), b => b.dataset.sort)"
@@ -506,7 +513,11 @@ def test_latent_page_from_the_list(browser, site, browse_db, screenshots):
         "return Array.from(document.querySelectorAll('#scores tbody tr'), "
         "tr => [tr.dataset.scorer, tr.dataset.control, tr.cells[2].textContent])"
     )
-    assert score_rows == [["detection", "", "0.55"], ["detection", "shuffled", "0.41"], ["fuzzing", "", "0.6"]]
+    assert score_rows == [
+        ["detection", "", "0.55"],
+        ["detection", "shuffled", "0.41"],
+        ["fuzzing", "", "0.6 [0.4, 0.75], n=4"],
+    ]
     table = browser.execute_script(
         "return Array.from(document.querySelectorAll('#interventions tbody tr'), "
         "tr => [tr.querySelector('.prompt').textContent, tr.querySelector('.clean').textContent, "

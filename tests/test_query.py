@@ -44,14 +44,24 @@ def add_explanation(con, latent, chash, status, text, second):
 
 
 def add_score(
-    con, latent, explanation_id, scorer, score, second, config="sc1", control="", status="scored", auroc=None
+    con,
+    latent,
+    explanation_id,
+    scorer,
+    score,
+    second,
+    config="sc1",
+    control="",
+    status="scored",
+    auroc=None,
+    ci=(None, None),
 ):
     con.execute(
         f"INSERT INTO score_rows (latent, explanation_id, scorer, model, config_hash, control, run_id, status, "
         f"n_examples, n_unscored, chance, n_calls, prompt_tokens, completion_tokens, fixed_prompt_tokens, "
-        f"score, auroc, created_at) VALUES (?, ?, ?, 'judge', ?, ?, 'score-test', ?, 10, 0, "
-        f"'{{\"score\": 0.5}}', 1, 100, 5, 50, ?, ?, {T})",
-        [latent, explanation_id, scorer, config, control, status, score, auroc, second],
+        f"score, auroc, ci_low, ci_high, created_at) VALUES (?, ?, ?, 'judge', ?, ?, 'score-test', ?, 10, 0, "
+        f"'{{\"score\": 0.5}}', 1, 100, 5, 50, ?, ?, ?, ?, {T})",
+        [latent, explanation_id, scorer, config, control, status, score, auroc, *ci, second],
     )
 
 
@@ -61,7 +71,8 @@ def summary_db(collected_db, tmp_path):
 
     a: three explanation rows (old explained, new explained, a later failed retry of a third config),
        scores for both explanations, two detection configurations, an unscored later row, every scorer,
-       and shuffled controls; b: one explanation, one detection score with AUROC; c: only an unparsed
+       and shuffled controls (of the shown configuration pair, of a stale scorer configuration and of another
+       explainer configuration); b: one explanation, one detection score with AUROC; c: only an unparsed
        answer; d: nothing.
     """
     path = tmp_path / "summary.duckdb"
@@ -77,7 +88,7 @@ def summary_db(collected_db, tmp_path):
     add_explanation(con, c, "old", "unparsed", None, 1)
     add_score(con, a, f"old/{a}", "detection", 0.95, 10)  # the older explanation: not shown
     add_score(con, a, f"new/{a}", "detection", 0.60, 11, config="sc1")
-    add_score(con, a, f"new/{a}", "detection", 0.70, 12, config="sc2")  # latest configuration wins
+    add_score(con, a, f"new/{a}", "detection", 0.70, 12, config="sc2", ci=(0.6, 0.8))  # latest configuration wins
     add_score(con, a, f"new/{a}", "detection", None, 13, config="sc3", status="unscored")  # skipped
     for i, (scorer, value) in enumerate(
         [
@@ -90,7 +101,9 @@ def summary_db(collected_db, tmp_path):
         ]
     ):
         add_score(con, a, f"new/{a}", scorer, value, 20 + i)
-    add_score(con, a, f"new/{b}", "detection", 0.52, 30, control="shuffled")
+    add_score(con, a, f"new/{b}", "detection", 0.53, 29, config="sc2", control="shuffled")  # paired with sc2
+    add_score(con, a, f"new/{b}", "detection", 0.52, 30, control="shuffled")  # sc1: not the shown configuration
+    add_score(con, a, f"old/{b}", "detection", 0.45, 32, config="sc2", control="shuffled")  # other explainer
     add_score(con, a, f"new/{b}", "fuzzing", 0.49, 31, control="shuffled")
     add_score(con, b, f"old/{b}", "detection", 0.75, 14, auroc=0.8)
     summary.refresh_latent_summary(con, [a, b, c, d])
@@ -160,7 +173,13 @@ def test_latest_explanation_and_one_column_per_scorer(summary_db):
         ra["intervention_choice_score"],
         ra["intervention_surprisal_score"],
     ) == (0.8, 0.65, 0.3, 0.55, 0.4, 0.12)
-    assert (ra["detection_control"], ra["fuzzing_control"]) == (0.52, 0.49)
+    assert (ra["detection_control"], ra["fuzzing_control"]) == (0.53, 0.49)
+    assert (ra["detection_config"], ra["detection_ci_low"], ra["detection_ci_high"], ra["detection_n"]) == (
+        "sc2",
+        0.6,
+        0.8,
+        10,
+    )
     assert str(ra["scored_at"]) == "2025-03-01 00:00:31"  # the latest shown row, here a control
     rb = rows[b]
     assert (

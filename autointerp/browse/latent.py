@@ -5,7 +5,8 @@ site of many latents costs a few queries per batch rather than per latent. The r
 (dicts, lists, numbers, strings); ``render`` turns it into HTML and the JSON API returns it as it is.
 
 Which explanation and scores: the latest explained explanation (as in the list), its latest scored row
-per scorer with ``control = ''``, and the latest shuffled-control row per scorer for comparison. The
+per scorer with ``control = ''``, and for comparison the latest scored control row of the same scorer
+configuration whose borrowed explanation has the same explainer configuration (as ``latent_summary``). The
 per-context verdicts are the ``score_examples`` rows of exactly those real scores, joined to the
 latent's contexts on ``context_id``; the intervention scorers' rows are left out of that join, since
 their ``context_id`` is a completion id, not a context.
@@ -43,6 +44,9 @@ SCORE_COLUMNS = (
     "correlation",
     "n_examples",
     "n_unscored",
+    "ci_low",
+    "ci_high",
+    "ci_method",
     "status",
     "reason",
     "chance",
@@ -112,16 +116,26 @@ def _explanations(cur, ids: list[int], details: dict[int, dict]) -> None:
 
 
 def _scores(cur, ids: list[int], details: dict[int, dict]) -> None:
-    """The real scores of the latest explanation and the latest shuffled control, one row per scorer each."""
+    """The real scores of the latest explanation, one row per scorer, each with its control paired on the
+    same (explainer configuration, scorer configuration)."""
+    columns = ", ".join(SCORE_COLUMNS)
     rows = cur.execute(f"""
-        WITH expl AS ({latest_explanation_sql(_scope("latent", ids))})
-        SELECT s.latent, {", ".join("s." + c for c in SCORE_COLUMNS)}
-        FROM scores s LEFT JOIN expl e ON e.latent = s.latent
-        WHERE {_scope("s.latent", ids)} AND s.status = 'scored'
-          AND ((s.control = '' AND s.explanation_id = e.config_hash || '/' || e.latent) OR s.control <> '')
-        QUALIFY row_number() OVER (PARTITION BY s.latent, s.scorer, s.control
-                                   ORDER BY s.created_at DESC, s.config_hash DESC) = 1
-        ORDER BY s.latent, s.scorer, s.control""").fetchall()
+        WITH expl AS ({latest_explanation_sql(_scope("latent", ids))}),
+        shown AS (
+            SELECT s.latent, {", ".join("s." + c for c in SCORE_COLUMNS)}, e.config_hash AS explainer_config
+            FROM scores s JOIN expl e ON e.latent = s.latent AND s.explanation_id = e.config_hash || '/' || e.latent
+            WHERE {_scope("s.latent", ids)} AND s.status = 'scored' AND s.control = ''
+            QUALIFY row_number() OVER (PARTITION BY s.latent, s.scorer
+                                       ORDER BY s.created_at DESC, s.config_hash DESC) = 1),
+        paired AS (
+            SELECT c.latent, {", ".join("c." + c for c in SCORE_COLUMNS)}
+            FROM scores c JOIN shown r ON c.latent = r.latent AND c.scorer = r.scorer AND c.config_hash = r.config_hash
+            WHERE {_scope("c.latent", ids)} AND c.status = 'scored' AND c.control <> ''
+              AND starts_with(c.explanation_id, r.explainer_config || '/')
+            QUALIFY row_number() OVER (PARTITION BY c.latent, c.scorer, c.control
+                                       ORDER BY c.created_at DESC, c.explanation_id DESC) = 1)
+        SELECT latent, {columns} FROM shown UNION ALL SELECT latent, {columns} FROM paired
+        ORDER BY latent, scorer, control""").fetchall()
     for row in rows:
         entry = dict(zip(SCORE_COLUMNS, row[1:], strict=True))
         entry["chance"] = json.loads(entry["chance"]) if entry["chance"] else {}

@@ -48,7 +48,7 @@ def latest_explanation_sql(where: str = "") -> str:
 
 #: Per (latent, scorer), the latest scored headline score of the latest explanation (needs CTE ``expl``).
 HEADLINE_SCORES = """
-    SELECT s.latent, s.scorer, s.score, s.config_hash
+    SELECT s.latent, s.scorer, s.score, s.config_hash, s.ci_low, s.ci_high, s.n_examples
     FROM scores s JOIN expl e ON s.latent = e.latent AND s.explanation_id = e.config_hash || '/' || e.latent
     WHERE s.control = '' AND s.status = 'scored'
     QUALIFY row_number() OVER (PARTITION BY s.latent, s.scorer ORDER BY s.created_at DESC, s.config_hash DESC) = 1
@@ -144,8 +144,15 @@ class ListSource:
 
 
 def _base_sql(known: list[str]) -> str:
-    pivot = "".join(f", max(score) FILTER (WHERE scorer = ?) AS s{i}" for i in range(len(known)))
-    score_cols = "".join(f", p.s{i}" for i in range(len(known)))
+    # one row per (latent, scorer) in head, so each max() is that row's value
+    pivot = "".join(
+        f", max(score) FILTER (WHERE scorer = ?) AS s{i}, max(ci_low) FILTER (WHERE scorer = ?) AS lo{i}"
+        f", max(ci_high) FILTER (WHERE scorer = ?) AS hi{i}, max(n_examples) FILTER (WHERE scorer = ?) AS n{i}"
+        for i in range(len(known))
+    )
+    score_cols = "".join(f", p.s{i}" for i in range(len(known))) + "".join(
+        f", p.lo{i}, p.hi{i}, p.n{i}" for i in range(len(known))
+    )
     return f"""
         WITH expl AS ({latest_explanation_sql()}),
              head AS ({HEADLINE_SCORES}),
@@ -155,16 +162,21 @@ def _base_sql(known: list[str]) -> str:
         FROM latents l LEFT JOIN expl e ON e.latent = l.latent LEFT JOIN p ON p.latent = l.latent"""
 
 
+def _pivot_params(known: list[str]) -> tuple:
+    """The parameters of ``_base_sql``'s pivot: each scorer's name once per pivoted column."""
+    return tuple(name for name in known for _ in range(4))
+
+
 def inline(cur) -> ListSource:
     """The list read straight from the views, by every query that uses it."""
     known = scorers(cur)
-    return ListSource(f"({_base_sql(known)})", tuple(known), tuple(known))
+    return ListSource(f"({_base_sql(known)})", _pivot_params(known), tuple(known))
 
 
 def materialize(cur) -> ListSource:
     """The list computed once into an in-memory table (the file is attached read-only and untouched)."""
     known = scorers(cur)
-    cur.execute(f"CREATE OR REPLACE TABLE {TABLE} AS {_base_sql(known)}", known)
+    cur.execute(f"CREATE OR REPLACE TABLE {TABLE} AS {_base_sql(known)}", list(_pivot_params(known)))
     return ListSource(TABLE, (), tuple(known))
 
 
@@ -209,6 +221,12 @@ def _row(r: tuple, known) -> dict:
         "mean_activation": r[5],
         "explanation": r[6],
         "scores": {name: r[7 + i] for i, name in enumerate(known) if r[7 + i] is not None},
+        # the 95% interval of each shown score and its n: [low, high, n] (low and high None for old rows)
+        "intervals": {
+            name: list(r[7 + len(known) + 3 * i : 10 + len(known) + 3 * i])
+            for i, name in enumerate(known)
+            if r[7 + i] is not None
+        },
     }
 
 

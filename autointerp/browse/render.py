@@ -157,6 +157,18 @@ def _stats(d: dict) -> str:
     return '<dl id="stats" class="stats">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in items) + "</dl>"
 
 
+def with_interval(s: dict) -> str:
+    """A score as "0.74 [0.65, 0.82], n=100" where its row has a 95% interval, else the number alone."""
+    text = number(s["score"], 3)
+    if s["score"] is None or s.get("ci_low") is None or s.get("ci_high") is None:
+        return text
+    method = e(s.get("ci_method") or "")
+    return (
+        f'{text} <span class="ci" title="95% interval ({method})">[{number(s["ci_low"], 2)}, '
+        f"{number(s['ci_high'], 2)}], n={number(s['n_examples'])}</span>"
+    )
+
+
 def _scores(scores: list[dict]) -> str:
     if not scores:
         return '<section id="scores"><h2>Scores</h2><p class="muted">Not scored yet.</p></section>'
@@ -167,7 +179,7 @@ def _scores(scores: list[dict]) -> str:
         cells = [
             e(s["scorer"]),
             e(s["control"] or "—"),
-            number(s["score"], 3),
+            with_interval(s),
             number(chance, 3),
             number(s["balanced_accuracy"], 3),
             number(s["precision"], 3),

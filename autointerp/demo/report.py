@@ -37,7 +37,7 @@ explained AS (
 REAL = (
     FRAME
     + f"""
-SELECT s.latent, s.scorer, s.status, s.score, s.chance, s.{SAMPLE_SIZE}
+SELECT s.latent, s.scorer, s.status, s.score, s.chance, s.ci_low, s.ci_high, s.{SAMPLE_SIZE}
 FROM scores s JOIN explained e USING (explanation_id)
 WHERE s.control = '' QUALIFY row_number() OVER (PARTITION BY s.latent, s.scorer ORDER BY s.created_at DESC) = 1
 """
@@ -88,7 +88,7 @@ class Summary:
     latents: list[int]
     explain_status: dict[str, int]  # explained / unparsed / failed / not explained
     lines: list[ScorerLine]
-    top: list[dict] = field(default_factory=list)  # best latents: latent, frequency, scores, explanation
+    top: list[dict] = field(default_factory=list)  # best latents: latent, frequency, scores, intervals, explanation
     top_by: str = ""
 
 
@@ -171,9 +171,9 @@ def scorer_line(
 
 def gather(con, latents: list[int], scorer_order: list[str]) -> Summary:
     """The summary of ``latents`` from the database behind ``con`` (read-only is enough)."""
-    real = con.execute(REAL, [latents]).fetchall()
-    sizes = {(r[0], r[1]): r[5] for r in real}
-    real = [r[:5] for r in real]
+    full = con.execute(REAL, [latents]).fetchall()  # latent, scorer, status, score, chance, ci_low, ci_high, n
+    sizes = {(r[0], r[1]): r[7] for r in full}
+    real = [r[:5] for r in full]
     control = con.execute(CONTROL, [latents]).fetchall()
     statuses = dict(con.execute(EXPLAIN_STATUS, [latents]).fetchall())
     explain_status = {"explained": 0, "unparsed": 0, "failed": 0, "not explained": 0}
@@ -193,9 +193,11 @@ def gather(con, latents: list[int], scorer_order: list[str]) -> Summary:
     ]
     summary = Summary(latents, explain_status, lines)
     scores: dict[int, dict[str, float]] = {}
-    for latent, scorer, status, value, _ in real:
+    intervals: dict[int, dict[str, tuple]] = {}  # (ci_low, ci_high, n) of each score
+    for latent, scorer, status, value, _, low, high, n in full:
         if status == "scored" and value is not None:
             scores.setdefault(latent, {})[scorer] = value
+            intervals.setdefault(latent, {})[scorer] = (low, high, n)
     by = next((s for s in ["detection"] + scorers if any(s in v for v in scores.values())), "")
     if by:
         texts = dict(con.execute(FRAME + "SELECT latent, explanation FROM explained", [latents]).fetchall())
@@ -206,7 +208,13 @@ def gather(con, latents: list[int], scorer_order: list[str]) -> Summary:
         )
         ranked = sorted((lat for lat in scores if by in scores[lat]), key=lambda lat: (-scores[lat][by], lat))
         summary.top = [
-            {"latent": lat, "frequency": freq.get(lat), "scores": scores[lat], "explanation": texts.get(lat)}
+            {
+                "latent": lat,
+                "frequency": freq.get(lat),
+                "scores": scores[lat],
+                "intervals": intervals[lat],
+                "explanation": texts.get(lat),
+            }
             for lat in ranked[:5]
         ]
         summary.top_by = by
@@ -215,6 +223,15 @@ def gather(con, latents: list[int], scorer_order: list[str]) -> Summary:
 
 def _number(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
+
+
+def with_interval(value: float | None, interval: tuple | None) -> str:
+    """A score as "0.740 [0.65, 0.82], n=100" (its 95% interval and sample size), or the number alone
+    where the score row has no interval."""
+    low, high, n = interval or (None, None, None)
+    if value is None or low is None or high is None:
+        return _number(value)
+    return f"{value:.3f} [{low:.2f}, {high:.2f}], n={n}"
 
 
 def table(header: list[str], rows: list[list[str]], right: set[int]) -> str:
@@ -305,7 +322,7 @@ def render(summary: Summary, scorers_shown: list[str]) -> str:
         out += ["", f"Top latents by {summary.top_by} score:"]
         rows = [
             [str(t["latent"]), "-" if t["frequency"] is None else f"{t['frequency']:.2e}"]
-            + [_number(t["scores"].get(s)) for s in scorers_shown]
+            + [with_interval(t["scores"].get(s), t.get("intervals", {}).get(s)) for s in scorers_shown]
             + [cut(t["explanation"], 70)]
             for t in summary.top
         ]

@@ -12,7 +12,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "export",
         help="export: every public view as Parquet, or Neuronpedia-compatible JSONL batches",
         description="Export a database read-only. parquet: one <view>.parquet per public view (and the llm_calls "
-        "and runs tables). neuronpedia: <out>/<modelId>/<source>/{features,explanations,activations}/"
+        "and runs tables); scores and latent_summary carry each score's sample size and 95% interval. "
+        "neuronpedia: <out>/<modelId>/<source>/{features,explanations,activations}/"
         "batch-<n>.jsonl with Neuronpedia's own field names (docs/interop.md), ready to upload or to "
         "compare with Neuronpedia's exports. Files are written under temporary names and renamed when "
         "complete; existing results are replaced only with --overwrite.",

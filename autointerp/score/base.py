@@ -20,6 +20,7 @@ from ..llm.base import Completion, GenerateOptions
 from ..llm.queue import RequestFailed
 from ..runner import ResumingQueue
 from .classifier import TestContext
+from .intervals import Interval, binary_interval
 from .metrics import binary_metrics
 
 #: What a scorer may need, besides the explanation and the test contexts.
@@ -46,6 +47,9 @@ class ScoreOutcome:
     detail: dict | None = None
     correlation: float | None = None
     quantile_recall: dict | None = None
+    n_positive: int | None = None  # scored contexts labelled activating (None where labels do not apply)
+    n_negative: int | None = None  # scored contexts labelled non-activating
+    interval: Interval | None = None  # 95% interval of ``score`` (score/intervals.py); None where undefined
 
 
 class Scorer(Protocol):
@@ -156,5 +160,10 @@ def binary_outcome(rows: list[dict], headline_key: str, **extra) -> ScoreOutcome
         n_unscored=metrics["n_unscored"],
         rows=rows,
         quantile_recall=metrics.get("recall_by_quantile", {}),
+        n_positive=metrics["n_positive"],
+        n_negative=metrics["n_negative"],
+        interval=binary_interval(metrics, headline_key, [r["label"] for r in rows], [r["probability"] for r in rows])
+        if scored
+        else None,
         **extra,
     )

@@ -29,6 +29,11 @@ SCORE_COLUMNS = SCORE_KEY + [
     "score",
     "correlation",
     "detail",
+    "n_positive",
+    "n_negative",
+    "ci_low",
+    "ci_high",
+    "ci_method",
 ]
 EXAMPLE_COLUMNS = SCORE_KEY + [
     "run_id",
@@ -65,6 +70,7 @@ def score_writer(key: dict, model: str, run_id: str, outcome):
     explanation_id, scorer, config_hash and control), then its per-context rows, replacing stored ones."""
     m = outcome.metrics
     recall = outcome.quantile_recall
+    interval = outcome.interval if outcome.status == "scored" else None
     score = dict(
         key,
         model=model,
@@ -88,6 +94,11 @@ def score_writer(key: dict, model: str, run_id: str, outcome):
         score=outcome.score if outcome.status == "scored" else None,
         correlation=outcome.correlation,
         detail=json.dumps(outcome.detail) if outcome.detail else None,
+        n_positive=outcome.n_positive,
+        n_negative=outcome.n_negative,
+        ci_low=None if interval is None else interval.low,
+        ci_high=None if interval is None else interval.high,
+        ci_method=None if interval is None else interval.method,
     )
 
     def write(rows, call_id_of):

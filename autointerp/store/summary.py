@@ -1,8 +1,8 @@
 """Keep ``latent_summary`` (a stored copy of ``latent_summary_live``) current.
 
 Computing the per-latent summary from the tables is a group-by over every score row: seconds at 1M
-latents, far from the 200 ms an interactive filtered query should take. So migration 0005 stores it in
-``latent_summary_rows`` and records in ``latent_summary_state`` what it was computed from (a
+latents, far from the 200 ms an interactive filtered query should take. So migration 0005 (redefined by 0008)
+stores it in ``latent_summary_rows`` and records in ``latent_summary_state`` what it was computed from (a
 *fingerprint*: row counts and latest ``created_at`` of explanations and scores, and the collect runs).
 Writers call :func:`refresh_latent_summary` after they write; a reader that finds the copy stale
 (a run killed before its refresh, a hand-edited table) reads the live definition instead
@@ -15,7 +15,7 @@ import logging
 
 import duckdb
 
-# The same query as the INSERT INTO latent_summary_state of migration 0005 (a test checks they agree).
+# The same query as the INSERT INTO latent_summary_state of migrations 0005 and 0008 (a test checks they agree).
 FINGERPRINT = """
 SELECT (SELECT count(*) FROM explanation_rows), (SELECT max(created_at) FROM explanation_rows),
        (SELECT count(*) FROM score_rows), (SELECT max(created_at) FROM score_rows),

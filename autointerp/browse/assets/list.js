@@ -111,7 +111,13 @@
       r.explanation === null || r.explanation === undefined ? "explanation none" : "explanation");
     for (const s of scorers) {
       const v = r.scores ? r.scores[s] : undefined;
-      cell(tr, v === undefined || v === null ? "—" : v.toFixed(3), "num", { scorer: s });
+      const ci = r.intervals ? r.intervals[s] : undefined;
+      let text = v === undefined || v === null ? "—" : v.toFixed(3);
+      // "0.740 [0.65, 0.82], n=100": the 95% interval, where the score row has one
+      if (text !== "—" && ci && ci[0] !== null && ci[1] !== null) {
+        text += " [" + ci[0].toFixed(2) + ", " + ci[1].toFixed(2) + "], n=" + ci[2];
+      }
+      cell(tr, text, "num", { scorer: s });
     }
     cell(tr, percent(r.frequency), "num", { key: "frequency" });
     cell(tr, fmt(r.max_activation), "num", { key: "max_activation" });

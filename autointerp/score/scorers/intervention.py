@@ -25,6 +25,7 @@ from ...text import prompt_text
 from ..answers import digit_probabilities, parse_digits
 from ..base import ScoreContext, ScoreOutcome, ask
 from ..classifier import latent_rng
+from ..intervals import binary_interval
 from ..intervention import judge
 from ..intervention.store import SteeringStore
 from ..metrics import binary_metrics
@@ -104,6 +105,9 @@ class InterventionScorer:
                 len(completions) * fixed,
             ),
             detail={"calibration": own.calibration, "texts": len(rows), "batches": len(groups)},
+            n_positive=metrics["n_positive"],
+            n_negative=metrics["n_negative"],
+            interval=binary_interval(metrics, "balanced_accuracy"),
         )
 
     async def _batch(self, latent: int, explanation: str, b: int, group: list) -> tuple[list[dict], object]:

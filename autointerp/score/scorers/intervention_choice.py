@@ -10,6 +10,7 @@ from ...text import prompt_text
 from ..base import ScoreOutcome, ask
 from ..classifier import latent_rng
 from ..controls import explained_latent
+from ..intervals import wilson
 from ..intervention import judge
 from ..metrics import multiple_choice
 from .intervention import PURPOSE, InterventionScorer, unreached
@@ -90,4 +91,5 @@ class InterventionChoiceScorer(InterventionScorer):
             n_calls=1,
             tokens=(c.prompt_tokens, c.completion_tokens, fixed) if c is not None else (0, 0, 0),
             detail=detail,
+            interval=wilson(metrics["n_correct"], metrics["n"]),  # one question per latent: n = 1
         )

@@ -15,6 +15,7 @@ import math
 
 from ...text import prompt_text
 from ..base import ScoreContext, ScoreOutcome
+from ..intervals import bootstrap_mean
 from ..intervention.surprisal import SURPRISAL_TEMPLATE
 from ..metrics import binary_metrics
 from .intervention import steering_store, unreached
@@ -27,6 +28,7 @@ class InterventionSurprisalScorer:
     def __init__(self, context: ScoreContext):
         self.store = steering_store(context)
         self.model = self.store.surprisal_model
+        self.seed = context.config.seed  # seeds the bootstrap interval over prompts
 
     def identity(self) -> dict:
         return {
@@ -79,6 +81,9 @@ class InterventionSurprisalScorer:
             n_examples=result["n_prompts"],
             rows=rows,
             detail=detail,
+            n_positive=metrics["n_positive"],
+            n_negative=metrics["n_negative"],
+            interval=bootstrap_mean(result["per_prompt"], seed=[self.seed, latent]),
         )
 
 

@@ -10,6 +10,7 @@ from ...config import ScoreConfig
 from ...text import prompt_text
 from .. import classifier, simulation
 from ..base import ScoreContext, ScoreOutcome, ask
+from ..intervals import fisher_z
 from ..metrics import pearson
 
 
@@ -124,4 +125,9 @@ class SimulationScorer:
             detail=detail,
             correlation=r,
             quantile_recall={},
+            # Fisher z over excerpts, not tokens: tokens of one excerpt are not independent, and the
+            # excerpts are a lower bound on the effective sample size (a conservative interval).
+            n_positive=sum(1 for row in rows if row["simulated"] is not None and row["label"]),
+            n_negative=sum(1 for row in rows if row["simulated"] is not None and not row["label"]),
+            interval=fisher_z(r, n_scored),
         )
