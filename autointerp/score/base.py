@@ -46,6 +46,9 @@ class ScoreOutcome:
     detail: dict | None = None
     correlation: float | None = None
     quantile_recall: dict | None = None
+    companions: list = field(default_factory=list)
+    """(scorer, config_hash, ScoreOutcome) of further score rows stored under the same latent and
+    explanation: the cue probes of the samples a detection or fuzzing score showed."""
 
 
 class Scorer(Protocol):

@@ -1,0 +1,93 @@
+"""The cue probes as stored scores: ``cue:<task>:<probe>`` rows beside every detection and fuzzing score.
+
+No LLM and no explanation: each probe reads the label off the very samples the detection or fuzzing
+scorer shows for the latent (built with the same seeded RNG), by the leave-one-out threshold rule of
+``score.cues``. Detection and fuzzing attach these rows to their own outcome (``companions``), so they
+are stored whenever those scorers run; ``--scorers cues`` stores them alone, with a ``cues`` row whose
+score is the strongest probe's balanced accuracy (the worst leak of that latent's test sets). Under a
+control (``--control``) the rows would repeat the real ones, so none are stored there.
+"""
+
+from __future__ import annotations
+
+import random
+
+from ...config import ScoreConfig, config_hash
+from .. import classifier, cues
+from ..base import ScoreContext, ScoreOutcome
+
+#: Bumped when the probes or their rule change, so stored cue scores are recomputed.
+PROBE_RULE = "leave-one-out threshold, v1"
+
+
+def task_samples(
+    task: str, contexts: list[classifier.TestContext], config: ScoreConfig, rng: random.Random
+) -> list[classifier.Sample]:
+    """The samples ``task`` ('detection' or 'fuzzing') shows for a latent (seeded as that scorer seeds)."""
+    if task == "detection":
+        return classifier.detection_samples(contexts)
+    return classifier.fuzzing_samples(contexts, config.mark_threshold, config.fuzz_random, config.fuzz_misplaced, rng)
+
+
+def cue_identity(task: str, config: ScoreConfig) -> dict:
+    """What shapes a task's cue scores: how its samples are built, and the probes' rule."""
+    shaping = ("seed", "mark_threshold", "fuzz_random", "fuzz_misplaced") if task == "fuzzing" else ()
+    return {
+        "cues": task,
+        "rule": PROBE_RULE,
+        "samples": classifier.SAMPLES_VERSION,
+        **{k: getattr(config, k) for k in shaping},
+    }
+
+
+def cue_outcome(balanced_accuracy: float | None, samples: list[classifier.Sample]) -> ScoreOutcome:
+    """One probe's score row: its balanced accuracy over the set, with n and the chance level 0.5."""
+    n_pos = sum(s.label for s in samples)
+    chance = {"score": 0.5, "balanced_accuracy": 0.5}
+    detail = {"rule": PROBE_RULE, "n_positive": n_pos, "n_negative": len(samples) - n_pos}
+    if balanced_accuracy is None:
+        return ScoreOutcome("unscored", None, chance, "the test set lacks one of the two labels", detail=detail)
+    metrics = {"balanced_accuracy": balanced_accuracy, "n": len(samples)}
+    return ScoreOutcome("scored", balanced_accuracy, chance, metrics=metrics, n_examples=len(samples), detail=detail)
+
+
+def companions(task: str, samples: list[classifier.Sample], config: ScoreConfig) -> list[tuple[str, str, ScoreOutcome]]:
+    """(scorer name, configuration hash, outcome) of each of ``task``'s probes on ``samples``; none under
+    a control."""
+    if config.control:
+        return []
+    chash = config_hash(cue_identity(task, config))
+    return [(name, chash, cue_outcome(ba, samples)) for name, ba in cues.probe_scores(task, samples).items()]
+
+
+class CueScorer:
+    """``--scorers cues``: the probes of both tasks, without running either scorer."""
+
+    name = "cues"
+    needs = frozenset()
+    model = "none"
+
+    def __init__(self, context: ScoreContext):
+        self.config = context.config
+
+    def identity(self) -> dict:
+        return {
+            "scorer": self.name,
+            "detection": cue_identity("detection", self.config),
+            **cue_identity("fuzzing", self.config),
+        }
+
+    def chance(self) -> dict:
+        return {"score": 0.5, "balanced_accuracy": 0.5}
+
+    async def score(self, latent: int, explanation: str, contexts) -> ScoreOutcome:  # noqa: ARG002 - input-blind
+        rows: list[tuple[str, str, ScoreOutcome]] = []
+        for task in cues.PROBES:
+            rng = classifier.latent_rng(self.config.seed, latent, task)
+            rows += companions(task, task_samples(task, contexts, self.config, rng), self.config)
+        scored = {name: o.score for name, _, o in rows if o.score is not None}
+        strongest = max(scored.values(), default=None)
+        outcome = cue_outcome(strongest, [])
+        outcome.detail = {"probes": scored, "rule": PROBE_RULE}
+        outcome.companions = rows
+        return outcome
