@@ -151,7 +151,7 @@ def loo_threshold_predictions(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     p = np.maximum(n_pos - y, 1)[:, None]
     n = np.maximum(n_neg - ~y, 1)[:, None]
     ba_above = 0.5 * (pa / p + 1 - na / n)  # "x > t" predicts activating
-    both = np.concatenate([ba_above, 1 - ba_above], axis=1)  # then "x <= t"
+    both = np.concatenate([ba_above, 1 - ba_above], axis=1).round(9)  # then "x <= t"; rounded: ties are ties
     best = both.argmax(1)
     cut = best % len(cuts)
     flip = best >= len(cuts)

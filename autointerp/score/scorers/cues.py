@@ -1,11 +1,10 @@
 """The cue probes as stored scores: ``cue:<task>:<probe>`` rows beside every detection and fuzzing score.
 
 No LLM and no explanation: each probe reads the label off the very samples the detection or fuzzing
-scorer shows for the latent (built with the same seeded RNG), by the leave-one-out threshold rule of
-``score.cues``. Detection and fuzzing attach these rows to their own outcome (``companions``), so they
-are stored whenever those scorers run; ``--scorers cues`` stores them alone, with a ``cues`` row whose
-score is the strongest probe's balanced accuracy (the worst leak of that latent's test sets). Under a
-control (``--control``) the rows would repeat the real ones, so none are stored there.
+scorer shows for the latent, by the leave-one-out threshold rule of ``score.cues``. Detection and
+fuzzing attach these rows to their own outcome (``companions``), so they are stored whenever those
+scorers run, for the samples they showed. Under a control (``--control``) the rows would repeat the
+real ones, so none are stored there. ``bench/cues.py`` measures them on a database without an LLM.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ import random
 
 from ...config import ScoreConfig, config_hash
 from .. import classifier, cues
-from ..base import ScoreContext, ScoreOutcome
+from ..base import ScoreOutcome
 
 #: Bumped when the probes or their rule change, so stored cue scores are recomputed.
 PROBE_RULE = "leave-one-out threshold, v1"
@@ -58,36 +57,3 @@ def companions(task: str, samples: list[classifier.Sample], config: ScoreConfig)
         return []
     chash = config_hash(cue_identity(task, config))
     return [(name, chash, cue_outcome(ba, samples)) for name, ba in cues.probe_scores(task, samples).items()]
-
-
-class CueScorer:
-    """``--scorers cues``: the probes of both tasks, without running either scorer."""
-
-    name = "cues"
-    needs = frozenset()
-    model = "none"
-
-    def __init__(self, context: ScoreContext):
-        self.config = context.config
-
-    def identity(self) -> dict:
-        return {
-            "scorer": self.name,
-            "detection": cue_identity("detection", self.config),
-            **cue_identity("fuzzing", self.config),
-        }
-
-    def chance(self) -> dict:
-        return {"score": 0.5, "balanced_accuracy": 0.5}
-
-    async def score(self, latent: int, explanation: str, contexts) -> ScoreOutcome:  # noqa: ARG002 - input-blind
-        rows: list[tuple[str, str, ScoreOutcome]] = []
-        for task in cues.PROBES:
-            rng = classifier.latent_rng(self.config.seed, latent, task)
-            rows += companions(task, task_samples(task, contexts, self.config, rng), self.config)
-        scored = {name: o.score for name, _, o in rows if o.score is not None}
-        strongest = max(scored.values(), default=None)
-        outcome = cue_outcome(strongest, [])
-        outcome.detail = {"probes": scored, "rule": PROBE_RULE}
-        outcome.companions = rows
-        return outcome
