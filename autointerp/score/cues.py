@@ -137,6 +137,14 @@ def loo_threshold_predictions(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """For each sample i, the prediction at ``x[i]`` of the threshold rule fit on all other samples: of
     the rules "x > t" and "x <= t" over every cut t between distinct values (and below them all), the one
     with the best balanced accuracy on the others (the first in that order on ties)."""
+    return loo_threshold_rules(x, y)[0]
+
+
+def loo_threshold_rules(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
+    """``loo_threshold_predictions`` and the mean direction of the rules fit: +1 for "x > t", -1 for
+    "x <= t", 0 for a rule that predicts one label everywhere. A cue whose direction changes from latent to
+    latent is about the latent's content (the explanation may carry it); one with the same direction on
+    every latent is a leak of how the test sets are built."""
     x = np.asarray(x, float)
     y = np.asarray(y, bool)
     values = np.unique(x)
@@ -155,7 +163,8 @@ def loo_threshold_predictions(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     best = both.argmax(1)
     cut = best % len(cuts)
     flip = best >= len(cuts)
-    return above[np.arange(len(x)), cut] ^ flip
+    direction = np.where(cut == 0, 0.0, np.where(flip, -1.0, 1.0))
+    return above[np.arange(len(x)), cut] ^ flip, float(direction.mean()) if len(x) else 0.0
 
 
 def balanced_accuracy(y: np.ndarray, predictions: np.ndarray) -> float | None:
@@ -166,10 +175,17 @@ def balanced_accuracy(y: np.ndarray, predictions: np.ndarray) -> float | None:
     return float(0.5 * (predictions[y].mean() + (~predictions[~y]).mean()))
 
 
+def probe_results(task: str, samples: list[Sample]) -> dict[str, tuple[float | None, float]]:
+    """``cue:<task>:<probe>`` -> (the probe's leave-one-out balanced accuracy on ``samples``, None with
+    fewer than 3 samples or one label only; the mean direction of its rules, see ``loo_threshold_rules``)."""
+    y = np.array([s.label for s in samples], bool)
+    out = {}
+    for name, x in probe_features(task, samples).items():
+        predictions, direction = loo_threshold_rules(x, y) if len(samples) > 2 else (None, 0.0)
+        out[f"cue:{task}:{name}"] = (None if predictions is None else balanced_accuracy(y, predictions), direction)
+    return out
+
+
 def probe_scores(task: str, samples: list[Sample]) -> dict[str, float | None]:
     """``cue:<task>:<probe>`` -> the probe's leave-one-out balanced accuracy on ``samples``."""
-    y = np.array([s.label for s in samples], bool)
-    return {
-        f"cue:{task}:{name}": balanced_accuracy(y, loo_threshold_predictions(x, y)) if len(samples) > 2 else None
-        for name, x in probe_features(task, samples).items()
-    }
+    return {name: ba for name, (ba, _) in probe_results(task, samples).items()}

@@ -39,11 +39,18 @@ def cue_identity(task: str, config: ScoreConfig) -> dict:
     }
 
 
-def cue_outcome(balanced_accuracy: float | None, samples: list[classifier.Sample]) -> ScoreOutcome:
-    """One probe's score row: its balanced accuracy over the set, with n and the chance level 0.5."""
+def cue_outcome(balanced_accuracy: float | None, direction: float, samples: list[classifier.Sample]) -> ScoreOutcome:
+    """One probe's score row: its balanced accuracy over the set, with n, the chance level 0.5 and, in
+    ``detail``, the mean direction of its rules (+1: a larger value means activating; see
+    ``cues.loo_threshold_rules``)."""
     n_pos = sum(s.label for s in samples)
     chance = {"score": 0.5, "balanced_accuracy": 0.5}
-    detail = {"rule": PROBE_RULE, "n_positive": n_pos, "n_negative": len(samples) - n_pos}
+    detail = {
+        "rule": PROBE_RULE,
+        "direction": round(direction, 4),
+        "n_positive": n_pos,
+        "n_negative": len(samples) - n_pos,
+    }
     if balanced_accuracy is None:
         return ScoreOutcome("unscored", None, chance, "the test set lacks one of the two labels", detail=detail)
     metrics = {"balanced_accuracy": balanced_accuracy, "n": len(samples)}
@@ -56,4 +63,5 @@ def companions(task: str, samples: list[classifier.Sample], config: ScoreConfig)
     if config.control:
         return []
     chash = config_hash(cue_identity(task, config))
-    return [(name, chash, cue_outcome(ba, samples)) for name, ba in cues.probe_scores(task, samples).items()]
+    results = cues.probe_results(task, samples)
+    return [(name, chash, cue_outcome(ba, direction, samples)) for name, (ba, direction) in results.items()]
