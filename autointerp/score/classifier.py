@@ -11,8 +11,9 @@ item 6 wins over the spec): no false excerpt can be told from a true one by its 
   excerpt, run lengths included) onto a non-activating context, so the count, length and place of the
   marks give nothing away;
 - a misplaced-marks negative (delphi's "active" fuzzing type, part of the default set) moves each whole
-  run of the correct marks onto inactive tokens (same run lengths, never over an active token, runs kept
-  apart so none merge), and never shares a batch with its correctly marked original;
+  run of the correct marks onto inactive tokens (same run lengths, never over or next to an active
+  token, runs kept apart so none merge), as near as it fits to where the latent's true runs start, and
+  never shares a batch with its correctly marked original;
 - special tokens (BOS, EOS, padding) are stored as empty strings (``text.hide_special``): they show as
   nothing and never carry a mark;
 - every choice comes from a seeded RNG per latent; ``score.cues`` measures what is left to read;
@@ -106,8 +107,9 @@ def fuzzing_samples(
         marks = copied_pattern(c, patterns, rng)
         if marks:
             samples.append(_marked(c, False, marks, "random_marks"))
+    starts = [start for marks in patterns for start, _ in runs_of(marks)]
     for c in rng.sample(positives, min(n_misplaced, len(positives))):
-        marks = misplaced_runs(c, active_positions(c.activations, threshold), rng)
+        marks = misplaced_runs(c, active_positions(c.activations, threshold), starts, rng)
         if marks:
             samples.append(_marked(c, False, marks, "misplaced_marks"))
     return samples
@@ -139,25 +141,29 @@ def copied_pattern(c: TestContext, patterns: list[list[int]], rng: random.Random
     return []
 
 
-def misplaced_runs(c: TestContext, correct: list[int], rng: random.Random) -> list[int]:
-    """The runs of ``correct`` moved, whole, onto inactive visible tokens of ``c``: the longest run is
-    placed first, each at a uniformly drawn start among those where it covers no active token and does
-    not touch a run already placed (so runs stay apart and their number and lengths are kept). [] when
-    the runs do not fit."""
+def misplaced_runs(c: TestContext, correct: list[int], starts: list[int], rng: random.Random) -> list[int]:
+    """The runs of ``correct`` moved, whole, onto inactive visible tokens of ``c``, longest run first.
+    A run goes where it covers no active token and touches neither an active token nor a run already
+    placed (so the number and lengths of the runs are kept), as near as it can to a start drawn from
+    ``starts`` (where the latent's true runs start; ties drawn at random): the moved marks then sit where
+    true marks sit, so their place gives no label away. [] when the runs do not fit."""
     active = set(correct)
-    free = [ok and i not in active for i, ok in enumerate(visible(c))]
+    shown = visible(c)
+    free = [ok and not {i - 1, i, i + 1} & active for i, ok in enumerate(shown)]
     placed: list[int] = []
     for length in sorted((n for _, n in runs_of(correct)), reverse=True):
-        starts = [
+        fits = [
             s
             for s in range(len(free) - length + 1)
             if all(free[s : s + length])
             and (s == 0 or s - 1 not in placed)
             and (s + length == len(free) or s + length not in placed)
         ]
-        if not starts:
+        if not fits:
             return []
-        s = rng.choice(starts)
+        target = rng.choice(starts)
+        nearest = min(abs(s - target) for s in fits)
+        s = rng.choice([s for s in fits if abs(s - target) == nearest])
         placed += range(s, s + length)
         for i in range(s, s + length):
             free[i] = False
@@ -178,9 +184,13 @@ def latent_rng(seed: int, latent: int, scorer: str) -> random.Random:
 def batches(samples: list[Sample], batch_size: int, rng: random.Random) -> list[list[Sample]]:
     """The samples shuffled and cut into batches of ``batch_size`` (the last may be shorter), where no
     batch shows one context twice: a misplaced-marks copy is swapped into another batch than its
-    original's, or, when no swap can do it (a single batch), sent in a batch of its own."""
+    original's. Samples that would fit in one batch are sent in two halves when a context repeats (a
+    batch of copies alone would give their label away); a copy no swap can place goes in a batch of its
+    own."""
     shuffled = samples[:]
     rng.shuffle(shuffled)
+    if len(shuffled) <= batch_size and len({s.context_id for s in shuffled}) < len(shuffled):
+        batch_size = -(-len(shuffled) // 2)
     groups = [shuffled[i : i + batch_size] for i in range(0, len(shuffled), batch_size)]
     extra: list[Sample] = []
     for b, group in enumerate(groups):
