@@ -438,7 +438,8 @@ class ScoreConfig(LLMConfig):
     """Comma-separated scorers to run: detection, fuzzing (LLM), embedding (cosine similarity of the
     explanation and each context under a sentence-embedding model, AUROC), simulation (the LLM predicts
     every token's activation; Pearson correlation), intervention (steer the subject model with the
-    latent; a judge, a multiple-choice judge and the surprisal score)."""
+    latent; a judge, a multiple-choice judge and the surprisal score). Detection and fuzzing also store
+    their test sets' cue probes (input-blind, no LLM) as cue:<task>:<probe> scores."""
 
     embedding_model: str = ""
     """Sentence-embedding model folder for the embedding scorer; empty for all-MiniLM-L6-v2 from the

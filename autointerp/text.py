@@ -54,6 +54,15 @@ def clean_token(token: str) -> str:
     return token.replace("\r", "").replace("\n", "↵").replace("<", "‹").replace(">", "›")
 
 
+def hide_special(tokens: list[str], token_ids: list[int] | None, special_ids: frozenset[int]) -> list[str]:
+    """``tokens`` with each special token (BOS, EOS, padding: the tokenizer's ``all_special_ids``) made
+    an empty string, so no excerpt shown to the explainer or a scorer shows one: a window at the start of
+    a sequence would otherwise give itself away by its BOS."""
+    if not special_ids or token_ids is None:
+        return list(tokens)
+    return ["" if i in special_ids else t for t, i in zip(tokens, token_ids, strict=True)]
+
+
 def neutralise(text: str) -> str:
     """Corpus text with anything that reads as our answer line defused."""
     return _ANSWER_MARK.sub(lambda m: f"({m.group(1).lower()})", text)

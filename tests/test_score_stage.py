@@ -9,6 +9,7 @@ import json
 import pytest
 
 from autointerp.config import ScoreConfig
+from autointerp.score.cues import probe_names
 from autointerp.score.stage import score
 
 from .conftest import query, with_explanations
@@ -36,13 +37,23 @@ def test_detection_and_fuzzing_rows_for_every_latent(explained_db, local_backend
     rows = query(
         db,
         "SELECT latent, scorer, status, reason, n_examples, n_unscored, chance, explanation_id FROM scores "
-        "ORDER BY latent, scorer",
+        "WHERE scorer NOT LIKE 'cue:%' ORDER BY latent, scorer",
     )
     assert [(r[0], r[1]) for r in rows] == [(lat, s) for lat in latents for s in ("detection", "fuzzing")]
     for latent, _scorer, status, reason, n, _n_unscored, chance, explanation_id in rows:
         assert explanation_id == f"imported/{latent}"
         assert (status == "scored") == (n > 0) and (reason is None) == (status == "scored")
         assert json.loads(chance)["balanced_accuracy"] in (0.5, None)
+    # Each score's test set is checked for label cues, once per probe, beside it (issue 15 item 8).
+    cue_rows = query(
+        db, "SELECT latent, scorer, model, status, n_examples, explanation_id FROM scores WHERE scorer LIKE 'cue:%'"
+    )
+    expected = sorted((lat, c) for lat in latents for task in ("detection", "fuzzing") for c in probe_names(task))
+    assert sorted((r[0], r[1]) for r in cue_rows) == expected
+    assert all(r[2] == "none" and r[3] == "scored" and r[4] > 0 and r[5] == f"imported/{r[0]}" for r in cue_rows)
+    assert (
+        len(query(db, "SELECT scorer, avg(balanced_accuracy) FROM scores WHERE scorer LIKE 'cue:%' GROUP BY 1")) == 12
+    )
     # One row per scored context: detection shows the test set once; fuzzing adds false-mark copies.
     per = dict(
         ((r[0], r[1]), r[2:])

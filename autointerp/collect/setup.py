@@ -44,5 +44,6 @@ def setup(config: CollectConfig, req: dictionaries.Request | None = None) -> Loa
         "model": subject.name,
         "device": str(subject.device),
         "dtype": str(subject.dtype),
+        "special_token_ids": subject.special_token_ids(),  # hidden from every excerpt shown
     }
     return Loaded(config, subject, dictionary, corpus, hookpoint, resolved)

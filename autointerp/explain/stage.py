@@ -9,6 +9,7 @@ and reused instead of being sent twice.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 
@@ -18,9 +19,11 @@ from ..executor import Executor
 from ..llm.base import GenerateOptions
 from ..llm.queue import RequestFailed
 from ..llm.routing import current_latent
+from ..models.special import collect_special_ids
 from ..runner import StageRun, stage_backend, stage_connection
 from ..store import runs
-from ..text import prompt_text
+from ..store.runs import latest_collect_config
+from ..text import hide_special, prompt_text
 from .explainers import EXPLAINERS
 from .parse import parse_explanation
 from .prompt import Example, build_messages
@@ -76,14 +79,17 @@ def select_latents(con, config: ExplainConfig) -> tuple[list[int], int]:
     return ok, len(rows) - len(ok)
 
 
-def read_examples(cur, latents: list[int]) -> tuple[dict[int, list[Example]], dict[int, float]]:
+def read_examples(
+    cur, latents: list[int], special: frozenset[int] = frozenset()
+) -> tuple[dict[int, list[Example]], dict[int, float]]:
+    """The explain-set examples and maximum activation of ``latents``; ``special`` token ids show as nothing."""
     examples: dict[int, list[Example]] = {lat: [] for lat in latents}
-    for lat, kind, quantile, rank, tokens, acts in cur.execute(
-        "SELECT latent, kind, quantile, rank, tokens, activations FROM examples "
+    for lat, kind, quantile, rank, tokens, ids, acts in cur.execute(
+        "SELECT latent, kind, quantile, rank, tokens, token_ids, activations FROM examples "
         "WHERE split = 'explain' AND latent IN (SELECT unnest(?)) ORDER BY latent, kind, quantile, rank",
         [latents],
     ).fetchall():
-        examples[lat].append(Example(kind, quantile, rank, tokens, acts))
+        examples[lat].append(Example(kind, quantile, rank, hide_special(tokens, ids, special), acts))
     maxima = dict(
         cur.execute(
             "SELECT latent, max_activation FROM latents WHERE latent IN (SELECT unnest(?))", [latents]
@@ -168,8 +174,16 @@ async def _run(con, config, backend, latents, not_explainable, progress) -> Expl
 
     # latents are prepared ahead of the queue, a few times the requests in flight
     limit = max(4 * config.max_in_flight, 16)
+    special = collect_special_ids(latest_collect_config(con))
     await run.drive_chunks(
-        todo, read_examples, latent_jobs, limit, total=len(todo), unit="latent", progress=progress, chunk=CHUNK
+        todo,
+        functools.partial(read_examples, special=special),
+        latent_jobs,
+        limit,
+        total=len(todo),
+        unit="latent",
+        progress=progress,
+        chunk=CHUNK,
     )
     summary = run.complete(
         {**counts, "todo": len(todo), "skipped_done": len(latents) - len(todo), "not_explainable": not_explainable}

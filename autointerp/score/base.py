@@ -50,6 +50,9 @@ class ScoreOutcome:
     n_positive: int | None = None  # scored contexts labelled activating (None where labels do not apply)
     n_negative: int | None = None  # scored contexts labelled non-activating
     interval: Interval | None = None  # 95% interval of ``score`` (score/intervals.py); None where undefined
+    companions: list = field(default_factory=list)
+    """(scorer, config_hash, ScoreOutcome) of further score rows stored under the same latent and
+    explanation: the cue probes of the samples a detection or fuzzing score showed."""
 
 
 class Scorer(Protocol):

@@ -10,6 +10,7 @@ its per-context rows are written in one transaction by the single writer (``rows
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 
 from ..config import ScoreConfig, config_hash, parse_latent_ranges
@@ -17,7 +18,10 @@ from ..errors import AutointerpError
 from ..executor import Executor
 from ..llm.base import Backend, GenerateOptions
 from ..llm.routing import current_latent
+from ..models.special import collect_special_ids
 from ..runner import StageRun, stage_backend, stage_connection
+from ..store.runs import latest_collect_config
+from ..text import hide_special
 from . import classifier, registry
 from .base import ScoreContext
 from .controls import apply_control
@@ -65,14 +69,18 @@ def select_explanations(con, config: ScoreConfig) -> dict[int, tuple[str, str]]:
     return chosen
 
 
-def read_test_sets(cur, latents: list[int]) -> dict[int, list[classifier.TestContext]]:
+def read_test_sets(
+    cur, latents: list[int], special: frozenset[int] = frozenset()
+) -> dict[int, list[classifier.TestContext]]:
+    """The test contexts of ``latents``; ``special`` token ids are stored empty, so they show as nothing."""
     out: dict[int, list[classifier.TestContext]] = {lat: [] for lat in latents}
-    for lat, cid, kind, q, tokens, acts in cur.execute(
-        "SELECT latent, context_id, kind, quantile, tokens, activations FROM examples WHERE split = 'test' "
+    for lat, cid, kind, q, tokens, ids, acts in cur.execute(
+        "SELECT latent, context_id, kind, quantile, tokens, token_ids, activations FROM examples WHERE split = 'test' "
         "AND latent IN (SELECT unnest(?)) ORDER BY latent, kind, quantile, rank",
         [latents],
     ).fetchall():
-        out[lat].append(classifier.TestContext(cid, kind, q, tokens, acts))
+        shown = hide_special(tokens, ids, special)
+        out[lat].append(classifier.TestContext(cid, kind, q, shown, acts, [i in special for i in ids or []]))
     return out
 
 
@@ -135,6 +143,9 @@ async def _run(con, config: ScoreConfig, backend: Backend, chosen, progress: boo
             control=config.control,
         )
         run.writer.put_result(score_writer(key, scorer.model, run.run_id, outcome))
+        for cue, cue_hash, cue_outcome in outcome.companions:  # the cue probes of the samples it showed
+            cue_key = {**key, "scorer": cue, "config_hash": cue_hash}
+            run.writer.put_result(score_writer(cue_key, "none", run.run_id, cue_outcome))
         counts[outcome.status] += 1
         run.tick(unscored=counts["unscored"])
 
@@ -146,7 +157,8 @@ async def _run(con, config: ScoreConfig, backend: Backend, chosen, progress: boo
 
     # each score sends its batches at once, so fewer scores than requests need to be pending
     latents, limit = sorted({lat for lat, _ in todo}), max(2 * config.max_in_flight, 8)
-    await run.drive_chunks(latents, read_test_sets, score_jobs, limit, total=len(todo), unit="score", progress=progress)
+    read = functools.partial(read_test_sets, special=collect_special_ids(latest_collect_config(con)))
+    await run.drive_chunks(latents, read, score_jobs, limit, total=len(todo), unit="score", progress=progress)
     summary = run.complete({**counts, "jobs": len(todo)})
     return ScoreResult(
         run.run_id,

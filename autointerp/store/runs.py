@@ -147,3 +147,12 @@ def complete_run(con: duckdb.DuckDBPyConnection, run_id: str, summary: dict) -> 
         "UPDATE runs SET status = 'complete', finished_at = now(), summary = ? WHERE run_id = ?",
         [json.dumps(summary), run_id],
     )
+
+
+def latest_collect_config(con: duckdb.DuckDBPyConnection) -> dict | None:
+    """The stored configuration (with its ``resolved`` facts) of the latest complete collect, or None
+    for a database without one (imported latents)."""
+    row = con.execute(
+        "SELECT config FROM runs WHERE stage = 'collect' AND status = 'complete' ORDER BY started_at DESC LIMIT 1"
+    ).fetchone()
+    return json.loads(row[0]) if row else None

@@ -10,6 +10,7 @@ from ...text import prompt_text
 from .. import classifier
 from ..answers import digit_probabilities, parse_digits
 from ..base import ScoreContext, ScoreOutcome, ask, binary_outcome
+from . import cues
 
 
 class ClassifierScorer:
@@ -26,7 +27,8 @@ class ClassifierScorer:
     def identity(self) -> dict:
         shaping = {k: getattr(self.config, k) for k in ScoreConfig.SHAPING}
         prompts = [prompt_text(classifier.SYSTEM[self.name]), prompt_text("score_user.txt")]
-        return {**shaping, "model": self.model, "scorer": self.name, "prompts": prompts}
+        samples = classifier.SAMPLES_VERSION
+        return {**shaping, "model": self.model, "scorer": self.name, "prompts": prompts, "samples": samples}
 
     def chance(self) -> dict:
         return {"score": 0.5, "balanced_accuracy": 0.5}
@@ -36,7 +38,8 @@ class ClassifierScorer:
 
     async def score(self, latent: int, explanation: str, contexts) -> ScoreOutcome:
         rng = classifier.latent_rng(self.config.seed, latent, self.name)
-        groups = classifier.batches(self.samples(contexts, rng), self.config.batch_size, rng)
+        samples = self.samples(contexts, rng)
+        groups = classifier.batches(samples, self.config.batch_size, rng)
         results = await asyncio.gather(*[self._batch(explanation, batch, i, latent) for i, batch in enumerate(groups)])
         fixed = self.context.fixed_tokens(prompt_text(classifier.SYSTEM[self.name]).strip())
         rows, tokens = [], [0, 0, 0]
@@ -62,7 +65,9 @@ class ClassifierScorer:
                     tokens[1] + completion.completion_tokens,
                     tokens[2] + fixed,
                 ]
-        return binary_outcome(rows, "balanced_accuracy", n_calls=len(groups), tokens=tuple(tokens))
+        outcome = binary_outcome(rows, "balanced_accuracy", n_calls=len(groups), tokens=tuple(tokens))
+        outcome.companions = cues.companions(self.name, samples, self.config)
+        return outcome
 
     async def _batch(self, explanation, batch, index, latent):
         """One prompt: (item, predictions, probabilities, reason, completion); unreadable -> None predictions."""
