@@ -24,6 +24,10 @@ from dataclasses import dataclass, field
 from ..collect.hashing import hash31
 from ..text import clean_token, fill, mark_runs, neutralise, prompt_text
 
+#: Example kinds that are negatives: non-activating windows, and the weakest-activating windows that
+#: ``--weak-negatives`` takes for a latent that fires almost everywhere.
+NEGATIVE_KINDS = ("random", "weak")
+
 SYSTEM = {"detection": "score_detection_system.txt", "fuzzing": "score_fuzzing_system.txt"}
 
 
@@ -32,7 +36,7 @@ class TestContext:
     """One context of a latent's test set."""
 
     context_id: int
-    kind: str  # 'quantile' (activating) or 'random'
+    kind: str  # 'top' or 'quantile' (activating), 'random' or 'weak' (negatives: NEGATIVE_KINDS)
     quantile: int | None
     tokens: list[str]
     activations: list[float]
@@ -59,14 +63,17 @@ def active_positions(activations: list[float], threshold: float) -> list[int]:
 
 
 def detection_samples(contexts: list[TestContext]) -> list[Sample]:
-    return [Sample(c.context_id, c.kind != "random", c.quantile, excerpt_text(c.tokens), "plain") for c in contexts]
+    return [
+        Sample(c.context_id, c.kind not in NEGATIVE_KINDS, c.quantile, excerpt_text(c.tokens), "plain")
+        for c in contexts
+    ]
 
 
 def fuzzing_samples(
     contexts: list[TestContext], threshold: float, n_random: int, n_misplaced: int, rng: random.Random
 ) -> list[Sample]:
-    positives = [c for c in contexts if c.kind != "random"]
-    negatives = [c for c in contexts if c.kind == "random"]
+    positives = [c for c in contexts if c.kind not in NEGATIVE_KINDS]
+    negatives = [c for c in contexts if c.kind in NEGATIVE_KINDS]
     samples, counts = [], []
     for c in positives:
         marks = active_positions(c.activations, threshold)
