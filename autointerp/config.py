@@ -84,7 +84,7 @@ class CollectConfig:
 
     top_k: int = 20
     """Top contexts kept per latent (by maximum activation; per sign, by magnitude, for signed latents).
-    They join the explain set."""
+    They join the explain set; a latent with fewer activating contexts than the full plan keeps fewer."""
 
     n_quantiles: int = 10
     """Equal-count activation quantiles of each latent's activating contexts."""
