@@ -84,7 +84,7 @@ class CollectConfig:
 
     top_k: int = 20
     """Top contexts kept per latent (by maximum activation; per sign, by magnitude, for signed latents).
-    They join the explain set."""
+    They join the explain set; a latent with fewer activating contexts than the full plan keeps fewer."""
 
     n_quantiles: int = 10
     """Equal-count activation quantiles of each latent's activating contexts."""
@@ -105,6 +105,16 @@ class CollectConfig:
 
     random_test: int = 50
     """Non-activating contexts per latent in the test set (negatives for the scorers)."""
+
+    min_activating: int = 20
+    """Activating contexts a latent needs to be explained and scored (status ok). Below the full plan
+    (top_k + n_quantiles x (explain_per_quantile + test_per_quantile)) its explain and test sets shrink
+    together, each keeping contexts from across the activation range (docs/schema.md, "Split rule")."""
+
+    weak_negatives: bool = False
+    """For a latent with too few non-activating windows (one that fires almost everywhere), fill the
+    missing negatives with its weakest-activating windows, stored with kind 'weak', so it can still be
+    scored; off, such a latent is too_few_examples."""
 
     exclude_first_position: bool = True
     """Leave the first position of every sequence out of activations: it is an attention sink whose
@@ -132,6 +142,12 @@ class CollectConfig:
         for name in ["explain_per_quantile", "test_per_quantile", "random_explain", "random_test"]:
             if getattr(self, name) < 0:
                 raise AutointerpError(f"--{name.replace('_', '-')} is {getattr(self, name)}.", "zero or more.")
+        if isinstance(self.min_activating, bool) or not isinstance(self.min_activating, int) or self.min_activating < 2:
+            raise AutointerpError(
+                f"--min-activating is {self.min_activating!r}.",
+                "an integer of at least 2 (one activating context to explain from, one to test on).",
+                "pass --min-activating 20, the default.",
+            )
         if self.window > self.seq_len - int(self.exclude_first_position):
             raise AutointerpError(
                 f"--window {self.window} does not fit in --seq-len {self.seq_len}.",
@@ -163,11 +179,6 @@ class CollectConfig:
                 f'a positive number of tokens up to {MAX_TOKENS:.0e}, or "all" for the whole corpus.',
                 "pass --tokens all to use the whole corpus.",
             )
-
-    @property
-    def min_activating_contexts(self) -> int:
-        """Activating contexts a latent needs for a full explain and test set."""
-        return self.n_quantiles * (self.explain_per_quantile + self.test_per_quantile)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

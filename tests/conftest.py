@@ -20,6 +20,7 @@ SMALL = dict(
     reservoir=8,
     random_explain=2,
     random_test=2,
+    min_activating=4,  # 24 sequences: the default 20 would leave few latents to explain
 )
 
 

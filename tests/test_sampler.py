@@ -18,6 +18,7 @@ from autointerp.collect.sampler import (
     histogram_edges,
 )
 from autointerp.collect.select import SplitSizes, select_examples
+from autointerp.collect.split_rule import bin_quotas
 
 N_SEQ, T, L, W, OFFSET = 90, 24, 9, 6, 4
 SEED = 7
@@ -70,6 +71,11 @@ def split_sizes(seed=SEED, n_quantiles=4) -> SplitSizes:
     )
 
 
+def kept_top(n_active: int, sides: int = 1, n_quantiles: int = 4) -> int:
+    """Top contexts kept per sign by the split rule at split_sizes() and top_k 5 (split_rule.top_quota)."""
+    return min(5, n_active * 5 // (sides * 5 + n_quantiles * 5))
+
+
 @pytest.fixture(scope="module")
 def data():
     acts, tokens = random_activations()
@@ -111,7 +117,7 @@ def test_top_k_exact_with_windows(data):
     for lat in range(L):
         rows = rows_of(sel, lat, kind=0)
         active = torch.nonzero(seq_max[:, lat] > 0).flatten()
-        expected = active[torch.argsort(seq_max[active, lat], descending=True)][:5]
+        expected = active[torch.argsort(seq_max[active, lat], descending=True)][: kept_top(len(active))]
         assert sel.sequence[rows].tolist() == expected.tolist()
         for r in rows:
             seq, st = int(sel.sequence[r]), int(sel.start[r])
@@ -139,8 +145,10 @@ def test_quantile_membership_exact_when_reservoir_holds_all(data, n_q):
     sel = select_examples(run_sampler(acts, tokens, batch=5, reservoir=N_SEQ), split_sizes(n_quantiles=n_q))
     for lat in range(L):
         active = torch.nonzero(seq_max[:, lat] > 0).flatten()
-        m = len(active)
-        ranked = active[torch.argsort(seq_max[active, lat])].tolist()
+        top_seqs = set(sel.sequence[rows_of(sel, lat, kind=0)].tolist())
+        # Bins are cut after the kept top contexts are taken out.
+        ranked = [seq for seq in active[torch.argsort(seq_max[active, lat])].tolist() if seq not in top_seqs]
+        m = len(ranked)
         bin_of = {seq: rank * n_q // m for rank, seq in enumerate(ranked)}
         for r in rows_of(sel, lat, kind=1):
             assert sel.quantile[r] == bin_of[int(sel.sequence[r])]
@@ -151,14 +159,16 @@ def test_quantile_membership_exact_when_reservoir_holds_all(data, n_q):
                 assert sel.quantile_edges[lat, q] == pytest.approx(min(members))
             else:
                 assert np.isnan(sel.quantile_edges[lat, q])
-        # Equal counts per bin, the test set filled first.
-        top_seqs = set(sel.sequence[rows_of(sel, lat, kind=0)].tolist())
+        # Each bin gives its quota (full bins: 3 test + 2 explain), the test set filled first.
+        test_quota, explain_quota = bin_quotas(torch.tensor([m]), n_q, 2, 3)
         for q in range(n_q):
-            available = [seq for seq in ranked if bin_of[seq] == q and seq not in top_seqs]
+            available = [seq for seq in ranked if bin_of[seq] == q]
             got = rows_of(sel, lat, kind=1)[sel.quantile[rows_of(sel, lat, kind=1)] == q]
             n_test = int((sel.split[got] == 1).sum())
-            assert n_test == min(3, len(available))
-            assert len(got) == min(5, len(available))
+            assert n_test == int(test_quota[0, q])
+            if len(available) >= 5:
+                assert n_test == 3
+            assert len(got) == int(test_quota[0, q] + explain_quota[0, q]) == min(5, len(available))
 
 
 def test_negatives_match_brute_force(data):
@@ -263,7 +273,9 @@ def test_signed_top_contexts_of_both_signs(signed):
         got_sides = []
         for side in (1, -1):
             candidates = torch.nonzero((seq_mag[:, lat] > 0) & (torch.sign(seq_val[:, lat]) == side)).flatten()
-            expected = candidates[torch.argsort(seq_mag[candidates, lat], descending=True)][:5]
+            n_sides = sum(bool(((seq_mag[:, lat] > 0) & (torch.sign(seq_val[:, lat]) == sd)).any()) for sd in (1, -1))
+            keep = kept_top(int((seq_mag[:, lat] > 0).sum()), sides=n_sides)
+            expected = candidates[torch.argsort(seq_mag[candidates, lat], descending=True)][:keep]
             side_rows = rows[np.sign(sel.max_activation[rows]) == side]
             assert sel.sequence[side_rows].tolist() == expected.tolist(), (lat, side)
             assert sel.rank[side_rows].tolist() == list(range(len(expected)))
@@ -289,10 +301,11 @@ def test_signed_quantiles_are_of_the_magnitude(signed, n_q):
     )
     for lat in range(L):
         active = torch.nonzero(seq_mag[:, lat] > 0).flatten()
-        m = len(active)
         ranked = active[torch.argsort(seq_mag[active, lat])].tolist()
-        bin_of = {seq: rank * n_q // m for rank, seq in enumerate(ranked)}
         top_seqs = set(sel.sequence[rows_of(sel, lat, kind=0)].tolist())
+        ranked = [seq for seq in ranked if seq not in top_seqs]  # bins are cut after the top contexts
+        m = len(ranked)
+        bin_of = {seq: rank * n_q // m for rank, seq in enumerate(ranked)}
         for r in rows_of(sel, lat, kind=1):
             seq = int(sel.sequence[r])
             assert sel.quantile[r] == bin_of[seq] and seq not in top_seqs

@@ -169,7 +169,7 @@ def _contexts(cur, ids: list[int], details: dict[int, dict]) -> None:
                 "reason": reason,
             }
         )
-    order = {"top": 0, "quantile": 1, "random": 2}
+    order = {"top": 0, "quantile": 1, "random": 2, "weak": 3}
     rows = cur.execute(f"""
         SELECT latent, split, kind, quantile, rank, context_id, tokens, activations, max_activation
         FROM examples WHERE {_scope("latent", ids)}

@@ -128,9 +128,12 @@ def latent_page(d: dict, db_name: str) -> str:
         ("top-contexts", "Top contexts", "top"),
         ("quantile-contexts", "Quantile contexts", "quantile"),
         ("random-contexts", "Non-activating contexts", "random"),
+        ("weak-contexts", "Weakest-activating contexts used as negatives", "weak"),
     )
     for section_id, heading, kind in sections:
         contexts = [c for c in d["contexts"] if c["kind"] == kind]
+        if kind == "weak" and not contexts:
+            continue  # only latents collected with --weak-negatives have them
         items = "".join(_context(c, scale) for c in contexts) or '<p class="muted">None.</p>'
         parts.append(
             f'<section id="{section_id}"><h2>{heading} <span class="muted">({len(contexts)})</span></h2>'

@@ -16,7 +16,7 @@ import torch
 
 from ..config import CollectConfig
 from .sampler import StreamingSampler, histogram_edges
-from .select import SplitSizes, select_examples
+from .select import EXPLAIN, QUANTILE, RANDOM, TEST, TOP, WEAK, SplitSizes, select_examples
 from .step import ShardResult
 from .stream import corpus_too_short, n_sequences, sampler_sizes
 from .writer import write_collection
@@ -81,6 +81,7 @@ def select_and_write(
             random_explain=config.random_explain,
             random_test=config.random_test,
             seed=config.seed,
+            weak_negatives=config.weak_negatives,
         ),
     )
     stats = latent_statistics(sampler, selection, config)
@@ -114,34 +115,66 @@ def select_and_write(
     )
 
 
+WEAK_NOTE = "negatives are weak"
+
+
+def latent_reasons(selection, n_active: np.ndarray, config: CollectConfig) -> dict[int, str]:
+    """Reason of every latent that is not ``ok`` (dead latents aside), and of ``ok`` latents whose
+    negatives are weak (those start with ``WEAK_NOTE``)."""
+    n_latents = len(n_active)
+
+    def count(mask) -> np.ndarray:
+        return np.bincount(selection.latent[mask], minlength=n_latents)
+
+    clean, weak = count(selection.kind == RANDOM), count(selection.kind == WEAK)
+    positive = (selection.kind == TOP) | (selection.kind == QUANTILE)
+    explain, test = count(positive & (selection.split == EXPLAIN)), count(positive & (selection.split == TEST))
+    need = config.random_test + config.random_explain
+    negatives = clean + weak
+    flagged = (n_active > 0) & (
+        (n_active < config.min_activating) | (explain == 0) | (test == 0) | (negatives < need) | (weak > 0)
+    )
+    reasons = {}
+    for lat in np.nonzero(flagged)[0].tolist():
+        n = int(n_active[lat])
+        if n < config.min_activating:
+            reasons[lat] = f"{n} activating contexts; --min-activating is {config.min_activating}"
+        elif explain[lat] == 0 or test[lat] == 0:
+            reasons[lat] = (
+                f"{n} activating contexts gave {explain[lat]} explain and {test[lat]} test contexts; "
+                "both sets need at least one (raise --min-activating or the per-quantile sizes)"
+            )
+        elif negatives[lat] < need and not config.weak_negatives:
+            reasons[lat] = (
+                f"{clean[lat]} non-activating windows usable; {need} needed (--random-test {config.random_test} "
+                f"+ --random-explain {config.random_explain}): the latent fires almost everywhere "
+                "(pass --weak-negatives to use its weakest-activating windows as negatives)"
+            )
+        elif negatives[lat] < need:
+            reasons[lat] = (
+                f"{clean[lat]} non-activating windows and {weak[lat]} weakest-activating windows usable; "
+                f"{need} negatives needed (--random-test {config.random_test} + "
+                f"--random-explain {config.random_explain})"
+            )
+        elif weak[lat]:
+            reasons[lat] = (
+                f"{WEAK_NOTE}: {clean[lat]} non-activating windows and {weak[lat]} weakest-activating windows "
+                "(kind 'weak', --weak-negatives)"
+            )
+    return reasons
+
+
 def latent_statistics(sampler: StreamingSampler, selection, config: CollectConfig) -> dict[str, np.ndarray]:
-    """Per-latent statistics with a status and, where a latent cannot be explained and scored, the reason."""
+    """Per-latent statistics with a status and a reason: why a latent cannot be explained and scored, or
+    (for an ``ok`` latent) that its negatives are weak."""
     n_firing = sampler.n_firing.cpu().numpy()
     n_active = sampler.n_active_contexts.cpu().numpy()
     n_latents = len(n_firing)
-    negatives = np.bincount(selection.latent[selection.kind == 2], minlength=n_latents)
-    test_quantile = np.bincount(selection.latent[(selection.kind == 1) & (selection.split == 1)], minlength=n_latents)
-    need = config.min_activating_contexts
     status = np.full(n_latents, "ok", dtype=object)
     reason = np.full(n_latents, None, dtype=object)
-    for lat in np.nonzero(n_active < need)[0]:
-        status[lat] = "too_few_examples"
-        reason[lat] = (
-            f"{n_active[lat]} activating contexts; {need} needed for {config.n_quantiles} quantiles x "
-            f"({config.explain_per_quantile} explain + {config.test_per_quantile} test)"
-        )
-    for lat in np.nonzero((n_active >= need) & (negatives < config.random_test + config.random_explain))[0]:
-        status[lat] = "too_few_examples"
-        reason[lat] = (
-            f"{negatives[lat]} non-activating contexts found; "
-            f"{config.random_test + config.random_explain} needed (the latent fires almost everywhere)"
-        )
-    for lat in np.nonzero((status == "ok") & (test_quantile < config.n_quantiles * config.test_per_quantile))[0]:
-        status[lat] = "too_few_examples"
-        reason[lat] = (
-            f"{test_quantile[lat]} test contexts across quantiles; "
-            f"{config.n_quantiles * config.test_per_quantile} needed"
-        )
+    for lat, text in latent_reasons(selection, n_active, config).items():
+        status[lat] = "too_few_examples" if not text.startswith(WEAK_NOTE) else "ok"
+        reason[lat] = text
     dead = n_firing == 0
     status[dead] = "dead"
     reason[dead] = f"never fired in {sampler.n_tokens:,} counted tokens"

@@ -1,24 +1,31 @@
 """Turn the sampler's buffers into each latent's explain and test sets.
 
-The split rule (seeded, documented, the same for every latent):
+The split rule (seeded, documented, the same for every latent; the counts are ``split_rule.py``'s):
 
-1. ``top`` contexts (the ``top_k`` strongest; for signed latents the ``top_k`` strongest of each sign)
-   join the **explain** set.
-2. The reservoir's activating contexts are ranked by maximum activation (its magnitude for signed
-   latents) and cut into ``n_quantiles`` equal-count bins; quantile 0 holds the weakest contexts,
-   quantile n-1 the strongest (delphi numbers its bins the other way round). Contexts that are already
-   top contexts (of either sign) are taken out. Within each bin the rest are ordered by a hash of
-   (seed, sequence, latent); the first ``test_per_quantile`` join the **test** set and the next
-   ``explain_per_quantile`` the **explain** set. The test set is filled first so that every quantile is
-   represented when a bin runs short (the strongest bin of a rare latent, whose strongest contexts are
-   top contexts).
-3. Non-activating contexts, already in random (hash) order: the first ``random_test`` join the test set,
-   the next ``random_explain`` the explain set.
+1. **Top contexts.** The strongest ``top_k`` contexts (for signed latents the ``top_k`` strongest of each
+   sign) join the **explain** set; a latent with fewer activating contexts than the full plan keeps
+   fewer (``split_rule.top_quota``), and the rest stay in the pool of step 2.
+2. **Quantiles.** The reservoir's activating contexts that remain once the kept top contexts are taken
+   out are ranked by maximum activation (its magnitude for signed latents) and cut into ``n_quantiles``
+   equal-count bins; quantile 0 holds the weakest contexts, quantile n-1 the strongest (delphi numbers
+   its bins the other way round). Binning after the top contexts are removed keeps the strongest bin of
+   a rare latent filled. Each bin gives ``test_per_quantile`` test and ``explain_per_quantile`` explain
+   contexts, fewer by ``split_rule.bin_quotas`` when it is short. Within a bin contexts are ordered by a
+   hash of (seed, document, latent) (``split_priority``); the test set is filled first, then the explain
+   set.
+3. **Negatives.** Non-activating windows, already in random (hash) order: the first ``random_test`` join
+   the test set, the next ``random_explain`` the explain set. With ``weak_negatives``, a latent with too
+   few of them (one that fires almost everywhere) has the shortfall filled with its weakest-activating
+   unused reservoir contexts, weakest first, stored with kind ``weak``.
+
+**Documents.** A latent's explain and test sets never share a source document: each document is
+assigned to one split per latent. Documents of the top contexts are explain documents, so their other
+contexts cannot join the test set; documents that hold a test context cannot give explain contexts; a
+negative window joins a split only if its document holds no context of the other split. A context
+passed over for this reason is skipped, and the next one in priority order takes its place.
 
 Following the delphi paper, the default explain set draws from every quantile rather than only the top,
-which it found gives explanations that generalise better. A latent has at most one activating context
-per sequence and non-activating windows never overlap that sequence's activating window, so the explain
-and test sets of a latent share no context and no token position.
+which it found gives explanations that generalise better.
 """
 
 from __future__ import annotations
@@ -28,12 +35,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .buffers import EMPTY
+from .buffers import EMPTY, KeyedBuffer
 from .hashing import hash62
 from .sampler import SALT_SPLIT, StreamingSampler
+from .split_rule import bin_quotas, full_plan, top_quota
 
 SPLITS = ("explain", "test")
-KINDS = ("top", "quantile", "random")
+KINDS = ("top", "quantile", "random", "weak")
+TOP, QUANTILE, RANDOM, WEAK = range(4)
+EXPLAIN, TEST = range(2)
 
 
 @dataclass
@@ -44,6 +54,7 @@ class SplitSizes:
     random_explain: int
     random_test: int
     seed: int
+    weak_negatives: bool = False  # fill a latent's missing negatives with its weakest-activating contexts
 
 
 @dataclass
@@ -63,13 +74,39 @@ class Selection:
     quantile_edges: np.ndarray  # [latents, n_quantiles]: lowest reservoir |value| of each bin (NaN if empty)
 
 
+def _documents(buf: KeyedBuffer) -> torch.Tensor:
+    """Source document of each slot's context (-1 for an empty slot); a packed sequence stands in for a
+    document where the buffer does not record one."""
+    document = getattr(buf, "document", None)
+    return document if document is not None else buf.sequence
+
+
+def split_priority(seed: int, document: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+    """Order of contexts within a bin: a hash of (seed, document, latent), so that every context of one
+    document has the same priority."""
+    return hash62(seed, document.clamp(min=0), latent, SALT_SPLIT)
+
+
 def select_examples(sampler: StreamingSampler, sizes: SplitSizes) -> Selection:
     sampler.finish()
-    top = _top_rows(sampler)
-    quantile, edges = _quantile_rows(sampler, sizes)
-    negative = _negative_rows(sampler, sizes)
-    rows = {k: np.concatenate([top[k], quantile[k], negative[k]]) for k in top}
-    negative_top = (rows["kind"] == 0) & (rows["max_activation"] < 0)  # a signed latent's other side, after
+    s = sampler.sizes
+    seq_len = s.seq_len
+    sides = [buf for buf in (sampler.top, sampler.top_negative) if buf is not None]
+    n_sides = sum((buf.key > EMPTY).any(dim=1).to(torch.int64) for buf in sides)
+    plan = full_plan(s.top_k, sizes.n_quantiles, sizes.explain_per_quantile, sizes.test_per_quantile, n_sides)
+    keep_top = top_quota(sampler.n_active_contexts, s.top_k, plan)
+    top_parts, top_ctx, top_doc = [], [], []
+    for buf in sides:
+        rows, ctx, doc = _top(buf, keep_top, seq_len)
+        top_parts.append(rows)
+        top_ctx.append(ctx)
+        top_doc.append(doc)
+    top_ctx, top_doc = torch.cat(top_ctx, dim=1), torch.cat(top_doc, dim=1)
+    quantile, edges, picked, explain_doc, test_doc = _quantiles(sampler.reservoir, top_ctx, top_doc, sizes, seq_len)
+    negative = _negatives(sampler, picked, torch.cat([top_doc, explain_doc], dim=1), test_doc, sizes, seq_len)
+    parts = [*top_parts, quantile, *negative]
+    rows = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    negative_top = (rows["kind"] == TOP) & (rows["max_activation"] < 0)  # a signed latent's other side, after
     order = np.lexsort((rows["rank"], negative_top, rows["quantile"], rows["kind"], rows["latent"]))
     return Selection(quantile_edges=edges, **{k: v[order] for k, v in rows.items()})
 
@@ -92,80 +129,119 @@ def _rows(lat, split, kind, quantile, rank, buf, slot, with_acts=True) -> dict[s
     }
 
 
-def _top_rows(sampler: StreamingSampler) -> dict[str, np.ndarray]:
-    """Rows of the top buffer and, for signed latents, of the negative side's, each ranked from 0."""
-    parts = [_ranked_rows(buf) for buf in (sampler.top, sampler.top_negative) if buf is not None]
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+def _context_ids(buf: KeyedBuffer, seq_len: int) -> torch.Tensor:
+    """A context's identity (its ``context_id``), -1 for an empty slot."""
+    return torch.where(buf.key > EMPTY, buf.sequence * seq_len + buf.start.to(torch.int64), -1)
 
 
-def _ranked_rows(buf) -> dict[str, np.ndarray]:
+def _isin_rows(query: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """Per row, whether each query value (>= 0) is among that row's table values (negatives: absent)."""
+    if table.shape[1] == 0:
+        return torch.zeros_like(query, dtype=torch.bool)
+    ordered = torch.sort(table, dim=1).values
+    at = torch.searchsorted(ordered, query.contiguous()).clamp(max=table.shape[1] - 1)
+    return (torch.gather(ordered, 1, at) == query) & (query >= 0)
+
+
+def _within_group(group: torch.Tensor, flag: torch.Tensor) -> torch.Tensor:
+    """For rows sorted by ``group`` (ascending), the number of earlier flagged slots in the same group."""
+    flag = flag.to(torch.int64)
+    before = torch.cumsum(flag, dim=1) - flag
+    first = torch.searchsorted(group.contiguous(), group.contiguous())
+    return before - torch.gather(before, 1, first)
+
+
+def _top(buf: KeyedBuffer, keep: torch.Tensor, seq_len: int):
+    """Rows of one sign's kept top contexts, ranked from 0, and their context ids and documents
+    ([latents, top_k], -1 where not kept)."""
     order = torch.sort(buf.key, dim=1, descending=True, stable=True).indices
     sorted_key = torch.gather(buf.key, 1, order)
-    lat, pos = (sorted_key > EMPTY).nonzero(as_tuple=True)
+    position = torch.arange(buf.key.shape[1], device=buf.key.device).unsqueeze(0)
+    kept = (sorted_key > EMPTY) & (position < keep.unsqueeze(1))
+    lat, pos = kept.nonzero(as_tuple=True)
     slot = order[lat, pos]
-    return _rows(lat, 0, 0, torch.full_like(lat, -1), pos, buf, slot)
+    ctx = torch.where(kept, torch.gather(_context_ids(buf, seq_len), 1, order), -1)
+    doc = torch.where(kept, torch.gather(_documents(buf), 1, order), -1)
+    return _rows(lat, EXPLAIN, TOP, torch.full_like(lat, -1), pos, buf, slot), ctx, doc
 
 
-def _quantile_rows(sampler: StreamingSampler, sizes: SplitSizes):
-    buf = sampler.reservoir
+def _quantiles(buf: KeyedBuffer, top_ctx, top_doc, sizes: SplitSizes, seq_len: int):
+    """Quantile rows, the bins' edges, which reservoir slots were used, and the documents of the explain
+    and of the test quantile contexts ([latents, capacity], -1 where none)."""
     L, cap = buf.key.shape
+    device = buf.key.device
     n_q = sizes.n_quantiles
-    valid = buf.key > EMPTY
-    m = valid.sum(1, keepdim=True)  # reservoir members per latent
-    # Rank members by |value| (ascending; the value itself when unsigned); empty slots sort last.
+    eligible = (buf.key > EMPTY) & ~_isin_rows(_context_ids(buf, seq_len), top_ctx)
+    remaining = eligible.sum(1, keepdim=True)
+    # Rank the eligible contexts by |value| (ascending); the others sort last.
     magnitude = buf.value.abs()
-    value = torch.where(valid, magnitude, torch.tensor(float("inf"), device=buf.value.device))
+    value = torch.where(eligible, magnitude, torch.tensor(float("inf"), device=device))
     by_value = torch.sort(value, dim=1, stable=True).indices
     rank = torch.empty_like(by_value)
-    rank.scatter_(1, by_value, torch.arange(cap, device=rank.device).expand(L, cap))
-    quantile = torch.where(valid, rank * n_q // m.clamp(min=1), n_q)
-    # Lowest value of each bin (NaN for an empty bin), stored so that bin membership can be checked.
-    edges = torch.full((L, n_q), float("nan"), device=value.device)
-    first_in_bin = valid & ((rank == 0) | (quantile != _quantile_of_rank(rank - 1, m, n_q)))
-    fl, fs = first_in_bin.nonzero(as_tuple=True)
-    edges[fl, quantile[fl, fs]] = magnitude[fl, fs]
-    # Take out contexts that are top contexts of the same latent (same sequence: same window).
-    none = torch.tensor(-2, device=value.device)
-    top_seq = torch.cat(
-        [
-            torch.where(top.key > EMPTY, top.sequence, none)
-            for top in (sampler.top, sampler.top_negative)
-            if top is not None
-        ],
-        dim=1,
+    rank.scatter_(1, by_value, torch.arange(cap, device=device).expand(L, cap))
+    quantile = torch.where(eligible, rank * n_q // remaining.clamp(min=1), n_q)
+    # Lowest |value| of each bin (NaN for an empty bin), stored so that bin membership can be checked.
+    edges = torch.full((L, n_q + 1), float("inf"), device=device)
+    edges.scatter_reduce_(1, quantile, value, reduce="amin")
+    edges = edges[:, :n_q]
+    edges = torch.where(torch.isinf(edges), float("nan"), edges)
+    test_quota, explain_quota = bin_quotas(
+        remaining.squeeze(1), n_q, sizes.explain_per_quantile, sizes.test_per_quantile
     )
-    in_top = (buf.sequence.unsqueeze(2) == top_seq.unsqueeze(1)).any(2)
-    eligible = valid & ~in_top
-    # Within each (latent, bin): order by hash; test first, then explain.
-    lat_idx = torch.arange(L, device=value.device).unsqueeze(1)
-    priority = hash62(sizes.seed, buf.sequence.clamp(min=0), lat_idx, SALT_SPLIT)
-    bin_of = torch.where(eligible, quantile, n_q)
+    none = torch.zeros(L, 1, dtype=torch.int64, device=device)
+    test_quota, explain_quota = torch.cat([test_quota, none], 1), torch.cat([explain_quota, none], 1)
+    # Order by bin, then by priority within a bin.
+    document = _documents(buf)
+    priority = split_priority(sizes.seed, document, torch.arange(L, device=device).unsqueeze(1))
     by_priority = torch.sort(priority, dim=1, stable=True).indices
-    by_bin = torch.sort(torch.gather(bin_of, 1, by_priority), dim=1, stable=True).indices
-    order = torch.gather(by_priority, 1, by_bin)  # by bin, then by priority within a bin
-    sorted_bin = torch.gather(bin_of, 1, order)
-    within = torch.arange(cap, device=value.device).expand(L, cap) - torch.searchsorted(
-        sorted_bin.contiguous(), sorted_bin.contiguous()
-    )
-    t, e = sizes.test_per_quantile, sizes.explain_per_quantile
-    chosen = (sorted_bin < n_q) & (within < t + e)
-    lat, pos = chosen.nonzero(as_tuple=True)
+    by_bin = torch.sort(torch.gather(quantile, 1, by_priority), dim=1, stable=True).indices
+    order = torch.gather(by_priority, 1, by_bin)
+    sorted_bin = torch.gather(quantile, 1, order)
+    sorted_doc = torch.gather(document, 1, order)
+    # Test first: contexts whose document holds a top context cannot be tested.
+    can_test = (sorted_bin < n_q) & ~_isin_rows(sorted_doc, top_doc)
+    test = can_test & (_within_group(sorted_bin, can_test) < torch.gather(test_quota, 1, sorted_bin))
+    test_doc = torch.where(test, sorted_doc, -1)
+    can_explain = (sorted_bin < n_q) & ~test & ~_isin_rows(sorted_doc, test_doc)
+    explain = can_explain & (_within_group(sorted_bin, can_explain) < torch.gather(explain_quota, 1, sorted_bin))
+    explain_doc = torch.where(explain, sorted_doc, -1)
+    lat, pos = (test | explain).nonzero(as_tuple=True)
     slot = order[lat, pos]
-    w = within[lat, pos]
-    split = torch.where(w < t, 1, 0)
-    return _rows(lat, split, 1, sorted_bin[lat, pos], w, buf, slot), edges.cpu().numpy()
+    split = torch.where(test[lat, pos], TEST, EXPLAIN)
+    rank_in_bin = _within_group(sorted_bin, torch.ones_like(test))[lat, pos]
+    rows = _rows(lat, split, QUANTILE, sorted_bin[lat, pos], rank_in_bin, buf, slot)
+    picked = torch.zeros_like(eligible)
+    picked[lat, slot] = True
+    return rows, edges.cpu().numpy(), picked, explain_doc, test_doc
 
 
-def _quantile_of_rank(rank: torch.Tensor, m: torch.Tensor, n_q: int) -> torch.Tensor:
-    return torch.where(rank >= 0, rank * n_q // m.clamp(min=1), -1)
-
-
-def _negative_rows(sampler: StreamingSampler, sizes: SplitSizes) -> dict[str, np.ndarray]:
-    buf = sampler.negatives
-    order = torch.sort(buf.key, dim=1, descending=True, stable=True).indices
-    sorted_key = torch.gather(buf.key, 1, order)
-    lat, pos = (sorted_key > EMPTY).nonzero(as_tuple=True)
-    keep = pos < sizes.random_test + sizes.random_explain
-    lat, pos = lat[keep], pos[keep]
-    split = torch.where(pos < sizes.random_test, 1, 0)
-    return _rows(lat, split, 2, torch.full_like(lat, -1), pos, buf, order[lat, pos], with_acts=False)
+def _negatives(sampler: StreamingSampler, picked, explain_doc, test_doc, sizes: SplitSizes, seq_len: int):
+    """Rows of the negatives: clean non-activating windows in hash order, then (with ``weak_negatives``)
+    the unused reservoir contexts, weakest first; test first, each document kept to one split."""
+    clean = sampler.negatives
+    order = torch.sort(clean.key, dim=1, descending=True, stable=True).indices
+    candidates = [(clean, order, torch.gather(clean.key, 1, order) > EMPTY, RANDOM)]
+    if sizes.weak_negatives:
+        res = sampler.reservoir
+        unused = (res.key > EMPTY) & ~picked
+        weakest = torch.sort(torch.where(unused, res.value.abs(), float("inf")), dim=1, stable=True).indices
+        candidates.append((res, weakest, torch.gather(unused, 1, weakest), WEAK))
+    valid = torch.cat([c[2] for c in candidates], dim=1)
+    document = torch.cat([torch.gather(_documents(buf), 1, o) for buf, o, _, _ in candidates], dim=1)
+    group = torch.zeros_like(document)
+    can_test = valid & ~_isin_rows(document, explain_doc)
+    test = can_test & (_within_group(group, can_test) < sizes.random_test)
+    taken_doc = torch.cat([test_doc, torch.where(test, document, -1)], dim=1)
+    can_explain = valid & ~test & ~_isin_rows(document, taken_doc)
+    explain = can_explain & (_within_group(group, can_explain) < sizes.random_explain)
+    rank = _within_group(group, valid)
+    rows, offset = [], 0
+    for buf, o, _, kind in candidates:
+        width = o.shape[1]
+        chosen = (test | explain)[:, offset : offset + width]
+        lat, pos = chosen.nonzero(as_tuple=True)
+        split = torch.where(test[:, offset : offset + width][lat, pos], TEST, EXPLAIN)
+        r = rank[:, offset : offset + width][lat, pos]
+        rows.append(_rows(lat, split, kind, torch.full_like(lat, -1), r, buf, o[lat, pos], with_acts=kind == WEAK))
+        offset += width
+    return rows

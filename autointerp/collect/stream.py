@@ -80,6 +80,13 @@ def n_sequences(config: CollectConfig) -> int:
     return math.ceil(config.tokens / config.seq_len)
 
 
+def negative_capacity(config: CollectConfig) -> int:
+    """Non-activating windows kept per latent: the negatives asked for and a quarter more, to replace
+    those that share a document with the other split's activating contexts (select.py)."""
+    need = config.random_test + config.random_explain
+    return need + need // 4
+
+
 def sampler_sizes(config: CollectConfig, n_latents: int, signed: bool) -> SamplerSizes:
     return SamplerSizes(
         n_latents=n_latents,
@@ -88,7 +95,7 @@ def sampler_sizes(config: CollectConfig, n_latents: int, signed: bool) -> Sample
         peak_offset=config.peak_offset,
         top_k=config.top_k,
         reservoir=config.reservoir,
-        negatives=config.random_test + config.random_explain,
+        negatives=negative_capacity(config),
         histogram_bins=config.histogram_bins,
         seed=config.seed,
         signed=signed,

@@ -12,7 +12,7 @@ from .explainers import EXPLAINERS
 class Example:
     """One stored context of a latent, as the explainer needs it."""
 
-    kind: str  # 'top', 'quantile' or 'random'
+    kind: str  # 'top', 'quantile', 'random' or 'weak' (a weakest-activating window used as a negative)
     quantile: int | None
     rank: int
     tokens: list[str]
@@ -36,7 +36,7 @@ def choose_examples(examples: list[Example], config: ExplainConfig) -> tuple[lis
         n_top = max(1, n // 5)
         shown = top[:n_top] + quantile[: n - n_top]
     wants_negatives = EXPLAINERS[config.explainer].negatives
-    negatives = [e for e in examples if e.kind == "random"][: config.n_negatives] if wants_negatives else []
+    negatives = [e for e in examples if e.kind in ("random", "weak")][: config.n_negatives] if wants_negatives else []
     return shown, negatives
 
 

@@ -32,6 +32,10 @@ from dataclasses import dataclass, field
 from ..collect.hashing import hash31
 from ..text import clean_token, fill, mark_runs, neutralise, prompt_text
 
+#: Example kinds that are negatives: non-activating windows, and the weakest-activating windows that
+#: ``--weak-negatives`` takes for a latent that fires almost everywhere.
+NEGATIVE_KINDS = ("random", "weak")
+
 SYSTEM = {"detection": "score_detection_system.txt", "fuzzing": "score_fuzzing_system.txt"}
 SAMPLES_VERSION = 2
 """How samples are built (part of the scorers' identity, so scores of older test sets are not reused):
@@ -44,7 +48,7 @@ class TestContext:
     """One context of a latent's test set."""
 
     context_id: int
-    kind: str  # 'quantile' (activating) or 'random'
+    kind: str  # 'top' or 'quantile' (activating), 'random' or 'weak' (negatives: NEGATIVE_KINDS)
     quantile: int | None
     tokens: list[str]
     activations: list[float]
@@ -78,7 +82,7 @@ def active_positions(activations: list[float], threshold: float) -> list[int]:
 
 def detection_samples(contexts: list[TestContext]) -> list[Sample]:
     return [
-        Sample(c.context_id, c.kind != "random", c.quantile, excerpt_text(c.tokens), "plain", [], *_facts(c))
+        Sample(c.context_id, c.kind not in NEGATIVE_KINDS, c.quantile, excerpt_text(c.tokens), "plain", [], *_facts(c))
         for c in contexts
     ]
 
@@ -92,8 +96,8 @@ def fuzzing_samples(
 ) -> list[Sample]:
     """Correctly marked activating contexts (label 1), then ``n_random`` non-activating contexts carrying
     a copied mark pattern and ``n_misplaced`` activating contexts with their runs moved (label 0)."""
-    positives = [c for c in contexts if c.kind != "random"]
-    negatives = [c for c in contexts if c.kind == "random"]
+    positives = [c for c in contexts if c.kind not in NEGATIVE_KINDS]
+    negatives = [c for c in contexts if c.kind in NEGATIVE_KINDS]
     samples, patterns = [], []
     for c in positives:
         shown = visible(c)

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from ..llm.base import TokenLogprob
 from ..text import THINK, answer_mark, clean_token, fill, neutralise, prompt_text
-from .classifier import TestContext
+from .classifier import NEGATIVE_KINDS, TestContext
 
 SYSTEM = "score_simulation_system.txt"
 USER = "score_simulation_user.txt"
@@ -53,8 +53,8 @@ class Simulated:
 
 def choose_contexts(contexts: list[TestContext], n: int, rng: random.Random) -> list[TestContext]:
     """n test contexts: half activating, round robin over the quantiles (weakest first), half not."""
-    active = [c for c in contexts if c.kind != "random"]
-    quiet = [c for c in contexts if c.kind == "random"]
+    active = [c for c in contexts if c.kind not in NEGATIVE_KINDS]
+    quiet = [c for c in contexts if c.kind in NEGATIVE_KINDS]
     by_quantile: dict[int, list[TestContext]] = {}
     for c in active:
         by_quantile.setdefault(c.quantile or 0, []).append(c)

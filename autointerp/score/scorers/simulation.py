@@ -82,7 +82,7 @@ class SimulationScorer:
                         variant="plain",
                         marked=None,
                         quantile=c.quantile,
-                        label=c.kind != "random",
+                        label=c.kind not in classifier.NEGATIVE_KINDS,
                         prediction=None if sim.values is None else max(sim.values) >= 0.5,
                         probability=None,
                         batch=b,
