@@ -30,8 +30,10 @@ placed AS (
 SELECT p.latent, p.hookpoint, p.frequency, p.n_firing, p.n_active_contexts, d.decade_order, d.decade,
        d.frequency_low, d.frequency_high, p.n_firing > 0 AS live, p.status, p.reason,
        -- The one place a skipped latent's free-text reason becomes a class, by the reason's prefix.
-       -- Reasons in use: "never fired in N counted tokens"; "N activating contexts; ..."; "N non-activating
-       -- contexts found; ..." (or any reason about negatives); "N test contexts across quantiles; ...".
+       -- Reasons in use (collect/reduce.py latent_reasons): "never fired in N counted tokens"; "N activating
+       -- contexts; --min-activating is M" (or "N activating contexts gave ..."); "N non-activating windows
+       -- usable; ..." (or any reason about negatives). Databases of older versions also hold "N test
+       -- contexts across quantiles; ...".
        -- Adjust here when the reasons change; anything unmatched is 'other'.
        CASE WHEN p.status = 'ok' THEN NULL
             WHEN p.status = 'dead' OR p.n_firing = 0 OR lower(p.reason) LIKE 'never fired%' THEN 'dead'
