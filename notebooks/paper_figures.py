@@ -88,9 +88,11 @@ FIGURES.mkdir(parents=True, exist_ok=True)
 # The column of `scores` that says how many contexts a score rests on (its sample size n).
 SAMPLE_SIZE = "n_examples"
 
-# The rows every query starts from: the latest row per (latent, scorer, control) among those chosen.
+# The rows every query starts from: the latest row per (latent, scorer, control) among those chosen. The
+# cue probes (`cue:<task>:<probe>`, input-blind baselines) are not scores of an explanation: the summary
+# ends with their own table.
 CHOSEN = f"""chosen AS (
-    SELECT * FROM scores WHERE {SCORES_WHERE}
+    SELECT * FROM scores WHERE ({SCORES_WHERE}) AND scorer NOT LIKE 'cue:%'
     QUALIFY row_number() OVER (PARTITION BY latent, scorer, control
                                ORDER BY created_at DESC, config_hash, explanation_id) = 1)"""
 
@@ -113,7 +115,7 @@ SCORERS = sorted(
     query("SELECT DISTINCT scorer FROM chosen").scorer, key=lambda s: (KNOWN.index(s) if s in KNOWN else len(KNOWN), s)
 )
 COLORS = {s: plt.cm.tab10(i % 10) for i, s in enumerate(SCORERS)}
-n_all = con.execute(f"SELECT count(*) FROM scores WHERE {SCORES_WHERE}").fetchone()[0]
+n_all = con.execute(f"SELECT count(*) FROM scores WHERE ({SCORES_WHERE}) AND scorer NOT LIKE 'cue:%'").fetchone()[0]
 n_chosen = query("SELECT count(*) AS n FROM chosen").n[0]
 print(
     f"{DB}: {n_chosen} score rows used ({n_all - n_chosen} older rows of the same latent, scorer and "
@@ -504,6 +506,23 @@ summary["headline"] = ["gap" if s.startswith("intervention") else "mean_score" f
 summary.to_csv(FIGURES / "summary.csv")
 print(f"figures and tables in {FIGURES}")
 display(summary)
+
+# %% [markdown]
+# ## Cue probes
+#
+# Input-blind baselines (`autointerp/score/cues.py`): each reads one number off a detection or fuzzing
+# test set (mark runs, peak position, excerpt length, special tokens, ...) and predicts the label without
+# the explanation. Mean balanced accuracy over latents, chance 0.5; above 0.55 the test sets give the label
+# away. Saved as `cues.csv`.
+
+# %%
+cues = con.execute(f"""
+    SELECT scorer AS probe, avg(score) AS mean_balanced_accuracy, count(*) AS n_latents FROM (
+        SELECT * FROM scores WHERE ({SCORES_WHERE}) AND scorer LIKE 'cue:%' AND score IS NOT NULL
+        QUALIFY row_number() OVER (PARTITION BY latent, scorer ORDER BY created_at DESC) = 1)
+    GROUP BY scorer ORDER BY scorer""").df()
+cues.to_csv(FIGURES / "cues.csv", index=False)
+display(cues)
 
 # %%
 con.close()

@@ -39,9 +39,23 @@ REAL = (
     + f"""
 SELECT s.latent, s.scorer, s.status, s.score, s.chance, s.ci_low, s.ci_high, s.{SAMPLE_SIZE}
 FROM scores s JOIN explained e USING (explanation_id)
-WHERE s.control = '' QUALIFY row_number() OVER (PARTITION BY s.latent, s.scorer ORDER BY s.created_at DESC) = 1
+WHERE s.control = '' AND s.scorer NOT LIKE 'cue:%'
+QUALIFY row_number() OVER (PARTITION BY s.latent, s.scorer ORDER BY s.created_at DESC) = 1
 """
 )
+# the input-blind cue probes (score/cues.py) of the latest explanation: mean balanced accuracy per probe
+CUES = (
+    FRAME
+    + """
+SELECT scorer, avg(score), count(*) FROM (
+    SELECT s.latent, s.scorer, s.score FROM scores s JOIN explained e USING (explanation_id)
+    WHERE s.scorer LIKE 'cue:%' AND s.status = 'scored' AND s.score IS NOT NULL
+    QUALIFY row_number() OVER (PARTITION BY s.latent, s.scorer ORDER BY s.created_at DESC) = 1)
+GROUP BY scorer ORDER BY scorer
+"""
+)
+#: A cue probe's mean balanced accuracy above this says the test sets give the label away (issue 15).
+CUE_TARGET = 0.55
 # each real score's controls, paired on its explainer and scorer configuration; per (latent, scorer,
 # control) the pair of the latest real score
 CONTROL = (
@@ -90,6 +104,7 @@ class Summary:
     lines: list[ScorerLine]
     top: list[dict] = field(default_factory=list)  # best latents: latent, frequency, scores, intervals, explanation
     top_by: str = ""
+    cues: list[tuple[str, float, int]] = field(default_factory=list)  # (probe, mean balanced accuracy, latents)
 
 
 def mean_and_half_width(values: list[float]) -> tuple[float | None, float | None]:
@@ -192,6 +207,7 @@ def gather(con, latents: list[int], scorer_order: list[str]) -> Summary:
         for s in scorers
     ]
     summary = Summary(latents, explain_status, lines)
+    summary.cues = [(name, float(mean), int(n)) for name, mean, n in con.execute(CUES, [latents]).fetchall()]
     scores: dict[int, dict[str, float]] = {}
     intervals: dict[int, dict[str, tuple]] = {}  # (ci_low, ci_high, n) of each score
     for latent, scorer, status, value, _, low, high, n in full:
@@ -266,6 +282,25 @@ def headline(lines: list[ScorerLine]) -> list[str]:
     return out
 
 
+def cue_lines(cues: list[tuple[str, float, int]]) -> list[str]:
+    """One line on the cue probes: input-blind rules that read the label off a test set without its
+    explanation. Their mean balanced accuracy should sit near 0.5; above ``CUE_TARGET`` the test sets leak."""
+    if not cues:
+        return []
+    name, mean, n = max(cues, key=lambda c: c[1])
+    leaks = [c for c in cues if c[1] > CUE_TARGET]
+    verdict = (
+        f"none above {CUE_TARGET:.2f}"
+        if not leaks
+        else f"above {CUE_TARGET:.2f}: " + ", ".join(f"{c[0]} {c[1]:.3f}" for c in leaks)
+    )
+    return [
+        "",
+        f"Cue probes (input-blind baselines, chance 0.5): {len(cues)} probes over up to {n} latents; highest mean "
+        f"{mean:.3f} ({name}); {verdict}.",
+    ]
+
+
 def render(summary: Summary, scorers_shown: list[str]) -> str:
     """The summary as text: the scorer table, then the top latents."""
     n = len(summary.latents)
@@ -318,6 +353,7 @@ def render(summary: Summary, scorers_shown: list[str]) -> str:
         ),
     ]
     out += headline(summary.lines)
+    out += cue_lines(summary.cues)
     if summary.top:
         out += ["", f"Top latents by {summary.top_by} score:"]
         rows = [

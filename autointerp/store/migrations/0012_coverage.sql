@@ -49,7 +49,7 @@ JOIN decades d USING (decade_order)
 LEFT JOIN (SELECT DISTINCT latent FROM explanation_rows WHERE status = 'explained') e ON e.latent = p.latent
 LEFT JOIN (
     SELECT latent, list(DISTINCT scorer ORDER BY scorer) AS scorers
-    FROM score_rows WHERE status = 'scored' AND control = '' GROUP BY latent
+    FROM score_rows WHERE status = 'scored' AND control = '' AND scorer NOT LIKE 'cue:%' GROUP BY latent
 ) sc ON sc.latent = p.latent;
 
 CREATE VIEW coverage AS
