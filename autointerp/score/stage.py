@@ -22,6 +22,10 @@ from . import classifier, registry
 from .base import ScoreContext
 from .rows import score_writer
 
+#: Alternatives asked per generated token with ``--logprobs``: OpenAI's simulator reads 15, and the
+#: simulation's "0".."10" need room beside the other tokens (5 left the top values out).
+TOP_LOGPROBS = 15
+
 
 @dataclass
 class ScoreResult:
@@ -114,7 +118,7 @@ async def _run(con, config: ScoreConfig, backend: Backend, chosen, progress: boo
         max_tokens=config.max_tokens,
         temperature=config.temperature,
         logprobs=config.logprobs,
-        top_logprobs=5 if config.logprobs else 0,
+        top_logprobs=TOP_LOGPROBS if config.logprobs else 0,
         prefill=config.answer_prefill("[ANSWER]:"),
     )
     context = ScoreContext(config, con, run.llm, options, run.writer, run.run_id, chosen)
