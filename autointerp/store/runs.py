@@ -147,3 +147,13 @@ def complete_run(con: duckdb.DuckDBPyConnection, run_id: str, summary: dict) -> 
         "UPDATE runs SET status = 'complete', finished_at = now(), summary = ? WHERE run_id = ?",
         [json.dumps(summary), run_id],
     )
+
+
+def current_collect(con: duckdb.DuckDBPyConnection) -> str:
+    """The run id of the collect whose results the database holds: the latest complete one ('' when none).
+    ``collect --overwrite`` replaces it, so explanations and scores keyed on it are never taken for those
+    of the earlier collect."""
+    row = con.execute(
+        "SELECT run_id FROM runs WHERE stage = 'collect' AND status = 'complete' ORDER BY started_at DESC LIMIT 1"
+    ).fetchone()
+    return row[0] if row else ""
