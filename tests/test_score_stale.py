@@ -92,3 +92,23 @@ def test_imported_explanations_of_latents_not_ok_are_not_scored_and_are_labelled
     rows = query(db, "SELECT latent, explanation_id, detail FROM scores ORDER BY latent")
     assert [r[0] for r in rows] == ok  # not the latents without a test set
     assert all(r[1].startswith("import-") and json.loads(r[2])["imported"] is True for r in rows)
+
+
+def test_another_embedding_model_in_a_folder_of_the_same_name_is_scored_anew(collected_db, tmp_path):
+    from autointerp.score.embedding import default_model_path
+
+    db = tmp_path / "embedding.duckdb"
+    with_explanations(collected_db, db, ["names of rivers", "dates and years"])
+    folders = [tmp_path / name / "model" for name in ("a", "b")]
+    for folder in folders:
+        shutil.copytree(default_model_path(), folder)
+    weights = folders[1] / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1  # another model: one bit of one weight differs
+    weights.write_bytes(bytes(data))
+    results = [
+        asyncio.run(score(ScoreConfig(scorers="embedding", embedding_model=str(f)), db, progress=False))
+        for f in folders + folders[:1]
+    ]
+    assert [(r.scored, r.skipped_done) for r in results] == [(2, 0), (2, 0), (0, 2)]
+    assert len({r[0] for r in query(db, "SELECT config_hash FROM scores WHERE scorer = 'embedding'")}) == 2
