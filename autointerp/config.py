@@ -492,8 +492,8 @@ class ScoreConfig(LLMConfig):
     """Seed of the shuffling, batching and false marks."""
 
     simulation_contexts: int = 10
-    """Test contexts the simulation scorer predicts per latent: half activating (spread over the
-    quantiles), half non-activating, as OpenAI's 5 top + 5 random."""
+    """Test contexts the simulation scorer predicts per latent: half activating (spread evenly over the
+    quantiles, the strongest always included), half non-activating, as OpenAI's 5 top + 5 random."""
 
     simulation_batch: int = 5
     """Excerpts per simulation prompt."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
@@ -144,3 +145,27 @@ def test_importing_autointerp_does_not_load_the_embedding_stack():
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_model_digest_follows_the_files_not_the_folder_name(tmp_path):
+    from autointerp.score.embedding import default_model_path, model_digest
+
+    source = default_model_path()
+    folders = {}
+    for name in ("a", "b"):
+        folders[name] = tmp_path / name / "model"  # the same folder name, as the default's
+        shutil.copytree(source, folders[name])
+    assert model_digest(folders["a"]) == model_digest(folders["b"]) == model_digest(source)
+    (folders["b"] / "README.md").write_text("notes")  # documentation is not the model
+    assert model_digest(folders["b"]) == model_digest(folders["a"])
+    weights = folders["b"] / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1  # one bit of the last weight
+    weights.write_bytes(bytes(data))
+    assert model_digest(folders["b"]) != model_digest(folders["a"])
+    config = folders["a"] / "1_Pooling" / "config.json"
+    before = model_digest(folders["a"])
+    config.write_text(
+        config.read_text().replace('"pooling_mode_mean_tokens": true', '"pooling_mode_mean_tokens": false')
+    )
+    assert model_digest(folders["a"]) != before

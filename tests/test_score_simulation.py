@@ -78,6 +78,51 @@ def test_contexts_are_half_activating_over_quantiles_and_half_not():
     )
 
 
+def test_a_ten_split_into_two_tokens_reads_as_ten():
+    """SmolLM2 writes 10 as "1" "0": P(10) = P("1") x P("0" next); "0 10 5" must not read as [0.1, 1.4, 5]."""
+    steps = [
+        TokenLogprob("\n", 0.0),
+        TokenLogprob("1", 0.0),
+        TokenLogprob(":", 0.0),
+        TokenLogprob(" ", 0.0),
+        TokenLogprob("0", math.log(0.9), {"0": math.log(0.9), "1": math.log(0.1)}),
+        TokenLogprob(" ", 0.0),
+        TokenLogprob("1", math.log(0.9), {"1": math.log(0.9), "5": math.log(0.1)}),
+        TokenLogprob("0", math.log(0.8), {"0": math.log(0.8), " ": math.log(0.2)}),
+        TokenLogprob(" ", 0.0),
+        TokenLogprob("5", 0.0, {"5": 0.0}),
+    ]
+    text = "[ANSWER]:" + "".join(s.token for s in steps)
+    sims = simulation.parse(text, [3], steps, "[ANSWER]:")
+    # 10 with 0.9 x 0.8, 1 with 0.9 x 0.2, 5 with 0.1
+    assert sims[0].from_logprobs and sims[0].values == pytest.approx([0.1, 7.2 + 0.18 + 0.5, 5.0])
+
+
+def test_a_written_one_keeps_the_chance_that_a_zero_followed():
+    steps = [
+        TokenLogprob("\n", 0.0),
+        TokenLogprob("1", 0.0),
+        TokenLogprob(":", 0.0),
+        TokenLogprob(" ", 0.0),
+        TokenLogprob("1", math.log(0.5), {"1": math.log(0.5), "0": math.log(0.5)}),
+        TokenLogprob(" ", math.log(0.75), {" ": math.log(0.75), "0": math.log(0.25)}),
+        TokenLogprob("2", 0.0, {"2": 0.0}),
+    ]
+    text = "[ANSWER]:" + "".join(s.token for s in steps)
+    sims = simulation.parse(text, [2], steps, "[ANSWER]:")
+    assert sims[0].values == pytest.approx([0.5 * 0.75 * 1 + 0.5 * 0.25 * 10, 2.0])
+
+
+def test_the_activating_half_spreads_over_the_whole_range_top_included():
+    contexts = [Ctx(i, "quantile", i % 10, ["a"], [1.0 + i % 10]) for i in range(50)]
+    contexts += [Ctx(100 + i, "random", None, ["b"], [0.0]) for i in range(30)]
+    for seed in range(5):
+        picked = simulation.choose_contexts(contexts, 10, random.Random(seed))
+        assert sorted(c.quantile for c in picked if c.kind != "random") == [0, 2, 5, 7, 9]
+    top = simulation.choose_contexts(contexts, 2, random.Random(0))
+    assert [c.quantile for c in top if c.kind != "random"] == [9]
+
+
 def test_guided_regex_accepts_exactly_the_expected_lines():
     import regex
 
@@ -105,6 +150,8 @@ def test_simulation_through_the_stage_with_logprobs(explained_db, local_backend)
         first = asyncio.run(score(config, db, progress=False))
         again = asyncio.run(score(config, db, progress=False))
     assert first.scored + first.unscored == 2 and again.skipped_done == 2 and again.calls == 0
+    options = query(db, "SELECT DISTINCT options FROM llm_calls WHERE purpose = 'simulation'")
+    assert [json.loads(o)["top_logprobs"] for (o,) in options] == [15]  # OpenAI's count, not 5
     for latent, status, reason, r, headline, chance, detail in query(
         db, "SELECT latent, status, reason, correlation, score, chance, detail FROM scores WHERE scorer = 'simulation'"
     ):

@@ -47,10 +47,13 @@ class ExplainResult:
     completion_tokens: int
 
 
-def explainer_identity(config: ExplainConfig, model: str) -> str:
-    """Hash of everything that shapes an explanation, including the prompt files' text."""
+def explainer_identity(config: ExplainConfig, model: str, collect: str) -> str:
+    """Hash of everything that shapes an explanation, including the prompt files' text and the collect run
+    whose examples it read (``runs.current_collect``): after ``collect --overwrite`` every latent is
+    explained again, even with the same collect settings, as the examples may differ (issue 15 item 3)."""
     shaping = {k: getattr(config, k) for k in ExplainConfig.SHAPING}
     shaping["model"] = model
+    shaping["collect"] = collect
     shaping["prompts"] = {name: prompt_text(name) for name in EXPLAINERS[config.explainer].prompt_files()}
     return config_hash(shaping)
 
@@ -108,7 +111,8 @@ async def explain(config: ExplainConfig, db, progress: bool = True, executor: Ex
 
 
 async def _run(con, config, backend, latents, not_explainable, progress) -> ExplainResult:
-    identity = explainer_identity(config, backend.model)
+    collect = runs.current_collect(con)
+    identity = explainer_identity(config, backend.model, collect)
     done = {
         r[0]
         for r in con.execute(
@@ -120,7 +124,12 @@ async def _run(con, config, backend, latents, not_explainable, progress) -> Expl
     run = StageRun(con, "explain", backend, config)
     stored = {
         **config.to_dict(),
-        "resolved": {"model": backend.model, "backend": backend.kind, **backend.executor_info},
+        "resolved": {
+            "model": backend.model,
+            "backend": backend.kind,
+            "collect_run": collect,  # the score stage scores only explanations of the current collect
+            **backend.executor_info,
+        },
     }
     run.start(stored, identity)
     prefill = config.answer_prefill("[EXPLANATION]:")

@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     if r.not_ok:
         print(
             f"Note: {r.not_ok:,} of these latents have no full test set (latents.status is not 'ok'); "
-            "they will be unscored."
+            "scoring skips them."
         )
     print(f"config_hash: {r.config_hash}")
     print(f"Score them: autointerp score --db {args.db} --explanations {r.config_hash}")

@@ -27,6 +27,7 @@ stays light.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 from collections import OrderedDict
@@ -65,6 +66,33 @@ def _resolve(model: str | Path | None) -> Path:
             f"check the path, or leave the model out to use {DEFAULT_MODEL} ({INSTALL_HINT}).",
         )
     return path
+
+
+_FILE_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def model_digest(path: Path) -> str:
+    """sha256 of a model folder's files, by relative name and content: the configuration, tokenizer,
+    pooling and weights, so that two models in folders of the same name (the default's is ``model``)
+    never share a score identity. Documentation (README, dotfiles) is left out. Each file's hash is
+    cached by (path, size, mtime), so a run pays for reading the weights once per process."""
+    whole = hashlib.sha256()
+    files = sorted(f for f in path.rglob("*") if f.is_file() and not _is_documentation(f.relative_to(path)))
+    for file in files:
+        stat = file.stat()
+        key = (str(file.resolve()), stat.st_size, stat.st_mtime_ns)
+        if key not in _FILE_DIGESTS:
+            one = hashlib.sha256()
+            with open(file, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    one.update(block)
+            _FILE_DIGESTS[key] = one.hexdigest()
+        whole.update(f"{file.relative_to(path).as_posix()}\0{_FILE_DIGESTS[key]}\n".encode())
+    return whole.hexdigest()
+
+
+def _is_documentation(relative: Path) -> bool:
+    return any(part.startswith(".") for part in relative.parts) or relative.suffix.lower() == ".md"
 
 
 def _pooling_mode(path: Path) -> str:

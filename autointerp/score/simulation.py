@@ -11,16 +11,18 @@ only, never of the prompt:
 - the model writes the values ("[ANSWER]:" then "k: v v v" per excerpt, guided by a regex where the
   backend allows) instead of us reading prompt logprobs at "unknown" slots; several excerpts share a
   prompt (``simulation_batch``) so the fixed instructions are paid once per batch, not per excerpt;
-- with logprobs, each value is the expected value over the candidates "0".."10" among the top
-  alternatives of the token that starts it (spec §2.4 step 3); tokenizers that split "10" into "1" "0"
-  (SmolLM2's) never offer 10 as a candidate, which compresses the top of the scale (pitfall §2.9) but
-  not the correlation's sign; without logprobs, the written integers are the prediction;
+- with logprobs, each value is the expected value over the candidates 0..10 among the top
+  alternatives of the token that starts it (spec §2.4 step 3; ``top_logprobs`` 15, OpenAI's count);
+  where the tokenizer splits "10" into "1" "0" (SmolLM2's), P(10) is P("1") times P("0") at the next
+  token (``value_weights``), so a written 10 reads as about 10, not 1; without logprobs, the written
+  integers are the prediction;
 - an excerpt whose line is missing or has the wrong number of values is unscored with its reason,
   never read as zeros (OpenAI's and delphi's logprob-free parsers return all zeros);
 - true values are |activation| (signed latents are shown by magnitude, as everywhere else), raw, not
   normalised: correlation does not depend on scale; non-activating contexts are all zeros;
-- the excerpts are ``simulation_contexts`` test contexts, half activating (round robin over the
-  quantiles, weakest first) and half non-activating, as OpenAI's 5 top + 5 random but from our test set.
+- the excerpts are ``simulation_contexts`` test contexts, half activating (spread evenly over the
+  quantiles, the strongest always included: ``choose_contexts``) and half non-activating, as OpenAI's
+  5 top + 5 random but from our test set.
 """
 
 from __future__ import annotations
@@ -52,7 +54,14 @@ class Simulated:
 
 
 def choose_contexts(contexts: list[TestContext], n: int, rng: random.Random) -> list[TestContext]:
-    """n test contexts: half activating, round robin over the quantiles (weakest first), half not."""
+    """n test contexts: half activating, spread over the whole activation range, half not.
+
+    The rule: the activating contexts are grouped by quantile, strongest first. Each round takes one
+    context from each of r groups, r = min(still wanted, non-empty groups), the r groups evenly spaced
+    over the non-empty ones with the strongest and the weakest always among them; so 5 picks from 10
+    quantiles take quantiles 9, 7, 5, 2, 0, and the top is always scored, as in OpenAI's top-and-random
+    scoring (spec §2.5; there the activating half is the top 5 only: we keep the weaker quantiles too,
+    so the score rewards explaining the whole range). Within a group the choice is random (``rng``)."""
     active = [c for c in contexts if c.kind not in NEGATIVE_KINDS]
     quiet = [c for c in contexts if c.kind in NEGATIVE_KINDS]
     by_quantile: dict[int, list[TestContext]] = {}
@@ -63,13 +72,21 @@ def choose_contexts(contexts: list[TestContext], n: int, rng: random.Random) -> 
     want_active = min(len(active), (n + 1) // 2)
     picked: list[TestContext] = []
     while len(picked) < want_active:
-        for q in sorted(by_quantile):
-            if by_quantile[q] and len(picked) < want_active:
-                picked.append(by_quantile[q].pop())
+        groups = [by_quantile[q] for q in sorted(by_quantile, reverse=True) if by_quantile[q]]
+        for i in spread(len(groups), want_active - len(picked)):
+            picked.append(groups[i].pop())
     rng.shuffle(quiet)
     picked += quiet[: max(0, n - len(picked))]
     rng.shuffle(picked)
     return picked
+
+
+def spread(n: int, k: int) -> list[int]:
+    """min(n, k) distinct indices of range(n), evenly spaced, 0 and n - 1 included when k > 1."""
+    k = min(n, k)
+    if k <= 1:
+        return list(range(k))
+    return sorted({round(i * (n - 1) / (k - 1)) for i in range(k)})
 
 
 def excerpt_tokens(tokens: list[str]) -> str:
@@ -130,20 +147,44 @@ def parse(
 
 
 def _expected_values(text: str, logprobs: list[TokenLogprob], start: int) -> dict[int, float]:
-    """Text offset where a generated token's digits begin -> the expected value over "0".."10" of its
-    top alternatives (normalised over those candidates; tokens with none are left out)."""
+    """Text offset where a value's first token begins -> the expected value over 0..10 of that token's
+    top alternatives (``value_weights``; normalised over the candidates; values with none are left out).
+    The "0" that continues a "1" into "10" is not the start of a value."""
     out, offset = {}, start
-    for step in logprobs:
+    for i, step in enumerate(logprobs):
         piece = step.token
         stripped = piece.lstrip()
-        if stripped and stripped[0].isdigit():
-            weights = {CANDIDATES[t.strip()]: math.exp(lp) for t, lp in step.top.items() if t.strip() in CANDIDATES}
-            if weights and sum(weights.values()) > 0:
-                out[offset + len(piece) - len(stripped)] = sum(v * w for v, w in weights.items()) / sum(
-                    weights.values()
-                )
+        begin = offset + len(piece) - len(stripped)
         offset += len(piece)
+        if not stripped or not stripped[0].isdigit() or (begin > 0 and text[begin - 1].isdigit()):
+            continue
+        weights = value_weights(step, logprobs[i + 1] if i + 1 < len(logprobs) else None)
+        total = sum(weights.values())
+        if total > 0:
+            out[begin] = sum(v * w for v, w in weights.items()) / total
     return out
+
+
+def value_weights(step: TokenLogprob, following: TokenLogprob | None) -> dict[int, float]:
+    """Probability of each value 0..10 at a value's first token, from its top alternatives.
+
+    A tokenizer that splits "10" into "1" "0" offers no "10" alternative: there P(10) is read from both
+    tokens, P("1") here times P("0") at the next position, and P(1) is P("1") times the rest. The next
+    position's alternatives are known only when the model wrote "1" here (they are conditioned on it);
+    where it wrote another digit, the "1" alternative is counted as 1 (whether a "0" would have followed
+    is not in the answer), which can only pull a value towards 1, never read a written 10 as 1.
+    """
+    weights: dict[int, float] = {}
+    for token, lp in step.top.items():
+        if token.strip() in CANDIDATES:
+            value = CANDIDATES[token.strip()]
+            weights[value] = weights.get(value, 0.0) + math.exp(lp)
+    if step.token.strip() == "1" and following is not None and 1 in weights:
+        zero = following.top.get("0", following.logprob if following.token == "0" else -math.inf)
+        p_zero = math.exp(zero)
+        weights[10] = weights.get(10, 0.0) + weights[1] * p_zero
+        weights[1] *= 1 - p_zero
+    return weights
 
 
 def true_values(context: TestContext) -> list[float]:

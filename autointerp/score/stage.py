@@ -22,11 +22,18 @@ from ..models.special import collect_special_ids
 from ..runner import StageRun, stage_backend, stage_connection
 from ..store.runs import latest_collect_config
 from ..text import hide_special
+from ..store import runs
 from . import classifier, registry
 from .base import ScoreContext
 from .controls import apply_control
 from .explainer_choice import require_one_explainer
 from .rows import score_writer
+
+#: Alternatives asked per generated token with ``--logprobs``: OpenAI's simulator reads 15, and the
+#: simulation's "0".."10" need room beside the other tokens (5 left the top values out).
+TOP_LOGPROBS = 15
+#: How an imported explanation's id begins (``interop.importer.import_hash``).
+IMPORTED = "import-"
 
 
 @dataclass
@@ -45,13 +52,20 @@ class ScoreResult:
 
 
 def select_explanations(con, config: ScoreConfig) -> dict[int, tuple[str, str]]:
-    """latent -> (explanation_id, explanation) for the latents to score (before any shuffling)."""
+    """latent -> (explanation_id, explanation) for the latents to score (before any shuffling).
+
+    Only latents whose status is 'ok' (a full test set), imported explanations included; and no
+    explanation that an explain run wrote for an earlier collect (before ``collect --overwrite``): its
+    examples are not those of the current test sets (issue 15 items 3 and 4)."""
     sql = (
-        "SELECT latent, config_hash, explanation FROM explanation_rows WHERE status = 'explained'"
-        + (" AND config_hash = ?" if config.explanations else "")
-        + " ORDER BY latent, created_at"
+        "SELECT e.latent, e.config_hash, e.explanation FROM explanation_rows e LEFT JOIN runs r USING (run_id) "
+        "WHERE e.status = 'explained' AND e.latent IN (SELECT latent FROM latents WHERE status = 'ok') "
+        "AND (coalesce(r.stage, '') <> 'explain' OR json_extract_string(r.config, '$.resolved.collect_run') = ?)"
+        + (" AND e.config_hash = ?" if config.explanations else "")
+        + " ORDER BY e.latent, e.created_at"
     )
-    rows = con.execute(sql, [config.explanations] if config.explanations else []).fetchall()
+    params = [runs.current_collect(con)] + ([config.explanations] if config.explanations else [])
+    rows = con.execute(sql, params).fetchall()
     ranges = parse_latent_ranges(config.latents)
     chosen = {}
     for latent, chash, text in rows:  # the latest explanation per latent wins
@@ -62,9 +76,10 @@ def select_explanations(con, config: ScoreConfig) -> dict[int, tuple[str, str]]:
             "No explained latent to score"
             + (f" with explanations {config.explanations}" if config.explanations else "")
             + (f" in --latents {config.latents}" if config.latents else "")
-            + ".",
-            "a database where `autointerp explain` produced explanations.",
-            "run `autointerp explain` first, or check --latents / --explanations.",
+            + " (only latents with status 'ok' are scored, and only explanations written for the current "
+            "collect).",
+            "a database where `autointerp explain` produced explanations after the latest `autointerp collect`.",
+            "run `autointerp explain` first (again after `collect --overwrite`), or check --latents / --explanations.",
         )
     return chosen
 
@@ -113,13 +128,15 @@ async def _run(con, config: ScoreConfig, backend: Backend, chosen, progress: boo
         max_tokens=config.max_tokens,
         temperature=config.temperature,
         logprobs=config.logprobs,
-        top_logprobs=5 if config.logprobs else 0,
+        top_logprobs=TOP_LOGPROBS if config.logprobs else 0,
         prefill=config.answer_prefill("[ANSWER]:"),
     )
     context = ScoreContext(config, con, run.llm, options, run.writer, run.run_id, chosen)
     names = registry.scorer_names(config.scorer_list())
     scorers = {name: registry.make_scorer(name, context) for name in names}
-    identities = {name: config_hash(s.identity()) for name, s in scorers.items()}
+    # the collect run is part of every identity: scores of an earlier collect's test sets are never done
+    collect = runs.current_collect(con)
+    identities = {name: config_hash({**s.identity(), "collect": collect}) for name, s in scorers.items()}
     done = set(
         con.execute(
             "SELECT latent, explanation_id, scorer, config_hash FROM score_rows WHERE control = ?", [config.control]
@@ -135,6 +152,8 @@ async def _run(con, config: ScoreConfig, backend: Backend, chosen, progress: boo
         explanation_id, explanation = chosen[latent]
         scorer = scorers[name]
         outcome = await scorer.score(latent, explanation, contexts)
+        if explanation_id.startswith(IMPORTED):  # its examples may overlap our test sets: say so
+            outcome.detail = {**(outcome.detail or {}), "imported": True}
         key = dict(
             latent=latent,
             explanation_id=explanation_id,

@@ -156,3 +156,13 @@ def latest_collect_config(con: duckdb.DuckDBPyConnection) -> dict | None:
         "SELECT config FROM runs WHERE stage = 'collect' AND status = 'complete' ORDER BY started_at DESC LIMIT 1"
     ).fetchone()
     return json.loads(row[0]) if row else None
+
+
+def current_collect(con: duckdb.DuckDBPyConnection) -> str:
+    """The run id of the collect whose results the database holds: the latest complete one ('' when none).
+    ``collect --overwrite`` replaces it, so explanations and scores keyed on it are never taken for those
+    of the earlier collect."""
+    row = con.execute(
+        "SELECT run_id FROM runs WHERE stage = 'collect' AND status = 'complete' ORDER BY started_at DESC LIMIT 1"
+    ).fetchone()
+    return row[0] if row else ""

@@ -21,7 +21,10 @@ class EmbeddingScorer:
         self.model = self.embedder.path.name
 
     def identity(self) -> dict:
-        return {"scorer": self.name, "model": self.model, "threshold": "median"}
+        from ..embedding import model_digest
+
+        # the folder's name is not the model (the default's folder is called "model"): hash its files
+        return {"scorer": self.name, "model": model_digest(self.embedder.path), "threshold": "median"}
 
     def chance(self) -> dict:
         return {"score": 0.5, "auroc": 0.5}
