@@ -20,9 +20,9 @@ from ..llm.base import Backend, GenerateOptions
 from ..llm.routing import current_latent
 from ..models.special import collect_special_ids
 from ..runner import StageRun, stage_backend, stage_connection
+from ..store import runs
 from ..store.runs import latest_collect_config
 from ..text import hide_special
-from ..store import runs
 from . import classifier, registry
 from .base import ScoreContext
 from .controls import apply_control
