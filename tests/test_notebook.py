@@ -71,13 +71,14 @@ def digest(path: Path) -> str:
 
 
 def expected_summary(db: Path) -> pd.DataFrame:
-    """The summary table computed straight from the base table, the latest row per (latent, scorer, control)."""
+    """The summary table computed straight from the base table, the latest row per (latent, scorer, control);
+    the cue probes (``cue:*``) have their own table."""
     rows = query(
         db,
         """
         SELECT latent, scorer, control, arg_max_null(score, created_at) AS score,
                arg_max_null(CAST(chance->>'score' AS DOUBLE), created_at) AS chance
-        FROM score_rows GROUP BY latent, scorer, control""",
+        FROM score_rows WHERE scorer NOT LIKE 'cue:%' GROUP BY latent, scorer, control""",
     )
     df = pd.DataFrame(rows, columns=["latent", "scorer", "control", "score", "chance"])
     out = {}
