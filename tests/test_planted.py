@@ -246,15 +246,22 @@ def test_planted_latents_fire_at_their_target_density_in_a_real_collect(tmp_path
     assert main(small_args(db, "--sae", f"planted:{file}", "--tokens", "40960")) == 0
     got = rows(
         db,
-        "SELECT p.latent, p.family, p.target_density, p.expected_density, p.density_reached, p.achieved_density, "
-        "s.n_firing, s.n_tokens FROM planted_latents p JOIN latent_stats s USING (run_id, latent) ORDER BY latent",
+        "SELECT p.latent, p.rule_density, p.target_density, p.expected_density, p.density_reached, "
+        "p.achieved_density, s.n_firing, s.n_tokens, p.fidelity FROM planted_latents p "
+        "JOIN latent_stats s USING (run_id, latent) ORDER BY latent",
     )
     assert [r[0] for r in got] == list(range(len(PLANTED)))
-    for _, _, target, expected, reached, achieved, n_firing, n_tokens in got:
+    for _, _, target, expected, reached, achieved, n_firing, n_tokens, _ in got:
         assert achieved == n_firing / n_tokens
         if reached:
             assert expected == pytest.approx(target) and binomial_ok(n_firing, n_tokens, target)
-    assert [r[4] for r in got] == [True, True, True, True, False]
+        else:  # fires on every match (and its noise share): the expected density, within sampling error
+            assert expected < target and binomial_ok(n_firing, n_tokens, expected)
+    rule_density = {
+        r[0]: rows(db, f"SELECT rule_density FROM planted_latents WHERE latent = {r[0]}")[0][0] for r in got
+    }
+    assert [r[4] for r in got] == [rule_density[r[0]] >= r[2] * r[8] for r in got]
+    assert got[0][4] and got[1][4] and not got[4][4]  # "the"/"of" and digits are common; "zygote" is not
 
 
 @pytest.mark.slow
