@@ -320,3 +320,28 @@ def test_bad_planted_file_exits_2_and_keeps_the_database(tmp_path, capsys, conte
     assert rows(db, "SELECT count(*), sum(hash(latent, rule, achieved_density)) FROM planted_latents") == before
     assert rows(db, "SELECT sum(hash(latent, n_firing)) FROM latent_stats") == stats
     assert rows(db, "SELECT count(*) FROM runs WHERE status != 'complete'") == [(0,)]
+
+
+def test_one_planted_file_at_a_time():
+    from autointerp.collect.dictionary import request
+    from autointerp.config import CollectConfig
+
+    config = CollectConfig(sae="planted:data/planted_example.json", planted="data/planted_example.json")
+    with pytest.raises(AutointerpError, match="one planted file"):
+        request(config)
+
+
+@pytest.mark.slow
+def test_semantic_class_of_the_real_vocabulary():
+    """The first call embeds the vocabulary (minutes on a CPU, then cached in $AUTOINTERP_CACHE)."""
+    from autointerp.models.dictionaries.planted_semantic import SemanticClasses
+    from autointerp.models.subject import load_subject_model
+
+    tokenizer = load_subject_model("embedded", "", "cpu", "float32").tokenizer
+    vocab = Vocabulary.of(tokenizer)
+    animals = SemanticClasses(vocab)("animals", 0.5)
+    ids = {s: tokenizer(s, add_special_tokens=False)["input_ids"] for s in (" dog", " horses", " the", " table")}
+    assert all(len(v) == 1 for v in ids.values())
+    assert animals[ids[" dog"][0]] and animals[ids[" horses"][0]]
+    assert not animals[ids[" the"][0]] and not animals[ids[" table"][0]]
+    assert 20 < int(animals.sum()) < 2000

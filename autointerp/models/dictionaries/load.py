@@ -102,6 +102,7 @@ def _load_file(path: Path) -> Dictionary:
     raise AutointerpError(
         f"{path} is a file that holds no dictionary autointerp recognises.",
         f"a Gemma Scope weights file (W_enc, W_dec, b_enc, b_dec, threshold), or a folder with one of: {LOOKED_FOR}.",
+        f"for a planted file (docs/planted.md) write planted:{path}." if path.suffix in (".json", ".toml") else None,
     )
 
 
