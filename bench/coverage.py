@@ -6,7 +6,7 @@ Measured on the embedded model and corpus:
       costs tokenizing and sampling only). Reported per bin of activating contexts: the share of
       latents that are ``ok``, and how many delphi's rule (at least 200 examples) would keep; and the
       latents at or above the minimum that are not ``ok`` (the acceptance: none).
-  (b) the embedded SAE at the demo's 200k tokens: live latents with at least the minimum of activating
+  (b) the embedded SAE at the demo's 200k tokens and collect settings: live latents with at least the minimum of activating
       contexts that are not ``ok`` (pass --sae-db to read an existing collect of it instead).
 
 The minimum is the collect configuration's ``min_activating`` when it has one (issue 14 item 2), else
@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from autointerp.collect.stage import collect  # noqa: E402
 from autointerp.config import CollectConfig  # noqa: E402
+from autointerp.demo.settings import COLLECT as DEMO_COLLECT  # noqa: E402
 
 DELPHI_MIN_EXAMPLES = 200  # delphi skips latents with fewer activating examples
 CONTEXT_BINS = [0, 1, 10, 20, 50, 100, 200, 500, 1000, 10**12]
@@ -138,7 +139,7 @@ def planted_run(tokens: int, file: Path, folder: Path) -> tuple[dict, list[dict]
 
 
 def sae_run(args, folder: Path) -> dict:
-    config = CollectConfig(tokens=args.sae_tokens)
+    config = CollectConfig(**{**DEMO_COLLECT, "tokens": args.sae_tokens})  # the demo's collect settings
     db = Path(args.sae_db) if args.sae_db else folder / "sae.duckdb"
     seconds = None
     if not args.sae_db:
