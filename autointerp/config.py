@@ -46,11 +46,18 @@ class CollectConfig:
     repository trained on the embedded model (data/sae-smollm2-layer14); or the subject model's MLP
     neurons as a baseline: neurons:MODULE (every neuron) or neurons:MODULE:topk=K (the K of largest
     magnitude per token), MODULE being a down projection, an MLP or a decoder layer, e.g.
-    neurons:model.layers.14.mlp:topk=32. Neurons and AbsTopK latents are signed (docs/schema.md)."""
+    neurons:model.layers.14.mlp:topk=32. Neurons and AbsTopK latents are signed (docs/schema.md). Or
+    planted:FILE: planted latents alone, rules over token ids with known descriptions and densities
+    (docs/planted.md)."""
 
     sae_hookpoint: str = ""
     """Which dictionary of a release folder (one sub-folder per hookpoint, as sparsify saves them) to
     load, by sub-folder name, e.g. layers.14. Empty when --sae names one dictionary."""
+
+    planted: str = ""
+    """A planted file (JSON or TOML, docs/planted.md) whose latents, rules over token ids with known
+    descriptions and densities, are appended after the --sae dictionary's latents; their ground truth is
+    stored in planted_latents. Empty: none. To collect planted latents alone, pass --sae planted:FILE."""
 
     dataset: str = EMBEDDED
     """Corpus: a hub dataset name, a local file or folder (txt, jsonl, json, parquet, csv), or "embedded"
@@ -186,6 +193,8 @@ class CollectConfig:
     def result_hash(self) -> str:
         """Identity of the result: every field except those that only change speed."""
         shaping = {k: v for k, v in self.to_dict().items() if k not in ("batch_size", "device")}
+        if not shaping["planted"]:
+            del shaping["planted"]  # the identity of collects without planted latents is unchanged
         return config_hash(shaping)
 
 

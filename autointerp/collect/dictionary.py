@@ -6,7 +6,10 @@
 - a folder, file or hub id that ``load_dictionary`` reads (SAELens, sparsify, Gemma Scope, Llama Scope,
   dictionary_learning), with ``--sae-hookpoint`` naming one dictionary of a release folder;
 - ``neurons:MODULE`` or ``neurons:MODULE:topk=K``: the subject model's MLP neurons at MODULE (a down
-  projection, an MLP or a decoder layer), every neuron or the K of largest magnitude per token.
+  projection, an MLP or a decoder layer), every neuron or the K of largest magnitude per token;
+- ``planted:FILE``: planted latents alone (rules over token ids, docs/planted.md).
+
+``--planted FILE`` appends planted latents to any of these, their indices after the dictionary's own.
 
 The work is split around loading the model. What identifies the result (the spec, the requested
 hookpoint, a hash of the dictionary's files) is known before it, so that a finished collect is skipped
@@ -24,6 +27,8 @@ from ..config import EMBEDDED, CollectConfig
 from ..errors import AutointerpError
 from ..models import embedded
 from ..models.dictionaries import Dictionary, check_input_size, load_dictionary, mlp_neurons, resolve_module_names
+from ..models.dictionaries.planted import SCHEME as PLANTED_SCHEME
+from ..models.dictionaries.planted import PlantedAppended, PlantedDictionary, load_planted
 from ..models.subject import SubjectModel, find_module
 
 NEURONS_PREFIX = "neurons:"
@@ -74,6 +79,7 @@ class Request:
     dictionary: Dictionary | None  # None for neurons: they are made from the loaded model
     sha256: str | None  # of the dictionary's files; None for neurons (the model's own weights)
     hookpoint: str  # --hookpoint, else the dictionary's own name (maybe relative), else ''
+    planted: PlantedDictionary | None = None  # --planted: appended when attached
 
     def identity(self) -> dict:
         """The parts of the result's identity that the configuration alone does not give."""
@@ -83,6 +89,7 @@ class Request:
 def request(config: CollectConfig) -> Request:
     """Parse ``--sae`` and load a dictionary from files (neurons wait for the model)."""
     neurons = parse_neurons(config.sae)
+    planted = _appended_planted(config)
     if neurons is not None:
         for option in ("hookpoint", "sae_hookpoint"):
             if getattr(config, option):
@@ -91,10 +98,25 @@ def request(config: CollectConfig) -> Request:
                     "the module named once, in --sae neurons:MODULE.",
                     f"leave --{option.replace('_', '-')} out.",
                 )
-        return Request(neurons, None, None, neurons.module)
+        sha = files_sha256(planted.files) if planted else None
+        return Request(neurons, None, sha, neurons.module, planted)
     path = embedded.DEFAULT_SAE_DIR if config.sae == EMBEDDED else config.sae
     dictionary = load_dictionary(path, hookpoint=config.sae_hookpoint or None)
-    return Request(None, dictionary, files_sha256(dictionary.files), config.hookpoint or dictionary.hookpoint)
+    files = tuple(dictionary.files) + (tuple(planted.files) if planted else ())
+    return Request(None, dictionary, files_sha256(files), config.hookpoint or dictionary.hookpoint, planted)
+
+
+def _appended_planted(config: CollectConfig) -> PlantedDictionary | None:
+    """The --planted file's dictionary (read and checked now, before anything is stored), or None."""
+    if not config.planted:
+        return None
+    if config.sae.startswith(PLANTED_SCHEME):
+        raise AutointerpError(
+            f"--planted {config.planted} was given with --sae {config.sae}.",
+            "one planted file: --sae planted:FILE alone, or --planted FILE after another dictionary.",
+            "put every planted latent in one file.",
+        )
+    return load_planted(config.planted)
 
 
 def attach(req: Request, config: CollectConfig, subject: SubjectModel) -> tuple[Dictionary, str]:
@@ -107,7 +129,11 @@ def attach(req: Request, config: CollectConfig, subject: SubjectModel) -> tuple[
     else:
         dictionary = req.dictionary
         hookpoint = resolve_hookpoint(config, dictionary, subject)
+    if req.planted is not None:
+        dictionary = PlantedAppended(dictionary, req.planted)
     subject.attach(hookpoint, dictionary.reads)
+    if isinstance(dictionary, PlantedDictionary):
+        dictionary.d_in = subject.read_width()  # it reads token ids, whatever the hookpoint's width
     check_input_size(dictionary, subject.read_width(), hookpoint, subject.name)
     return dictionary, hookpoint
 
@@ -139,7 +165,13 @@ def resolve_hookpoint(config: CollectConfig, dictionary: Dictionary, subject: Su
 def describe(req: Request, dictionary: Dictionary, config: CollectConfig) -> dict:
     """The resolved facts about the dictionary, stored with the run's configuration."""
     source = config.sae if req.neurons is not None else str(Path(dictionary.source).resolve())
+    planted = {}
+    if isinstance(dictionary, PlantedAppended):  # the SAE's own files, as the intervention scorers reload them
+        base = dictionary.base
+        own_sha = files_sha256(base.files) if base.files and req.neurons is None else None
+        planted = {"planted_path": str(Path(dictionary.planted.source).resolve()), "sae_own_sha256": own_sha}
     return {
+        **planted,
         "sae_path": source,
         "sae_sha256": req.sha256,
         "sae_files": [Path(f).name for f in dictionary.files],

@@ -69,8 +69,10 @@ def select_and_write(
     earlier: list[str],
     seconds: float,
     extra_summary: dict | None = None,
+    planted: list[dict] | None = None,
 ) -> CollectResult:
-    """Select the explain and test sets from a finished (or merged) sampler and write the run."""
+    """Select the explain and test sets from a finished (or merged) sampler and write the run, with the
+    ground truth of any planted latents (``planted``: ``PlantedDictionary.rows``)."""
     done = sampler.n_sequences
     selection = select_examples(
         sampler,
@@ -104,7 +106,9 @@ def select_and_write(
         "latents": status_counts,
         **(extra_summary or {}),
     }
-    write_collection(con, run_id, earlier, collection, selection, stats, token_strings, summary)
+    if planted:
+        summary["planted"] = planted_summary(planted, stats)
+    write_collection(con, run_id, earlier, collection, selection, stats, token_strings, summary, planted)
     return CollectResult(
         run_id=run_id,
         skipped=False,
@@ -162,6 +166,16 @@ def latent_reasons(selection, n_active: np.ndarray, config: CollectConfig) -> di
                 "(kind 'weak', --weak-negatives)"
             )
     return reasons
+
+
+def planted_summary(planted: list[dict], stats: dict[str, np.ndarray]) -> dict:
+    """How many planted latents there are, and how many could not reach their target density."""
+    short = [row["latent"] for row in planted if not row["density_reached"]]
+    return {
+        "latents": len(planted),
+        "below_target_density": short,
+        "ok": int(sum(stats["status"][r["latent"]] == "ok" for r in planted)),
+    }
 
 
 def latent_statistics(sampler: StreamingSampler, selection, config: CollectConfig) -> dict[str, np.ndarray]:

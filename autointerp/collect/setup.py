@@ -6,10 +6,17 @@ worker (``CollectStep.setup``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from functools import partial
 
-from ..config import CollectConfig
-from ..corpus import open_corpus
+import numpy as np
+import torch
+
+from ..config import ALL_TOKENS, CollectConfig
+from ..corpus import SequencePacker, open_corpus, texts_of
+from ..models.dictionaries.planted import planted_part
+from ..models.dictionaries.planted_rules import Vocabulary
 from ..models.subject import SubjectModel, load_subject_model
 from . import dictionary as dictionaries
 
@@ -46,4 +53,28 @@ def setup(config: CollectConfig, req: dictionaries.Request | None = None) -> Loa
         "dtype": str(subject.dtype),
         "special_token_ids": subject.special_token_ids(),  # hidden from every excerpt shown
     }
-    return Loaded(config, subject, dictionary, corpus, hookpoint, resolved)
+    loaded = Loaded(config, subject, dictionary, corpus, hookpoint, resolved)
+    planted = planted_part(dictionary)
+    if planted is not None:
+        special = subject.special_token_ids()
+        sequences = partial(calibration_sequences, loaded)  # read at first use: --tokens all is resolved by then
+        planted[1].bind(Vocabulary.of(subject.tokenizer), special, config.exclude_first_position, sequences)
+    return loaded
+
+
+def calibration_sequences(loaded: Loaded, batch: int = 256):
+    """The collect's own sequences, [batch, seq_len] token ids at a time, for the planted latents'
+    calibration (``models.dictionaries.planted``): as many as the collect reads (all with --tokens all)."""
+    config = loaded.config
+    wanted = None if config.tokens == ALL_TOKENS else math.ceil(config.tokens / config.seq_len)
+    packer = SequencePacker(loaded.subject.tokenizer, config.seq_len)
+    rows = []
+    for i, seq in enumerate(packer.sequences(texts_of(loaded.corpus, config.text_column))):
+        if wanted is not None and i >= wanted:
+            break
+        rows.append(seq)
+        if len(rows) == batch:
+            yield torch.from_numpy(np.stack(rows))
+            rows = []
+    if rows:
+        yield torch.from_numpy(np.stack(rows))

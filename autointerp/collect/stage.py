@@ -29,6 +29,7 @@ from ..config import ALL_TOKENS, CollectConfig, config_hash
 from ..corpus import no_sequence_error
 from ..errors import AutointerpError
 from ..executor import Call, Executor, LocalExecutor, Shard, or_local
+from ..models.dictionaries.planted import planted_part
 from ..store import runs
 from ..store.db import connect
 from . import dictionary as dictionaries
@@ -132,11 +133,13 @@ def check_earlier(con, identity: str, overwrite: bool) -> tuple[list, runs.RunRo
 
 def describe(loaded: Loaded) -> dict:
     """What the driver needs to know of a job's loaded model and dictionary (called where it is set up)."""
+    planted = planted_part(loaded.dictionary)
     return {
         "hookpoint": loaded.hookpoint,
         "n_latents": int(loaded.dictionary.d_sae),
         "signed": bool(loaded.dictionary.signed),
         "resolved": loaded.resolved,
+        "planted": planted[1].rows(planted[0]) if planted else [],  # calibrates the planted latents
     }
 
 
@@ -235,7 +238,16 @@ class CollectJob:
 
         extra = {**summary, "merge_seconds": round(merge_seconds, 2)} if summary else None
         self.result = select_and_write(
-            self.con, self.run_id, self.config, sampler, collection, token_strings, self.earlier, seconds, extra
+            self.con,
+            self.run_id,
+            self.config,
+            sampler,
+            collection,
+            token_strings,
+            self.earlier,
+            seconds,
+            extra,
+            planted=meta.get("planted") or [],
         )
         shutil.rmtree(self.parts, ignore_errors=True)  # merged and committed: the parts are no longer needed
         if self.parts.parent.is_dir() and not any(self.parts.parent.iterdir()):

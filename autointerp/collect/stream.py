@@ -147,7 +147,12 @@ def stream(
         with torch.inference_mode():
             for ids in batches:
                 ids = ids.to(device)
-                acts = dictionary.encode(subject.read(ids))
+                vectors = (
+                    subject.read(ids)
+                    if dictionary.reads_vectors
+                    else ids.new_zeros((*ids.shape, 0), dtype=torch.float32)
+                )
+                acts = dictionary.encode_tokens(vectors, ids)
                 counted = ~torch.isin(ids, special)
                 if config.exclude_first_position:
                     counted[:, 0] = False

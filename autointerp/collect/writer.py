@@ -22,12 +22,26 @@ def _list_column(matrix: np.ndarray) -> pa.ListArray:
     return pa.ListArray.from_arrays(offsets, values)
 
 
+def planted_table(run_id: str, planted: list[dict], stats: dict[str, np.ndarray]) -> pa.Table:
+    """The ``planted_latents`` rows: the ground truth, the calibration, and the density measured."""
+    latents = np.array([row["latent"] for row in planted], dtype=np.int64)
+    columns = {key: [row[key] for row in planted] for key in planted[0]}
+    return pa.table(
+        {
+            "run_id": pa.array([run_id] * len(planted)),
+            **columns,
+            "latent": latents.astype(np.int32),
+            "achieved_density": stats["frequency"][latents].astype(np.float64),
+        }
+    )
+
+
 def collect_run_ids(con: duckdb.DuckDBPyConnection) -> list[str]:
     return [r[0] for r in con.execute("SELECT run_id FROM runs WHERE stage = 'collect'").fetchall()]
 
 
 def delete_collect_results(con: duckdb.DuckDBPyConnection, run_ids: list[str]) -> None:
-    for table in ("latent_examples", "latent_stats", "contexts", "collections", "runs"):
+    for table in ("planted_latents", "latent_examples", "latent_stats", "contexts", "collections", "runs"):
         con.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT unnest(?))", [run_ids])
 
 
@@ -40,6 +54,7 @@ def write_collection(
     stats: dict[str, np.ndarray],
     token_strings,
     summary: dict,
+    planted: list[dict] | None = None,
 ) -> None:
     """Replace the results of the runs in ``replaces`` by this run's, atomically.
 
@@ -119,6 +134,9 @@ def write_collection(
         con.execute("INSERT INTO latent_examples SELECT * FROM _examples")
         con.register("_stats", latent_stats)
         con.execute("INSERT INTO latent_stats SELECT * FROM _stats")
+        if planted:
+            con.register("_planted", planted_table(run_id, planted, stats))
+            con.execute("INSERT INTO planted_latents BY NAME SELECT * FROM _planted")
         refresh_latent_summary(con, in_transaction=True)
         runs.complete_run(con, run_id, summary)
         con.execute("COMMIT")
@@ -126,7 +144,7 @@ def write_collection(
         con.execute("ROLLBACK")
         raise
     finally:
-        for name in ("_contexts", "_examples", "_stats"):
+        for name in ("_contexts", "_examples", "_stats", "_planted"):
             try:
                 con.unregister(name)
             except Exception:

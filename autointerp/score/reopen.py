@@ -97,7 +97,8 @@ def read_collect_source(con) -> CollectSource:
         sae=config.get("sae", EMBEDDED),
         sae_hookpoint=config.get("sae_hookpoint", ""),
         sae_path=resolved.get("sae_path", ""),
-        sae_sha256=resolved.get("sae_sha256"),
+        # with --planted, sae_sha256 covers the planted file too; the SAE's own files are checked on reload
+        sae_sha256=resolved["sae_own_sha256"] if "sae_own_sha256" in resolved else resolved.get("sae_sha256"),
         hookpoint=config.get("hookpoint", ""),
         reads=resolved.get("reads", "output"),
         dtype=dtype,

@@ -38,6 +38,7 @@ class Dictionary(ABC):
     format: str = ""
     source: str = ""
     files: tuple[str, ...] = ()
+    reads_vectors: bool = True  # False: encode_tokens reads token ids only (planted), so the model need not run
 
     @abstractmethod
     def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> Dictionary:
@@ -51,6 +52,11 @@ class Dictionary(ABC):
     def decoder_directions(self) -> torch.Tensor:
         """[d_sae, d_out]: what adding one unit of latent i adds to the output (the module's output space
         for a transcoder)."""
+
+    def encode_tokens(self, x: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
+        """Dense latents [batch, seq, d_sae] of the vectors ``x`` read for ``token_ids`` [batch, seq]. What
+        collect calls: a dictionary of vectors reads ``x`` only; the planted one reads the ids only."""
+        return self.encode(x)
 
     def encode_sparse(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(values, indices), each [..., k]: the non-zero latents of each position.

@@ -14,6 +14,7 @@ from .files import tensor_names
 from .gemma_scope import load as load_gemma_scope
 from .gemma_scope import looks_like_gemma_scope
 from .hub import download, looks_like_hub_id
+from .planted import SCHEME, load_planted
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +25,12 @@ def load_dictionary(path: str | Path, subject_model=None, *, hookpoint: str | No
     ``path`` is a dictionary folder, a weights file (Gemma Scope), a release folder holding one folder per
     hookpoint (pick one with ``hookpoint=`` or by passing the sub-folder), or a Hugging Face Hub id
     ``owner/repo[/subfolder]`` that is not a local path (downloaded with huggingface_hub).
+    ``planted:FILE`` is a planted dictionary (rules over token ids, docs/planted.md).
     ``subject_model`` (a torch module or autointerp's SubjectModel), when given, turns a hookpoint named
     relative to ``model.base_model`` (sparsify's convention) into the model's full module name.
     """
+    if isinstance(path, str) and path.startswith(SCHEME):
+        return load_planted(path)
     local = _local_path(path)
     if hookpoint is not None:
         local = _pick(local, hookpoint)
@@ -98,6 +102,7 @@ def _load_file(path: Path) -> Dictionary:
     raise AutointerpError(
         f"{path} is a file that holds no dictionary autointerp recognises.",
         f"a Gemma Scope weights file (W_enc, W_dec, b_enc, b_dec, threshold), or a folder with one of: {LOOKED_FOR}.",
+        f"for a planted file (docs/planted.md) write planted:{path}." if path.suffix in (".json", ".toml") else None,
     )
 
 

@@ -38,6 +38,10 @@ STEERING_FIELDS = (
     "intervention_temperature",
     "seed",
 )
+PLANTED_REASON = (
+    "planted latent: a rule over token ids (planted_latents), it has no decoder direction to steer; "
+    "the intervention scorers do not apply to it"
+)
 ROW_COLUMNS = [
     "latent",
     "config_hash",
@@ -68,7 +72,19 @@ class Steering:
 
     def unreached_reason(self) -> str:
         c = self.calibration
+        if c.get("planted"):
+            return c["reason"]
         return f"steering cannot reach target KL {c['target_kl']:g} ± {c['tolerance']:g} nats: {c.get('reason', '')}"
+
+
+def planted_latents(con, run_id: str) -> set[int]:
+    """The planted latents of the collect ``run_id`` (none in a database from before planted latents)."""
+    known = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'planted_latents'"
+    ).fetchone()
+    if not known[0]:
+        return set()
+    return {r[0] for r in con.execute("SELECT latent FROM planted_latents WHERE run_id = ?", [run_id]).fetchall()}
 
 
 class SteeringStore:
@@ -80,6 +96,7 @@ class SteeringStore:
         config = context.config
         self.con, self.config, self.writer, self.run_id = context.con, config, context.writer, context.run_id
         self.source = read_collect_source(self.con)
+        self.planted = planted_latents(self.con, self.source.run_id)
         prompts = inputs.neutral_prompts()
         if config.intervention_prompts > len(prompts):
             raise AutointerpError(
@@ -124,6 +141,8 @@ class SteeringStore:
         return task
 
     async def _steering(self, latent: int) -> Steering:
+        if latent in self.planted:  # no decoder direction: refused, never loaded or stored
+            return Steering(latent, self._calibration(False, None, None, planted=True, reason=PLANTED_REASON))
         stored = self._stored(latent)
         if stored is not None:
             return stored
