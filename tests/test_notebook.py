@@ -293,7 +293,7 @@ def test_real_stages(collected_db, tmp_path, monkeypatch):
     nb = execute(db, tmp_path / "figures", monkeypatch)
     text = check_figures(tmp_path / "figures", nb)
     got = assert_summary_matches(db, tmp_path / "figures")
-    n_scores = query(db, "SELECT count(*) FROM scores WHERE control = ''")[0][0]
+    n_scores = query(db, "SELECT count(*) FROM scores WHERE control = '' AND scorer NOT LIKE 'cue:%'")[0][0]
     assert got[["n_scored", "n_unscored"]].to_numpy().sum() == n_scores
     if explained >= 2:  # every explained latent has an embedding score and its shuffled control
         assert got.loc["embedding", ["n_scored", "n_pairs"]].tolist() == [explained, explained]

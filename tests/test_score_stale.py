@@ -5,6 +5,8 @@ which rows are made and skipped, not what the numbers are."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import asyncio
 import json
 import shutil
@@ -46,8 +48,9 @@ def test_collect_overwrite_leaves_nothing_to_reuse(collected_db, tmp_path):
         explain_config = ExplainConfig(**common, latents=",".join(map(str, latents)), n_examples=3)
         score_config = ScoreConfig(**common, scorers="detection", batch_size=2)
 
-        def run_score():
-            return asyncio.run(score(score_config, db, progress=False))
+        def run_score(explanations: str = ""):
+            config = dataclasses.replace(score_config, explanations=explanations)
+            return asyncio.run(score(config, db, progress=False))
 
         assert asyncio.run(explain(explain_config, db, progress=False)).explained == 3
         (first_hash,) = explain_hashes(db)
@@ -64,8 +67,11 @@ def test_collect_overwrite_leaves_nothing_to_reuse(collected_db, tmp_path):
         again = asyncio.run(explain(explain_config, db, progress=False))
         assert again.skipped_done == 0 and again.todo == len(set(latents) & ok)
         (second_hash,) = explain_hashes(db) - {first_hash}
-        scored = run_score()
-        # the new explanations are each latent's latest (the imported ones of the same latents included)
+        # the new explanations and the imported ones of the same latents: two explainer configurations,
+        # which one score run must not blend
+        with pytest.raises(AutointerpError, match="explainer configurations"):
+            run_score()
+        scored = run_score(second_hash)
         assert scored.skipped_done == 0 and scored.scored + scored.unscored == again.todo
         new_ids = {
             r[0] for r in query(db, "SELECT DISTINCT explanation_id FROM scores WHERE run_id = ?", [scored.run_id])
@@ -76,7 +82,8 @@ def test_collect_overwrite_leaves_nothing_to_reuse(collected_db, tmp_path):
         # same path may have changed, so nothing is reused either (the collect's run id is the identity).
         collect_again(db, seed=5)
         assert asyncio.run(explain(explain_config, db, progress=False)).skipped_done == 0
-        assert run_score().skipped_done == 0
+        (third_hash,) = explain_hashes(db) - {first_hash, second_hash}
+        assert run_score(third_hash).skipped_done == 0
 
 
 def test_imported_explanations_of_latents_not_ok_are_not_scored_and_are_labelled(collected_db, tmp_path, capsys):
