@@ -5,9 +5,8 @@ which rows are made and skipped, not what the numbers are."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import asyncio
+import dataclasses
 import json
 import shutil
 
