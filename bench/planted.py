@@ -189,13 +189,14 @@ def other_descriptions(latents: list[dict], seed: int) -> list[str]:
     return out
 
 
-def cli(*args: str, capture: bool = False) -> str:
+def cli(*args: str, required: bool = True) -> int:
+    """Run ``autointerp ARGS``; a failure stops the bench when ``required``, else it is returned."""
     cmd = [sys.executable, "-m", "autointerp.cli", *args]
     print("$ autointerp " + " ".join(args), flush=True)
-    done = subprocess.run(cmd, cwd=ROOT, text=True, capture_output=capture, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    if done.returncode != 0:
-        sys.exit(f"command failed ({done.returncode}): {' '.join(cmd)}\n{done.stderr if capture else ''}")
-    return done.stdout if capture else ""
+    done = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if done.returncode != 0 and required:
+        sys.exit(f"command failed ({done.returncode}): {' '.join(cmd)}")
+    return done.returncode
 
 
 def write_import(path: Path, descriptions: dict[int, str], model: str) -> None:
@@ -297,22 +298,26 @@ def main() -> None:
     )
     con.close()
     scorers = args.scorers
-    for cfg in configs.values():
-        cli("score", "--db", str(db), "--scorers", scorers, "--explanations", cfg, *llm, *quiet)
-    cli(
-        "score",
-        "--db",
-        str(db),
-        "--scorers",
-        scorers,
-        "--explanations",
-        configs["own"],
-        "--control",
-        "empty",
-        *llm,
-        *quiet,
-    )
+    failed = []  # a configuration with no ok latent to score (too few tokens for the densities) is reported
+    for name, cfg in configs.items():
+        if cli("score", "--db", str(db), "--scorers", scorers, "--explanations", cfg, *llm, *quiet, required=False):
+            failed.append(name)
+    if "own" in configs and "own" not in failed:
+        cli(
+            "score",
+            "--db",
+            str(db),
+            "--scorers",
+            scorers,
+            "--explanations",
+            configs["own"],
+            "--control",
+            "empty",
+            *llm,
+            *quiet,
+        )
     report = summarise(db, latents, configs, scorers.split(","), args)
+    report["score_runs_failed"] = failed
     if not report["cue_probes"]:  # no detection/fuzzing run: measure the probes on the stored test sets
         report["cue_probes"] = stored_cue_probes(db)
     report["seconds"] = round(time.perf_counter() - started, 1)
@@ -335,7 +340,7 @@ def summarise(db: Path, latents: list[dict], configs: dict[str, str], scorers: l
     own = dict(
         con.execute(
             "SELECT latent, explanation FROM explanation_rows WHERE status = 'explained' AND config_hash = ?",
-            [configs["own"]],
+            [configs.get("own", "")],
         ).fetchall()
     )
     con.close()

@@ -53,9 +53,9 @@ def test_collect_overwrite_leaves_nothing_to_reuse(collected_db, tmp_path):
 
         assert asyncio.run(explain(explain_config, db, progress=False)).explained == 3
         (first_hash,) = explain_hashes(db)
-        first = run_score()
+        first = run_score(first_hash)
         assert first.scored + first.unscored == 3 and first.skipped_done == 0
-        assert run_score().skipped_done == 3  # nothing changed: everything is done
+        assert run_score(first_hash).skipped_done == 3  # nothing changed: everything is done
 
         collect_again(db, seed=5)  # another setting: other examples and test sets
         ok = {r[0] for r in query(db, "SELECT latent FROM latents WHERE status = 'ok'")}
