@@ -166,18 +166,35 @@ def score_row(con, latent, explanation_id, scorer, config_hash, control, score, 
     )
 
 
+def ok_latents(con, latents) -> None:
+    """A collect row and 'ok' statistics for ``latents``: only explanations of ok latents are eligible."""
+    con.execute(
+        "INSERT INTO collections BY NAME SELECT 'c' AS run_id, 'm' AS model, 'h' AS hookpoint, 's' AS sae, "
+        "'d' AS dataset, 4 AS n_latents, 1 AS n_sequences, 1 AS n_tokens, 8 AS seq_len, 4 AS window_len, "
+        "[]::DOUBLE[] AS histogram_edges"
+    )
+    for lat in latents:
+        con.execute(
+            "INSERT INTO latent_stats BY NAME SELECT 'c' AS run_id, ? AS latent, 'h' AS hookpoint, 1 AS n_firing, "
+            "1 AS n_tokens, 1.0 AS frequency, 1.0 AS max_activation, 30 AS n_active_contexts, "
+            "[]::BIGINT[] AS histogram, []::FLOAT[] AS quantile_edges, 'ok' AS status",
+            [lat],
+        )
+
+
 def test_blended_explainers_are_refused_with_the_configurations_listed(tmp_path):
     con = connect(tmp_path / "blend.duckdb")
+    ok_latents(con, (1, 2, 3))
     for lat in (1, 2, 3):
         explain_row(con, lat, "aaa", "default")
     explain_row(con, 2, "bbb", "contrastive")
-    require_one_explainer(con, "", [1, 3])  # only one configuration among these latents
+    require_one_explainer(con, "", "", [1, 3])  # only one configuration among these latents
     with pytest.raises(AutointerpError) as err:
-        require_one_explainer(con, "", [1, 2, 3])
+        require_one_explainer(con, "", "", [1, 2, 3])
     text = str(err.value)
     assert "aaa (explainer default, model m): 3 latents" in text
     assert "bbb (explainer contrastive, model m): 1 latent" in text and "--explanations" in text
-    require_one_explainer(con, "aaa", [1, 2, 3])  # chosen: fine
+    require_one_explainer(con, "aaa", "", [1, 2, 3])  # chosen: fine
     con.close()
 
 

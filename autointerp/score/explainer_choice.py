@@ -10,26 +10,36 @@ from __future__ import annotations
 
 from ..errors import AutointerpError
 
-CONFIGURATIONS = """
+#: The explanations a score run may use, given the current collect's run id as its one parameter: explained
+#: rows of latents whose status is 'ok' (a full test set), imported ones included, and none that an explain
+#: run wrote for an earlier collect (before ``collect --overwrite``): its examples are not those of the
+#: current test sets (issue 15 items 3 and 4).
+ELIGIBLE = """
+SELECT e.* FROM explanation_rows e LEFT JOIN runs r USING (run_id)
+WHERE e.status = 'explained' AND e.latent IN (SELECT latent FROM latents WHERE status = 'ok')
+  AND (coalesce(r.stage, '') <> 'explain' OR json_extract_string(r.config, '$.resolved.collect_run') = ?)
+"""
+
+CONFIGURATIONS = f"""
 SELECT config_hash, string_agg(DISTINCT explainer, ', ' ORDER BY explainer),
        string_agg(DISTINCT model, ', ' ORDER BY model), count(DISTINCT latent), max(created_at)
-FROM explanation_rows WHERE status = 'explained' AND latent IN (SELECT unnest(?::INTEGER[]))
+FROM ({ELIGIBLE}) WHERE latent IN (SELECT unnest(?::INTEGER[]))
 GROUP BY config_hash ORDER BY max(created_at) DESC, config_hash
 """
 
 
-def explainer_configurations(con, latents: list[int]) -> list[tuple[str, str, str, int]]:
+def explainer_configurations(con, collect_run: str, latents: list[int]) -> list[tuple[str, str, str, int]]:
     """(config hash, explainer names, models, latents explained) of every explainer configuration with
-    an explanation of one of ``latents``, the most recently used first."""
-    return [r[:4] for r in con.execute(CONFIGURATIONS, [latents]).fetchall()]
+    an eligible explanation (``ELIGIBLE``) of one of ``latents``, the most recently used first."""
+    return [r[:4] for r in con.execute(CONFIGURATIONS, [collect_run, latents]).fetchall()]
 
 
-def require_one_explainer(con, explanations: str, latents: list[int]) -> None:
+def require_one_explainer(con, explanations: str, collect_run: str, latents: list[int]) -> None:
     """Refuse to score ``latents`` without ``--explanations`` (``explanations`` empty) when their
-    explanations come from more than one explainer configuration."""
+    eligible explanations (for the collect ``collect_run``) come from more than one explainer configuration."""
     if explanations:
         return
-    found = explainer_configurations(con, latents)
+    found = explainer_configurations(con, collect_run, latents)
     if len(found) < 2:
         return
     listing = "; ".join(

@@ -26,7 +26,7 @@ from ..text import hide_special
 from . import classifier, registry
 from .base import ScoreContext
 from .controls import apply_control
-from .explainer_choice import require_one_explainer
+from .explainer_choice import ELIGIBLE, require_one_explainer
 from .rows import score_writer
 
 #: Alternatives asked per generated token with ``--logprobs``: OpenAI's simulator reads 15, and the
@@ -54,15 +54,12 @@ class ScoreResult:
 def select_explanations(con, config: ScoreConfig) -> dict[int, tuple[str, str]]:
     """latent -> (explanation_id, explanation) for the latents to score (before any shuffling).
 
-    Only latents whose status is 'ok' (a full test set), imported explanations included; and no
-    explanation that an explain run wrote for an earlier collect (before ``collect --overwrite``): its
-    examples are not those of the current test sets (issue 15 items 3 and 4)."""
+    Only eligible explanations (``explainer_choice.ELIGIBLE``): of latents whose status is 'ok', and
+    none written for an earlier collect."""
     sql = (
-        "SELECT e.latent, e.config_hash, e.explanation FROM explanation_rows e LEFT JOIN runs r USING (run_id) "
-        "WHERE e.status = 'explained' AND e.latent IN (SELECT latent FROM latents WHERE status = 'ok') "
-        "AND (coalesce(r.stage, '') <> 'explain' OR json_extract_string(r.config, '$.resolved.collect_run') = ?)"
-        + (" AND e.config_hash = ?" if config.explanations else "")
-        + " ORDER BY e.latent, e.created_at"
+        f"SELECT latent, config_hash, explanation FROM ({ELIGIBLE})"
+        + (" WHERE config_hash = ?" if config.explanations else "")
+        + " ORDER BY latent, created_at"
     )
     params = [runs.current_collect(con)] + ([config.explanations] if config.explanations else [])
     rows = con.execute(sql, params).fetchall()
@@ -111,7 +108,7 @@ async def score(
     backend to use instead of the one ``config`` names (tests and benchmarks share one loaded model)."""
     with stage_connection(db) as con:
         chosen = select_explanations(con, config)
-        require_one_explainer(con, config.explanations, sorted(chosen))
+        require_one_explainer(con, config.explanations, runs.current_collect(con), sorted(chosen))
         if config.control:  # the pool the shuffled control borrows from ignores --latents (see controls.py)
             everyone = config.latents and config.control == "shuffled"
             pool = select_explanations(con, dataclasses.replace(config, latents="")) if everyone else chosen
