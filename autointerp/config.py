@@ -86,8 +86,19 @@ class CollectConfig:
     """Tokens per stored context (a window cut from a sequence)."""
 
     peak_offset: int = 24
-    """Index of the peak token inside an activating window: 24 of 32 keeps 3/4 of the window before the
-    peak, the part a causal model reads."""
+    """Index of the peak token inside an activating window when --no-jitter-peak: 24 of 32 keeps 3/4 of
+    the window before the peak, the part a causal model reads."""
+
+    jitter_peak: bool = True
+    """Put the peak at a different index of each activating window, so that its position gives no label
+    away to a scorer: the index is a hash of (seed, sequence, latent, segment) mapped uniformly onto
+    window // 4 .. window - 2 (8..30 of 32), the same in every shard. A window is then clamped into its
+    segment as always. --no-jitter-peak puts it at --peak-offset."""
+
+    windows_per_sequence: int = 1
+    """Segments each sequence is cut into (equal lengths, seq-len // N or one more); each segment's peak
+    gives a latent its own activating context, so a latent has up to N contexts per sequence and they
+    never overlap. More contexts per latent where the corpus is short. Each segment must hold a window."""
 
     top_k: int = 20
     """Top contexts kept per latent (by maximum activation; per sign, by magnitude, for signed latents).
@@ -160,6 +171,14 @@ class CollectConfig:
                 f"--window {self.window} does not fit in --seq-len {self.seq_len}.",
                 "a window shorter than the sequence.",
                 "lower --window or raise --seq-len.",
+            )
+        if self.windows_per_sequence <= 0 or self.seq_len // self.windows_per_sequence < self.window:
+            raise AutointerpError(
+                f"--windows-per-sequence {self.windows_per_sequence} cuts --seq-len {self.seq_len} into segments "
+                f"of {self.seq_len // max(self.windows_per_sequence, 1)} tokens, which cannot hold a --window of "
+                f"{self.window}.",
+                f"1 <= windows-per-sequence <= seq-len // window ({self.seq_len // self.window}).",
+                "lower --windows-per-sequence or --window, or raise --seq-len.",
             )
         if not 0 <= self.peak_offset < self.window:
             raise AutointerpError(

@@ -158,25 +158,41 @@ class SequencePacker:
     def sequences(self, texts: Iterable[str], start_offset: int = 0) -> Iterator[np.ndarray]:
         """Sequences of ``seq_len`` tokens from ``texts``, dropping the first ``start_offset`` tokens of
         the joined stream (see ``locate``, which reads the same documents)."""
+        for tokens, _ in self.sequences_with_documents(texts, start_offset):
+            yield tokens
+
+    def sequences_with_documents(
+        self, texts: Iterable[str], start_offset: int = 0, first_document: int = 0
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Like ``sequences``, each sequence with the id of the document every position came from
+        (int64, same shape). A document's id is its index among the corpus's non-empty texts (the index
+        ``locate`` returns), so ``first_document`` is the id of the first text of ``texts``: a shard that
+        seeks to ``locate``'s position gives the same ids as a pass from the start. A leading BOS takes
+        the id of the token after it."""
         body = self.body
         buffer: list[int] = []
+        documents: list[int] = []
         skip = start_offset
-        for ids in self._documents(texts):
+        for index, ids in enumerate(self._documents(texts), start=first_document):
             if skip:
                 dropped = min(skip, len(ids))
                 ids, skip = ids[dropped:], skip - dropped
             buffer.extend(ids)
-            yield from self._drain(buffer, body)
+            documents.extend(itertools.repeat(index, len(ids)))
+            yield from self._drain(buffer, documents, body)
 
-    def _drain(self, buffer: list[int], body: int) -> Iterator[np.ndarray]:
+    def _drain(self, buffer: list[int], documents: list[int], body: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         start = 0
         while len(buffer) - start >= body:
             chunk = buffer[start : start + body]
+            owners = documents[start : start + body]
             start += body
             if self.bos is not None:
                 chunk = [self.bos] + chunk
-            yield np.asarray(chunk, dtype=np.int64)
+                owners = owners[:1] + owners
+            yield np.asarray(chunk, dtype=np.int64), np.asarray(owners, dtype=np.int64)
         del buffer[:start]
+        del documents[:start]
 
 
 def texts_of(ds: Iterable[dict], text_column: str) -> Iterator[str]:

@@ -13,8 +13,9 @@ candidates are merged into the buffer: slots are stable, a newcomer takes the sl
 evicts, so the buffer is never copied. Keeping the largest keys is also what makes shards mergeable:
 the union of shard buffers, cut to the capacity, is the single-pass buffer.
 
-Ties are broken by sequence number (on equal keys the earlier sequence ranks first), in the merge and
-in ``canonicalize``, so that what is kept and the order it is read in never depend on the order the
+Ties are broken by sequence number, then window start (on equal keys the earlier context ranks first:
+with several windows per sequence one sequence offers several candidates), in the merge and in
+``canonicalize``, so that what is kept and the order it is read in never depend on the order the
 candidates arrived in: a run split into shards (``absorb``) keeps exactly what one pass keeps, row for
 row, even where activations tie (frequent in bf16).
 """
@@ -26,7 +27,7 @@ from collections.abc import Callable
 import torch
 
 EMPTY = -1  # keys are non-negative; an empty slot holds -1
-PAYLOAD = ("sequence", "start", "value", "tokens", "activations")
+PAYLOAD = ("sequence", "start", "value", "document", "tokens", "activations")
 
 
 class KeyedBuffer:
@@ -53,6 +54,7 @@ class KeyedBuffer:
         self.sequence = torch.full((n_latents, capacity), -1, dtype=torch.int64, device=device)
         self.start = torch.zeros((n_latents, capacity), dtype=torch.int32, device=device)
         self.value = torch.zeros((n_latents, capacity), dtype=torch.float32, device=device)
+        self.document = torch.full((n_latents, capacity), -1, dtype=torch.int64, device=device)  # source document
         self.tokens = torch.zeros((n_latents, capacity, window), dtype=torch.int32, device=device)
         self.activations = (
             torch.zeros((n_latents, capacity, window), dtype=torch.float32, device=device) if with_activations else None
@@ -65,7 +67,7 @@ class KeyedBuffer:
         """Offer one batch of candidates, ``keys`` [latents, batch].
 
         ``fill(latent_idx, batch_idx)`` returns the payload of the candidates that pass the floor:
-        ``sequence``, ``start``, ``value``, ``tokens`` and (if kept) ``activations``.
+        ``sequence``, ``start``, ``value``, ``document``, ``tokens`` and (if kept) ``activations``.
         """
         if self.capacity == 0:
             return
@@ -100,10 +102,14 @@ class KeyedBuffer:
         source[lat, col] = order
         sequences = torch.full((n_latents, width), -1, dtype=torch.int64, device=lat.device)
         sequences[lat, col] = pending["sequence"][order]
+        starts = torch.zeros((n_latents, width), dtype=torch.int32, device=lat.device)
+        starts[lat, col] = pending["start"][order].to(torch.int32)
         # Per latent, drop the `width` last of old + pending in the buffer's order (key descending, then
-        # sequence ascending): the rest is kept.
+        # sequence, then start ascending): the rest is kept.
         both = torch.cat([self.key, keys], dim=1)
-        last_first = _order(both, torch.cat([self.sequence, sequences], dim=1), descending=False)
+        last_first = _order(
+            both, torch.cat([self.sequence, sequences], dim=1), torch.cat([self.start, starts], dim=1), descending=False
+        )
         dropped = torch.zeros_like(both, dtype=torch.bool)
         dropped.scatter_(1, last_first[:, :width], True)
         incoming = ~dropped[:, self.capacity :] & (keys > EMPTY)
@@ -121,6 +127,7 @@ class KeyedBuffer:
             self.sequence[in_lat, slot] = pending["sequence"][src]
             self.start[in_lat, slot] = pending["start"][src].to(torch.int32)
             self.value[in_lat, slot] = pending["value"][src]
+            self.document[in_lat, slot] = pending["document"][src]
             self.tokens[in_lat, slot] = pending["tokens"][src].to(torch.int32)
             if self.activations is not None:
                 self.activations[in_lat, slot] = pending["activations"][src]
@@ -145,6 +152,7 @@ class KeyedBuffer:
             "sequence": self.sequence[lat, slot],
             "start": self.start[lat, slot],
             "value": self.value[lat, slot],
+            "document": self.document[lat, slot],
             "tokens": self.tokens[lat, slot],
         }
         if self.activations is not None:
@@ -152,14 +160,14 @@ class KeyedBuffer:
         return out
 
     def canonicalize(self) -> None:
-        """Reorder each latent's slots by key descending, then sequence ascending, empty slots last:
+        """Reorder each latent's slots by key descending, then sequence and start ascending, empty slots last:
         the order readers see no longer depends on arrival order. Call after the last flush; again, it
         costs nothing until more candidates are merged."""
         self.flush()
         if self._canonical:
             return
-        order = _order(self.key, self.sequence, descending=True)
-        for name in ("key", "sequence", "start", "value"):
+        order = _order(self.key, self.sequence, self.start, descending=True)
+        for name in ("key", "sequence", "start", "value", "document"):
             setattr(self, name, torch.gather(getattr(self, name), 1, order))
         for name in ("tokens", "activations"):
             matrix = getattr(self, name)
@@ -170,10 +178,15 @@ class KeyedBuffer:
         self._canonical = True
 
 
-def _order(key: torch.Tensor, sequence: torch.Tensor, descending: bool) -> torch.Tensor:
-    """Per row, the indices that sort by key (descending or ascending) with ties broken by sequence so
-    that the earlier sequence always ranks higher: ascending order is exactly descending order reversed."""
-    by_sequence = torch.sort(sequence, dim=1, descending=not descending, stable=True).indices
+def _order(key: torch.Tensor, sequence: torch.Tensor, start: torch.Tensor, descending: bool) -> torch.Tensor:
+    """Per row, the indices that sort by key (descending or ascending) with ties broken by sequence, then
+    start, so that the earlier context always ranks higher: ascending order is exactly descending order
+    reversed."""
+    by_start = torch.sort(start, dim=1, descending=not descending, stable=True).indices
+    sequences = torch.gather(sequence, 1, by_start)
+    by_sequence = torch.gather(
+        by_start, 1, torch.sort(sequences, dim=1, descending=not descending, stable=True).indices
+    )
     keys = torch.gather(key, 1, by_sequence)
     return torch.gather(by_sequence, 1, torch.sort(keys, dim=1, descending=descending, stable=True).indices)
 

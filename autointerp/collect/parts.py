@@ -3,7 +3,7 @@
 ``shard-<first>-<last>/`` holds ``stats.parquet`` (one row per latent: counts, the compensated sum of
 activations, the maximum, the histogram) and one Parquet file per candidate buffer (``top``,
 ``top_negative``, ``reservoir``, ``negatives``: one row per kept candidate with its key, sequence,
-window start, value, token ids and activations), plus ``manifest.json``. A shard is written into a
+window start, value, source document, token ids and activations), plus ``manifest.json``. A shard is written into a
 temporary folder and renamed into place, so a folder that exists is complete: a run that dies keeps its
 finished shards and a rerun of the same command skips them.
 """

@@ -2,10 +2,10 @@
 
 Memory is fixed by the number of latents and the buffer sizes, never by the number of tokens:
 
-- ``top``: the ``top_k`` sequences with the largest maximum activation, with the window around it;
-- ``reservoir``: a uniform sample of ``reservoir`` activating sequences (largest hash keys);
+- ``top``: the ``top_k`` activating contexts with the largest maximum activation;
+- ``reservoir``: a uniform sample of ``reservoir`` activating contexts (largest hash keys);
 - ``negatives``: a uniform sample of non-activating windows (a random window per sequence on which
-  the latent is zero and which does not overlap that sequence's activating window);
+  the latent is zero and which overlaps none of that sequence's activating windows);
 - exact running statistics and a log-spaced histogram of token activations.
 
 Quantiles need the whole activation distribution, which a single streaming pass does not have. The
@@ -14,8 +14,21 @@ the population's; when the latent has at most ``reservoir`` activating contexts 
 of them and the quantiles are exact. This keeps collection to one pass over the corpus (a second pass
 would double the model's cost) with memory independent of corpus size.
 
-A context is the window of ``window`` tokens around a sequence's peak for that latent, so a latent has
-at most one activating context per sequence and its contexts never share tokens.
+Each sequence is cut into ``windows_per_sequence`` segments (N; segment n covers positions
+n * T // N .. (n + 1) * T // N - 1, so lengths differ by at most one). An activating context is the window
+of ``window`` tokens around a segment's peak for that latent, clamped into the segment, so a latent has
+at most N activating contexts per sequence (one with the default N = 1) and its contexts never share
+tokens. ``n_active_contexts`` counts the segments in which the latent fires. A context is numbered
+sequence * N + segment (the sequence itself when N = 1) wherever a hash needs it.
+
+The peak's index inside its window is ``peak_offset``, or with ``jitter_peak`` a hash of (seed, context
+number, latent) mapped uniformly onto ``window // 4`` .. ``window - 2`` (``peak_range``): a fixed index
+would tell a scorer which windows are activating without reading anything else. The window is then
+clamped into its segment, which moves the peak nearer the window's edge only at a segment's edges.
+
+Every context also carries its source document (``document``: the index of the document among the
+corpus's non-empty texts, ``SequencePacker.sequences_with_documents``): the document of the peak token
+for an activating context, of the window's middle token for a non-activating one.
 
 Signed latents (``signed=True``: AbsTopK SAEs, MLP neurons) are ranked by magnitude: a latent fires
 where it is non-zero, a sequence's peak is its largest |activation|, and the context's value is the
@@ -39,13 +52,14 @@ from dataclasses import dataclass
 import torch
 
 from .buffers import EMPTY, KeyedBuffer
-from .hashing import hash62
+from .hashing import hash31, hash62
 
 # Salts of the independent random choices (see hashing.py).
 SALT_RESERVOIR = 1
 SALT_NEGATIVE = 2
 SALT_NEGATIVE_START = 3
 SALT_SPLIT = 4
+SALT_PEAK_OFFSET = 5
 
 HISTOGRAM_LOW, HISTOGRAM_HIGH = 1e-3, 1e4
 
@@ -67,6 +81,19 @@ class SamplerSizes:
     histogram_bins: int
     seed: int
     signed: bool = False
+    jitter_peak: bool = False
+    windows_per_sequence: int = 1
+
+    @property
+    def peak_range(self) -> tuple[int, int]:
+        """Lowest and highest index of the peak in an activating window under ``jitter_peak``."""
+        low = min(self.window // 4, self.window - 1)
+        return low, max(low, self.window - 2)
+
+    def segment_bounds(self, seq_len: int) -> list[int]:
+        """The N + 1 positions that cut a sequence into ``windows_per_sequence`` segments."""
+        n = self.windows_per_sequence
+        return [i * seq_len // n for i in range(n + 1)]
 
 
 class StreamingSampler:
@@ -92,47 +119,84 @@ class StreamingSampler:
         self._offsets = torch.arange(s.window, device=device)
 
     def update(
-        self, acts: torch.Tensor, token_ids: torch.Tensor, counted: torch.Tensor, sequence_ids: torch.Tensor
+        self,
+        acts: torch.Tensor,
+        token_ids: torch.Tensor,
+        counted: torch.Tensor,
+        sequence_ids: torch.Tensor,
+        document_ids: torch.Tensor | None = None,
     ) -> None:
         """Take one batch: ``acts`` [B, T, L] (float32), ``token_ids`` [B, T], ``counted`` [B, T] bool
-        (positions that may count as activations), ``sequence_ids`` [B] global sequence numbers."""
+        (positions that may count as activations), ``sequence_ids`` [B] global sequence numbers,
+        ``document_ids`` [B, T] the source document of each position (None: unknown, stored as -1)."""
         s = self.sizes
         acts = acts.masked_fill_(~counted.unsqueeze(-1), 0)  # BOS, padding, first position never count
         B, T, L = acts.shape
+        N = s.windows_per_sequence
+        if document_ids is None:
+            document_ids = torch.full((B, T), -1, dtype=torch.int64, device=acts.device)
         magnitude = acts.abs() if s.signed else acts
-        seq_max, peak = magnitude.max(dim=1)  # [B, L]
+        bounds = s.segment_bounds(T)
+        if N == 1:
+            seg_max, peak = magnitude.max(dim=1, keepdim=True)  # [B, 1, L]
+        else:
+            parts = [magnitude[:, lo:hi].max(dim=1) for lo, hi in zip(bounds, bounds[1:], strict=False)]
+            seg_max = torch.stack([p.values for p in parts], 1)  # [B, N, L]
+            peak = torch.stack([p.indices + lo for p, lo in zip(parts, bounds, strict=False)], 1)
         # the signed activation at the peak: what a context's value and the sign of its side are
-        seq_value = acts.gather(1, peak.unsqueeze(1)).squeeze(1) if s.signed else seq_max
-        active = seq_max > 0
-        self._update_stats(acts, magnitude, seq_max, active, counted)
-        peak_start = (peak - s.peak_offset).clamp(0, T - s.window)  # [B, L]
-        seq_col = sequence_ids.view(B, 1)
-        lat_row = torch.arange(L, device=acts.device).view(1, L)
+        seg_value = acts.gather(1, peak) if s.signed else seg_max
+        active = seg_max > 0
+        # A context's number: sequence * N + segment, the sequence itself when N = 1.
+        context = (sequence_ids.view(B, 1) * N + torch.arange(N, device=acts.device)).view(B, N, 1)
+        lat_row = torch.arange(L, device=acts.device).view(1, 1, L)
+        peak_start = self._window_starts(peak, context, lat_row, bounds)  # [B, N, L]
+        self._update_stats(acts, magnitude, seg_max.view(B * N, L), active.view(B * N, L), counted)
+        # Candidates are rows r = b * N + n of the [B * N, L] views.
+        peak_rows, start_rows = peak.view(B * N, L), peak_start.view(B * N, L)
+        value_rows = seg_value.view(B * N, L)
 
-        def fill_activating(lat: torch.Tensor, b: torch.Tensor) -> dict[str, torch.Tensor]:
-            start = peak_start[b, lat]
+        def fill_activating(lat: torch.Tensor, r: torch.Tensor) -> dict[str, torch.Tensor]:
+            b = r // N
+            start = start_rows[r, lat]
             flat_pos = (b * T + start).unsqueeze(1) + self._offsets  # [n, W] into [B * T]
             return {
                 "sequence": sequence_ids[b],
                 "start": start,
-                "value": seq_value[b, lat],
+                "value": value_rows[r, lat],
+                "document": document_ids[b, peak_rows[r, lat]],
                 "tokens": token_ids.reshape(-1)[flat_pos],
                 "activations": acts.reshape(-1)[flat_pos * L + lat.unsqueeze(1)],
             }
 
         empty = torch.tensor(float(EMPTY), device=acts.device)
+        magnitude_rows, active_rows = seg_max.view(B * N, L), active.view(B * N, L)
         if self.top_negative is None:
-            self.top.offer(torch.where(active, seq_max, empty).T, fill_activating)
+            self.top.offer(torch.where(active_rows, magnitude_rows, empty).T, fill_activating)
         else:
-            positive = seq_value > 0
-            self.top.offer(torch.where(active & positive, seq_max, empty).T, fill_activating)
-            self.top_negative.offer(torch.where(active & ~positive, seq_max, empty).T, fill_activating)
+            positive = value_rows > 0
+            self.top.offer(torch.where(active_rows & positive, magnitude_rows, empty).T, fill_activating)
+            self.top_negative.offer(torch.where(active_rows & ~positive, magnitude_rows, empty).T, fill_activating)
         if s.reservoir:
-            res_key = torch.where(active, hash62(s.seed, seq_col, lat_row, SALT_RESERVOIR), EMPTY)
-            self.reservoir.offer(res_key.T, fill_activating)
+            res_key = torch.where(active, hash62(s.seed, context, lat_row, SALT_RESERVOIR), EMPTY)
+            self.reservoir.offer(res_key.view(B * N, L).T, fill_activating)
         if s.negatives:
-            self._offer_negatives(magnitude, token_ids, sequence_ids, peak_start, active, lat_row)
+            self._offer_negatives(magnitude, token_ids, sequence_ids, document_ids, peak_start, active)
         self.n_sequences += B
+
+    def _window_starts(self, peak, context, lat_row, bounds) -> torch.Tensor:
+        """Where each activating window starts ([B, N, L]): the peak at its offset, clamped into the
+        peak's segment."""
+        s = self.sizes
+        if s.jitter_peak:
+            low, high = s.peak_range
+            offset = low + hash31(s.seed, context, lat_row, SALT_PEAK_OFFSET) % (high - low + 1)
+        else:
+            offset = s.peak_offset
+        if s.windows_per_sequence == 1:
+            return (peak - offset).clamp(0, bounds[1] - s.window)
+        edges = torch.tensor(bounds, device=peak.device)
+        lowest, highest = edges[:-1].view(1, -1, 1), (edges[1:] - s.window).view(1, -1, 1)
+        return torch.minimum(torch.maximum(peak - offset, lowest), highest)
 
     def buffers(self) -> dict[str, KeyedBuffer]:
         named = {
@@ -193,28 +257,32 @@ class StreamingSampler:
         self.sum_activation = total
         self.sum_error += error
 
-    def _offer_negatives(self, magnitude, token_ids, sequence_ids, peak_start, active, lat_row) -> None:
+    def _offer_negatives(self, magnitude, token_ids, sequence_ids, document_ids, peak_start, active) -> None:
         s = self.sizes
         B, T, L = magnitude.shape
         span = T - s.window + 1
         start = hash62(s.seed, sequence_ids, SALT_NEGATIVE_START) % span  # [B], one per sequence
         pos = start.unsqueeze(1) + self._offsets  # [B, W]
         window_max = magnitude[torch.arange(B, device=magnitude.device).unsqueeze(1), pos].amax(dim=1)  # [B, L]
-        apart = (peak_start - start.unsqueeze(1)).abs() >= s.window
-        ok = (window_max == 0) & (~active | apart)
+        apart = (peak_start - start.view(B, 1, 1)).abs() >= s.window  # from each segment's window
+        ok = (window_max == 0) & (~active | apart).all(dim=1)
+        lat_row = torch.arange(L, device=magnitude.device).view(1, L)
         key = torch.where(ok, hash62(s.seed, sequence_ids.view(B, 1), lat_row, SALT_NEGATIVE), EMPTY)
+        middle = document_ids.gather(1, (start + s.window // 2).view(B, 1)).view(B)
 
         def fill(lat: torch.Tensor, b: torch.Tensor) -> dict[str, torch.Tensor]:
             return {
                 "sequence": sequence_ids[b],
                 "start": start[b],
                 "value": torch.zeros_like(b, dtype=torch.float32),
+                "document": middle[b],
                 "tokens": token_ids[b.unsqueeze(1), pos[b]],
             }
 
         self.negatives.offer(key.T, fill)
 
     def _update_stats(self, acts, magnitude, seq_max, active, counted) -> None:
+        """``seq_max`` and ``active`` are per context ([B * N, L]), the rest per position."""
         # Work on the non-zeros only: SAE activations are sparse.
         self.n_tokens += int(counted.sum())
         b, t, lat = acts.nonzero(as_tuple=True)

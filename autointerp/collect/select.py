@@ -69,6 +69,7 @@ class Selection:
     sequence: np.ndarray
     start: np.ndarray
     max_activation: np.ndarray
+    document: np.ndarray  # source document of the context's peak (sampler.py)
     tokens: np.ndarray  # [rows, window]
     activations: np.ndarray  # [rows, window]
     quantile_edges: np.ndarray  # [latents, n_quantiles]: lowest reservoir |value| of each bin (NaN if empty)
@@ -124,6 +125,7 @@ def _rows(lat, split, kind, quantile, rank, buf, slot, with_acts=True) -> dict[s
         "sequence": buf.sequence[lat, slot].cpu().numpy(),
         "start": buf.start[lat, slot].cpu().numpy(),
         "max_activation": buf.value[lat, slot].cpu().numpy(),
+        "document": buf.document[lat, slot].cpu().numpy(),
         "tokens": buf.tokens[lat, slot].cpu().numpy(),
         "activations": acts.float().cpu().numpy(),
     }

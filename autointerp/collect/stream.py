@@ -28,36 +28,38 @@ from .sampler import SamplerSizes, StreamingSampler
 def _batches(
     config: CollectConfig, subject: SubjectModel, corpus, first: int, last: int, position: tuple[int, int] | None = None
 ):
-    """Yield [batch, seq_len] token tensors of sequences ``first`` to ``last`` - 1, tokenizing in a
-    background thread; return the number of sequences made. Batches are cut from ``first``, so a shard
-    that starts at a multiple of the batch size sees exactly the batches a single pass sees (the same
-    inputs give bitwise the same activations). ``position`` is where sequence ``first`` begins in the
-    corpus (``SequencePacker.locate``); without it the sequences before ``first`` are tokenized and
-    dropped."""
+    """Yield ([batch, seq_len] token ids, [batch, seq_len] document ids) of sequences ``first`` to
+    ``last`` - 1, tokenizing in a background thread; return the number of sequences made. Batches are
+    cut from ``first``, so a shard that starts at a multiple of the batch size sees exactly the batches
+    a single pass sees (the same inputs give bitwise the same activations). ``position`` is where
+    sequence ``first`` begins in the corpus (``SequencePacker.locate``); without it the sequences before
+    ``first`` are tokenized and dropped."""
     packer = SequencePacker(subject.tokenizer, config.seq_len)
     out: queue.Queue = queue.Queue(maxsize=8)
     stop = threading.Event()
     if position is None:
-        texts, offset, skip = texts_of(corpus, config.text_column), 0, first
+        texts, offset, skip, document = texts_of(corpus, config.text_column), 0, first, 0
     else:
         texts, offset, skip = nonempty_texts(corpus, config.text_column, position[0]), position[1], 0
+        document = position[0]
 
     def produce():
         try:
-            batch, made, index = [], 0, first - skip - 1
-            for seq in packer.sequences(texts, offset):
+            batch, owners, made, index = [], [], 0, first - skip - 1
+            for seq, documents in packer.sequences_with_documents(texts, offset, document):
                 index += 1
                 if index < first:
                     continue
                 batch.append(seq)
+                owners.append(documents)
                 made += 1
                 if len(batch) == config.batch_size or first + made == last:
-                    out.put(torch.from_numpy(np.stack(batch)))
-                    batch = []
+                    out.put((torch.from_numpy(np.stack(batch)), torch.from_numpy(np.stack(owners))))
+                    batch, owners = [], []
                 if first + made == last or stop.is_set():
                     break
             if batch:
-                out.put(torch.from_numpy(np.stack(batch)))
+                out.put((torch.from_numpy(np.stack(batch)), torch.from_numpy(np.stack(owners))))
             out.put(("end", made))
         except BaseException as exc:  # hand the error to the consumer
             out.put(("error", exc))
@@ -67,7 +69,7 @@ def _batches(
     try:
         while True:
             item = out.get()
-            if isinstance(item, tuple):
+            if isinstance(item[0], str):  # ("error", exception) or ("end", sequences made)
                 if item[0] == "error":
                     raise item[1]
                 return item[1]
@@ -93,6 +95,8 @@ def sampler_sizes(config: CollectConfig, n_latents: int, signed: bool) -> Sample
         seq_len=config.seq_len,
         window=config.window,
         peak_offset=config.peak_offset,
+        jitter_peak=config.jitter_peak,
+        windows_per_sequence=config.windows_per_sequence,
         top_k=config.top_k,
         reservoir=config.reservoir,
         negatives=negative_capacity(config),
@@ -145,7 +149,7 @@ def stream(
         # inference mode throughout: the sampler may update in place what the dictionary returns, which
         # for raw neurons is the tensor the hook captured
         with torch.inference_mode():
-            for ids in batches:
+            for ids, documents in batches:
                 ids = ids.to(device)
                 vectors = (
                     subject.read(ids)
@@ -157,7 +161,7 @@ def stream(
                 if config.exclude_first_position:
                     counted[:, 0] = False
                 seq_ids = torch.arange(done, done + ids.shape[0], device=device)
-                sampler.update(acts, ids, counted, seq_ids)
+                sampler.update(acts, ids, counted, seq_ids, documents.to(device))
                 done += ids.shape[0]
                 bar.update(ids.numel())
             sampler.finish()

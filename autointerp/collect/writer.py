@@ -87,6 +87,7 @@ def write_collection(
             "context_id": context_ids,
             "activations": _list_column(selection.activations.astype(np.float32)),
             "max_activation": selection.max_activation.astype(np.float32),
+            "document_id": selection.document.astype(np.int64),
         }
     )
     n_latents = len(stats["n_firing"])
