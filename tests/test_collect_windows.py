@@ -97,8 +97,7 @@ def test_jittered_peaks_are_spread_over_the_window(collected_db):
     assert (share[WINDOW // 4 : WINDOW - 1] > 0.01).all(), "every index of the documented range is used"
 
 
-# The document-level split is H1's select.py (it keys the split on buf.document); until that branch is
-# merged this cannot hold, and strict=True makes the merged tree say so: remove the mark then.
+# The document-level split (collect/select.py keys the split on each context's source document).
 @pytest.mark.parametrize("which", ["one window", "four windows"])
 def test_explain_and_test_sets_share_no_document(collected_db, windows_db, which):
     db = collected_db if which == "one window" else windows_db

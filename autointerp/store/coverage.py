@@ -1,9 +1,9 @@
-"""Read the ``coverage`` view (migration 0012): per decade of firing frequency, how many latents are
+"""Read the ``coverage`` view (migration 0011): per decade of firing frequency, how many latents are
 live, ``ok``, explained, scored by each scorer, and skipped by status and reason class.
 
 The view has one row per (decade, measure[, scorer | status and reason class]); ``read_coverage``
 gathers them into one record per decade. Which reason class a skipped latent gets is decided in one
-place, the ``latent_coverage`` view's CASE in ``migrations/0012_coverage.sql``.
+place, the ``latent_coverage`` view's CASE in ``migrations/0011_coverage.sql``.
 """
 
 from __future__ import annotations
