@@ -161,8 +161,14 @@ def planted_latents(
         for c_index, (rule, truth, near) in enumerate(concepts[:per_family]):
             if full:
                 grid = [(fid, den) for fid in FIDELITIES for den in densities]
-            else:  # one latent per concept: fidelities cycle over concepts, densities alternate
-                grid = [(FIDELITIES[c_index % 4], densities[(c_index + f_index) % len(densities)])]
+            else:  # one latent per concept; fidelity and density turn over both concepts and families, so
+                # that even one concept per family spans every fidelity and both densities
+                grid = [
+                    (
+                        FIDELITIES[(c_index + f_index) % 4],
+                        densities[(c_index + f_index // 2) % len(densities)],
+                    )
+                ]
             for fidelity, density in grid:
                 out.append(
                     {
