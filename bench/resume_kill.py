@@ -147,7 +147,9 @@ def check(db: Path, latents: list[int]) -> dict:
     try:
         duplicates = con.execute(DUPLICATE_HASHES).fetchall()
         scored = con.execute(
-            "SELECT count(DISTINCT (latent, scorer)) FROM score_rows WHERE latent IN (SELECT unnest(?))", [latents]
+            "SELECT count(DISTINCT (latent, scorer)) FROM score_rows WHERE latent IN (SELECT unnest(?)) "
+            "AND scorer NOT LIKE 'cue:%'",
+            [latents],
         ).fetchone()[0]
         return {
             "duplicate_answered_hashes": len(duplicates),

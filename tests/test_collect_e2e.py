@@ -73,7 +73,10 @@ def test_explain_and_test_sets_are_disjoint_and_complete(collected_db):
         FROM latents l JOIN examples e USING (latent) WHERE l.status = 'ok' GROUP BY l.latent""").fetchall()
     assert counts
     for latent, test_q, test_r, explain_q in counts:
-        assert test_q == 2 and test_r == 2 and explain_q <= 2, latent
+        # the full plan gives 2 test quantile contexts; a context whose source document already holds one of
+        # the latent's explain contexts is passed over (document-level split), which can leave one
+        assert 1 <= test_q <= 2 and test_r == 2 and explain_q <= 2, latent
+    assert sum(test_q == 2 for _, test_q, _, _ in counts) >= 0.8 * len(counts)
 
 
 def test_contexts_are_stored_once(collected_db):

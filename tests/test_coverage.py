@@ -319,7 +319,9 @@ def test_collect_within_budget_prints_coverage_and_no_warning(collected_db, tmp_
 @pytest.mark.slow
 def test_collect_short_of_budget_warns_with_a_token_estimate(tmp_path, capsys):
     db = tmp_path / "short.duckdb"
-    big = dict(tokens=2048, n_quantiles=10, explain_per_quantile=4, test_per_quantile=5, reservoir=180)
+    big = dict(
+        tokens=2048, n_quantiles=10, explain_per_quantile=4, test_per_quantile=5, reservoir=180, min_activating=20
+    )
     assert main(collect_args(db, **big)) == 0
     out, err = capsys.readouterr()
     assert "Coverage per decade of firing frequency" in out

@@ -177,6 +177,9 @@ def test_killed_run_resumes_without_duplicates(db_copy, local_backend):
 
 def test_prompts_show_only_explain_set_contexts(db_copy, local_backend):
     from autointerp.explain.render import clean_token, neutralise
+    from autointerp.models.special import collect_special_ids
+    from autointerp.store.runs import latest_collect_config
+    from autointerp.text import hide_special
 
     latent = ok_latents(db_copy, 1)[0]
     with ModelServer(local_backend) as server:
@@ -188,11 +191,14 @@ def test_prompts_show_only_explain_set_contexts(db_copy, local_backend):
 
     messages = json.loads(rows(db_copy, "SELECT messages FROM llm_calls")[0][0])
     prompt = messages[-1]["content"].replace("<<", "").replace(">>", "")
-    contexts = rows(db_copy, "SELECT split, kind, tokens FROM examples WHERE latent = ?", [latent])
+    contexts = rows(db_copy, "SELECT split, kind, tokens, token_ids FROM examples WHERE latent = ?", [latent])
+    con = duckdb.connect(str(db_copy), read_only=True)
+    special = collect_special_ids(latest_collect_config(con))
+    con.close()
 
-    def text(tokens):
-        return neutralise("".join(clean_token(t) for t in tokens)).strip()
+    def text(tokens, ids):  # as the explainer renders it: special tokens show as nothing
+        return neutralise("".join(clean_token(t) for t in hide_special(tokens, ids, special))).strip()
 
-    shown = {split: [text(t) in prompt for s, _, t in contexts if s == split] for split in ("explain", "test")}
+    shown = {split: [text(t, i) in prompt for s, _, t, i in contexts if s == split] for split in ("explain", "test")}
     assert sum(shown["explain"]) >= 4  # the explain set's quantile and random contexts are there
     assert not any(shown["test"])  # and no test context is

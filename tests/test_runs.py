@@ -238,7 +238,8 @@ def test_killed_and_terminated_runs_end_in_a_final_state(collected_db, tmp_path)
     scored = with_explanations(collected_db, db, ["names of rivers", "dates", "units", "the word 'the'"])
     latents = ",".join(str(r[0]) for r in query(db, "SELECT latent FROM latents WHERE status = 'ok' LIMIT 12"))
     explain_args = ["--latents", latents, "--n-examples", "3", "--max-tokens", "12"]
-    score_args = ["--latents", ",".join(map(str, scored)), "--batch-size", "1", "--max-tokens", "16"]
+    score_args = ["--latents", ",".join(map(str, scored)), "--explanations", "imported", "--batch-size", "1"]
+    score_args += ["--max-tokens", "16"]
     latest = "SELECT stage, status, error FROM runs ORDER BY started_at DESC LIMIT 1"
     with ModelServer(AnsweringBackend(), delay=0.2) as server:
         for stage, args in [("explain", explain_args), ("score", score_args)]:
