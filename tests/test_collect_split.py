@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from autointerp.collect.hashing import hash62
 from autointerp.collect.reduce import latent_reasons, latent_statistics
 from autointerp.collect.sampler import SALT_SPLIT, SamplerSizes, StreamingSampler
 from autointerp.collect.select import KINDS, SPLITS, SplitSizes, select_examples
@@ -18,6 +17,7 @@ from autointerp.collect.split_rule import bin_quotas, bin_sizes, full_plan, top_
 from autointerp.collect.stream import negative_capacity
 from autointerp.config import CollectConfig
 from autointerp.errors import AutointerpError
+from autointerp.hashing import hash62
 
 T, W, OFFSET = 24, 6, 4
 

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from autointerp.collect.hashing import hash62
 from autointerp.collect.sampler import (
     SALT_NEGATIVE,
     SALT_NEGATIVE_START,
@@ -19,6 +18,7 @@ from autointerp.collect.sampler import (
 )
 from autointerp.collect.select import SplitSizes, select_examples
 from autointerp.collect.split_rule import bin_quotas
+from autointerp.hashing import hash62
 
 N_SEQ, T, L, W, OFFSET = 90, 24, 9, 6, 4
 SEED = 7

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from autointerp.collect.hashing import hash31, hash62
 from autointerp.collect.sampler import (
     SALT_NEGATIVE,
     SALT_NEGATIVE_START,
@@ -20,6 +19,7 @@ from autointerp.collect.sampler import (
 from autointerp.collect.select import select_examples
 from autointerp.config import CollectConfig
 from autointerp.errors import AutointerpError
+from autointerp.hashing import hash31, hash62
 
 from .test_sampler import N_SEQ, SEED, T, W, random_activations, split_sizes
 

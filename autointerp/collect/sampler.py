@@ -51,8 +51,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..hashing import hash31, hash62
 from .buffers import EMPTY, KeyedBuffer
-from .hashing import hash31, hash62
 
 # Salts of the independent random choices (see hashing.py).
 SALT_RESERVOIR = 1

@@ -35,8 +35,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..hashing import hash62
 from .buffers import EMPTY, KeyedBuffer
-from .hashing import hash62
 from .sampler import SALT_SPLIT, StreamingSampler
 from .split_rule import bin_quotas, full_plan, top_quota
 

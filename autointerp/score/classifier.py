@@ -29,7 +29,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from ..collect.hashing import hash31
+from ..hashing import hash31
 from ..text import clean_token, fill, mark_runs, neutralise, prompt_text
 
 #: Example kinds that are negatives: non-activating windows, and the weakest-activating windows that

@@ -1,35 +1,17 @@
 """Uniform numbers per (seed, latent, sequence, position) from the token ids alone, for planted latents.
 
 A sequence is keyed by a hash of its token ids at their positions, so the numbers do not depend on the
-batch, the device or how the corpus is sharded (collect's own choices use ``collect.hashing`` the same
-way; ``models`` may not import a stage, hence this small copy of its 31-bit mixing). All arithmetic stays
-below 2**62 in int64, exact on every torch device.
+batch, the device or how the corpus is sharded; the mixing is ``autointerp.hashing``'s, which collect's
+own choices use too. All arithmetic stays below 2**62 in int64, exact on every torch device.
 """
 
 from __future__ import annotations
 
 import torch
 
+from ...hashing import hash31
+
 _M31 = 0x7FFFFFFF
-_C1 = 0x5BD1E995 & _M31
-_C2 = 0x1B873593
-
-
-def _round(h: torch.Tensor) -> torch.Tensor:
-    h = (h * _C1) & _M31
-    h = h ^ (h >> 15)
-    h = (h * _C2) & _M31
-    return h ^ (h >> 13)
-
-
-def hash31(*values: torch.Tensor | int, init: int = 0x3C6EF372) -> torch.Tensor:
-    """A 31-bit hash of non-negative int64 tensors (broadcast together) or ints."""
-    h = torch.tensor(init & _M31, dtype=torch.int64)
-    for value in values:
-        v = torch.as_tensor(value, dtype=torch.int64)
-        h = _round(h.to(v.device) ^ (v & _M31))
-        h = _round(h ^ ((v >> 31) & _M31))
-    return h
 
 
 def sequence_keys(ids: torch.Tensor) -> torch.Tensor:
