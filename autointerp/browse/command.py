@@ -64,10 +64,10 @@ def run(args: argparse.Namespace) -> int:
 
     server = make_server(args.db, args.host, args.port, latents=args.latents)
     restore_ctrl_c()
-    print(f"Serving {args.db} at {server.url} (Ctrl-C stops)", flush=True)
-    if args.open:
-        webbrowser.open(server.url)
-    try:
+    try:  # from the first line a user may act on: a Ctrl-C right after it is a clean stop too
+        print(f"Serving {args.db} at {server.url} (Ctrl-C stops)", flush=True)
+        if args.open:
+            webbrowser.open(server.url)
         server.serve_forever()
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)
