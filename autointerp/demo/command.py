@@ -313,8 +313,8 @@ def serve(db: Path, port: int, view: str) -> None:
 
     server = make_server(db, "127.0.0.1", port)
     restore_ctrl_c()
-    _say(f"Browser: {server.url}{view}  (all latents: {server.url}; Ctrl-C ends)")
-    try:
+    try:  # a Ctrl-C right after the URL is shown is a clean stop too
+        _say(f"Browser: {server.url}{view}  (all latents: {server.url}; Ctrl-C ends)")
         server.serve_forever()
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)
