@@ -31,6 +31,8 @@ from statistics import NormalDist
 
 import numpy as np
 
+from .metrics import midranks
+
 CONFIDENCE = 0.95
 Z = NormalDist().inv_cdf(0.5 + CONFIDENCE / 2)  # 1.959963984540054
 BOOTSTRAP_RESAMPLES = 2000
@@ -71,17 +73,6 @@ def balanced_accuracy_interval(tp: int, n_positive: int, tn: int, n_negative: in
     return Interval(max(0.0, low), min(1.0, high), "wilson_mover")
 
 
-def _midranks(x: np.ndarray) -> np.ndarray:
-    """1-based ranks of ``x``, ties sharing their mean rank."""
-    order = np.argsort(x, kind="mergesort")
-    sorted_x = x[order]
-    starts = np.flatnonzero(np.r_[True, sorted_x[1:] != sorted_x[:-1]])
-    ends = np.r_[starts[1:], x.size]
-    ranks = np.empty(x.size, np.float64)
-    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)
-    return ranks
-
-
 def delong_variance(labels, scores) -> tuple[float, float] | None:
     """(AUROC, its DeLong variance) of ``scores`` for binary ``labels``, ties counting one half; None
     unless there are at least two positives and two negatives."""
@@ -91,9 +82,9 @@ def delong_variance(labels, scores) -> tuple[float, float] | None:
     m, n = pos.size, neg.size
     if m < 2 or n < 2:
         return None
-    combined = _midranks(np.r_[pos, neg])
-    v10 = (combined[:m] - _midranks(pos)) / n  # per positive: share of negatives it outranks
-    v01 = 1.0 - (combined[m:] - _midranks(neg)) / m  # per negative: share of positives outranking it
+    combined = midranks(np.r_[pos, neg])
+    v10 = (combined[:m] - midranks(pos)) / n  # per positive: share of negatives it outranks
+    v01 = 1.0 - (combined[m:] - midranks(neg)) / m  # per negative: share of positives outranking it
     auc = float(v10.mean())
     return auc, float(v10.var(ddof=1) / m + v01.var(ddof=1) / n)
 

@@ -71,14 +71,7 @@ def auroc(labels, scores) -> float | None:
     n_neg = labels.size - n_pos
     if n_pos == 0 or n_neg == 0:
         return None
-    # average ranks (1-based) over tie groups
-    order = np.argsort(scores, kind="mergesort")
-    sorted_scores = scores[order]
-    starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
-    ends = np.r_[starts[1:], scores.size]
-    ranks = np.empty(scores.size, np.float64)
-    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)
-    u = ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0
+    u = midranks(scores)[labels].sum() - n_pos * (n_pos + 1) / 2.0
     return float(u / (n_pos * n_neg))
 
 
@@ -225,3 +218,14 @@ def multiple_choice(
         "accuracy": _ratio(hits, n),
         "chance": _ratio(inverse, n),
     }
+
+
+def midranks(x: np.ndarray) -> np.ndarray:
+    """1-based ranks of ``x``, ties sharing their mean rank."""
+    order = np.argsort(x, kind="mergesort")
+    sorted_x = x[order]
+    starts = np.flatnonzero(np.r_[True, sorted_x[1:] != sorted_x[:-1]])
+    ends = np.r_[starts[1:], x.size]
+    ranks = np.empty(x.size, np.float64)
+    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)
+    return ranks
