@@ -22,10 +22,10 @@ search with ``sign=-1`` (equivalently ``-direction``), and the signed scale it r
 
 from __future__ import annotations
 
+from ...models.steering import steering, steering_target
 from .generation import generate_clean_and_steered, generate_completions
 from .inputs import NEUTRAL_PROMPTS, neutral_prompts
 from .kl import KLCalibration, UnreachableKL, kl_for_scale, scale_for_target_kl
-from .steer import steering, steering_target
 from .surprisal import SURPRISAL_TEMPLATE, explanation_logprobs, render_surprisal, surprisal_score
 
 __all__ = [

@@ -8,8 +8,8 @@ from contextlib import nullcontext
 import torch
 
 from ...errors import AutointerpError
+from ...models.steering import model_device, steering, torch_module
 from .inputs import encode_left, position_ids
-from .steer import model_device, steering, torch_module
 
 
 @torch.inference_mode()

@@ -11,9 +11,9 @@ from itertools import pairwise
 import torch
 
 from ...errors import AutointerpError
+from ...models.steering import model_device, steering, torch_module
 from ...models.subject import find_module
 from .inputs import encode_left, position_ids
-from .steer import model_device, steering, torch_module
 
 
 class _KLProbe:

@@ -25,9 +25,10 @@ from pathlib import Path
 
 from ...config import config_hash
 from ...errors import AutointerpError
+from ...models import steering as steer
 from ..classifier import latent_rng
 from ..reopen import read_collect_source
-from . import generation, inputs, kl, steer, surprisal
+from . import generation, inputs, kl, surprisal
 
 #: Fields of ScoreConfig that shape the steered and clean continuations (with the collect's identity).
 STEERING_FIELDS = (

@@ -10,9 +10,9 @@ from collections.abc import Sequence
 import torch
 
 from ...errors import AutointerpError
+from ...models.steering import model_device, torch_module
 from ...text import prompt_text
 from .inputs import position_ids
-from .steer import model_device, torch_module
 
 SURPRISAL_TEMPLATE = "intervention_surprisal.txt"
 

@@ -5,7 +5,7 @@ or not; label = steered, prediction = the judge's answer; headline ``balanced_ac
 Where we differ from the spec (shared/specs/intervention-and-output-scores.md):
 - delphi (B) continues 30 corpus prompts cut right after the latent's first activation and edits the
   latent at the last prompt token; we continue neutral prompts shared by every latent and add the
-  decoder direction at every position (``intervention.steer``), so the clean text carries nothing of
+  decoder direction at every position (``models.steering``), so the clean text carries nothing of
   the latent's input side, the steered text carries the effect throughout, and the multiple-choice sets
   are continuations of the same prompts;
 - Gur-Arieh et al. (C) clamp the latent in the SAE-spliced model over a KL schedule (±0.25, ±0.5) and

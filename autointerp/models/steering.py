@@ -7,8 +7,8 @@ from contextlib import contextmanager
 
 import torch
 
-from ...errors import AutointerpError
-from ...models.subject import find_module
+from ..errors import AutointerpError
+from .subject import find_module
 
 
 def torch_module(model) -> torch.nn.Module:
@@ -72,7 +72,7 @@ def steering_target(dictionary, latent: int, subject_model=None) -> tuple[str, t
     and writes to ``hookpoint_out``; MLP neurons read the input of the down projection and write its
     output. A transcoder whose files do not say where it writes cannot be steered.
     """
-    from ...models.dictionaries import NeuronDictionary, resolve_module_names
+    from .dictionaries import NeuronDictionary, resolve_module_names
 
     if subject_model is not None:
         resolve_module_names(dictionary, subject_model)
