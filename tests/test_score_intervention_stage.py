@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from autointerp.collect.reopen import read_collect_source
 from autointerp.config import ScoreConfig
 from autointerp.errors import AutointerpError
 from autointerp.score import intervention as iv
@@ -20,7 +21,6 @@ from autointerp.score import registry
 from autointerp.score.intervention import generation, kl, surprisal
 from autointerp.score.intervention.judge import choice_messages, judge_messages, parse_choice, shown_text
 from autointerp.score.intervention.store import SteeringStore
-from autointerp.score.reopen import read_collect_source
 from autointerp.score.stage import ScoreResult
 from autointerp.score.stage import score as score_stage
 from autointerp.store.db import connect

@@ -23,11 +23,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ...collect.reopen import read_collect_source
 from ...config import config_hash
 from ...errors import AutointerpError
 from ...models import steering as steer
 from ..classifier import latent_rng
-from ..reopen import read_collect_source
 from . import generation, inputs, kl, surprisal
 
 #: Fields of ScoreConfig that shape the steered and clean continuations (with the collect's identity).

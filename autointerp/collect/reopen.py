@@ -36,9 +36,9 @@ class CollectSource:
 
     def load(self, device: str = "auto"):
         """(SubjectModel without a reading hook, dictionary with its ``hookpoint`` set to the collect's)."""
-        from ..collect.dictionary import files_sha256, parse_neurons
         from ..models.dictionaries import load_dictionary, mlp_neurons
         from ..models.subject import load_subject_model
+        from .dictionary import files_sha256, parse_neurons
 
         neurons = parse_neurons(self.sae)
         path = self._dictionary_path() if neurons is None else ""  # missing files fail before the model loads
