@@ -8,8 +8,9 @@ HTML by anything that sniffs the file.
 
 from __future__ import annotations
 
-import json
 import math
+
+from .. import jsonio
 
 
 def finite(obj):
@@ -25,7 +26,7 @@ def finite(obj):
 
 def dumps(obj) -> str:
     """Strict JSON text of ``obj`` (UTF-8 characters kept as they are)."""
-    return json.dumps(finite(obj), ensure_ascii=False, default=str, allow_nan=False, separators=(",", ":"))
+    return jsonio.dumps(obj)
 
 
 def script_literal(obj) -> str:

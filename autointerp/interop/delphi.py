@@ -16,6 +16,7 @@ import json
 import re
 from pathlib import Path
 
+from .. import jsonio
 from ..errors import AutointerpError
 from .files import natural_key
 from .importer import Digest, Imported, ImportSource
@@ -101,8 +102,8 @@ def read_delphi(path, module: str = "", model: str = "") -> ImportSource:
         data = file.read_bytes()
         digest.add(file.name, data)
         try:
-            value = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            value = jsonio.loads(data)  # also refuses bytes that are not UTF-8
+        except jsonio.JSONDecodeError as exc:
             raise AutointerpError(
                 f"{file} is not valid JSON: {exc}",
                 'one JSON string, as delphi writes it (e.g. "mentions of rivers").',

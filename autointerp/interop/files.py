@@ -7,13 +7,13 @@ An export writes under a temporary name next to its destination and renames at t
 from __future__ import annotations
 
 import gzip
-import json
 import os
 import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+from .. import jsonio
 from ..errors import AutointerpError
 
 
@@ -74,7 +74,7 @@ class BatchWriter:
                 self._handle = gzip.open(temp, "wt", encoding="utf-8", compresslevel=5)  # noqa: SIM115
             else:
                 self._handle = open(temp, "w", encoding="utf-8")  # noqa: SIM115
-        self._handle.write(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
+        self._handle.write(jsonio.dumps(record) + "\n")
         self.records += 1
         self._in_batch += 1
         if self._in_batch == self.batch_size:
@@ -144,8 +144,8 @@ def json_records(path: Path, data: bytes) -> Iterator[tuple[str, dict]]:
 
 def _parse(text: str, where: str):
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
+        return jsonio.loads(text)
+    except jsonio.JSONDecodeError as exc:
         raise AutointerpError(
             f"{where} is not valid JSON: {exc}",
             "one JSON value (one object per line in .jsonl).",

@@ -15,6 +15,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from .. import jsonio
 from ..errors import AutointerpError
 from .files import is_json_file, json_records, natural_key, read_bytes
 from .importer import Digest, Imported, ImportSource
@@ -102,7 +103,7 @@ def read_neuronpedia(path, module: str = "", model: str = "") -> ImportSource:
         if text is not None and not isinstance(text, str):
             raise AutointerpError(f"{where}: description is a JSON {type(text).__name__}.", "a string.")
         text = (text or "").strip()
-        raw = json.dumps({k: v for k, v in record.items() if k != "embedding"}, ensure_ascii=False)
+        raw = jsonio.dumps({k: v for k, v in record.items() if k != "embedding"})
         items.append(
             Imported(
                 latent,

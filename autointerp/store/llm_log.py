@@ -14,6 +14,7 @@ from collections import defaultdict
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, NamedTuple
 
+from .. import jsonio
 from ..redact import redact
 from .bulk import Replacements, insert_rows
 
@@ -159,6 +160,7 @@ class CallLogWriter:
         c = record.completion
         logprobs = None
         if c is not None and c.logprobs is not None:
+            # the standard library: a logprob of -inf must come back as -inf, not null
             logprobs = json.dumps([dataclasses.asdict(t) for t in c.logprobs])
         self._last_call[record.item] = call_id
         self._n_calls[record.item] += 1
@@ -170,8 +172,8 @@ class CallLogWriter:
             self.backend,
             self.model,
             request_hash(self.backend, self.model, record.messages, record.options),
-            json.dumps(record.messages),
-            json.dumps(dataclasses.asdict(record.options)),
+            jsonio.dumps(record.messages),
+            jsonio.dumps(dataclasses.asdict(record.options)),
             None if c is None else c.text,
             logprobs,
             None if c is None else c.prompt_tokens,
