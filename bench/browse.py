@@ -73,7 +73,7 @@ def build(path: Path, n: int, window: int = 32, per_latent: int = 4, n_contexts:
         INSERT INTO contexts SELECT c, 'bench', c, 0, list_transform(range({window}), lambda x: (x + c) % 49152)::INTEGER[],
             list_transform(range({window}), lambda x: ' ' || {WORDS!r}[1 + ((x + c) % {len(WORDS)})]) FROM range({n_contexts}) t(c)""")
     con.execute(f"""
-        INSERT INTO latent_examples SELECT 'bench', i, CASE WHEN k < 2 THEN 'explain' ELSE 'test' END,
+        INSERT INTO latent_examples (run_id, latent, split, kind, quantile, rank, context_id, activations, max_activation) SELECT 'bench', i, CASE WHEN k < 2 THEN 'explain' ELSE 'test' END,
             CASE WHEN k = 0 THEN 'top' ELSE 'quantile' END, CASE WHEN k = 0 THEN NULL ELSE k END, 0,
             hash(i * 31 + k) % {n_contexts},
             list_transform(range({window}), lambda x: CASE WHEN x = 24 THEN 5.0 ELSE (hash(i + x) % 3)::FLOAT END)::FLOAT[], 5.0
