@@ -24,10 +24,9 @@ from ..errors import AutointerpError
 from ..models.dictionaries import NeuronDictionary, resolve_module_names
 from ..models.dictionaries.planted import NO_DIRECTION, planted_part
 from ..models.logit_lens import logit_lens, reaches_residual, unembedding_of
-from ..store.logit_lens import SIGNS, write_logit_lens
+from ..store.logit_lens import DEFAULT_K, SIGNS, write_logit_lens
 
-#: Default number of tokens per sign (Arad et al.'s --logit_lens_top_k).
-DEFAULT_K = 20
+#: Latents per chunk through the unembedding: peak memory is DEFAULT_CHUNK x vocabulary logits.
 DEFAULT_CHUNK = 256
 PLANTED_NOTE = NO_DIRECTION.replace(" to steer", "") + ": the logit lens does not apply"
 
@@ -95,6 +94,25 @@ def compute_logit_lens(
     return Lens(pa.concat_tables(tables), 0 if directions is None else n_base, notes)
 
 
+def with_notes(lens: Lens, notes: dict[int, str]) -> Lens:
+    """``lens`` with a note row for each latent of ``notes`` it has no row for (latent -> reason)."""
+    notes = {i: note for i, note in notes.items() if i not in lens.notes}
+    if not notes:
+        return lens
+    return Lens(pa.concat_tables([lens.rows, _note_rows(notes)]), lens.ranked, {**lens.notes, **notes})
+
+
+def describe_lens(summary: dict, k: int) -> str:
+    """One line on a computed lens (``Lens.summary``), for the output of collect and lens."""
+    line = (
+        f"logit lens: {summary['ranked']} latents with their top {k} promoted and suppressed tokens "
+        f"in {summary['seconds']:.0f} s (SELECT * FROM latent_logits)"
+    )
+    if summary["noted"]:
+        line += f"; {summary['noted']} latents have a note instead: {'; '.join(summary['notes'][:2])}"
+    return line + "."
+
+
 def _directions(dictionary, subject_model) -> tuple[torch.Tensor | None, str | None]:
     """(decoder directions [n_base, d_model], None), or (None, why they cannot be read through the lens)."""
     try:
@@ -150,6 +168,12 @@ def _note_rows(notes: dict[int, str]) -> pa.Table:
             "note": pa.array([notes[i] for i in latents], type=pa.string()),
         }
     )
+
+
+def lens_of_loaded(loaded, k: int, chunk_size: int = DEFAULT_CHUNK) -> Lens:
+    """The lens of a collect's loaded model and dictionary (``setup.Loaded``), run through the executor's
+    ``call`` where the collect set them up."""
+    return compute_logit_lens(loaded.subject, loaded.dictionary, k, chunk_size, loaded.hookpoint)
 
 
 def store_logit_lens(

@@ -12,6 +12,8 @@ from collections.abc import Iterable
 import duckdb
 import pyarrow as pa
 
+#: Tokens kept per latent and sign unless told otherwise (Arad et al.'s --logit_lens_top_k).
+DEFAULT_K = 20
 #: The two signs of a ranking row, in the order they are stored.
 SIGNS = ("promoted", "suppressed")
 COLUMNS = ("latent", "sign", "rank", "token_id", "token", "value", "note")
@@ -49,7 +51,7 @@ def has_logit_lens(con: duckdb.DuckDBPyConnection) -> bool:
 
 
 def lens_tokens(
-    con: duckdb.DuckDBPyConnection, latent: int, sign: str = "promoted", k: int = 20
+    con: duckdb.DuckDBPyConnection, latent: int, sign: str = "promoted", k: int = DEFAULT_K
 ) -> list[tuple[int, str, float]]:
     """The first ``k`` (token_id, token, value) of ``latent`` for ``sign`` ('promoted': largest logit
     first; 'suppressed': smallest first). Empty when the latent has a note instead, or no lens is stored."""
@@ -57,7 +59,7 @@ def lens_tokens(
 
 
 def lens_tokens_of(
-    con: duckdb.DuckDBPyConnection, latents: Iterable[int], sign: str = "promoted", k: int = 20
+    con: duckdb.DuckDBPyConnection, latents: Iterable[int], sign: str = "promoted", k: int = DEFAULT_K
 ) -> dict[int, list[tuple[int, str, float]]]:
     """``lens_tokens`` of several latents at once: latent -> its list (latents without rows are absent)."""
     if sign not in SIGNS:
