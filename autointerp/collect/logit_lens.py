@@ -119,7 +119,10 @@ def _directions(dictionary, subject_model) -> tuple[torch.Tensor | None, str | N
         directions = dictionary.decoder_directions()
     except AutointerpError as exc:
         return None, f"the dictionary has no decoder directions: {exc.what}"
-    width = unembedding_of(subject_model).weight.shape[1]
+    try:
+        width = unembedding_of(subject_model).weight.shape[1]
+    except AutointerpError as exc:  # a model without an lm_head: nothing to read the lens through
+        return None, exc.what
     if directions.shape[-1] != width:
         return None, (
             f"the decoder directions have width {directions.shape[-1]}, the unembedding reads {width}: they do "
