@@ -157,6 +157,8 @@ def run_collect(args: argparse.Namespace) -> int:
     for (job_config, db), result in zip(jobs, results, strict=True):
         if result.skipped:
             print(f"{db}: an identical collect is already complete (run {result.run_id}); nothing to do.")
+            if job_config.lens_k and not stored_lens(db):
+                print(f"{db}: it has no logit lens (collected before it existed): autointerp lens --db {db}")
         else:
             counts = result.status_counts or {}
             print(
@@ -173,6 +175,18 @@ def run_collect(args: argparse.Namespace) -> int:
         "'SELECT * FROM latents ORDER BY frequency DESC LIMIT 10'))\""
     )
     return 0
+
+
+def stored_lens(db: str) -> bool:
+    """Whether the database at ``db`` holds a logit lens of its current collect."""
+    from .store.db import connect
+    from .store.logit_lens import has_logit_lens
+
+    con = connect(db, read_only=True)
+    try:
+        return has_logit_lens(con)
+    finally:
+        con.close()
 
 
 def print_coverage(db: str) -> None:

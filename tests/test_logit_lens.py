@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from autointerp.cli import main
-from autointerp.collect.logit_lens import PLANTED_NOTE, compute_logit_lens, store_logit_lens
+from autointerp.collect.logit_lens import PLANTED_NOTE, compute_logit_lens, store_logit_lens, with_notes
 from autointerp.config import CollectConfig
 from autointerp.errors import AutointerpError
 from autointerp.models.dictionaries import LinearDictionary, NeuronDictionary, PlantedAppended, load_planted
@@ -141,6 +141,10 @@ def test_planted_latents_get_a_note_row(subject):
     notes = [r for r in rows if r["note"] is not None]
     assert [r["latent"] for r in notes] == list(range(3, 3 + planted.d_sae))
     assert {r["note"] for r in notes} == {PLANTED_NOTE}
+    # `autointerp lens` reloads the real dictionary only and adds the planted latents' notes
+    alone = compute_logit_lens(subject, base, k=2)
+    added = with_notes(alone, {3: PLANTED_NOTE, 4: PLANTED_NOTE})
+    assert added.rows.to_pylist() == rows[: 3 * 4 + 2] and with_notes(added, {3: "again"}).rows.num_rows == 14
 
 
 @pytest.mark.slow
