@@ -13,6 +13,7 @@ import sys
 import typing
 
 from .browse import command as browse_command
+from .collect import lens_command
 from .config import ALL_TOKENS, CollectConfig, ExecutorConfig, ExplainConfig, ScoreConfig
 from .config_fields import field_docs
 from .demo import command as demo_command
@@ -136,10 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     browse_command.add_parser(sub)
     sql_command.add_parser(sub)
     demo_command.add_parser(sub)
+    lens_command.add_parser(sub)
     return parser
 
 
 def run_collect(args: argparse.Namespace) -> int:
+    from .collect.logit_lens import describe_lens
     from .collect.stage import collect_many
     from .scale import make_executor
 
@@ -154,6 +157,8 @@ def run_collect(args: argparse.Namespace) -> int:
     for (job_config, db), result in zip(jobs, results, strict=True):
         if result.skipped:
             print(f"{db}: an identical collect is already complete (run {result.run_id}); nothing to do.")
+            if job_config.lens_k and not stored_lens(db):
+                print(f"{db}: it has no logit lens (collected before it existed): autointerp lens --db {db}")
         else:
             counts = result.status_counts or {}
             print(
@@ -161,6 +166,8 @@ def run_collect(args: argparse.Namespace) -> int:
                 f"({result.tokens_per_second:,.0f} tokens/s); latents: {counts.get('ok', 0)} ok, "
                 f"{counts.get('too_few_examples', 0)} with too few examples, {counts.get('dead', 0)} dead."
             )
+            if result.lens is not None:
+                print(f"{db}: {describe_lens(result.lens, job_config.lens_k)}")
         print_coverage(db)
         warn_budget(db, job_config)
     print(
@@ -168,6 +175,18 @@ def run_collect(args: argparse.Namespace) -> int:
         "'SELECT * FROM latents ORDER BY frequency DESC LIMIT 10'))\""
     )
     return 0
+
+
+def stored_lens(db: str) -> bool:
+    """Whether the database at ``db`` holds a logit lens of its current collect."""
+    from .store.db import connect
+    from .store.logit_lens import has_logit_lens
+
+    con = connect(db, read_only=True)
+    try:
+        return has_logit_lens(con)
+    finally:
+        con.close()
 
 
 def print_coverage(db: str) -> None:
@@ -284,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers["browse"] = browse_command.run
     handlers["sql"] = sql_command.run
     handlers["demo"] = demo_command.run
+    handlers["lens"] = lens_command.run
     try:
         with sigterm_raises():
             return handlers[args.command](args)

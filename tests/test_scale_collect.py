@@ -16,7 +16,7 @@ from autointerp.cli import main
 from autointerp.config import ExecutorConfig
 from autointerp.errors import AutointerpError
 
-from .conftest import SMALL, assert_same_collect, differing_rows, small_config
+from .conftest import SMALL, assert_same_collect, differing_rows, query, small_config
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
@@ -52,6 +52,8 @@ def test_sharded_collect_over_two_workers_equals_single_process(collected_db, ra
     summary = collect_summary(db)
     assert (summary["executor"], summary["workers"], summary["shards"], summary["workers_died"]) == ("ray", 2, 3, 0)
     assert_same_collect(collected_db, db)
+    # the logit lens ran on a worker (where the model is) and the driver stored it: 2 x 20 rows a latent
+    assert query(db, "SELECT DISTINCT count(*) FROM latent_logits GROUP BY latent") == [(40,)]
     assert not (tmp_path / "sharded.duckdb.parts").exists(), "parts are removed once merged"
     # The same command again finds the identical collect and does nothing.
     assert main(args) == 0
