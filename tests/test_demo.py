@@ -261,6 +261,21 @@ def test_demo_runs_every_stage_and_prints_an_honest_summary(demo_run):
         assert empty == explained and "empty control" in out
     assert query(db, "SELECT count(*) FROM score_examples")[0][0] > 0
     assert "Top latents by detection score" in out and "chance" in out
+    # the output side: Arad et al.'s scores of every explained latent, summarised against their chance
+    for scorer in settings.OUTPUT_SIDE_SCORERS:
+        assert sorted(r[2] for r in rows if r[0] == scorer and r[1] == "") == explained
+    output = [r for r in rows if r[0] == "output_score" and r[1] == "" and r[3] == "scored"]
+    assert "Output side (Arad et al." in out
+    if output:
+        assert "output score: geometric mean" in out and f"n={len(output)} latents" in out
+        assert "Top steering candidates by output score" in out
+        best = query(
+            db,
+            "SELECT latent FROM steering_candidates WHERE latent IN (SELECT unnest(?)) ORDER BY candidate_rank LIMIT 1",
+            [latents],
+        )[0][0]
+        candidates = out.split("Top steering candidates by output score")[1].splitlines()
+        assert candidates[3].split()[0] == str(best)  # after the heading, the header and the rule
     assert "135M-parameter model" in out and "weak explainer" in out
     assert re.search(r"Demo done in [\d.]+ min", out)
     assert f"autointerp browse --db {db}" in out
