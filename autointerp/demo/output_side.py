@@ -103,6 +103,8 @@ def render_output_side(side: OutputSide) -> str:
             + ("" if half is None else f" ±{half:.2g} (2 SE)")
             + f": {verdict(gap, half, 0.0, len(scores))}"
         )
+    else:
+        out.append("  input score:  no scored row for the demo latents (scores.reason says why, e.g. too few examples)")
     if side.output_scores:
         ratios = [log_ratio(s, c) for s, c in side.output_scores]
         mean, half = mean_and_half_width(ratios)
@@ -114,6 +116,8 @@ def render_output_side(side: OutputSide) -> str:
             + ("" if half is None else f" ±{half:.2f} (2 SE)")
             + f": {verdict(mean, half, 0.0, len(ratios))}"
         )
+    else:
+        out.append("  output score: no scored row for the demo latents (scores.reason says why)")
     if side.n_classified:
         neither = side.n_classified - side.n_output - side.n_input + side.n_both
         out.append(
