@@ -68,3 +68,26 @@ def test_summary_keeps_input_and_output_scores_across_explanations(candidates_db
     assert row == ("names of rivers", 0.3, 2e-4, 20, 0.02, "cfg-output_score", None)
     assert query(db, f"SELECT output_score FROM latent_summary WHERE latent = {b}") == [(0.4,)]
     assert same_as_live(db)
+
+
+def test_real_scorers_fill_the_candidates(collected_db, tmp_path):
+    """`autointerp score --scorers input_score,output_score` on the collect: every scored latent is a candidate,
+    ranked by the stored output score, with the first five promoted tokens of the collect's own lens."""
+    from autointerp.cli import main
+
+    db = tmp_path / "real.duckdb"
+    latents = with_explanations(collected_db, db, ["a", "b", "c"])
+    spec = ",".join(map(str, latents))
+    assert main(["score", "--db", str(db), "--quiet", "--latents", spec, "--scorers", "input_score,output_score"]) == 0
+    scored = dict(
+        query(db, "SELECT latent, score FROM scores WHERE scorer = 'output_score' AND status = 'scored' ORDER BY 1")
+    )
+    rows = query(db, "SELECT latent, output_score, promoted_tokens FROM steering_candidates ORDER BY candidate_rank")
+    assert [r[0] for r in rows] == sorted(scored, key=lambda lat: (-scored[lat], lat)) and scored
+    for latent, output, tokens in rows:
+        lens = query(
+            db,
+            "SELECT token FROM latent_logits WHERE latent = ? AND sign = 'promoted' AND rank < 5 ORDER BY rank",
+            [latent],
+        )
+        assert output == scored[latent] and tokens == [t for (t,) in lens]
