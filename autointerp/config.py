@@ -478,7 +478,9 @@ def check_finite(config) -> None:
             )
 
 
-SCORERS = ("detection", "fuzzing", "embedding", "simulation", "intervention")
+SCORERS = ("detection", "fuzzing", "embedding", "simulation", "intervention", "input_score", "output_score")
+#: Scorers that do not read the explanation: an explanation control of them would store the real score again.
+EXPLANATION_BLIND = ("input_score", "output_score")
 
 
 @dataclass
@@ -489,8 +491,10 @@ class ScoreConfig(LLMConfig):
     """Comma-separated scorers to run: detection, fuzzing (LLM), embedding (cosine similarity of the
     explanation and each context under a sentence-embedding model, AUROC), simulation (the LLM predicts
     every token's activation; Pearson correlation), intervention (steer the subject model with the
-    latent; a judge, a multiple-choice judge and the surprisal score). Detection and fuzzing also store
-    their test sets' cue probes (input-blind, no LLM) as cue:<task>:<probe> scores."""
+    latent; a judge, a multiple-choice judge and the surprisal score), input_score and output_score
+    (Arad et al., no LLM: does the latent's peak token, or the model's next token when the latent is
+    amplified, fall among the top tokens of its decoder row's logit lens). Detection and fuzzing also
+    store their test sets' cue probes (input-blind, no LLM) as cue:<task>:<probe> scores."""
 
     embedding_model: str = ""
     """Sentence-embedding model folder for the embedding scorer; empty for all-MiniLM-L6-v2 from the
@@ -569,6 +573,20 @@ class ScoreConfig(LLMConfig):
     """Intervention, surprisal: a local Hugging Face folder of the LM that scores how expected the
     explanation is after steered vs clean text; empty for the subject model itself (as delphi's PR #151)."""
 
+    # -- input_score and output_score (fields below) --
+
+    input_examples: int = 100
+    """Input score: how many of the latent's strongest activating examples are read (Arad et al.'s
+    N = min(100, available))."""
+
+    input_min_examples: int = 10
+    """Input score: a latent with fewer activating examples than this is stored as unscored (Arad et al.
+    skip latents with fewer than 10 records)."""
+
+    output_alpha: float = 10.0
+    """Output score: the latent is amplified by output_alpha x m at the prompt's last token, m the largest
+    activation of any latent there (Arad et al.'s alpha = 10)."""
+
     def __post_init__(self) -> None:
         super().__post_init__()
         unknown = [s for s in self.scorer_list() if s not in SCORERS]
@@ -592,6 +610,27 @@ class ScoreConfig(LLMConfig):
         if self.temperature < 0:
             raise AutointerpError(f"--temperature is {self.temperature}.", "0 (greedy) or a positive temperature.")
         self._check_intervention()
+        self._check_input_output()
+
+    def _check_input_output(self) -> None:
+        blind = [s for s in self.scorer_list() if s in EXPLANATION_BLIND]
+        if blind and self.control:
+            raise AutointerpError(
+                f"--control {self.control} with --scorers {', '.join(blind)}: these scores do not read the "
+                "explanation, so a control would store the real score again as a fake control.",
+                "explanation controls only with scorers that read the explanation.",
+                f"run {', '.join(blind)} without --control (their chance level is stored with each score).",
+            )
+        if not 1 <= self.input_min_examples <= self.input_examples:
+            raise AutointerpError(
+                f"--input-min-examples {self.input_min_examples} and --input-examples {self.input_examples}.",
+                "1 <= --input-min-examples <= --input-examples (Arad et al.: 10 and 100).",
+            )
+        if not self.output_alpha > 0:
+            raise AutointerpError(
+                f"--output-alpha {self.output_alpha} is not a positive number.",
+                "a positive amplification such as 10 (Arad et al.'s alpha).",
+            )
 
     def _check_intervention(self) -> None:
         if not (math.isfinite(self.target_kl) and self.target_kl > 0):

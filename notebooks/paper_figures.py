@@ -19,6 +19,8 @@
 #   number: their judge can tell steered from clean text without reading the explanation;
 # - **(f)** coverage against firing frequency: per decade, the share of live latents that are `ok`,
 #   explained, and scored by each scorer (the `coverage` view);
+# - **(g)** input score against output score per latent (Arad et al.'s scatter; log scale for the output
+#   score), with their random-direction chance levels;
 # - a summary table per scorer, with the empty-explanation control (`control = 'empty'`, which should
 #   sit at chance).
 #
@@ -110,6 +112,9 @@ KNOWN = [
     "intervention",
     "intervention_choice",
     "intervention_surprisal",
+    "output_choice",
+    "input_score",
+    "output_score",
 ]
 SCORERS = sorted(
     query("SELECT DISTINCT scorer FROM chosen").scorer, key=lambda s: (KNOWN.index(s) if s in KNOWN else len(KNOWN), s)
@@ -461,6 +466,59 @@ else:
         ax.set_title(f"coverage: {int(coverage.live.sum())} live latents, {n_dead} dead", fontsize=10)
 coverage.to_csv(FIGURES / "coverage.csv", index=False)
 finish(fig, "coverage")
+
+# %% [markdown]
+# ## (g) Input score against output score
+#
+# Arad et al.'s two scores of a latent, computed from its decoder direction and the subject model alone
+# (no LLM): the **input score** is the share of its top contexts whose peak token is among the tokens its
+# decoder direction promotes (logit lens); the **output score** is how likely those tokens become when the
+# latent is amplified on a neutral prompt. One point per latent that has both (its latest rows), the output
+# score on a log scale (it spans orders of magnitude; scores of 0 cannot be drawn and are counted in the
+# title). Dashed and dotted lines: the median chance level of each score, a random direction of the same norm scored
+# the same way. Arad et al. find that high values of both rarely co-occur: input latents sit to the right,
+# output latents at the top. Saved as `input_output.csv`.
+
+# %%
+inout = query("""
+    SELECT latent,
+           max(score) FILTER (WHERE scorer = 'input_score') AS input_score,
+           max(score) FILTER (WHERE scorer = 'output_score') AS output_score,
+           max(CAST(chance->>'score' AS DOUBLE)) FILTER (WHERE scorer = 'input_score') AS input_chance,
+           max(CAST(chance->>'score' AS DOUBLE)) FILTER (WHERE scorer = 'output_score') AS output_chance
+    FROM chosen WHERE control = '' AND scorer IN ('input_score', 'output_score') AND score IS NOT NULL
+    GROUP BY latent ORDER BY latent""")
+inout.to_csv(FIGURES / "input_output.csv", index=False)
+
+fig, ax = plt.subplots(figsize=(5.5, 4.2))
+both = inout[inout.input_score.notna() & inout.output_score.notna()]
+drawn = both[both.output_score > 0]
+if drawn.empty:
+    note(
+        ax,
+        f"no latent with both an input and an output score in {DB.name}: run `autointerp score --scorers "
+        "input_score,output_score` first",
+    )
+else:
+    ax.scatter(drawn.input_score, drawn.output_score, s=12, alpha=0.6, color="tab:purple")
+    ax.set_yscale("log")
+    for value, line, style, label in (
+        (drawn.input_chance.median(), ax.axvline, "--", "input chance"),
+        (drawn.output_chance[drawn.output_chance > 0].median(), ax.axhline, ":", "output chance"),
+    ):
+        if not np.isnan(value):
+            line(value, color="k", ls=style, lw=1, label=f"{label} (random direction) {value:.2g}")
+    rho = stats.spearmanr(drawn.input_score, drawn.output_score)[0] if len(drawn) >= 3 else np.nan
+    ax.set_title(
+        f"{len(drawn)} latents"
+        + ("" if np.isnan(rho) else f", Spearman ρ={rho:.2f}")
+        + (f"; {len(both) - len(drawn)} with output score 0 not drawn" if len(both) > len(drawn) else ""),
+        fontsize=10,
+    )
+    ax.set_xlabel("input score")
+    ax.set_ylabel("output score (log scale)")
+    ax.legend(fontsize=7)
+finish(fig, "input_vs_output")
 
 # %% [markdown]
 # ## Summary per scorer

@@ -261,6 +261,21 @@ def test_demo_runs_every_stage_and_prints_an_honest_summary(demo_run):
         assert empty == explained and "empty control" in out
     assert query(db, "SELECT count(*) FROM score_examples")[0][0] > 0
     assert "Top latents by detection score" in out and "chance" in out
+    # the output side: Arad et al.'s scores of every explained latent, summarised against their chance
+    for scorer in settings.OUTPUT_SIDE_SCORERS:
+        assert sorted(r[2] for r in rows if r[0] == scorer and r[1] == "") == explained
+    output = [r for r in rows if r[0] == "output_score" and r[1] == "" and r[3] == "scored"]
+    assert "Output side (Arad et al." in out
+    if output:
+        assert "output score: geometric mean" in out and f"n={len(output)} latents" in out
+        assert "Top steering candidates by output score" in out
+        best = query(
+            db,
+            "SELECT latent FROM steering_candidates WHERE latent IN (SELECT unnest(?)) ORDER BY candidate_rank LIMIT 1",
+            [latents],
+        )[0][0]
+        candidates = out.split("Top steering candidates by output score")[1].splitlines()
+        assert candidates[3].split()[0] == str(best)  # after the heading, the header and the rule
     assert "135M-parameter model" in out and "weak explainer" in out
     assert re.search(r"Demo done in [\d.]+ min", out)
     assert f"autointerp browse --db {db}" in out
@@ -341,3 +356,35 @@ def test_demo_serves_the_browser_until_interrupted(demo_run):
         assert [r["latent"] for r in body["rows"]] == explained
         assert all(set(r["scores"]) >= set(SCORERS) for r in body["rows"])
     assert proc.returncode == 0
+
+
+def test_output_side_compares_with_chance_on_a_log_scale_and_classes_latents():
+    from autointerp.demo.output_side import gather_output_side, log_ratio, render_output_side
+
+    con = duckdb.connect()
+    con.execute(
+        "CREATE TABLE latent_summary (latent INTEGER, input_score DOUBLE, input_score_ci_low DOUBLE, "
+        "input_score_chance DOUBLE, output_score DOUBLE, output_score_chance DOUBLE)"
+    )
+    rows = [  # latent, input, its interval's low end, chance, output, chance
+        (1, 0.5, 0.3, 1e-3, 0.2, 1e-5),  # both an output and an input latent
+        (2, 0.0, 0.0, 1e-3, 0.05, 1e-6),  # output
+        (3, 0.4, 0.2, 1e-3, 2e-6, 1e-6),  # input (output only 2x its random direction's)
+        (4, 0.0, 0.0, 1e-3, 1e-6, 1e-6),  # neither
+        (5, None, None, None, None, None),  # not scored
+    ]
+    con.executemany("INSERT INTO latent_summary VALUES (?, ?, ?, ?, ?, ?)", rows)
+    con.execute(
+        "CREATE TABLE steering_candidates AS SELECT 1 AS candidate_rank, 1 AS latent, 0.2 AS output_score, "
+        "1e-5 AS output_score_chance, 0.5 AS input_score, [' river', ' lake'] AS promoted_tokens, "
+        "NULL::VARCHAR AS lens_note, 'rivers' AS explanation"
+    )
+    side = gather_output_side(con, [1, 2, 3, 4, 5])
+    assert (side.n_classified, side.n_output, side.n_input, side.n_both) == (4, 2, 2, 1)
+    text = render_output_side(side)
+    ratios = [log_ratio(r[4], r[5]) for r in rows[:4]]
+    assert f"log10(score / chance) {statistics.fmean(ratios):+.2f}" in text
+    assert "2 output latents" in text and "2 input latents" in text and "1 both, 1 neither" in text
+    assert "' river' ' lake'" in text and "rivers" in text and "n=4 latents" in text
+    assert "no input or output score" in render_output_side(gather_output_side(con, [5]))
+    con.close()

@@ -15,6 +15,7 @@ from autointerp.cli import main
 from autointerp.interop.neuronpedia import histogram_bars, model_id_from_name
 
 from .conftest import query
+from .output_side import plant_lens
 from .test_collect_e2e import DOCS
 
 EXPLANATIONS = ["mentions of rivers", "the word “the”", "dates and years", "units of measurement", "names of cities"]
@@ -45,6 +46,10 @@ FEATURE_KEYS = {
     "frac_nonzero",
     "freq_hist_data_bar_values",
     "freq_hist_data_bar_heights",
+    "pos_str",
+    "pos_values",
+    "neg_str",
+    "neg_values",
 }
 
 
@@ -208,6 +213,30 @@ def test_neuronpedia_records_match_the_database(db, tmp_path):
         assert record["maxActApprox"] == pytest.approx(max_act)
         assert sum(record["freq_hist_data_bar_heights"]) == sum(hist)
         assert record["freq_hist_data_bar_values"] == sorted(record["freq_hist_data_bar_values"])
+
+
+@pytest.mark.slow
+def test_neuronpedia_logit_fields_come_from_the_lens(db, tmp_path):
+    from autointerp.store.db import connect
+
+    con = connect(db)
+    plant_lens(con, 2, promoted=[(5, " river", 3.5), (6, "<b>", 2.0)], suppressed=[(7, " the", -4.0)])
+    plant_lens(con, 3, note="a planted latent has no decoder direction")
+    con.close()
+    out = tmp_path / "np"
+    args = ["export", "--db", str(db), "--out", str(out), "--format", "neuronpedia", "--source", "14-res-test"]
+    assert main([*args, "--latents", "0-3"]) == 0
+    features = {r["index"]: r for r in read_jsonl(out / "smollm2-135m-instruct" / "14-res-test" / "features")}
+    assert (features["2"]["pos_str"], features["2"]["pos_values"]) == ([" river", "<b>"], [3.5, 2.0])
+    assert (features["2"]["neg_str"], features["2"]["neg_values"]) == ([" the"], [-4.0])
+    assert [features["3"][k] for k in ("pos_str", "pos_values", "neg_str", "neg_values")] == [[], [], [], []]
+    # the other latents carry what the collect's lens stored, in rank order
+    stored = query(
+        db,
+        "SELECT list(token ORDER BY rank), list(value ORDER BY rank) FROM latent_logits "
+        "WHERE latent = 0 AND sign = 'promoted'",
+    )[0]
+    assert (features["0"]["pos_str"], features["0"]["pos_values"]) == ((stored[0] or []), (stored[1] or []))
 
 
 @pytest.mark.slow

@@ -33,6 +33,7 @@ FIGURES = [
     "score_vs_frequency",
     "shuffled_control",
     "coverage",
+    "input_vs_output",
 ]
 
 
@@ -184,6 +185,11 @@ def fill_scores(db: Path) -> None:
         add(latents[0], "fuzzing", "", 0.8, {"0": 1.0})
         for latent in latents[:3]:
             add(latent, "simulation", "", None, chance=0.0)
+        # Arad et al.'s scores for 20 latents, input against output as in their scatter; one output score of 0
+        for i, latent in enumerate(latents[:20]):
+            q = quality[i]
+            add(latent, "input_score", "", float(q), chance=4e-4)
+            add(latent, "output_score", "", 0.0 if i == 7 else float(10 ** (-6 + 5 * (1 - q))), chance=1e-6)
     finally:
         con.close()
 
@@ -252,6 +258,21 @@ def test_varied_data_coverage_and_weighted_means(varied):
     assert summary.loc["detection", "weighted_mean_score"] == pytest.approx(summary.loc["detection", "mean_score"])
 
 
+def test_varied_data_input_against_output(varied):
+    db, figures, nb = varied
+    got = pd.read_csv(figures / "input_output.csv")
+    want = query(
+        db,
+        "SELECT latent, max(score) FILTER (WHERE scorer = 'input_score'), "
+        "max(score) FILTER (WHERE scorer = 'output_score') FROM score_rows "
+        "WHERE scorer IN ('input_score', 'output_score') GROUP BY latent ORDER BY latent",
+    )
+    assert list(zip(got.latent, got.input_score, got.output_score, strict=True)) == want and len(want) == 20
+    assert set(got.output_chance) == {1e-6} and set(got.input_chance) == {4e-4}
+    text, _ = outputs(nb)
+    assert "no latent with both" not in text  # drawn, not a note
+
+
 def test_varied_data_agreement_is_spearman(varied):
     db, figures, _ = varied
     table = pd.read_csv(figures / "agreement.csv")
@@ -307,7 +328,7 @@ def test_real_stages(collected_db, tmp_path, monkeypatch):
 def test_collect_only_database_gives_notes_not_errors(collected_db, tmp_path, monkeypatch):
     nb = execute(collected_db, tmp_path / "figures", monkeypatch)
     text = check_figures(tmp_path / "figures", nb)
-    assert "no scores in" in text
+    assert "no scores in" in text and "no latent with both an input and an output score" in text
     assert pd.read_csv(tmp_path / "figures" / "summary.csv").empty
 
 

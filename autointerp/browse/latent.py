@@ -9,14 +9,16 @@ per scorer with ``control = ''``, and for comparison the latest scored control r
 configuration whose borrowed explanation has the same explainer configuration (as ``latent_summary``). The
 per-context verdicts are the ``score_examples`` rows of exactly those real scores, joined to the
 latent's contexts on ``context_id``; the intervention scorers' rows are left out of that join, since
-their ``context_id`` is a completion id, not a context.
+their ``context_id`` is a completion id, not a context. The input and output scores do not depend on the
+explanation, so theirs is the latent's latest scored row under any explanation (as in ``latent_summary``).
+The promoted and suppressed tokens are the ``latent_logits`` rows of the current collect.
 """
 
 from __future__ import annotations
 
 import json
 
-from .listing import latest_explanation_sql
+from .listing import EXPLANATION_FREE_SCORERS, latest_explanation_sql
 
 STATS = (
     "latent",
@@ -30,6 +32,8 @@ STATS = (
     "mean_activation",
     "n_active_contexts",
 )
+#: The explanation-free scorers as an SQL list (names from the code, never from a request).
+FREE = ", ".join(f"'{s}'" for s in EXPLANATION_FREE_SCORERS)
 SCORE_COLUMNS = (
     "scorer",
     "control",
@@ -76,6 +80,7 @@ def latent_details(cur, latents: list[int]) -> dict[int, dict]:
             "scores": [],
             "contexts": [],
             "interventions": [],
+            "logits": {"promoted": [], "suppressed": [], "note": None},
         }
     if not details:
         return {}
@@ -84,6 +89,7 @@ def latent_details(cur, latents: list[int]) -> dict[int, dict]:
     _scores(cur, ids, details)
     _contexts(cur, ids, details)
     _interventions(cur, ids, details)
+    _logits(cur, ids, details)
     return details
 
 
@@ -125,8 +131,15 @@ def _scores(cur, ids: list[int], details: dict[int, dict]) -> None:
             SELECT s.latent, {", ".join("s." + c for c in SCORE_COLUMNS)}, e.config_hash AS explainer_config
             FROM scores s JOIN expl e ON e.latent = s.latent AND s.explanation_id = e.config_hash || '/' || e.latent
             WHERE {_scope("s.latent", ids)} AND s.status = 'scored' AND s.control = ''
+              AND s.scorer NOT IN ({FREE})
             QUALIFY row_number() OVER (PARTITION BY s.latent, s.scorer
-                                       ORDER BY s.created_at DESC, s.config_hash DESC) = 1),
+                                       ORDER BY s.created_at DESC, s.config_hash DESC) = 1
+            UNION ALL
+            SELECT s.latent, {", ".join("s." + c for c in SCORE_COLUMNS)}, NULL AS explainer_config
+            FROM scores s
+            WHERE {_scope("s.latent", ids)} AND s.status = 'scored' AND s.control = '' AND s.scorer IN ({FREE})
+            QUALIFY row_number() OVER (PARTITION BY s.latent, s.scorer
+                                       ORDER BY s.created_at DESC, s.config_hash DESC, s.explanation_id DESC) = 1),
         paired AS (
             SELECT c.latent, {", ".join("c." + c for c in SCORE_COLUMNS)}
             FROM scores c JOIN shown r ON c.latent = r.latent AND c.scorer = r.scorer AND c.config_hash = r.config_hash
@@ -217,3 +230,16 @@ def _interventions(cur, ids: list[int], details: dict[int, dict]) -> None:
             group["scale"], group["achieved_kl"] = scale, achieved_kl
     for group in groups.values():
         group["prompts"] = [group["prompts"][k] for k in sorted(group["prompts"])]
+
+
+def _logits(cur, ids: list[int], details: dict[int, dict]) -> None:
+    """The logit lens of the current collect: per sign, the tokens in rank order with their logit; or the
+    note saying why the lens does not apply to the latent."""
+    for latent, sign, rank, token_id, token, value, note in cur.execute(f"""
+            SELECT latent, sign, rank, token_id, token, value, note FROM latent_logits
+            WHERE {_scope("latent", ids)} ORDER BY latent, sign, rank""").fetchall():
+        lens = details[latent]["logits"]
+        if sign is None:
+            lens["note"] = note
+        elif sign in ("promoted", "suppressed"):
+            lens[sign].append({"rank": rank, "token_id": token_id, "token": token, "value": value})

@@ -46,12 +46,25 @@ def latest_explanation_sql(where: str = "") -> str:
 """
 
 
-#: Per (latent, scorer), the latest scored headline score of the latest explanation (needs CTE ``expl``).
-HEADLINE_SCORES = """
+#: Scorers computed from the decoder direction and the subject model, never from the explanation: the stage
+#: stores the same number under each explanation, so the latest scored row of the latent is shown whichever
+#: explanation it was stored under (as ``latent_summary`` does, migration 0014).
+EXPLANATION_FREE_SCORERS = ("input_score", "output_score")
+_FREE = ", ".join(f"'{s}'" for s in EXPLANATION_FREE_SCORERS)
+
+#: Per (latent, scorer), the latest scored headline score of the latest explanation (needs CTE ``expl``);
+#: for the explanation-free scorers, the latest scored row of the latent.
+HEADLINE_SCORES = f"""
     SELECT s.latent, s.scorer, s.score, s.config_hash, s.ci_low, s.ci_high, s.n_examples
     FROM scores s JOIN expl e ON s.latent = e.latent AND s.explanation_id = e.config_hash || '/' || e.latent
-    WHERE s.control = '' AND s.status = 'scored'
+    WHERE s.control = '' AND s.status = 'scored' AND s.scorer NOT IN ({_FREE})
     QUALIFY row_number() OVER (PARTITION BY s.latent, s.scorer ORDER BY s.created_at DESC, s.config_hash DESC) = 1
+    UNION ALL
+    SELECT s.latent, s.scorer, s.score, s.config_hash, s.ci_low, s.ci_high, s.n_examples
+    FROM scores s
+    WHERE s.control = '' AND s.status = 'scored' AND s.scorer IN ({_FREE})
+    QUALIFY row_number() OVER (PARTITION BY s.latent, s.scorer
+                               ORDER BY s.created_at DESC, s.config_hash DESC, s.explanation_id DESC) = 1
 """
 
 

@@ -123,6 +123,7 @@ def latent_page(d: dict, db_name: str) -> str:
     else:
         parts.append('<p id="explanation" class="explanation none">No explanation yet.</p>')
     parts.append(_stats(d))
+    parts.append(_output_side(d))
     parts.append(_scores(d["scores"]))
     sections = (
         ("top-contexts", "Top contexts", "top"),
@@ -158,6 +159,42 @@ def _stats(d: dict) -> str:
     if d["reason"]:
         items.append(("reason", e(d["reason"])))
     return '<dl id="stats" class="stats">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in items) + "</dl>"
+
+
+def _output_side(d: dict) -> str:
+    """What the latent writes: its input and output scores (Arad et al.) beside their random-direction
+    chance, and the tokens its decoder direction promotes and suppresses through the logit lens."""
+    parts = ['<section id="output"><h2>Output side</h2>']
+    headline = []
+    for scorer, label in (("output_score", "output score"), ("input_score", "input score")):
+        s = next((x for x in d["scores"] if x["scorer"] == scorer and not x["control"]), None)
+        if s is None:
+            continue
+        chance = s["chance"].get("score") if isinstance(s["chance"], dict) else None
+        headline.append(
+            f'<span class="headline" data-scorer="{e(scorer)}">{label} <b class="value">{number(s["score"], 3)}</b>'
+            f' <span class="muted">(random direction {number(chance, 3)})</span></span>'
+        )
+    if headline:
+        parts.append('<p id="output-scores">' + " · ".join(headline) + "</p>")
+    lens = d.get("logits") or {}
+    if lens.get("note"):
+        parts.append(f'<p id="lens-note" class="muted">Logit lens: {e(lens["note"])}</p>')
+    elif lens.get("promoted") or lens.get("suppressed"):
+        for sign, heading in (("promoted", "Promoted tokens"), ("suppressed", "Suppressed tokens")):
+            items = "".join(
+                f'<li class="logit" data-token-id="{e(t["token_id"])}"><span class="logit-token">'
+                f"{e(visible_token(t['token'] or ''))}</span> "
+                f'<span class="logit-value">{number(t["value"], 3)}</span></li>'
+                for t in lens.get(sign, [])
+            )
+            parts.append(
+                f'<div class="logits"><h3>{heading}</h3><ol id="{sign}-tokens" class="logits">{items}</ol></div>'
+            )
+    else:
+        parts.append('<p id="lens-note" class="muted">No logit lens stored (`autointerp lens --db ...`).</p>')
+    parts.append("</section>")
+    return "".join(parts)
 
 
 def with_interval(s: dict) -> str:

@@ -26,6 +26,7 @@ REQUIRED = {
     "scores": ("latent", "explanation_id", "scorer", "score", "control"),
     "score_examples": ("latent", "context_id", "label", "prediction", "probability"),
     "interventions": ("latent", "prompt", "steered", "completion", "scale", "achieved_kl"),
+    "latent_logits": ("latent", "sign", "rank", "token_id", "token", "value", "note"),
 }
 
 

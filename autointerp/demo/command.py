@@ -19,6 +19,7 @@ from ..errors import AutointerpError
 from ..query.coverage import coverage_section
 from . import settings as demo_settings
 from .choose import choose_latents
+from .output_side import gather_output_side, render_output_side
 from .report import gather, render
 
 
@@ -34,7 +35,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Run the whole pipeline on the embedded default (SmolLM2-135M-Instruct, the SAE in data/, "
         "Wikipedia summaries): collect, explain a few latents spread over firing frequencies, score "
         "them (detection, fuzzing, embedding, and the embedding scorer's shuffled-explanation "
-        "control), print a summary and serve the browser on 127.0.0.1 until Ctrl-C. Rerunning "
+        "control; Arad et al.'s input and output scores, which need no LLM), print a summary with "
+        "the best steering candidates and serve the browser on 127.0.0.1 until Ctrl-C. Rerunning "
         "resumes: finished stages and latents are skipped.",
     )
     parser.add_argument("--db", default="demo.duckdb", help="DuckDB file to write (default: demo.duckdb)")
@@ -281,11 +283,15 @@ def run(args: argparse.Namespace) -> int:
     con = connect(db, read_only=True)
     try:
         summary = gather(con, latents, s.scorers)
+        output_side = gather_output_side(con, latents)
     finally:
         con.close()
     total = time.perf_counter() - start
     _say("")
-    _say(render(summary, s.scorers))
+    # the output-side scores get their own section (log scale, per-latent chance), not the judged top table
+    _say(render(summary, [name for name in s.scorers if name not in demo_settings.OUTPUT_SIDE_SCORERS]))
+    _say("")
+    _say(render_output_side(output_side))
     _say("")
     section = coverage_section(db)
     if section:

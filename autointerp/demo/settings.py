@@ -25,7 +25,9 @@ EXPLAIN = {"max_tokens": 120}
 SCORE = {"batch_size": 20, "fuzz_random": 10, "fuzz_misplaced": 10}
 #: Set by the demo itself (its own options or its latent choice), so not overridable.
 RESERVED = {"collect": {"tokens"}, "explain": {"latents"}, "score": {"latents", "scorers", "control", "explanations"}}
-DEFAULT_SCORERS = "detection,fuzzing,embedding"
+#: Arad et al.'s scores: the subject model alone (one forward pass per latent for the output score), no LLM.
+OUTPUT_SIDE_SCORERS = ("input_score", "output_score")
+DEFAULT_SCORERS = "detection,fuzzing,embedding," + ",".join(OUTPUT_SIDE_SCORERS)
 DEFAULT_CONTROL_SCORERS = "embedding"
 
 

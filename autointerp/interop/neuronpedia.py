@@ -177,9 +177,26 @@ def export_neuronpedia(
         con.close()
 
 
+def _logits(cur, chunk) -> dict[tuple[int, str], tuple[list[str], list[float]]]:
+    """(latent, sign) -> (tokens, logits) of the logit lens in rank order: Neuronpedia's pos_/neg_ fields.
+    A database collected before the lens existed (schema < 12, opened read-only, never migrated) has none."""
+    has_view = cur.execute(
+        "SELECT count(*) FROM duckdb_views() WHERE view_name = 'latent_logits' AND NOT internal"
+    ).fetchall()[0][0]
+    if not has_view:
+        return {}
+    rows = cur.execute(
+        "SELECT latent, sign, list(token ORDER BY rank), list(value ORDER BY rank) FROM latent_logits "
+        "WHERE sign IN ('promoted', 'suppressed') AND latent IN (SELECT unnest(?)) GROUP BY latent, sign",
+        [chunk],
+    ).fetchall()
+    return {(latent, sign): (tokens, values) for latent, sign, tokens, values in rows}
+
+
 def _write_features(cur, chunk, common, extra, writer) -> dict[int, tuple[float, list[float]]]:
     """One ``Neuron`` record per latent; returns latent -> (max activation, quantile edges)."""
     maxima = {}
+    lens = _logits(cur, chunk)
     for latent, max_act, frequency, hist, edges, q_edges in cur.execute(
         "SELECT latent, max_activation, frequency, histogram, histogram_edges, quantile_edges FROM latents "
         "WHERE latent IN (SELECT unnest(?)) ORDER BY latent",
@@ -187,6 +204,10 @@ def _write_features(cur, chunk, common, extra, writer) -> dict[int, tuple[float,
     ).fetchall():
         maxima[latent] = (max_act, q_edges)
         bar_values, bar_heights = histogram_bars(hist, edges)
+        # the logit lens: promoted tokens strongest first, suppressed most negative first (empty when the lens
+        # does not apply to the latent, as Neuronpedia's own default)
+        pos_str, pos_values = lens.get((latent, "promoted"), ([], []))
+        neg_str, neg_values = lens.get((latent, "suppressed"), ([], []))
         writer.write(
             {
                 **common,
@@ -195,6 +216,10 @@ def _write_features(cur, chunk, common, extra, writer) -> dict[int, tuple[float,
                 "frac_nonzero": frequency,
                 "freq_hist_data_bar_values": bar_values,
                 "freq_hist_data_bar_heights": bar_heights,
+                "pos_str": pos_str,
+                "pos_values": pos_values,
+                "neg_str": neg_str,
+                "neg_values": neg_values,
                 **extra,
             }
         )

@@ -90,3 +90,31 @@ def steering_target(dictionary, latent: int, subject_model=None) -> tuple[str, t
     if not 0 <= latent < directions.shape[0]:
         raise AutointerpError(f"Latent {latent} is out of range.", f"0 <= latent < {directions.shape[0]}.")
     return target, directions[latent].detach().clone()
+
+
+@contextmanager
+def adding_at_last_position(model, hookpoint: str, vectors: torch.Tensor) -> Iterator[None]:
+    """Add ``vectors[b]`` [batch, d] to the output of module ``hookpoint`` at the last position of
+    sequence ``b`` only, for every forward pass run inside the ``with`` block: one batched forward
+    scores several latents' edits of the same right-aligned prompt (Arad et al.'s output score). The
+    hook is removed on exit, even on an error."""
+    vectors = vectors.detach()
+    module = find_module(torch_module(model), hookpoint)
+
+    def hook(mod, inputs, output):  # noqa: ARG001 - torch hook signature
+        hidden = output[0] if isinstance(output, tuple) else output
+        if hidden.dim() != 3 or hidden.shape[0] != vectors.shape[0] or hidden.shape[-1] != vectors.shape[-1]:
+            raise AutointerpError(
+                f"{tuple(vectors.shape)} vectors to add at the last position of an output of shape "
+                f"{tuple(hidden.shape)} at {hookpoint}.",
+                "one vector per sequence of the batch, as wide as the module's output.",
+            )
+        edited = hidden.clone()
+        edited[:, -1, :] += vectors.to(device=hidden.device, dtype=hidden.dtype)
+        return (edited, *output[1:]) if isinstance(output, tuple) else edited
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()

@@ -20,6 +20,8 @@ SCORERS: dict[str, str] = {
     "intervention": "autointerp.score.scorers.intervention:InterventionScorer",
     "intervention_choice": "autointerp.score.scorers.intervention_choice:InterventionChoiceScorer",
     "intervention_surprisal": "autointerp.score.scorers.intervention_surprisal:InterventionSurprisalScorer",
+    "input_score": "autointerp.score.scorers.input_output:InputScorer",
+    "output_score": "autointerp.score.scorers.input_output:OutputScorer",
 }
 
 #: A name a user picks that runs several scorers (they share one steering of each latent).

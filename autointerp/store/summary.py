@@ -15,7 +15,7 @@ import logging
 
 import duckdb
 
-# The same query as the INSERT INTO latent_summary_state of migrations 0005 and 0008 (a test checks they agree).
+# The same query as the INSERT INTO latent_summary_state of migrations 0005, 0008 and 0014.
 FINGERPRINT = """
 SELECT (SELECT count(*) FROM explanation_rows), (SELECT max(created_at) FROM explanation_rows),
        (SELECT count(*) FROM score_rows), (SELECT max(created_at) FROM score_rows),

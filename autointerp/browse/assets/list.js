@@ -112,7 +112,8 @@
     for (const s of scorers) {
       const v = r.scores ? r.scores[s] : undefined;
       const ci = r.intervals ? r.intervals[s] : undefined;
-      let text = v === undefined || v === null ? "—" : v.toFixed(3);
+      // output scores span orders of magnitude: below 0.001 in exponent notation, not "0.000"
+      let text = v === undefined || v === null ? "—" : (v !== 0 && Math.abs(v) < 0.001 ? v.toExponential(2) : v.toFixed(3));
       // "0.740 [0.65, 0.82], n=100": the 95% interval, where the score row has one
       if (text !== "—" && ci && ci[0] !== null && ci[1] !== null) {
         text += " [" + ci[0].toFixed(2) + ", " + ci[1].toFixed(2) + "], n=" + ci[2];
