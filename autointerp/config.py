@@ -466,7 +466,7 @@ def check_finite(config) -> None:
             )
 
 
-SCORERS = ("detection", "fuzzing", "embedding", "simulation", "intervention")
+SCORERS = ("detection", "fuzzing", "embedding", "simulation", "intervention", "output_choice")
 
 
 @dataclass
@@ -477,8 +477,9 @@ class ScoreConfig(LLMConfig):
     """Comma-separated scorers to run: detection, fuzzing (LLM), embedding (cosine similarity of the
     explanation and each context under a sentence-embedding model, AUROC), simulation (the LLM predicts
     every token's activation; Pearson correlation), intervention (steer the subject model with the
-    latent; a judge, a multiple-choice judge and the surprisal score). Detection and fuzzing also store
-    their test sets' cue probes (input-blind, no LLM) as cue:<task>:<probe> scores."""
+    latent; a judge, a multiple-choice judge and the surprisal score), output_choice (Gur-Arieh et al.'s
+    output metric: steered over a KL schedule, a judge picks the latent's set among two decoys).
+    Detection and fuzzing also store their test sets' cue probes (input-blind, no LLM) as cue:<task>:<probe> scores."""
 
     embedding_model: str = ""
     """Sentence-embedding model folder for the embedding scorer; empty for all-MiniLM-L6-v2 from the
@@ -557,6 +558,20 @@ class ScoreConfig(LLMConfig):
     """Intervention, surprisal: a local Hugging Face folder of the LM that scores how expected the
     explanation is after steered vs clean text; empty for the subject model itself (as delphi's PR #151)."""
 
+    # -- output_choice scorer (Gur-Arieh et al.'s output metric; fields below) --
+
+    output_schedule: str = "+0.25,+0.5,-0.25,-0.5"
+    """Output choice: the signed target KLs (nats) the latent is steered to, each continuing every prompt of
+    prompts/output_choice_prompts.txt; a negative one steers against the decoder direction. Gur-Arieh et
+    al.'s schedule by default."""
+
+    output_tokens: int = 25
+    """Output choice: tokens generated per steered continuation (Gur-Arieh et al.: 25)."""
+
+    output_temperature: float = 0.75
+    """Output choice: sampling temperature of the steered continuations (Gur-Arieh et al.: 0.75; 0 for
+    greedy)."""
+
     def __post_init__(self) -> None:
         super().__post_init__()
         unknown = [s for s in self.scorer_list() if s not in SCORERS]
@@ -580,6 +595,7 @@ class ScoreConfig(LLMConfig):
         if self.temperature < 0:
             raise AutointerpError(f"--temperature is {self.temperature}.", "0 (greedy) or a positive temperature.")
         self._check_intervention()
+        self._check_output_choice()
 
     def _check_intervention(self) -> None:
         if not (math.isfinite(self.target_kl) and self.target_kl > 0):
@@ -604,6 +620,36 @@ class ScoreConfig(LLMConfig):
                 f"--choices {self.choices} is outside 2..9.",
                 "2 to 9 options per multiple-choice question (the answer is one digit).",
             )
+
+    def _check_output_choice(self) -> None:
+        self.output_schedule_values()
+        if self.output_tokens <= 0:
+            raise AutointerpError(f"--output-tokens is {self.output_tokens}.", "a positive integer.")
+        if not (math.isfinite(self.output_temperature) and self.output_temperature >= 0):
+            raise AutointerpError(
+                f"--output-temperature {self.output_temperature} is not allowed.",
+                "0 (greedy) or a positive temperature such as 0.75.",
+            )
+
+    def output_schedule_values(self) -> list[float]:
+        """--output-schedule as numbers, in order (validated: distinct, finite, non-zero)."""
+        expected = "a comma-separated list of distinct non-zero KLs in nats, signed, e.g. +0.25,+0.5,-0.25,-0.5"
+        values = []
+        for part in self.output_schedule.split(","):
+            try:
+                value = float(part)
+            except ValueError:
+                raise AutointerpError(
+                    f"--output-schedule {self.output_schedule!r}: {part!r} is not a number.", expected
+                ) from None
+            if not math.isfinite(value) or value == 0:
+                raise AutointerpError(
+                    f"--output-schedule {self.output_schedule!r}: {part.strip()} is not allowed.", expected
+                )
+            values.append(value)
+        if len(set(values)) != len(values):
+            raise AutointerpError(f"--output-schedule {self.output_schedule!r} repeats a value.", expected)
+        return values
 
     def scorer_list(self) -> list[str]:
         return [s.strip() for s in self.scorers.split(",") if s.strip()]
@@ -631,3 +677,4 @@ class ScoreConfig(LLMConfig):
         "choices",
         "surprisal_model",
     )
+    OUTPUT_CHOICE = ("output_schedule", "output_tokens", "output_temperature")

@@ -20,6 +20,7 @@ SCORERS: dict[str, str] = {
     "intervention": "autointerp.score.scorers.intervention:InterventionScorer",
     "intervention_choice": "autointerp.score.scorers.intervention_choice:InterventionChoiceScorer",
     "intervention_surprisal": "autointerp.score.scorers.intervention_surprisal:InterventionSurprisalScorer",
+    "output_choice": "autointerp.score.scorers.output_choice:OutputChoiceScorer",
 }
 
 #: A name a user picks that runs several scorers (they share one steering of each latent).
