@@ -21,6 +21,7 @@ from .failures import explain_failure
 from .interop import export_command, import_command
 from .query import sql as sql_command
 from .redact import install_log_redaction
+from .score import steer_command
 from .signals import SIGTERM_EXIT_STATUS, TERMINATED, Terminated, sigterm_raises
 
 
@@ -136,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     browse_command.add_parser(sub)
     sql_command.add_parser(sub)
     demo_command.add_parser(sub)
+    steer_command.add_parser(sub)
     return parser
 
 
@@ -284,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers["browse"] = browse_command.run
     handlers["sql"] = sql_command.run
     handlers["demo"] = demo_command.run
+    handlers["steer"] = steer_command.run
     try:
         with sigterm_raises():
             return handlers[args.command](args)
