@@ -53,7 +53,7 @@ def test_bad_input_is_a_clear_error_and_leaves_the_database_unchanged(steer_db, 
     before = digest(steer_db)
     done = steer(steer_db, "--latent", "7")  # the command line itself: exit status and stderr
     assert done.returncode == 2 and done.stdout == ""
-    assert done.stderr.startswith("autointerp steer: error: Latent 7 cannot be steered: it is a rule over token ids")
+    assert done.stderr.startswith("autointerp steer: error: Latent 7 cannot be steered: it is a planted latent")
     assert "Traceback" not in done.stderr
     n_latents = query(steer_db, "SELECT n_latents FROM collections")[0][0]
     cases = {
@@ -63,7 +63,7 @@ def test_bad_input_is_a_clear_error_and_leaves_the_database_unchanged(steer_db, 
         ("--latent", "five"): "--latent 'five' is not a whole number",
         ("--latent", "5", "--strength", "strong"): "--strength 'strong' is not a finite number",
         ("--latent", "5", "--strength", "nan"): "--strength 'nan' is not a finite number",
-        ("--latent", "5", "--strength", "-inf"): "--strength '-inf' is not a finite number",
+        ("--latent", "5", "--strength=-inf"): "--strength '-inf' is not a finite number",
         ("--latent", "5", "--target-kl", "0"): "--target-kl is 0",
         ("--latent", "5", "--tokens", "0"): "--tokens is 0",
         ("--latent", "5", "--temperature", "-1"): "--temperature is -1",

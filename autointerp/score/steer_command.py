@@ -72,7 +72,7 @@ def whole(flag: str, text: str, expected: str, low: int) -> int:
 
 def check_latent(con, run_id: str, latent: int) -> None:
     """Refuse a latent the dictionary does not have, a planted one (no decoder weights) or a dead one."""
-    from .intervention.store import PLANTED_REASON, planted_latents
+    from .intervention.store import planted_latents
 
     n_latents = con.execute("SELECT n_latents FROM collections WHERE run_id = ?", [run_id]).fetchone()[0]
     if not 0 <= latent < n_latents:
@@ -82,7 +82,8 @@ def check_latent(con, run_id: str, latent: int) -> None:
         )
     if latent in planted_latents(con, run_id):
         raise AutointerpError(
-            f"Latent {latent} cannot be steered: it is a {PLANTED_REASON.removeprefix('planted latent: ')}.",
+            f"Latent {latent} cannot be steered: it is a planted latent, a rule over token ids (planted_latents) "
+            "with no decoder weights.",
             "a latent of the dictionary itself (it has decoder weights).",
             "pick another --latent: SELECT latent FROM latents WHERE n_firing > 0",
         )
