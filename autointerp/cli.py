@@ -22,6 +22,7 @@ from .failures import explain_failure
 from .interop import export_command, import_command
 from .query import sql as sql_command
 from .redact import install_log_redaction
+from .score import steer_command
 from .signals import SIGTERM_EXIT_STATUS, TERMINATED, Terminated, sigterm_raises
 
 
@@ -138,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     sql_command.add_parser(sub)
     demo_command.add_parser(sub)
     lens_command.add_parser(sub)
+    steer_command.add_parser(sub)
     return parser
 
 
@@ -304,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers["sql"] = sql_command.run
     handlers["demo"] = demo_command.run
     handlers["lens"] = lens_command.run
+    handlers["steer"] = steer_command.run
     try:
         with sigterm_raises():
             return handlers[args.command](args)

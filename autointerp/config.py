@@ -478,7 +478,16 @@ def check_finite(config) -> None:
             )
 
 
-SCORERS = ("detection", "fuzzing", "embedding", "simulation", "intervention", "input_score", "output_score")
+SCORERS = (
+    "detection",
+    "fuzzing",
+    "embedding",
+    "simulation",
+    "intervention",
+    "input_score",
+    "output_score",
+    "output_choice",
+)
 #: Scorers that do not read the explanation: an explanation control of them would store the real score again.
 EXPLANATION_BLIND = ("input_score", "output_score")
 
@@ -493,8 +502,10 @@ class ScoreConfig(LLMConfig):
     every token's activation; Pearson correlation), intervention (steer the subject model with the
     latent; a judge, a multiple-choice judge and the surprisal score), input_score and output_score
     (Arad et al., no LLM: does the latent's peak token, or the model's next token when the latent is
-    amplified, fall among the top tokens of its decoder row's logit lens). Detection and fuzzing also
-    store their test sets' cue probes (input-blind, no LLM) as cue:<task>:<probe> scores."""
+    amplified, fall among the top tokens of its decoder row's logit lens), output_choice (Gur-Arieh et
+    al.'s output metric: steered over a KL schedule, a judge picks the latent's set among two decoys).
+    Detection and fuzzing also store their test sets' cue probes (input-blind, no LLM) as
+    cue:<task>:<probe> scores."""
 
     embedding_model: str = ""
     """Sentence-embedding model folder for the embedding scorer; empty for all-MiniLM-L6-v2 from the
@@ -587,6 +598,20 @@ class ScoreConfig(LLMConfig):
     """Output score: the latent is amplified by output_alpha x m at the prompt's last token, m the largest
     activation of any latent there (Arad et al.'s alpha = 10)."""
 
+    # -- output_choice scorer (Gur-Arieh et al.'s output metric; fields below) --
+
+    output_schedule: str = "+0.25,+0.5,-0.25,-0.5"
+    """Output choice: the signed target KLs (nats) the latent is steered to, each continuing every prompt of
+    prompts/output_choice_prompts.txt; a negative one steers against the decoder direction. Gur-Arieh et
+    al.'s schedule by default."""
+
+    output_tokens: int = 25
+    """Output choice: tokens generated per steered continuation (Gur-Arieh et al.: 25)."""
+
+    output_temperature: float = 0.75
+    """Output choice: sampling temperature of the steered continuations (Gur-Arieh et al.: 0.75; 0 for
+    greedy)."""
+
     def __post_init__(self) -> None:
         super().__post_init__()
         unknown = [s for s in self.scorer_list() if s not in SCORERS]
@@ -610,6 +635,7 @@ class ScoreConfig(LLMConfig):
         if self.temperature < 0:
             raise AutointerpError(f"--temperature is {self.temperature}.", "0 (greedy) or a positive temperature.")
         self._check_intervention()
+        self._check_output_choice()
         self._check_input_output()
 
     def _check_input_output(self) -> None:
@@ -656,6 +682,36 @@ class ScoreConfig(LLMConfig):
                 "2 to 9 options per multiple-choice question (the answer is one digit).",
             )
 
+    def _check_output_choice(self) -> None:
+        self.output_schedule_values()
+        if self.output_tokens <= 0:
+            raise AutointerpError(f"--output-tokens is {self.output_tokens}.", "a positive integer.")
+        if not (math.isfinite(self.output_temperature) and self.output_temperature >= 0):
+            raise AutointerpError(
+                f"--output-temperature {self.output_temperature} is not allowed.",
+                "0 (greedy) or a positive temperature such as 0.75.",
+            )
+
+    def output_schedule_values(self) -> list[float]:
+        """--output-schedule as numbers, in order (validated: distinct, finite, non-zero)."""
+        expected = "a comma-separated list of distinct non-zero KLs in nats, signed, e.g. +0.25,+0.5,-0.25,-0.5"
+        values = []
+        for part in self.output_schedule.split(","):
+            try:
+                value = float(part)
+            except ValueError:
+                raise AutointerpError(
+                    f"--output-schedule {self.output_schedule!r}: {part!r} is not a number.", expected
+                ) from None
+            if not math.isfinite(value) or value == 0:
+                raise AutointerpError(
+                    f"--output-schedule {self.output_schedule!r}: {part.strip()} is not allowed.", expected
+                )
+            values.append(value)
+        if len(set(values)) != len(values):
+            raise AutointerpError(f"--output-schedule {self.output_schedule!r} repeats a value.", expected)
+        return values
+
     def scorer_list(self) -> list[str]:
         return [s.strip() for s in self.scorers.split(",") if s.strip()]
 
@@ -682,3 +738,4 @@ class ScoreConfig(LLMConfig):
         "choices",
         "surprisal_model",
     )
+    OUTPUT_CHOICE = ("output_schedule", "output_tokens", "output_temperature")

@@ -22,6 +22,7 @@ SCORERS: dict[str, str] = {
     "intervention_surprisal": "autointerp.score.scorers.intervention_surprisal:InterventionSurprisalScorer",
     "input_score": "autointerp.score.scorers.input_output:InputScorer",
     "output_score": "autointerp.score.scorers.input_output:OutputScorer",
+    "output_choice": "autointerp.score.scorers.output_choice:OutputChoiceScorer",
 }
 
 #: A name a user picks that runs several scorers (they share one steering of each latent).

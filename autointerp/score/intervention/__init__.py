@@ -13,6 +13,8 @@
 - ``surprisal``: delphi's surprisal variant (spec section B, PR #151).
 - ``judge``: the LLM judge's prompts over steered and clean texts, and reading its answers.
 - ``store``: each latent's calibrated, clean and steered continuations, computed once and stored.
+- ``schedule`` and ``output_judge``: the ``output_choice`` scorer's steering over a signed KL schedule
+  (Gur-Arieh et al.'s output metric) and its three-way judge.
 
 The scale multiplies the direction as passed (a raw decoder row: the scale is then in units of the
 latent's activation). Steering goes the direction's own way by default; the other side is the same

@@ -13,11 +13,11 @@ from ...text import prompt_text
 NEUTRAL_PROMPTS = "intervention_neutral_prompts.txt"
 
 
-def neutral_prompts(path: str | Path | None = None) -> list[str]:
-    """The neutral prompt openings, one per non-empty line (lines starting with # are comments);
-    default ``prompts/intervention_neutral_prompts.txt``."""
+def neutral_prompts(path: str | Path | None = None, name: str = NEUTRAL_PROMPTS) -> list[str]:
+    """The neutral prompt openings, one per non-empty line (lines starting with # are comments), of the
+    file ``path``, or else of the packaged ``prompts/<name>`` (default the intervention scorers')."""
     if path is None:
-        where, text = f"prompts/{NEUTRAL_PROMPTS}", prompt_text(NEUTRAL_PROMPTS)
+        where, text = f"prompts/{name}", prompt_text(name)
     else:
         where, text = str(path), Path(path).read_text(encoding="utf-8")
     lines = [line.strip() for line in text.splitlines()]

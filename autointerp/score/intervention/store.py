@@ -123,7 +123,7 @@ class SteeringStore:
             }
         )
         self.surprisal_model = config.surprisal_model or self.source.model_name
-        self._lock = asyncio.Lock()  # one model: one torch job at a time
+        self.lock = asyncio.Lock()  # one model: one torch job at a time (shared with the schedule store)
         self._steerings: dict[int, asyncio.Future] = {}
         self._loaded = None  # (SubjectModel, Dictionary), loaded on first use
         self._scorer_lm = None  # (model, tokenizer) of the surprisal scorer
@@ -147,7 +147,7 @@ class SteeringStore:
         stored = self._stored(latent)
         if stored is not None:
             return stored
-        async with self._lock:
+        async with self.lock:
             start = time.perf_counter()
             result = await asyncio.to_thread(self._compute, latent)
             self.seconds["steering"] += time.perf_counter() - start
@@ -270,7 +270,7 @@ class SteeringStore:
     async def surprisal(self, explanation: str, own: Steering) -> dict:
         """``surprisal.surprisal_score`` of ``explanation`` over ``own``'s continuations (with their
         prompts), on the scorer LM, in a thread under the lock."""
-        async with self._lock:
+        async with self.lock:
             start = time.perf_counter()
             result = await asyncio.to_thread(self._surprisal_now, explanation, own)
             self.seconds["surprisal"] += time.perf_counter() - start
