@@ -206,15 +206,16 @@ def _contexts(cur, ids: list[int], details: dict[int, dict]) -> None:
 
 
 def _interventions(cur, ids: list[int], details: dict[int, dict]) -> None:
-    """Per steering configuration, each prompt with its clean and steered completion."""
-    groups: dict[tuple[int, str], dict] = {}
+    """Per steering configuration and target KL (output_choice steers each latent over a schedule of
+    signed targets under one configuration), each prompt with its clean and steered completion."""
+    groups: dict[tuple[int, str, float], dict] = {}
     for latent, chash, index, prompt, steered, completion, scale, target_kl, achieved_kl in cur.execute(f"""
             SELECT latent, config_hash, prompt_index, prompt, steered, completion, scale, target_kl, achieved_kl
             FROM interventions WHERE {_scope("latent", ids)}
-            ORDER BY latent, created_at DESC, config_hash, prompt_index, steered""").fetchall():
-        group = groups.get((latent, chash))
+            ORDER BY latent, created_at DESC, config_hash, target_kl DESC, prompt_index, steered""").fetchall():
+        group = groups.get((latent, chash, target_kl))
         if group is None:
-            group = groups[(latent, chash)] = {
+            group = groups[(latent, chash, target_kl)] = {
                 "config_hash": chash,
                 "target_kl": target_kl,
                 "achieved_kl": None,
