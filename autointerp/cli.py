@@ -13,6 +13,7 @@ import sys
 import typing
 
 from .browse import command as browse_command
+from .collect import lens_command
 from .config import ALL_TOKENS, CollectConfig, ExecutorConfig, ExplainConfig, ScoreConfig
 from .config_fields import field_docs
 from .demo import command as demo_command
@@ -136,10 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     browse_command.add_parser(sub)
     sql_command.add_parser(sub)
     demo_command.add_parser(sub)
+    lens_command.add_parser(sub)
     return parser
 
 
 def run_collect(args: argparse.Namespace) -> int:
+    from .collect.logit_lens import describe_lens
     from .collect.stage import collect_many
     from .scale import make_executor
 
@@ -161,6 +164,8 @@ def run_collect(args: argparse.Namespace) -> int:
                 f"({result.tokens_per_second:,.0f} tokens/s); latents: {counts.get('ok', 0)} ok, "
                 f"{counts.get('too_few_examples', 0)} with too few examples, {counts.get('dead', 0)} dead."
             )
+            if result.lens is not None:
+                print(f"{db}: {describe_lens(result.lens, job_config.lens_k)}")
         print_coverage(db)
         warn_budget(db, job_config)
     print(
@@ -284,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers["browse"] = browse_command.run
     handlers["sql"] = sql_command.run
     handlers["demo"] = demo_command.run
+    handlers["lens"] = lens_command.run
     try:
         with sigterm_raises():
             return handlers[args.command](args)

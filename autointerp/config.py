@@ -138,6 +138,11 @@ class CollectConfig:
     """Leave the first position of every sequence out of activations: it is an attention sink whose
     residual norm is ~150x the others on the embedded model."""
 
+    lens_k: int = 20
+    """Tokens the logit lens keeps per latent and sign (top promoted and top suppressed through the final
+    norm and unembedding; view latent_logits), computed after the collect with its model. 0: no lens.
+    Not part of the collect's identity: `autointerp lens --db X --k N` recomputes it."""
+
     histogram_bins: int = 48
     """Log-spaced bins of the per-latent activation histogram (from 1e-3 to 1e4, plus under/overflow)."""
 
@@ -195,6 +200,12 @@ class CollectConfig:
             )
         if self.dtype not in ("auto", "bfloat16", "float16", "float32"):
             raise AutointerpError(f"--dtype {self.dtype!r} is not known.", "auto, bfloat16, float16 or float32.")
+        if isinstance(self.lens_k, bool) or not isinstance(self.lens_k, int) or self.lens_k < 0:
+            raise AutointerpError(
+                f"--lens-k is {self.lens_k!r}.",
+                "a whole number of tokens per sign, 0 or more (0: no logit lens).",
+                "pass --lens-k 20, the default.",
+            )
 
     def _check_tokens(self) -> None:
         if self.tokens == ALL_TOKENS:
@@ -211,7 +222,8 @@ class CollectConfig:
 
     def result_hash(self) -> str:
         """Identity of the result: every field except those that only change speed."""
-        shaping = {k: v for k, v in self.to_dict().items() if k not in ("batch_size", "device")}
+        # lens_k shapes only the logit lens, a table `autointerp lens` recomputes without collecting again
+        shaping = {k: v for k, v in self.to_dict().items() if k not in ("batch_size", "device", "lens_k")}
         if not shaping["planted"]:
             del shaping["planted"]  # the identity of collects without planted latents is unchanged
         return config_hash(shaping)

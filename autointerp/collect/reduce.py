@@ -30,6 +30,7 @@ class CollectResult:
     seconds: float = 0.0
     tokens_per_second: float = 0.0
     status_counts: dict | None = None
+    lens: dict | None = None  # the logit lens's summary (``collect.logit_lens.Lens.summary``); None: not computed
 
 
 def merge(

@@ -22,6 +22,7 @@ import dataclasses
 import json
 import logging
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +33,9 @@ from ..executor import Call, Executor, LocalExecutor, Shard, or_local
 from ..models.dictionaries.planted import planted_part
 from ..store import runs
 from ..store.db import connect
+from ..store.logit_lens import write_logit_lens
 from . import dictionary as dictionaries
+from .logit_lens import lens_of_loaded
 from .reduce import CollectResult, merge, select_and_write
 from .setup import Loaded
 from .step import CollectStep, count_sequences, decode, locate, plan_shards
@@ -236,7 +239,12 @@ class CollectJob:
         def token_strings(ids) -> list[str]:
             return call(decode, [int(i) for i in ids])
 
-        extra = {**summary, "merge_seconds": round(merge_seconds, 2)} if summary else None
+        extra = {**summary, "merge_seconds": round(merge_seconds, 2)} if summary else {}
+        lens = None
+        if self.config.lens_k:  # where the model is loaded (a Ray worker's copy when sharded), before any write
+            start = time.perf_counter()
+            lens = call(lens_of_loaded, self.config.lens_k)
+            extra["logit_lens"] = lens.summary(time.perf_counter() - start)
         self.result = select_and_write(
             self.con,
             self.run_id,
@@ -249,6 +257,9 @@ class CollectJob:
             extra,
             planted=meta.get("planted") or [],
         )
+        if lens is not None:  # the collect is committed; `autointerp lens` redoes this should it fail here
+            write_logit_lens(self.con, self.run_id, lens.rows)
+            self.result.lens = extra["logit_lens"]
         shutil.rmtree(self.parts, ignore_errors=True)  # merged and committed: the parts are no longer needed
         if self.parts.parent.is_dir() and not any(self.parts.parent.iterdir()):
             self.parts.parent.rmdir()

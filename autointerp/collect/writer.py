@@ -41,7 +41,15 @@ def collect_run_ids(con: duckdb.DuckDBPyConnection) -> list[str]:
 
 
 def delete_collect_results(con: duckdb.DuckDBPyConnection, run_ids: list[str]) -> None:
-    for table in ("planted_latents", "latent_examples", "latent_stats", "contexts", "collections", "runs"):
+    for table in (
+        "logit_lens",
+        "planted_latents",
+        "latent_examples",
+        "latent_stats",
+        "contexts",
+        "collections",
+        "runs",
+    ):
         con.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT unnest(?))", [run_ids])
 
 
