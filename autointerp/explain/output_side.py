@@ -192,19 +192,23 @@ def _planted(con, collect_run: str) -> set[int]:
 
 
 def _read_lens(cur, latents: list[int], k: int) -> dict[int, tuple[tuple | None, str | None]]:
-    """latent -> ((promoted, suppressed), None), or (None, why the lens does not apply)."""
-    from ..store.logit_lens import lens_note, lens_tokens
+    """latent -> ((promoted, suppressed), None), or (None, why the lens does not apply or is missing).
 
+    The lens holds what collect stored (``--lens-k``, 20 per sign by default; the spec's VocabProj uses
+    the top and bottom 50): ``k`` tokens per sign are shown, or fewer when fewer are stored."""
+    from ..store.logit_lens import lens_note, lens_tokens_of
+
+    promoted = lens_tokens_of(cur, latents, "promoted", k)
+    suppressed = lens_tokens_of(cur, latents, "suppressed", k)
     found = {}
     for latent in latents:
+        if latent in promoted:
+            tokens = (tuple(t for _, t, _ in promoted[latent]), tuple(t for _, t, _ in suppressed.get(latent, [])))
+            found[latent] = (tokens, None)
+            continue
         note = lens_note(cur, latent)
         if note:
             found[latent] = (None, f"the logit lens does not apply to this latent: {note}")
-            continue
-        promoted = tuple(t for t, *_ in lens_tokens(cur, latent, "promoted", k))
-        suppressed = tuple(t for t, *_ in lens_tokens(cur, latent, "suppressed", k))
-        if not promoted:
-            found[latent] = (None, "no logit lens stored for this latent: collect again to compute it")
         else:
-            found[latent] = ((promoted, suppressed), None)
+            found[latent] = (None, "no logit lens stored for this latent: run `autointerp lens --db PATH` first")
     return found
