@@ -66,6 +66,7 @@ class OutputSides:
     computed: int = 0
     reused: int = 0
     seconds: float = 0.0
+    source: object = None  # the collect's CollectSource (read here, on the caller's thread)
     _lock: asyncio.Lock | None = None  # one model: one torch job at a time
     _loaded: tuple | None = None  # (SubjectModel, dictionary, TokenChangeProbe), loaded on first use
 
@@ -82,14 +83,14 @@ class OutputSides:
                     "a collect with random contexts (--random-explain above 0) and --window >= --change-window-len.",
                     "lower --change-window-len, or collect again with random contexts.",
                 )
-            collect_identity = con.execute(
-                "SELECT config_hash FROM runs WHERE run_id = ?", [sides.collect_run]
-            ).fetchone()[0]
+            from ..collect.reopen import read_collect_source
+
+            sides.source = read_collect_source(con)
             sides.change_hash = config_hash(
                 {
                     "method": "decoder direction added at every position, x change_scale x |max activation|; "
                     "mean change of next-token log-probability",
-                    "collect": [sides.collect_run, collect_identity],
+                    "collect": [sides.collect_run, sides.source.identity, sides.source.dtype],
                     "windows": hashlib.sha256(json.dumps(sides.windows).encode()).hexdigest(),
                     "k": config.output_tokens,
                     **{k: getattr(config, k) for k in ExplainConfig.CHANGE_SHAPING},
@@ -153,10 +154,9 @@ class OutputSides:
         if self._loaded is None:
             import torch
 
-            from ..collect.reopen import read_collect_source
             from ..models.token_change import TokenChangeProbe
 
-            subject, dictionary = read_collect_source(self.con).load()
+            subject, dictionary = self.source.load()  # no database access: safe in the worker thread
             probe = TokenChangeProbe(subject, torch.tensor(self.windows), bos_id=subject.tokenizer.bos_token_id)
             self._loaded = (subject, dictionary, probe)
         return self._loaded
