@@ -8,6 +8,12 @@ the table; its name must also be one of ``config.EXPLAINERS``, the names a user 
 The output-centric explainers (``OutputExplainer``: vocabproj, tokenchange, ensemble, after Gur-Arieh et
 al., shared/specs/intervention-and-output-scores.md section C) are also shown the latent's ``OutputSide``;
 an explainer declares which parts it needs (``lens``, ``token_change``) and the stage fetches only those.
+Where we differ from the spec on purpose: VocabProj there shows the top 50 and bottom 50 lens tokens as
+one list; we show the promoted and suppressed tokens as two lists of ``--output-tokens`` each, from what
+collect stored (``--lens-k``, 20 per sign by default, the issue's k), so at most that many. TokenChange's
+own differences are in ``models/token_change.py``. The answer convention is ours for every explainer (the
+last "[EXPLANATION]:" line, parsed by ``parse.py``) rather than the reference's completion of "this
+vector is related to", so one parser and the guided prefill serve all of them.
 """
 
 from __future__ import annotations
