@@ -1,7 +1,7 @@
 """`autointerp explain --explainer vocabproj | tokenchange | ensemble` end to end on a copy of the collected
 embedded database, the explainer answering through a real HTTP server: rows for every latent, a latent whose
-lens does not apply fails with the lens's reason (and costs no call), and the token change is computed once
-and reused by a later run with the same settings."""
+lens does not apply fails vocabproj with the lens's reason (and costs no call) but is explained by ensemble
+from the rest, and the token change is computed once and reused by a later run with the same settings."""
 
 from __future__ import annotations
 
@@ -62,8 +62,8 @@ def test_output_centric_explainers_end_to_end(db, local_backend):
         rows = query(db, "SELECT latent, status, reason FROM explanations WHERE explainer = 'vocabproj' ORDER BY 1")
         assert [(r[0], r[1] in ("explained", "unparsed")) for r in rows[:2]] == [(lat, True) for lat in shown]
         assert rows[2][:2] == (noted, "failed") and NOTE in rows[2][2]
-        calls = query(db, "SELECT item, messages FROM llm_calls ORDER BY call_id")
-        assert [c[0] for c in calls] == [f"latent {lat}" for lat in shown]  # the noted latent cost no call
+        calls = dict(query(db, "SELECT item, messages FROM llm_calls"))
+        assert sorted(calls) == sorted(f"latent {lat}" for lat in shown)  # the noted latent cost no call
         lens = [
             r[0]
             for r in query(
@@ -72,7 +72,7 @@ def test_output_centric_explainers_end_to_end(db, local_backend):
                 [shown[0]],
             )
         ]
-        user = json.loads(calls[0][1])[-1]["content"]
+        user = json.loads(calls[f"latent {shown[0]}"])[-1]["content"]
         assert all(json.dumps(t, ensure_ascii=False)[1:-1] in user for t in lens if t.isprintable())
 
         assert explain(db, server, "tokenchange", shown, *CHANGE) == 0
@@ -82,18 +82,20 @@ def test_output_centric_explainers_end_to_end(db, local_backend):
         promoted = [r for r in stored if r[0] == shown[0] and r[1] == "promoted"]
         assert [r[2] for r in promoted] == list(range(5)) and promoted[0][4] >= promoted[-1][4] > 0
 
-        # ensemble with the same settings reuses the stored token change; the noted latent fails again
-        assert explain(db, server, "ensemble", [*shown, noted], *CHANGE) == 1
-        assert latest_summary(db)["token_change"] == {"computed": 0, "reused": 2, "seconds": 0.0}
-        assert (
-            query(db, "SELECT latent, sign, rank, token, value, run_id, created_at FROM token_change ORDER BY ALL")
-            == stored
-        )
+        # ensemble with the same settings reuses the stored token change; the noted latent has no lens
+        # lists but is explained from its examples and its token change
+        assert explain(db, server, "ensemble", [*shown, noted], *CHANGE) == 0
+        change = latest_summary(db)["token_change"]
+        assert (change["computed"], change["reused"]) == (1, 2)
+        after = "SELECT latent, sign, rank, token, value, run_id, created_at FROM token_change WHERE latent != ? "
+        assert query(db, after + "ORDER BY ALL", [noted]) == stored
         ensemble = query(db, "SELECT latent, status FROM explanations WHERE explainer = 'ensemble' ORDER BY 1")
-        assert [r[1] for r in ensemble] != [] and ensemble[-1] == (noted, "failed")
+        assert [(r[0], r[1] in ("explained", "unparsed")) for r in ensemble] == [(lat, True) for lat in [*shown, noted]]
         last = "SELECT messages FROM llm_calls WHERE item = ? ORDER BY call_id DESC LIMIT 1"
         user = json.loads(query(db, last, [f"latent {shown[0]}"])[0][0])[-1]["content"]
         assert "[INPUT]\nExcerpt 1:" in user and json.dumps(promoted[0][3], ensure_ascii=False)[1:-1] in user
+        user = json.loads(query(db, last, [f"latent {noted}"])[0][0])[-1]["content"]
+        assert 'Promoted tokens: (none)\nSuppressed tokens: (none)\nRaised when turned up: "' in user
 
 
 def test_bad_output_side_settings_exit_2_and_store_nothing(db, capsys):

@@ -115,7 +115,9 @@ class OutputSides:
         prepared = {latent: Prepared() for latent in latents}
         if self.uses_lens:
             for latent, (lens, reason) in _read_lens(cur, latents, self.config.output_tokens).items():
-                prepared[latent].lens, prepared[latent].reason = lens, reason
+                prepared[latent].lens = lens
+                if not self.uses_change:  # the lens is all it has; with a token change, its lists show "(none)"
+                    prepared[latent].reason = reason
         if self.uses_change:
             for latent, change in stored_token_change(cur, latents, self.change_hash).items():
                 prepared[latent].change = change
@@ -125,7 +127,8 @@ class OutputSides:
         return prepared
 
     async def side(self, latent: int, prepared: Prepared, latent_max: float, run) -> OutputSide | str:
-        """The latent's ``OutputSide``, or the reason it has none (then it cannot be explained so).
+        """The latent's ``OutputSide``, or the reason it has none (then it cannot be explained so): a
+        planted latent, or for a lens-only explainer one whose lens does not apply or is not stored.
         A token change not yet stored is computed now and handed to ``run.writer``."""
         if prepared.reason:
             return prepared.reason
