@@ -289,7 +289,7 @@ def config_hash(values: dict) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-EXPLAINERS = ("default", "contrastive", "cot")
+EXPLAINERS = ("default", "contrastive", "cot", "vocabproj", "tokenchange", "ensemble")
 EXAMPLE_SOURCES = ("quantile", "top", "mix")
 
 
@@ -385,8 +385,10 @@ class ExplainConfig(LLMConfig):
     """Configuration of the explain stage (``autointerp explain``)."""
 
     explainer: str = "default"
-    """default (marked examples with strengths), contrastive (also non-activating examples) or cot
-    (reason step by step, then answer)."""
+    """default (marked examples with strengths), contrastive (also non-activating examples), cot
+    (reason step by step, then answer), or an output-centric one: vocabproj (the tokens the latent's
+    decoder direction promotes and suppresses through the logit lens), tokenchange (the tokens made more
+    and less likely when the latent is steered) or ensemble (marked examples and both token lists)."""
 
     examples: str = "quantile"
     """Which explain-set examples are shown: quantile (from every activation quantile, strongest first;
@@ -410,15 +412,35 @@ class ExplainConfig(LLMConfig):
     temperature: float = 0.0
     """Sampling temperature of the explainer."""
 
+    output_tokens: int = 20
+    """vocabproj, tokenchange, ensemble: tokens shown per list (promoted, suppressed). Logit-lens tokens
+    come from what the collect stored (20 per sign by default), so at most that many are shown."""
+
+    change_windows: int = 32
+    """tokenchange, ensemble: neutral windows the latent is steered over (the collect's stored random,
+    non-activating contexts, the first ones by context id)."""
+
+    change_window_len: int = 32
+    """tokenchange, ensemble: tokens of each steered window (its first tokens; shorter windows are left out)."""
+
+    change_scale: float = 1.0
+    """tokenchange, ensemble: the decoder direction is added at every position times this multiple of the
+    latent's largest activation (its own scale, rather than a fixed value for every latent)."""
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.explainer not in EXPLAINERS:
             raise AutointerpError(f"--explainer {self.explainer!r} is not known.", ", ".join(EXPLAINERS))
         if self.examples not in EXAMPLE_SOURCES:
             raise AutointerpError(f"--examples {self.examples!r} is not known.", ", ".join(EXAMPLE_SOURCES))
-        for name in ("n_examples", "max_tokens"):
+        for name in ("n_examples", "max_tokens", "output_tokens", "change_windows", "change_window_len"):
             if getattr(self, name) <= 0:
                 raise AutointerpError(f"--{name.replace('_', '-')} is {getattr(self, name)}.", "a positive integer.")
+        if self.change_scale <= 0:
+            raise AutointerpError(
+                f"--change-scale is {self.change_scale}.",
+                "a positive multiple of the latent's largest activation, e.g. 1.0.",
+            )
         if self.n_negatives < 0:
             raise AutointerpError(f"--n-negatives is {self.n_negatives}.", "zero or more.")
         if not 0 <= self.mark_threshold < 1:
@@ -439,6 +461,10 @@ class ExplainConfig(LLMConfig):
         "temperature",
         "guided",
     )
+    OUTPUT_SHAPING = ("output_tokens",)
+    """Fields that shape the output-centric explainers' prompts only (in their identity, not the others')."""
+    CHANGE_SHAPING = ("change_windows", "change_window_len", "change_scale")
+    """Fields that shape the stored token change (its ``config_hash``) and so the explanations shown it."""
 
 
 def _is_index(text: str) -> bool:

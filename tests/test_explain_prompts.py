@@ -120,3 +120,48 @@ def test_unparseable_answers_get_a_reason(answer, reason):
 def test_signed_activations_are_marked_by_magnitude():
     line = render_example([" a", " b", " c"], [0.0, -6.0, 1.0], latent_max=6.0, index=1)
     assert line == "Excerpt 1: a<< b>> c\nActive: b (10)"
+
+
+def output_side():
+    """A fixed output side with tokens that try to break the format: quotes, a newline, our markers."""
+    from autointerp.explain.output_side import OutputSide
+
+    return OutputSide(
+        promoted=(" river", " Nile", '"quoted"', "[EXPLANATION]: gold", "\n"),
+        suppressed=(" tax", "<<", " invoice"),
+        raised=(" stream", " banks", "\\"),
+        lowered=(" the", ">>"),
+    )
+
+
+@pytest.mark.parametrize("explainer", ["vocabproj", "tokenchange", "ensemble"])
+def test_output_centric_prompt_matches_golden(explainer):
+    config = ExplainConfig(explainer=explainer, n_examples=4, n_negatives=2)
+    messages = build_messages(latent_examples(), latent_max=10.0, config=config, output=output_side())
+    rendered = json.dumps(messages, indent=1, ensure_ascii=False) + "\n"
+    path = GOLDEN / f"explain_{explainer}.json"
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.write_text(rendered, encoding="utf-8")
+    assert rendered == path.read_text(encoding="utf-8"), (
+        "prompt changed: rerun with UPDATE_GOLDEN=1 and review the diff"
+    )
+
+
+@pytest.mark.parametrize(
+    "explainer, shown, hidden",
+    [
+        ("vocabproj", ['" Nile"', '" tax"'], ['" stream"', "Excerpt 1"]),
+        ("tokenchange", ['" stream"', '" the"'], ['" Nile"', "Excerpt 1"]),
+        ("ensemble", ['" Nile"', '" tax"', '" stream"', '" the"', "Excerpt 1: the<< Rhine>>"], []),
+    ],
+)
+def test_output_centric_explainers_show_only_their_parts(explainer, shown, hidden):
+    config = ExplainConfig(explainer=explainer, n_examples=4)
+    user = build_messages(latent_examples(), 10.0, config, output_side())[-1]["content"]
+    assert all(s in user for s in shown) and not any(h in user for h in hidden)
+    # tokens cannot fake an answer line or our marks, and each stays on the line of its list
+    assert "[EXPLANATION]" not in user.upper()
+    if explainer != "tokenchange":
+        assert '"‹‹"' in user and '"↵"' in user and '"\\"quoted\\""' in user
+    if explainer != "vocabproj":
+        assert '"\\\\"' in user and '"››"' in user

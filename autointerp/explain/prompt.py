@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from ..config import ExplainConfig
 from .explainers import EXPLAINERS
+from .output_side import OutputSide
 
 
 @dataclass
@@ -40,7 +41,10 @@ def choose_examples(examples: list[Example], config: ExplainConfig) -> tuple[lis
     return shown, negatives
 
 
-def build_messages(examples: list[Example], latent_max: float, config: ExplainConfig) -> list[dict]:
-    """The chat messages of ``config.explainer`` for one latent's explain-set examples."""
+def build_messages(
+    examples: list[Example], latent_max: float, config: ExplainConfig, output: OutputSide | None = None
+) -> list[dict]:
+    """The chat messages of ``config.explainer`` for one latent's explain-set examples (and its ``output``
+    side, for an explainer shown one)."""
     shown, negatives = choose_examples(examples, config)
-    return EXPLAINERS[config.explainer].messages(shown, negatives, latent_max, config)
+    return EXPLAINERS[config.explainer].messages(shown, negatives, latent_max, config, output)

@@ -7,7 +7,8 @@ share one pair) and, per example, the active tokens with their strength ceil(10 
 three ways: corpus characters that could be mistaken for our markers (< and >) or for an answer line
 ([EXPLANATION], [ANSWER]) are replaced before rendering, so corpus text can neither fake a mark nor hijack the
 parse; newlines inside tokens are shown as ↵, so every excerpt stays on one line; and excerpts are
-labelled "Excerpt i:" exactly as in the few-shot turns.
+labelled "Excerpt i:" exactly as in the few-shot turns. Token lists (the output-centric explainers'
+logit-lens and token-change tokens) are rendered the same safe way, each token quoted.
 """
 
 from __future__ import annotations
@@ -53,3 +54,12 @@ def render_example(
 def render_plain(tokens: list[str], index: int) -> str:
     """An excerpt without marks (a non-activating context)."""
     return f"Excerpt {index}: " + neutralise("".join(clean_token(t) for t in tokens)).strip()
+
+
+def render_token_list(tokens) -> str:
+    """Tokens as one line of quoted strings, strongest first (spaces kept visible inside the quotes;
+    newlines shown as ↵; quotes and backslashes escaped), or "(none)"."""
+    if not tokens:
+        return "(none)"
+    quoted = ('"' + clean_token(t).replace("\\", "\\\\").replace('"', '\\"') + '"' for t in tokens)
+    return neutralise(", ".join(quoted))

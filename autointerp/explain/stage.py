@@ -25,6 +25,7 @@ from ..store import runs
 from ..store.runs import latest_collect_config
 from ..text import hide_special, prompt_text
 from .explainers import EXPLAINERS
+from .output_side import OutputSides
 from .parse import parse_explanation
 from .prompt import Example, build_messages
 
@@ -47,14 +48,18 @@ class ExplainResult:
     completion_tokens: int
 
 
-def explainer_identity(config: ExplainConfig, model: str, collect: str) -> str:
+def explainer_identity(config: ExplainConfig, model: str, collect: str, output: OutputSides | None = None) -> str:
     """Hash of everything that shapes an explanation, including the prompt files' text and the collect run
     whose examples it read (``runs.current_collect``): after ``collect --overwrite`` every latent is
-    explained again, even with the same collect settings, as the examples may differ (issue 15 item 3)."""
+    explained again, even with the same collect settings, as the examples may differ (issue 15 item 3).
+    An output-centric explainer's identity also holds its ``output`` side settings (the others' is
+    unchanged by them)."""
     shaping = {k: getattr(config, k) for k in ExplainConfig.SHAPING}
     shaping["model"] = model
     shaping["collect"] = collect
     shaping["prompts"] = {name: prompt_text(name) for name in EXPLAINERS[config.explainer].prompt_files()}
+    if output is not None:
+        shaping["output_side"] = output.identity()
     return config_hash(shaping)
 
 
@@ -106,13 +111,17 @@ async def explain(config: ExplainConfig, db, progress: bool = True, executor: Ex
     ``LocalExecutor()``: a backend in this process); this process stores everything."""
     with stage_connection(db) as con:
         latents, not_explainable = select_latents(con, config)
+        explainer = EXPLAINERS[config.explainer]
+        output = None
+        if explainer.lens or explainer.token_change:  # refused here, before a backend is opened
+            output = OutputSides.open(con, config, explainer.lens, explainer.token_change)
         async with stage_backend(config, executor) as backend:
-            return await _run(con, config, backend, latents, not_explainable, progress)
+            return await _run(con, config, backend, latents, not_explainable, progress, output)
 
 
-async def _run(con, config, backend, latents, not_explainable, progress) -> ExplainResult:
+async def _run(con, config, backend, latents, not_explainable, progress, output=None) -> ExplainResult:
     collect = runs.current_collect(con)
-    identity = explainer_identity(config, backend.model, collect)
+    identity = explainer_identity(config, backend.model, collect, output)
     done = {
         r[0]
         for r in con.execute(
@@ -137,26 +146,33 @@ async def _run(con, config, backend, latents, not_explainable, progress) -> Expl
     queue = run.llm  # answered calls are reused from the call log, never sent twice
     counts = {"explained": 0, "unparsed": 0, "failed": 0}
 
-    async def one(latent: int, examples: list[Example], latent_max: float) -> None:
+    def failed(row: dict, reason: str, n_calls: int) -> None:
+        row.update(
+            status="failed",
+            explanation=None,
+            reason=reason,
+            answer=None,
+            prompt_tokens=0,
+            completion_tokens=0,
+            n_calls=n_calls,
+            call_id=None,
+        )
+
+    async def one(latent: int, examples: list[Example], latent_max: float, prepared=None) -> None:
         current_latent.set(latent)  # a Ray worker pool sends a latent's requests to one worker
-        messages = build_messages(examples, latent_max, config)
         item = f"latent {latent}"
         row = {"latent": latent, "config_hash": identity, "explainer": config.explainer, "model": backend.model}
-        try:
-            completion = await queue.run(messages, options, item, "explain")
-            row.update(n_calls=None, call_id=None)  # the writer fills both from the item's calls
-        except RequestFailed as exc:
-            completion = None
-            row.update(
-                status="failed",
-                explanation=None,
-                reason=exc.reason,
-                answer=None,
-                prompt_tokens=0,
-                completion_tokens=0,
-                n_calls=exc.attempts,
-                call_id=None,
-            )
+        side = await output.side(latent, prepared, latent_max, run) if output is not None else None
+        completion = None
+        if isinstance(side, str):  # no output side to explain from (the lens does not apply, a planted latent)
+            failed(row, side, 0)
+        else:
+            messages = build_messages(examples, latent_max, config, side)
+            try:
+                completion = await queue.run(messages, options, item, "explain")
+                row.update(n_calls=None, call_id=None)  # the writer fills both from the item's calls
+            except RequestFailed as exc:
+                failed(row, exc.reason, exc.attempts)
         if completion is not None:
             answer = prefill + completion.text  # the whole assistant turn, as the parser must read it
             explanation, reason = parse_explanation(answer)
@@ -176,17 +192,21 @@ async def _run(con, config, backend, latents, not_explainable, progress) -> Expl
             unparsed=counts["unparsed"],
         )
 
-    def latent_jobs(chunk, read):
-        examples, maxima = read
+    def read(cur, chunk):
+        examples, maxima = read_examples(cur, chunk, special)
+        return examples, maxima, (output.read(cur, chunk) if output is not None else {})
+
+    def latent_jobs(chunk, data):
+        examples, maxima, prepared = data
         for latent in chunk:
-            yield lambda latent=latent, ex=examples[latent], mx=maxima[latent]: one(latent, ex, mx)
+            yield functools.partial(one, latent, examples[latent], maxima[latent], prepared.get(latent))
 
     # latents are prepared ahead of the queue, a few times the requests in flight
     limit = max(4 * config.max_in_flight, 16)
     special = collect_special_ids(latest_collect_config(con))
     await run.drive_chunks(
         todo,
-        functools.partial(read_examples, special=special),
+        read,
         latent_jobs,
         limit,
         total=len(todo),
@@ -194,9 +214,15 @@ async def _run(con, config, backend, latents, not_explainable, progress) -> Expl
         progress=progress,
         chunk=CHUNK,
     )
-    summary = run.complete(
-        {**counts, "todo": len(todo), "skipped_done": len(latents) - len(todo), "not_explainable": not_explainable}
-    )
+    summary = {
+        **counts,
+        "todo": len(todo),
+        "skipped_done": len(latents) - len(todo),
+        "not_explainable": not_explainable,
+    }
+    if output is not None and output.uses_change:
+        summary["token_change"] = output.report()
+    summary = run.complete(summary)
     return ExplainResult(
         run.run_id,
         len(todo),
