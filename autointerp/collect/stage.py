@@ -34,6 +34,7 @@ from ..store import runs
 from ..store.db import connect
 from . import dictionary as dictionaries
 from .reduce import CollectResult, merge, select_and_write
+from .replay import replay_windows
 from .setup import Loaded
 from .step import CollectStep, count_sequences, decode, locate, plan_shards
 from .stream import corpus_too_short, n_sequences
@@ -248,6 +249,7 @@ class CollectJob:
             seconds,
             extra,
             planted=meta.get("planted") or [],
+            replay=lambda request: call(replay_windows, request),  # a keys-only sampler's chosen windows
         )
         shutil.rmtree(self.parts, ignore_errors=True)  # merged and committed: the parts are no longer needed
         if self.parts.parent.is_dir() and not any(self.parts.parent.iterdir()):
