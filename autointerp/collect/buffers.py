@@ -13,6 +13,9 @@ candidates are merged into the buffer: slots are stable, a newcomer takes the sl
 evicts, so the buffer is never copied. Keeping the largest keys is also what makes shards mergeable:
 the union of shard buffers, cut to the capacity, is the single-pass buffer.
 
+A keys-only buffer (``with_tokens=False``) keeps the key, sequence, start, value and document of each
+candidate and no window: its chosen windows are replayed after selection (``replay.py``).
+
 Ties are broken by sequence number, then window start (on equal keys the earlier context ranks first:
 with several windows per sequence one sequence offers several candidates), in the merge and in
 ``canonicalize``, so that what is kept and the order it is read in never depend on the order the

@@ -1,7 +1,8 @@
 """Collect's reduce phase: merge the shards' samplers, select the explain and test sets, write the run.
 
 Merging is ``StreamingSampler.absorb`` in shard order (largest keys with ties broken by sequence, counts
-added, a compensated sum): the merged sampler is the one a single pass would have built.
+added, a compensated sum): the merged sampler is the one a single pass would have built. A keys-only
+sampler's chosen windows are replayed between selection and writing (``replay.py``).
 """
 
 from __future__ import annotations
