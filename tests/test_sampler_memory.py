@@ -4,7 +4,9 @@ what a sampler that keeps every window does, alone and merged from shards, in a 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -172,3 +174,17 @@ def test_keys_only_sharded_collect_equals_the_one_pass_collect(collected_db, tmp
         con.close()
     assert "replay" not in summaries[0], "the fixture kept its windows (auto, 2304 latents): the one-pass path"
     assert summaries[1]["replay"]["sequences"] == 24  # every batch holds a chosen sequence at this size
+
+
+def test_the_sampler_memory_bench_measures_the_keys_only_sampler_and_accounts_the_windowed_one():
+    spec = importlib.util.spec_from_file_location(
+        "bench_collect", Path(__file__).resolve().parents[1] / "bench/collect.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    small = bench.sampler_memory_child(300, tokens=256, batch_size=2, max_gib=1.0)
+    large = bench.sampler_memory_child(5000, tokens=256, batch_size=2, max_gib=0.01)  # over --max-gib: shapes
+    assert small["after_measured_on"] == "the sampler that streamed" and small["tokens"] == 256
+    assert large["after_measured_on"].startswith("meta device") and "tokens" not in large
+    for row in (small, large):
+        assert row["bytes_per_latent_before"] == 75_736 and row["bytes_per_latent_after"] == 9_816
