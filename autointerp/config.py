@@ -24,6 +24,7 @@ EMBEDDED = "embedded"
 ALL_TOKENS = "all"
 #: More tokens than any corpus holds; a larger value is a typo.
 MAX_TOKENS = 10**13
+SAMPLER_MEMORY = ("auto", "windows", "keys")  # CollectConfig.sampler_memory
 
 
 @dataclass
@@ -143,6 +144,13 @@ class CollectConfig:
     norm and unembedding; view latent_logits), computed after the collect with its model. 0: no lens.
     Not part of the collect's identity: `autointerp lens --db X --k N` recomputes it."""
 
+    sampler_memory: str = "auto"
+    """What the sampler keeps per latent while it streams: windows (every candidate's token ids and
+    activations, ~76 KB per latent at default sizes, one pass), keys (keys, positions and values only,
+    ~10 KB per latent; the chosen windows are then replayed: one more forward pass over the batches that
+    hold a chosen sequence, at most the whole corpus again), or auto (windows while they take under 1 GiB
+    in all, about 14k latents at default sizes; keys above). The stored result is the same row for row."""
+
     histogram_bins: int = 48
     """Log-spaced bins of the per-latent activation histogram (from 1e-3 to 1e4, plus under/overflow)."""
 
@@ -198,6 +206,12 @@ class CollectConfig:
                 f"--reservoir >= {needed}",
                 f"pass --reservoir {2 * needed}.",
             )
+        if self.sampler_memory not in SAMPLER_MEMORY:
+            raise AutointerpError(
+                f"--sampler-memory {self.sampler_memory!r} is not known.",
+                f"one of {', '.join(SAMPLER_MEMORY)}.",
+                "pass --sampler-memory auto (the default), windows or keys.",
+            )
         if self.dtype not in ("auto", "bfloat16", "float16", "float32"):
             raise AutointerpError(f"--dtype {self.dtype!r} is not known.", "auto, bfloat16, float16 or float32.")
         if isinstance(self.lens_k, bool) or not isinstance(self.lens_k, int) or self.lens_k < 0:
@@ -222,8 +236,10 @@ class CollectConfig:
 
     def result_hash(self) -> str:
         """Identity of the result: every field except those that only change speed."""
-        # lens_k shapes only the logit lens, a table `autointerp lens` recomputes without collecting again
-        shaping = {k: v for k, v in self.to_dict().items() if k not in ("batch_size", "device", "lens_k")}
+        # lens_k shapes only the logit lens, a table `autointerp lens` recomputes without collecting again;
+        # sampler_memory changes memory and speed, never the rows
+        speed_only = ("batch_size", "device", "sampler_memory", "lens_k")
+        shaping = {k: v for k, v in self.to_dict().items() if k not in speed_only}
         if not shaping["planted"]:
             del shaping["planted"]  # the identity of collects without planted latents is unchanged
         return config_hash(shaping)

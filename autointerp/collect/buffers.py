@@ -13,6 +13,9 @@ candidates are merged into the buffer: slots are stable, a newcomer takes the sl
 evicts, so the buffer is never copied. Keeping the largest keys is also what makes shards mergeable:
 the union of shard buffers, cut to the capacity, is the single-pass buffer.
 
+A keys-only buffer (``with_tokens=False``) keeps the key, sequence, start, value and document of each
+candidate and no window: its chosen windows are replayed after selection (``replay.py``).
+
 Ties are broken by sequence number, then window start (on equal keys the earlier context ranks first:
 with several windows per sequence one sequence offers several candidates), in the merge and in
 ``canonicalize``, so that what is kept and the order it is read in never depend on the order the
@@ -46,8 +49,10 @@ class KeyedBuffer:
         key_dtype: torch.dtype,
         with_activations: bool = True,
         merge_every: int = 8,
+        with_tokens: bool = True,
     ):
         self.capacity = capacity
+        self.window = window
         self.merge_every = merge_every
         self.key = torch.full((n_latents, capacity), EMPTY, dtype=key_dtype, device=device)
         self.floor = torch.full((n_latents,), EMPTY, dtype=key_dtype, device=device)
@@ -55,9 +60,14 @@ class KeyedBuffer:
         self.start = torch.zeros((n_latents, capacity), dtype=torch.int32, device=device)
         self.value = torch.zeros((n_latents, capacity), dtype=torch.float32, device=device)
         self.document = torch.full((n_latents, capacity), -1, dtype=torch.int64, device=device)  # source document
-        self.tokens = torch.zeros((n_latents, capacity, window), dtype=torch.int32, device=device)
+        # The windows' payload; None in a keys-only buffer, whose chosen windows are replayed (replay.py).
+        self.tokens = (
+            torch.zeros((n_latents, capacity, window), dtype=torch.int32, device=device) if with_tokens else None
+        )
         self.activations = (
-            torch.zeros((n_latents, capacity, window), dtype=torch.float32, device=device) if with_activations else None
+            torch.zeros((n_latents, capacity, window), dtype=torch.float32, device=device)
+            if with_activations and with_tokens
+            else None
         )
         self._pending: list[dict[str, torch.Tensor]] = []
         self._batches_pending = 0
@@ -67,7 +77,7 @@ class KeyedBuffer:
         """Offer one batch of candidates, ``keys`` [latents, batch].
 
         ``fill(latent_idx, batch_idx)`` returns the payload of the candidates that pass the floor:
-        ``sequence``, ``start``, ``value``, ``document``, ``tokens`` and (if kept) ``activations``.
+        ``sequence``, ``start``, ``value``, ``document``, and (if kept) ``tokens`` and ``activations``.
         """
         if self.capacity == 0:
             return
@@ -128,7 +138,8 @@ class KeyedBuffer:
             self.start[in_lat, slot] = pending["start"][src].to(torch.int32)
             self.value[in_lat, slot] = pending["value"][src]
             self.document[in_lat, slot] = pending["document"][src]
-            self.tokens[in_lat, slot] = pending["tokens"][src].to(torch.int32)
+            if self.tokens is not None:
+                self.tokens[in_lat, slot] = pending["tokens"][src].to(torch.int32)
             if self.activations is not None:
                 self.activations[in_lat, slot] = pending["activations"][src]
         self.floor = self.key.min(dim=1).values
@@ -138,9 +149,8 @@ class KeyedBuffer:
         if self.capacity == 0 or rows["latent"].numel() == 0:
             return
         device = self.key.device
-        self._pending.append(
-            {k: v.to(device) for k, v in rows.items() if k != "activations" or self.activations is not None}
-        )
+        dropped = {name for name in ("tokens", "activations") if getattr(self, name) is None}
+        self._pending.append({k: v.to(device) for k, v in rows.items() if k not in dropped})
         self.flush()
 
     def rows(self) -> dict[str, torch.Tensor]:
@@ -153,11 +163,17 @@ class KeyedBuffer:
             "start": self.start[lat, slot],
             "value": self.value[lat, slot],
             "document": self.document[lat, slot],
-            "tokens": self.tokens[lat, slot],
         }
-        if self.activations is not None:
-            out["activations"] = self.activations[lat, slot]
+        for name in ("tokens", "activations"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)[lat, slot]
         return out
+
+    def nbytes(self) -> int:
+        """Bytes of the buffer's fixed state (keys, payload, floor); pending candidates aside, which a
+        flush every ``merge_every`` batches bounds."""
+        names = ("key", "floor", "sequence", "start", "value", "document", "tokens", "activations")
+        return sum(t.nelement() * t.element_size() for t in (getattr(self, n) for n in names) if t is not None)
 
     def canonicalize(self) -> None:
         """Reorder each latent's slots by key descending, then sequence and start ascending, empty slots last:

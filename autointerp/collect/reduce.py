@@ -1,20 +1,22 @@
 """Collect's reduce phase: merge the shards' samplers, select the explain and test sets, write the run.
 
 Merging is ``StreamingSampler.absorb`` in shard order (largest keys with ties broken by sequence, counts
-added, a compensated sum): the merged sampler is the one a single pass would have built.
+added, a compensated sum): the merged sampler is the one a single pass would have built. A keys-only
+sampler's chosen windows are replayed between selection and writing (``replay.py``).
 """
 
 from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from ..config import CollectConfig
+from .replay import WindowRequest
 from .sampler import StreamingSampler, histogram_edges
 from .select import EXPLAIN, QUANTILE, RANDOM, TEST, TOP, WEAK, SplitSizes, select_examples
 from .step import ShardResult
@@ -71,9 +73,11 @@ def select_and_write(
     seconds: float,
     extra_summary: dict | None = None,
     planted: list[dict] | None = None,
+    replay: Callable[[WindowRequest], tuple] | None = None,
 ) -> CollectResult:
     """Select the explain and test sets from a finished (or merged) sampler and write the run, with the
-    ground truth of any planted latents (``planted``: ``PlantedDictionary.rows``)."""
+    ground truth of any planted latents (``planted``: ``PlantedDictionary.rows``). A keys-only sampler's
+    chosen windows are filled by ``replay(request)`` (``replay.replay_windows`` where the job is set up)."""
     done = sampler.n_sequences
     selection = select_examples(
         sampler,
@@ -87,6 +91,12 @@ def select_and_write(
             weak_negatives=config.weak_negatives,
         ),
     )
+    extra_summary = dict(extra_summary or {})
+    if not sampler.keeps_windows:
+        if replay is None:
+            raise ValueError("a keys-only sampler's windows need a replay")
+        selection.tokens, selection.activations, cost = replay(WindowRequest.of(selection, config.window))
+        extra_summary["replay"] = cost
     stats = latent_statistics(sampler, selection, config)
     collection = {
         **collection,
@@ -105,7 +115,7 @@ def select_and_write(
         "seconds": round(seconds, 2),
         "tokens_per_second": round(done * config.seq_len / seconds, 1),
         "latents": status_counts,
-        **(extra_summary or {}),
+        **extra_summary,
     }
     if planted:
         summary["planted"] = planted_summary(planted, stats)

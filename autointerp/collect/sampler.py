@@ -37,6 +37,11 @@ signed activation there. Top contexts are kept for each sign (``top`` for positi
 statistics (count, sum, maximum and histogram of |activation|) treat both signs alike. For non-negative
 activations the magnitude is the activation itself, so an unsigned run does exactly what it always did.
 
+Keys only (``keep_windows`` False, ``--sampler-memory keys``): the buffers keep each candidate's key,
+sequence, window start, value and document, which is all selection reads, and not its window's token ids
+and activations (9.8 KB instead of 75.7 KB per latent at default sizes, ``nbytes``); the chosen windows
+are replayed afterwards (``replay.py``), with bitwise the same activations.
+
 Shards: a corpus split by sequence ranges over workers (``stage.py``, ``scale/shards.py``) gives one sampler
 per shard; ``state()`` is what a shard keeps and ``absorb(state)`` merges it. Every choice is a
 largest-keys selection with ties broken by sequence, counts add, maxima take the maximum, and the sum
@@ -46,6 +51,7 @@ sharding selects and reports exactly what one pass does.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -83,6 +89,7 @@ class SamplerSizes:
     signed: bool = False
     jitter_peak: bool = False
     windows_per_sequence: int = 1
+    keep_windows: bool = True  # False: keys only, the chosen windows are replayed afterwards (replay.py)
 
     @property
     def peak_range(self) -> tuple[int, int]:
@@ -102,11 +109,15 @@ class StreamingSampler:
     def __init__(self, sizes: SamplerSizes, device: torch.device):
         s = self.sizes = sizes
         self.device = device
-        L = s.n_latents
-        self.top = KeyedBuffer(L, s.top_k, s.window, device, torch.float32)
-        self.top_negative = KeyedBuffer(L, s.top_k, s.window, device, torch.float32) if s.signed else None
-        self.reservoir = KeyedBuffer(L, s.reservoir, s.window, device, torch.int64)
-        self.negatives = KeyedBuffer(L, s.negatives, s.window, device, torch.int64, with_activations=False)
+        L, keep = s.n_latents, s.keep_windows
+        self.top = KeyedBuffer(L, s.top_k, s.window, device, torch.float32, with_tokens=keep)
+        self.top_negative = (
+            KeyedBuffer(L, s.top_k, s.window, device, torch.float32, with_tokens=keep) if s.signed else None
+        )
+        self.reservoir = KeyedBuffer(L, s.reservoir, s.window, device, torch.int64, with_tokens=keep)
+        self.negatives = KeyedBuffer(
+            L, s.negatives, s.window, device, torch.int64, with_activations=False, with_tokens=keep
+        )
         self.n_firing = torch.zeros(L, dtype=torch.int64, device=device)
         self.n_active_contexts = torch.zeros(L, dtype=torch.int64, device=device)
         self.sum_activation = torch.zeros(L, dtype=torch.float64, device=device)
@@ -158,15 +169,17 @@ class StreamingSampler:
         def fill_activating(lat: torch.Tensor, r: torch.Tensor) -> dict[str, torch.Tensor]:
             b = r // N
             start = start_rows[r, lat]
-            flat_pos = (b * T + start).unsqueeze(1) + self._offsets  # [n, W] into [B * T]
-            return {
+            payload = {
                 "sequence": sequence_ids[b],
                 "start": start,
                 "value": value_rows[r, lat],
                 "document": document_ids[b, peak_rows[r, lat]],
-                "tokens": token_ids.reshape(-1)[flat_pos],
-                "activations": acts.reshape(-1)[flat_pos * L + lat.unsqueeze(1)],
             }
+            if s.keep_windows:
+                flat_pos = (b * T + start).unsqueeze(1) + self._offsets  # [n, W] into [B * T]
+                payload["tokens"] = token_ids.reshape(-1)[flat_pos]
+                payload["activations"] = acts.reshape(-1)[flat_pos * L + lat.unsqueeze(1)]
+            return payload
 
         empty = torch.tensor(float(EMPTY), device=acts.device)
         magnitude_rows, active_rows = seg_max.view(B * N, L), active.view(B * N, L)
@@ -207,6 +220,19 @@ class StreamingSampler:
         }
         return {name: buf for name, buf in named.items() if buf is not None}
 
+    @property
+    def keeps_windows(self) -> bool:
+        """Whether the buffers hold their windows' token ids and activations; if not, the chosen windows
+        are replayed after selection (``replay.py``)."""
+        return self.top.tokens is not None
+
+    def drop_windows(self) -> None:
+        """Become keys-only: forget every buffer's windows (they are replayed after selection)."""
+        for buffer in self.buffers().values():
+            buffer.flush()
+            buffer.tokens = buffer.activations = None
+        self.sizes = dataclasses.replace(self.sizes, keep_windows=False)
+
     def finish(self) -> None:
         """Merge every pending candidate and put each latent's slots in canonical order; call once after
         the last batch (or the last ``absorb``)."""
@@ -217,6 +243,12 @@ class StreamingSampler:
     def total_activation(self) -> torch.Tensor:
         """Sum of |activation| per latent (float64), with its accumulated rounding error added back."""
         return self.sum_activation + self.sum_error
+
+    def nbytes(self) -> int:
+        """Bytes of the sampler's per-latent state: every buffer and every statistic (what a shard hands
+        to the merge, and what the merge driver holds once)."""
+        stats = sum(getattr(self, name).nelement() * getattr(self, name).element_size() for name in self.STAT_FIELDS)
+        return stats + sum(buffer.nbytes() for buffer in self.buffers().values())
 
     STAT_FIELDS = ("n_firing", "n_active_contexts", "sum_activation", "sum_error", "max_activation", "histogram")
 
@@ -243,6 +275,8 @@ class StreamingSampler:
         self.n_tokens += state["n_tokens"]
         self.n_sequences += state["n_sequences"]
         mine = self.buffers()
+        if self.keeps_windows and any("tokens" not in rows for rows in state["buffers"].values()):
+            self.drop_windows()  # a keys-only shard: the merged sampler is keys-only too
         if set(mine) != set(state["buffers"]):
             raise ValueError(f"shard buffers {sorted(state['buffers'])} do not match {sorted(mine)}")
         for name, rows in state["buffers"].items():
@@ -271,13 +305,15 @@ class StreamingSampler:
         middle = document_ids.gather(1, (start + s.window // 2).view(B, 1)).view(B)
 
         def fill(lat: torch.Tensor, b: torch.Tensor) -> dict[str, torch.Tensor]:
-            return {
+            payload = {
                 "sequence": sequence_ids[b],
                 "start": start[b],
                 "value": torch.zeros_like(b, dtype=torch.float32),
                 "document": middle[b],
-                "tokens": token_ids[b.unsqueeze(1), pos[b]],
             }
+            if s.keep_windows:
+                payload["tokens"] = token_ids[b.unsqueeze(1), pos[b]]
+            return payload
 
         self.negatives.offer(key.T, fill)
 

@@ -114,8 +114,10 @@ def select_examples(sampler: StreamingSampler, sizes: SplitSizes) -> Selection:
 
 def _rows(lat, split, kind, quantile, rank, buf, slot, with_acts=True) -> dict[str, np.ndarray]:
     n = lat.numel()
-    window = buf.tokens.shape[-1]
+    window = buf.window
     acts = buf.activations[lat, slot] if (with_acts and buf.activations is not None) else torch.zeros(n, window)
+    # a keys-only buffer has no windows: zeros here, filled by replaying the chosen sequences (replay.py)
+    tokens = buf.tokens[lat, slot] if buf.tokens is not None else torch.zeros(n, window, dtype=torch.int32)
     return {
         "latent": lat.cpu().numpy().astype(np.int32),
         "split": np.full(n, split, dtype=np.int8) if isinstance(split, int) else split.cpu().numpy().astype(np.int8),
@@ -126,7 +128,7 @@ def _rows(lat, split, kind, quantile, rank, buf, slot, with_acts=True) -> dict[s
         "start": buf.start[lat, slot].cpu().numpy(),
         "max_activation": buf.value[lat, slot].cpu().numpy(),
         "document": buf.document[lat, slot].cpu().numpy(),
-        "tokens": buf.tokens[lat, slot].cpu().numpy(),
+        "tokens": tokens.cpu().numpy(),
         "activations": acts.float().cpu().numpy(),
     }
 

@@ -37,6 +37,7 @@ from ..store.logit_lens import write_logit_lens
 from . import dictionary as dictionaries
 from .logit_lens import lens_of_loaded
 from .reduce import CollectResult, merge, select_and_write
+from .replay import replay_windows
 from .setup import Loaded
 from .step import CollectStep, count_sequences, decode, locate, plan_shards
 from .stream import corpus_too_short, n_sequences
@@ -256,6 +257,7 @@ class CollectJob:
             seconds,
             extra,
             planted=meta.get("planted") or [],
+            replay=lambda request: call(replay_windows, request),  # a keys-only sampler's chosen windows
         )
         if lens is not None:  # the collect is committed; `autointerp lens` redoes this should it fail here
             write_logit_lens(self.con, self.run_id, lens.rows)

@@ -9,6 +9,7 @@ collect, merged, equal one pass over all of it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import queue
 import threading
@@ -90,7 +91,7 @@ def negative_capacity(config: CollectConfig) -> int:
 
 
 def sampler_sizes(config: CollectConfig, n_latents: int, signed: bool) -> SamplerSizes:
-    return SamplerSizes(
+    sizes = SamplerSizes(
         n_latents=n_latents,
         seq_len=config.seq_len,
         window=config.window,
@@ -104,6 +105,26 @@ def sampler_sizes(config: CollectConfig, n_latents: int, signed: bool) -> Sample
         seed=config.seed,
         signed=signed,
     )
+    return dataclasses.replace(sizes, keep_windows=keeps_windows(config.sampler_memory, sizes))
+
+
+KEEP_WINDOWS_BELOW = 2**30  # --sampler-memory auto keeps windows while the full buffers take under 1 GiB
+
+
+def sampler_bytes_per_latent(sizes: SamplerSizes) -> int:
+    """Bytes per latent of a sampler of these sizes (``StreamingSampler.nbytes``, measured on the meta
+    device: shapes without storage)."""
+    return StreamingSampler(dataclasses.replace(sizes, n_latents=1), torch.device("meta")).nbytes()
+
+
+def keeps_windows(sampler_memory: str, sizes: SamplerSizes) -> bool:
+    """Whether the sampler keeps every candidate's window (one pass) or keys only (the chosen windows are
+    replayed after selection, ``replay.py``), by ``--sampler-memory``: ``auto`` keeps them while the full
+    buffers of all latents take under 1 GiB (about 14k latents at default sizes)."""
+    if sampler_memory != "auto":
+        return sampler_memory == "windows"
+    full = dataclasses.replace(sizes, keep_windows=True)
+    return sampler_bytes_per_latent(full) * sizes.n_latents < KEEP_WINDOWS_BELOW
 
 
 def corpus_too_short(config: CollectConfig, available: int) -> AutointerpError:
@@ -116,6 +137,18 @@ def corpus_too_short(config: CollectConfig, available: int) -> AutointerpError:
         f"--tokens at most {have:,} for this corpus.",
         f"pass --tokens {have} (or --tokens all), or a larger dataset.",
     )
+
+
+def encode_batch(config: CollectConfig, subject: SubjectModel, dictionary, ids: torch.Tensor, special: torch.Tensor):
+    """One batch of token ids ([B, T], on the model's device) through model -> dictionary: the activations
+    ([B, T, L]) and which positions may count (``StreamingSampler.update``). The replay of chosen windows
+    (``replay.py``) calls this too, so that the same batch gives bitwise the same activations."""
+    vectors = subject.read(ids) if dictionary.reads_vectors else ids.new_zeros((*ids.shape, 0), dtype=torch.float32)
+    acts = dictionary.encode_tokens(vectors, ids)
+    counted = ~torch.isin(ids, special)
+    if config.exclude_first_position:
+        counted[:, 0] = False
+    return acts, counted
 
 
 def stream(
@@ -151,15 +184,7 @@ def stream(
         with torch.inference_mode():
             for ids, documents in batches:
                 ids = ids.to(device)
-                vectors = (
-                    subject.read(ids)
-                    if dictionary.reads_vectors
-                    else ids.new_zeros((*ids.shape, 0), dtype=torch.float32)
-                )
-                acts = dictionary.encode_tokens(vectors, ids)
-                counted = ~torch.isin(ids, special)
-                if config.exclude_first_position:
-                    counted[:, 0] = False
+                acts, counted = encode_batch(config, subject, dictionary, ids, special)
                 seq_ids = torch.arange(done, done + ids.shape[0], device=device)
                 sampler.update(acts, ids, counted, seq_ids, documents.to(device))
                 done += ids.shape[0]
