@@ -6,7 +6,9 @@ weights in the shape of a real one), plus this repository's ``autointerp`` packa
   (a) collect: a Llama-3.1-8B-shaped model (random weights, bf16 on CUDA) stopped at layer 16, with a
       random 131,072-latent TopK SAE, over a synthetic token stream. Tokens/s of the bare forward +
       encode, and of forward + encode + the project's streaming sampler (``collect.sampler``), in the
-      same run; their ratio; peak GPU memory; the sampler's state in bytes per latent.
+      same run; their ratio; peak GPU memory; the sampler's state in bytes per latent (its own
+      accounting). Above ~14k latents the sampler keeps keys only and collect replays the chosen windows
+      afterwards: the ratio with that replay is bounded by counting it as one more bare pass.
   (b) LLM throughput proxy: an 8B-shaped model's prefill and decode tokens/s with Hugging Face
       transformers at the project's prompt shapes: a batch of detection prompts that share a prefix
       (instructions + explanation), prefilled whole, and prefilled as suffixes after the prefix's cached
@@ -111,23 +113,6 @@ def peak_gib(device: torch.device) -> float | None:
     return round(torch.cuda.max_memory_allocated() / 2**30, 2) if device.type == "cuda" else None
 
 
-def tensor_bytes(obj, seen: set[int] | None = None) -> int:
-    """Bytes of every tensor reachable through ``obj``'s attributes (the sampler and its buffers)."""
-    seen = set() if seen is None else seen
-    if id(obj) in seen:
-        return 0
-    seen.add(id(obj))
-    if isinstance(obj, torch.Tensor):
-        return obj.numel() * obj.element_size()
-    if isinstance(obj, dict):
-        return sum(tensor_bytes(v, seen) for v in obj.values())
-    if isinstance(obj, (list, tuple)):
-        return sum(tensor_bytes(v, seen) for v in obj)
-    if hasattr(obj, "__dict__") and type(obj).__module__.startswith("autointerp"):
-        return sum(tensor_bytes(v, seen) for v in vars(obj).values())
-    return 0
-
-
 class TopKSAE:
     """A random TopK SAE: ``encode`` gives dense latents [..., n] with the k largest pre-activations kept."""
 
@@ -180,12 +165,18 @@ def collect_part(shape: Shape, tokens: int, device: torch.device, dtype: torch.d
     with_sampler = run(sampler)
     handle.remove()
     n = n_batches * shape.batch * shape.seq_len
-    state = tensor_bytes(sampler)
+    state = sampler.nbytes()
+    keys_only = not sampler.keeps_windows
+    # keys-only (--sampler-memory auto above ~14k latents): the chosen windows are replayed after selection,
+    # at most one more forward + encode over the corpus (collect/replay.py); its upper bound is one bare pass
+    with_replay = with_sampler + (bare if keys_only else 0.0)
     result = {
         "tokens": n,
         "bare_tokens_per_s": round(n / bare, 1),
         "collect_tokens_per_s": round(n / with_sampler, 1),
         "collect_over_bare": round(bare / with_sampler, 3),
+        "sampler_mode": "keys (windows replayed after selection)" if keys_only else "windows (one pass)",
+        "collect_with_replay_over_bare_at_most": round(bare / with_replay, 3),
         "peak_gpu_gib": peak_gib(device),
         "sampler_bytes_per_latent": round(state / shape.latents, 1),
         "sampler_gib": round(state / 2**30, 3),
