@@ -194,8 +194,9 @@ def test_transcoder_and_neurons(subject):
 
 
 @pytest.mark.slow
-def test_the_edit_touches_the_last_position_only(subject):
+def test_the_edit_touches_the_last_position_only(subject, sae):
     from autointerp.models.steering import adding_at_last_position
+    from autointerp.score.input_output.sides import OutputSides
 
     ids = subject.tokenizer("From my experience,", return_tensors="pt").input_ids.repeat(2, 1)
     vectors = torch.zeros(2, 576)
@@ -207,6 +208,12 @@ def test_the_edit_touches_the_last_position_only(subject):
     assert torch.allclose(edited[0], clean[0], atol=1e-5)  # a zero vector changes nothing
     assert torch.allclose(edited[1, :-1], clean[1, :-1], atol=1e-5)
     assert not torch.allclose(edited[1, -1], clean[1, -1], atol=1e-2)
+    # the scorer's batched step after the shared KV cache of the prefix gives the same logits
+    sides = OutputSides(subject, sae, alpha=10.0, seed=22)
+    vectors = 400 * sae.W_dec[[0, 7, 1000]]
+    with torch.inference_mode(), adding_at_last_position(subject, "model.layers.14", vectors):
+        full = subject.model(input_ids=ids[:1].expand(3, -1)).logits[:, -1]
+    assert torch.allclose(sides.edited_logits(vectors), full, atol=1e-3)
 
 
 # -- end to end --
@@ -233,10 +240,6 @@ def test_score_stores_input_and_output_scores(collected_db, tmp_path):
             assert ci == "wilson" and 5 <= n <= 7 and analytic == pytest.approx(20 / 49152)
         else:
             assert ci is None and n == 1
-    # the spec's minimum: too few examples is unscored with the reason, never a score of 0
-    assert main([*args, "--input-min-examples", "10", "--input-examples", "100"]) == 0
-    reasons = query(db, "SELECT DISTINCT reason FROM scores WHERE scorer = 'input_score' AND status = 'unscored'")
-    assert len(reasons) == 1 and "fewer than --input-min-examples 10" in reasons[0][0]
     # an explanation control of an explanation-blind scorer is refused, nothing stored changes
     before = query(db, "SELECT count(*) FROM score_rows")
     assert main([*args, "--control", "shuffled"]) == 2

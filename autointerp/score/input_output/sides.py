@@ -121,12 +121,24 @@ class OutputSides:
         representative = torch.cat([chunk.top_ids for chunk in lens])
         if self.output_reason:
             return representative, None
-        vectors = self.alpha * self.strength * directions
-        ids = self.prompt_ids.expand(len(directions), -1)
-        with adding_at_last_position(self.subject, self.target, vectors):
-            logits = self.subject.model(input_ids=ids, use_cache=False).logits[:, -1].float()
-        self.forward_passes += 1
+        logits = self.edited_logits(self.alpha * self.strength * directions)
         return representative, output_terms(torch.softmax(logits, dim=-1), representative)
+
+    @torch.inference_mode()
+    def edited_logits(self, vectors: torch.Tensor) -> torch.Tensor:
+        """[n, vocabulary] next-token logits after the prompt with ``vectors[b]`` [n, d_out] added to the
+        target module's output at the last position, one sequence per vector. The edit leaves every
+        earlier position as it is, so the prompt's prefix runs once and its KV cache is shared by the
+        batch: one batched step of the last token (a quarter of the work for the four-token prompt)."""
+        model, ids, n = self.subject.model, self.prompt_ids, len(vectors)
+        cache = None
+        if ids.shape[1] > 1:
+            cache = model(input_ids=ids[:, :-1], use_cache=True).past_key_values
+            cache.batch_repeat_interleave(n)
+        with adding_at_last_position(self.subject, self.target, vectors):
+            out = model(input_ids=ids[:, -1:].expand(n, 1), past_key_values=cache, use_cache=cache is not None)
+        self.forward_passes += 1
+        return out.logits[:, -1].float()
 
 
 def _terms(terms: tuple[torch.Tensor, torch.Tensor], row: int) -> dict:

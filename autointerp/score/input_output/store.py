@@ -24,7 +24,8 @@ PLANTED = PLANTED_REASON.replace("the intervention scorers do not apply", "input
 
 class OutputSideStore:
     """``side(latent)``: the latent's ``OutputSide`` for the scorers of ``context`` (a ``ScoreContext``),
-    computed once per run (module docstring). ``hash`` names everything that shapes it."""
+    computed once per run (module docstring). ``hash`` names everything that shapes it; ``lens_hash``
+    what shapes the representative tokens alone (all the input score depends on here)."""
 
     def __init__(self, context):
         config = context.config
@@ -32,14 +33,18 @@ class OutputSideStore:
         self.source = read_collect_source(self.con)
         self.planted = planted_latents(self.con, self.source.run_id)
         self.order = sorted(context.chosen)
+        lens = {
+            "collect": self.source.identity,
+            "dtype": self.source.dtype,
+            "representative_tokens": REPRESENTATIVE_TOKENS,
+            "seed": config.seed,
+        }
+        self.lens_hash = config_hash(lens)  # what shapes the representative tokens (the input score's side)
         self.hash = config_hash(
             {
-                "collect": self.source.identity,
-                "dtype": self.source.dtype,
+                **lens,
                 "prompt": PROMPT,
-                "representative_tokens": REPRESENTATIVE_TOKENS,
                 "alpha": config.output_alpha,
-                "seed": config.seed,
                 "edit": "alpha * m * decoder row at the last position; m = max latent activation there",
             }
         )

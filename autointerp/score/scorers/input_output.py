@@ -73,7 +73,7 @@ class InputScorer(_OutputSideScorer):
     def identity(self) -> dict:
         return {
             "scorer": self.name,
-            "output_side": self.store.hash,
+            "representative_tokens": self.store.lens_hash,
             "examples": self.config.input_examples,
             "min_examples": self.config.input_min_examples,
             "records": RECORDS,
