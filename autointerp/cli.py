@@ -197,7 +197,7 @@ def print_plan_beside_actuals(db: str, stage: str, run_id: str, config) -> None:
             found = plan_beside_actuals(con, db, stage, run_id, config, load_tokenizer(config.backend, config.model))
         finally:
             con.close()
-    except AutointerpError as exc:
+    except Exception as exc:  # noqa: BLE001 - the run is stored and reported; its plan is an extra
         print(f"autointerp {stage}: no plan beside the actuals: {exc}", file=sys.stderr)
         return
     if found is not None:

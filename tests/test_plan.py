@@ -201,7 +201,7 @@ def test_plan_agrees_with_an_embedded_run(collected_db, latents, tmp_path, capsy
             assert "plan beside actuals" in capsys.readouterr().out
         con = connect(db, read_only=True)
         try:
-            run_id = runs.stage_runs(con, stage)[-1][0]
+            run_id = runs.stage_runs(con, stage)[-1].run_id
             plan, act, n = plan_beside_actuals(con, str(db), stage, run_id, config, load_tokenizer("local", ""))
             assert act == actuals(con, run_id)
         finally:

@@ -11,7 +11,7 @@ from .tokenizer import PromptTokenizer
 
 #: Most latents of a run whose plan is recomputed at its end: a larger run is compared on an even sample
 #: of this many (its actual calls are matched to the sample by their item, "latent N ...").
-SAMPLE = 1000
+SAMPLE = 256
 
 
 @dataclass
