@@ -17,10 +17,6 @@ from ..config import ExplainConfig, LLMConfig, ScoreConfig
 from ..config_fields import field_docs
 from ..errors import AutointerpError
 from ..store.db import connect
-from .calibrate import calibrate
-from .plan import check_stages, make_plan
-from .render import dollars, render_table
-from .tokenizer import load_tokenizer
 
 FORMATS = ("table", "json")
 #: Fields both stages have with different meanings or defaults: given, a flag applies to every planned
@@ -129,6 +125,12 @@ def check_prices(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported here: the stages' modules load torch, which building the parser must not
+    from .calibrate import calibrate
+    from .plan import check_stages, make_plan
+    from .render import dollars, render_table
+    from .tokenizer import load_tokenizer
+
     stages = check_stages([s.strip() for s in args.stages.split(",") if s.strip()])
     check_prices(args)
     explain_config, score_config = configs(args)

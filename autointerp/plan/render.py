@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from .plan import Plan
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .plan import Plan
 
 COLUMNS = (
     ("calls", "calls"),
