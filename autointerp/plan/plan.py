@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from ..config import ExplainConfig, ScoreConfig
 from ..errors import AutointerpError
+from ..explain.explainers import EXPLAINERS
 from ..explain.stage import select_latents
 from .count import Counts, count
 from .requests import explain_calls, known_explanations, planned_scorers, score_calls
@@ -84,7 +85,13 @@ def make_plan(
         latents = {"explain": selected, "score": selected}
     if "explain" in stages:
         n_latents = max(n_latents, len(latents["explain"]))
-        count(explain_calls(con, explain_config, latents["explain"]), tokenizer, counts)
+        if needs_output_side(explain_config.explainer):
+            notes.append(
+                f"explain: not counted: the {explain_config.explainer} explainer's prompts hold the latent's "
+                "output side (logit lens, token change), which the plan does not compute"
+            )
+        else:
+            count(explain_calls(con, explain_config, latents["explain"]), tokenizer, counts)
     if "score" in stages:
         n_latents = max(n_latents, len(latents["score"]))
         explanations = known_explanations(con, score_config)
@@ -105,6 +112,12 @@ def make_plan(
             notes.append(f"{name}: {note}")
     notes.append("every selected latent is counted; a resumed run skips finished ones and reuses logged answers")
     return Plan(db, stages, tokenizer.name, tokenizer.exact, n_latents, counts, notes)
+
+
+def needs_output_side(explainer: str) -> bool:
+    """Whether an explainer is shown a latent's output side (its ``lens`` or ``token_change`` flag)."""
+    entry = EXPLAINERS[explainer]
+    return bool(getattr(entry, "lens", False) or getattr(entry, "token_change", False))
 
 
 def mean_explanation_tokens(explanations, tokenizer: PromptTokenizer) -> int:
