@@ -20,6 +20,7 @@ from .demo import command as demo_command
 from .errors import AutointerpError
 from .failures import explain_failure
 from .interop import export_command, import_command
+from .plan import command as plan_command
 from .query import sql as sql_command
 from .redact import install_log_redaction
 from .score import steer_command
@@ -53,10 +54,13 @@ def tokens_arg(text: str) -> int | str:
 CONVERTERS = {"tokens": tokens_arg}
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip=()) -> None:
+    """One flag per field of the config dataclass ``cls`` (but those named in ``skip``)."""
     docs = field_docs(cls)
     hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
+        if field.name in skip:
+            continue
         flag = "--" + field.name.replace("_", "-")
         kind = CONVERTERS.get(field.name, hints[field.name])
         help_text = f"{docs.get(field.name, '')} (default: {field.default!r})"
@@ -140,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo_command.add_parser(sub)
     lens_command.add_parser(sub)
     steer_command.add_parser(sub)
+    plan_command.add_parser(sub, add_config_arguments)
     return parser
 
 
@@ -198,6 +203,26 @@ def print_coverage(db: str) -> None:
     section = coverage_section(db)
     if section:
         print("\n" + section)
+
+
+def print_plan_beside_actuals(db: str, stage: str, run_id: str, config) -> None:
+    """The run's actual calls and tokens (``llm_calls``) beside ``autointerp plan``'s count of the same
+    latents; a plan that cannot be made is said on stderr (the run itself is stored)."""
+    from .plan.actuals import plan_beside_actuals, render_beside
+    from .plan.tokenizer import load_tokenizer
+    from .store.db import connect
+
+    try:
+        con = connect(db, read_only=True)
+        try:
+            found = plan_beside_actuals(con, db, stage, run_id, config, load_tokenizer(config.backend, config.model))
+        finally:
+            con.close()
+    except Exception as exc:  # noqa: BLE001 - the run is stored and reported; its plan is an extra
+        print(f"autointerp {stage}: no plan beside the actuals: {exc}", file=sys.stderr)
+        return
+    if found is not None:
+        print("\n" + render_beside(*found))
 
 
 def warn_budget(db: str, config: CollectConfig) -> None:
@@ -272,6 +297,8 @@ def run_explain(args: argparse.Namespace) -> int:
         f"{r.completion_tokens:,} completion tokens); {r.skipped_done} already done, "
         f"{r.not_explainable} not explainable (see latents.reason)."
     )
+    if r.calls:
+        print_plan_beside_actuals(args.db, "explain", r.run_id, config)
     print_coverage(args.db)
     return 0 if r.failed == 0 else 1
 
@@ -291,6 +318,8 @@ def run_score(args: argparse.Namespace) -> int:
         f"{r.seconds:.0f} s ({r.calls} calls, {r.prompt_tokens:,} prompt + {r.completion_tokens:,} completion "
         f"tokens); {r.skipped_done} already done. Query: SELECT * FROM scores"
     )
+    if r.calls:
+        print_plan_beside_actuals(args.db, "score", r.run_id, config)
     print_coverage(args.db)
     return 0
 
@@ -307,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers["demo"] = demo_command.run
     handlers["lens"] = lens_command.run
     handlers["steer"] = steer_command.run
+    handlers["plan"] = plan_command.run
     try:
         with sigterm_raises():
             return handlers[args.command](args)

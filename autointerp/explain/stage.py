@@ -106,6 +106,12 @@ def read_examples(
     return examples, maxima
 
 
+def explain_options(config: ExplainConfig) -> GenerateOptions:
+    """The options of every explain request (``autointerp plan`` counts with them too)."""
+    prefill = config.answer_prefill("[EXPLANATION]:")
+    return GenerateOptions(max_tokens=config.max_tokens, temperature=config.temperature, prefill=prefill)
+
+
 async def explain(config: ExplainConfig, db, progress: bool = True, executor: Executor | None = None) -> ExplainResult:
     """Explain the selected latents. ``executor`` decides where the answers are generated (default
     ``LocalExecutor()``: a backend in this process); this process stores everything."""
@@ -141,8 +147,8 @@ async def _run(con, config, backend, latents, not_explainable, progress, output=
         },
     }
     run.start(stored, identity)
-    prefill = config.answer_prefill("[EXPLANATION]:")
-    options = GenerateOptions(max_tokens=config.max_tokens, temperature=config.temperature, prefill=prefill)
+    options = explain_options(config)
+    prefill = options.prefill
     queue = run.llm  # answered calls are reused from the call log, never sent twice
     counts = {"explained": 0, "unparsed": 0, "failed": 0}
 

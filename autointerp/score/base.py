@@ -5,7 +5,8 @@ whose judgement its score is, its ``identity`` (the fields hashed into the score
 so a rerun skips finished scores) and its ``chance`` level, and scores one (latent, explanation, test
 contexts) at a time. Scorers are listed in one table (``registry.py``); the stage stores every
 ``ScoreOutcome`` through one writer (``rows.score_writer``) and every scorer asks its LLM through
-``ask``.
+``ask``. A scorer whose only cost is LLM calls also offers a pure ``requests(latent, explanation,
+contexts) -> list[Request]``, the requests its ``score`` sends, which ``autointerp plan`` counts.
 """
 
 from __future__ import annotations
@@ -115,6 +116,22 @@ class ScoreContext:
         return self._fixed[system]
 
 
+@dataclass(frozen=True)
+class Request:
+    """One LLM request a scorer sends: the call log's item, the chat messages and the options (the
+    answer regex already applied). Built by a pure ``requests`` method, which ``autointerp plan`` reads
+    to count a run's tokens without calling the LLM."""
+
+    item: str
+    messages: list[dict]
+    options: GenerateOptions
+
+
+def guided_options(options: GenerateOptions, regex: str) -> GenerateOptions:
+    """``options`` with ``regex`` guiding the answer, where they prefill a marker (else unchanged)."""
+    return dataclasses.replace(options, regex=regex) if regex and options.prefill else options
+
+
 @dataclass
 class Asked:
     """One LLM answer: the text with its prefill, or why the request failed."""
@@ -130,9 +147,7 @@ async def ask(
     """Send one prompt through the run's queue (throttling, retries, the call log). ``regex`` guides the
     answer after a prefilled marker (used only when the options prefill one); ``options`` replaces the
     run's options for this call."""
-    options = options or context.options
-    if regex and options.prefill:
-        options = dataclasses.replace(options, regex=regex)
+    options = guided_options(options or context.options, regex)
     try:
         completion = await context.queue.run(messages, options, item, purpose)
     except RequestFailed as exc:

@@ -119,16 +119,20 @@ async def score(
             return await _run(con, config, opened, chosen, progress)
 
 
-async def _run(con, config: ScoreConfig, backend: Backend, chosen, progress: bool) -> ScoreResult:
-    run = StageRun(con, "score", backend, config)
-    options = GenerateOptions(
+def score_options(config: ScoreConfig) -> GenerateOptions:
+    """The options every scorer's requests start from (``autointerp plan`` counts with them too)."""
+    return GenerateOptions(
         max_tokens=config.max_tokens,
         temperature=config.temperature,
         logprobs=config.logprobs,
         top_logprobs=TOP_LOGPROBS if config.logprobs else 0,
         prefill=config.answer_prefill("[ANSWER]:"),
     )
-    context = ScoreContext(config, con, run.llm, options, run.writer, run.run_id, chosen)
+
+
+async def _run(con, config: ScoreConfig, backend: Backend, chosen, progress: bool) -> ScoreResult:
+    run = StageRun(con, "score", backend, config)
+    context = ScoreContext(config, con, run.llm, score_options(config), run.writer, run.run_id, chosen)
     names = registry.scorer_names(config.scorer_list())
     scorers = {name: registry.make_scorer(name, context) for name in names}
     # the collect run is part of every identity: scores of an earlier collect's test sets are never done

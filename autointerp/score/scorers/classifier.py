@@ -9,7 +9,7 @@ from ...config import ScoreConfig
 from ...text import prompt_text
 from .. import classifier
 from ..answers import digit_probabilities, parse_digits
-from ..base import ScoreContext, ScoreOutcome, ask, binary_outcome
+from ..base import Request, ScoreContext, ScoreOutcome, ask, binary_outcome, guided_options
 from . import cues
 
 
@@ -36,11 +36,29 @@ class ClassifierScorer:
     def samples(self, contexts, rng) -> list[classifier.Sample]:
         raise NotImplementedError
 
-    async def score(self, latent: int, explanation: str, contexts) -> ScoreOutcome:
+    def prepare(self, latent: int, explanation: str, contexts) -> tuple[list, list[list], list[Request]]:
+        """The samples, their batches and one request per batch (pure: no LLM is called)."""
         rng = classifier.latent_rng(self.config.seed, latent, self.name)
         samples = self.samples(contexts, rng)
         groups = classifier.batches(samples, self.config.batch_size, rng)
-        results = await asyncio.gather(*[self._batch(explanation, batch, i, latent) for i, batch in enumerate(groups)])
+        requests = [
+            Request(
+                f"latent {latent} {self.name} batch {i}",
+                classifier.build_messages(self.name, explanation, batch),
+                # guided: the answer is exactly n space-separated digits
+                guided_options(self.context.options, f"( [01]){{{len(batch)}}}"),
+            )
+            for i, batch in enumerate(groups)
+        ]
+        return samples, groups, requests
+
+    def requests(self, latent: int, explanation: str, contexts) -> list[Request]:
+        """The LLM requests scoring ``explanation`` sends (what ``autointerp plan`` counts)."""
+        return self.prepare(latent, explanation, contexts)[2]
+
+    async def score(self, latent: int, explanation: str, contexts) -> ScoreOutcome:
+        samples, groups, requests = self.prepare(latent, explanation, contexts)
+        results = await asyncio.gather(*[self._batch(r, len(b)) for r, b in zip(requests, groups, strict=True)])
         fixed = self.context.fixed_tokens(prompt_text(classifier.SYSTEM[self.name]).strip())
         rows, tokens = [], [0, 0, 0]
         for b, (batch, (item, preds, probs, reason, completion)) in enumerate(zip(groups, results, strict=True)):
@@ -69,13 +87,11 @@ class ClassifierScorer:
         outcome.companions = cues.companions(self.name, samples, self.config)
         return outcome
 
-    async def _batch(self, explanation, batch, index, latent):
-        """One prompt: (item, predictions, probabilities, reason, completion); unreadable -> None predictions."""
-        item = f"latent {latent} {self.name} batch {index}"
-        n = len(batch)
-        messages = classifier.build_messages(self.name, explanation, batch)
-        # guided: the answer is exactly n space-separated digits
-        asked = await ask(self.context, messages, item, self.name, regex=f"( [01]){{{n}}}")
+    async def _batch(self, request: Request, n: int):
+        """One prompt of ``n`` excerpts: (item, predictions, probabilities, reason, completion); unreadable ->
+        None predictions."""
+        item = request.item
+        asked = await ask(self.context, request.messages, item, self.name, options=request.options)
         if asked.answer is None:
             return item, [None] * n, [None] * n, asked.reason, None
         predictions, reason = parse_digits(asked.answer, n)

@@ -9,7 +9,7 @@ import dataclasses
 from ...config import ScoreConfig
 from ...text import prompt_text
 from .. import classifier, simulation
-from ..base import ScoreContext, ScoreOutcome, ask
+from ..base import Request, ScoreContext, ScoreOutcome, ask
 from ..intervals import fisher_z
 from ..metrics import pearson
 
@@ -32,16 +32,15 @@ class SimulationScorer:
     def chance(self) -> dict:
         return {"correlation": 0.0, "score": 0.0}
 
-    async def score(self, latent: int, explanation: str, contexts) -> ScoreOutcome:
+    def prepare(self, latent: int, explanation: str, contexts) -> tuple[list[list], list[Request]]:
+        """The batches of chosen test contexts and one request per batch (pure: no LLM is called)."""
         config, options = self.config, self.context.options
         rng = classifier.latent_rng(config.seed, latent, self.name)
         chosen = simulation.choose_contexts(contexts, config.simulation_contexts, rng)
         size = config.simulation_batch
         groups = [chosen[i : i + size] for i in range(0, len(chosen), size)]
-        fixed = self.context.fixed_tokens(simulation.fixed_text())
-
-        async def one(b, batch):
-            item = f"latent {latent} simulation batch {b}"
+        requests = []
+        for b, batch in enumerate(groups):
             if options.prefill:  # guided: one line of exactly len(tokens) values per excerpt
                 opts = dataclasses.replace(
                     options,
@@ -52,9 +51,21 @@ class SimulationScorer:
                 opts = dataclasses.replace(
                     options, max_tokens=max(options.max_tokens, sum(3 * len(c.tokens) + 4 for c in batch))
                 )
-            asked = await ask(
-                self.context, simulation.build_messages(explanation, batch), item, self.name, options=opts
-            )
+            item = f"latent {latent} simulation batch {b}"
+            requests.append(Request(item, simulation.build_messages(explanation, batch), opts))
+        return groups, requests
+
+    def requests(self, latent: int, explanation: str, contexts) -> list[Request]:
+        """The LLM requests scoring ``explanation`` sends (what ``autointerp plan`` counts)."""
+        return self.prepare(latent, explanation, contexts)[1]
+
+    async def score(self, latent: int, explanation: str, contexts) -> ScoreOutcome:
+        groups, requests = self.prepare(latent, explanation, contexts)
+        fixed = self.context.fixed_tokens(simulation.fixed_text())
+
+        async def one(batch, request: Request):
+            item, opts = request.item, request.options
+            asked = await ask(self.context, request.messages, item, self.name, options=opts)
             if asked.answer is None:
                 return item, [simulation.Simulated(None, asked.reason)] * len(batch), None
             lengths = [len(c.tokens) for c in batch]
@@ -64,7 +75,7 @@ class SimulationScorer:
                 asked.completion,
             )
 
-        results = await asyncio.gather(*[one(b, batch) for b, batch in enumerate(groups)])
+        results = await asyncio.gather(*[one(batch, r) for batch, r in zip(groups, requests, strict=True)])
         rows, tokens, true, predicted = [], [0, 0, 0], [], []
         from_logprobs = from_answer = 0
         for b, (batch, (item, sims, completion)) in enumerate(zip(groups, results, strict=True)):
