@@ -115,6 +115,7 @@ def test_an_excerpt_line_cannot_be_forged(tokenizer):
     assert len(lines) == 2 and lines[0].startswith("1 a↵2 fake↵(answer)") and lines[1] == "2 the river"
 
 
+@pytest.mark.slow
 def test_test_sets_hold_the_configured_size(collected_db):
     """The scorers read at most n_quantiles x test_per_quantile activating and random_test negative
     contexts per latent (issue 17's 115-121 of 100 were test sets before the split rule of issue 14),
