@@ -44,9 +44,10 @@ TARGET_UNCACHED = 8_000
 """Issue 17: uncached prompt tokens per latent for explain + detection + fuzzing."""
 BEFORE = {
     "date": "2026-12-03",
-    "uncached_tokens_per_latent": 9_479,
-    "prompt_tokens_per_latent": 10_831,
-    "how": "main at 89bf951, the same accounting (explainer prefix cached), 10 latents of a 100k-token collect",
+    "uncached_tokens_per_latent": 9_802,
+    "prompt_tokens_per_latent": 11_154,
+    "how": "main at 89bf951 on latents 357 and 1444 of a 100k-token embedded collect with this bench's "
+    "explanations, prompts counted with the embedded tokenizer (this change on the same: 9,397 of 10,954)",
     "issue_17": "~12.0k uncached of ~13.2k (docs/scaling.md, 2026-11-21: 5 calls per scorer, older test sets)",
 }
 """The figures before compact excerpt lines and the cached explanation prefix."""
@@ -75,14 +76,15 @@ def pick_latents(db: Path, n: int) -> str:
     return ",".join(str(rows[i * step + step // 2]) for i in range(n))
 
 
-def per_latent(db: Path, scorer: str, batch_size: int) -> dict:
+def per_latent(db: Path, scorer: str, batch_size: int, latents: str) -> dict:
     con = duckdb.connect(str(db), read_only=True)
-    try:
+    try:  # only this run's latents: a --db may hold scores of others
         rows = con.execute(
             "SELECT avg(n_calls), avg(prompt_tokens), avg(fixed_prompt_tokens), avg(completion_tokens), "
             "count(*) FILTER (s.status = 'scored'), count(*), avg(s.score) FROM scores s JOIN runs r USING (run_id) "
-            "WHERE scorer = ? AND control = '' AND (r.config->>'batch_size')::INT = ?",
-            [scorer, batch_size],
+            "WHERE scorer = ? AND control = '' AND (r.config->>'batch_size')::INT = ? "
+            "AND latent IN (SELECT unnest(?::INTEGER[]))",
+            [scorer, batch_size, [int(x) for x in latents.split(",")]],
         ).fetchall()
     finally:
         con.close()
@@ -164,7 +166,7 @@ def main() -> None:
         config = ScoreConfig(scorers=scorer, latents=latents, batch_size=batch)
         result = asyncio.run(score(config, db, progress=False, backend=backend))
         seconds = time.perf_counter() - t
-        figures = per_latent(db, scorer, batch)
+        figures = per_latent(db, scorer, batch, latents)
         figures["latents_per_minute"] = 60 * (result.scored + result.unscored) / seconds if seconds else None
         key = scorer if batch == 25 else f"{scorer}@{batch}"
         out["scorers"][key] = figures
