@@ -22,15 +22,14 @@ EMBEDDED_SAE = "sae-smollm2-layer14"
 
 
 def _package_files(package: str, folder: str) -> Traversable:
-    """The files of ``package``; in a checkout imported from ``sys.path`` without being installed
-    (``PYTHONPATH=checkout``), the package-dir mapping does not exist, so its folder next to ours."""
-    try:
-        return resources.files(package)
-    except ModuleNotFoundError:
-        checkout = Path(__file__).resolve().parents[1] / folder
-        if not (checkout / "__init__.py").is_file():
-            raise
-        return checkout
+    """The files of ``package``. Imported from a checkout (``setup.py`` beside the package), its own
+    folder: an editable install of another checkout (a git worktree run with ``PYTHONPATH=checkout``)
+    would otherwise map ``package`` to that checkout's folder, and the prompts read would not be the
+    code's."""
+    root = Path(__file__).resolve().parents[1]
+    if (root / "setup.py").is_file() and (root / folder / "__init__.py").is_file():
+        return root / folder
+    return resources.files(package)
 
 
 def prompts() -> Traversable:

@@ -11,11 +11,11 @@ import re
 
 from autointerp.llm.base import Backend, Completion, GenerateOptions
 
-_EXCERPT = re.compile(r"^(\d+)\. ", re.M)
+_EXCERPT = re.compile(r"^(\d+)\.? ", re.M)
 
 
 def excerpt_count(text: str) -> int:
-    """How many numbered excerpts ("1. ", "2. ", ...) the prompt lists: the longest run from 1."""
+    """How many numbered excerpts ("1 " or "1. ", "2 ", ...) the prompt lists: the longest run from 1."""
     seen = {int(m.group(1)) for m in _EXCERPT.finditer(text)}
     n = 0
     while n + 1 in seen:

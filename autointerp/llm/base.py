@@ -74,9 +74,11 @@ class Backend:
     async def generate(self, messages: list[dict], options: GenerateOptions) -> Completion:
         raise NotImplementedError
 
-    def count_tokens(self, messages: list[dict]) -> int | None:
+    def count_tokens(self, messages: list[dict], generation_prompt: bool = True) -> int | None:
         """Prompt tokens ``messages`` would cost with the chat framing, or None when this backend cannot
-        tell (a remote API); the score stage reports the share of prompts a prefix cache serves with it."""
+        tell (a remote API); the score stage reports the share of prompts a prefix cache serves with it.
+        ``generation_prompt=False`` counts ``messages`` as the start of a longer prompt (without the
+        assistant's opening that follows the last message)."""
         return None
 
     async def aclose(self) -> None:

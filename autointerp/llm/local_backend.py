@@ -46,10 +46,10 @@ class LocalBackend(Backend):
         self._worker: asyncio.Task | None = None
         self.batches: list[int] = []  # size of every generate call, for tests and benchmarks
 
-    def count_tokens(self, messages: list[dict]) -> int:
-        """Prompt tokens of ``messages`` with the chat template, as ``generate`` counts them."""
-        text = self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return len(self._tokenizer(text, add_special_tokens=False).input_ids)
+    def count_tokens(self, messages: list[dict], generation_prompt: bool = True) -> int:
+        """Prompt tokens of ``messages`` with the chat template, as ``generate`` counts them (without the
+        generation prompt: as the start of a longer prompt)."""
+        return len(chat_token_ids(self._tokenizer, messages, generation_prompt))
 
     async def generate(self, messages: list[dict], options: GenerateOptions) -> Completion:
         loop = asyncio.get_running_loop()
@@ -150,3 +150,10 @@ class LocalBackend(Backend):
                 pass
             self._worker = None
             self._queue = None
+
+
+def chat_token_ids(tokenizer, messages: list[dict], generation_prompt: bool = True) -> list[int]:
+    """The token ids of ``messages`` in ``tokenizer``'s chat template, as ``LocalBackend`` sends them
+    (``generation_prompt=False``: without the assistant's opening, as the start of a longer prompt)."""
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+    return tokenizer(text, add_special_tokens=False).input_ids

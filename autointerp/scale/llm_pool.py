@@ -156,8 +156,8 @@ class LLMWorker:
             completion.endpoint = self.label
         return ("ok", completion)
 
-    def count_tokens(self, messages: list[dict]) -> int:
-        return self.backend.count_tokens(messages)
+    def count_tokens(self, messages: list[dict], generation_prompt: bool = True) -> int:
+        return self.backend.count_tokens(messages, generation_prompt)
 
     async def close(self) -> None:
         if self.backend is not None:
@@ -323,11 +323,11 @@ class RayWorkerPool(Backend):
             "are kept and skipped.",
         )
 
-    def _count_tokens(self, messages: list[dict]) -> int:
+    def _count_tokens(self, messages: list[dict], generation_prompt: bool = True) -> int:
         i = min((i for i, ok in enumerate(self._alive) if ok), default=None)
         if i is None:
             raise self._gone()
-        return self._ray.get(self._actors[i].count_tokens.remote(messages), timeout=60)
+        return self._ray.get(self._actors[i].count_tokens.remote(messages, generation_prompt), timeout=60)
 
     async def aclose(self) -> None:
         ray = self._ray

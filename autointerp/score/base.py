@@ -110,10 +110,24 @@ class ScoreContext:
 
     def fixed_tokens(self, system: str) -> int:
         """Prompt tokens of a system message every call of a scorer repeats (a prefix cache serves
-        them); 0 when the backend cannot count."""
+        them); 0 when the backend cannot count. Counted as the start of the prompt (without the
+        generation prompt that follows a prompt's last message): only what every call holds byte for
+        byte."""
         if system not in self._fixed:
-            self._fixed[system] = self.queue.backend.count_tokens([{"role": "system", "content": system}]) or 0
+            self._fixed[system] = self._prefix_tokens([{"role": "system", "content": system}])
         return self._fixed[system]
+
+    def shared_tokens(self, system: str, header: str) -> int:
+        """Prompt tokens of ``header``, the start of the user message that all calls of one latent share
+        after the ``system`` message (its explanation), which a prefix cache serves in every call of that
+        latent but the first; 0 when the backend cannot count. The user turn's own opening is left out,
+        so this is a lower bound of the shared prefix, never more."""
+        turns = [{"role": "system", "content": system}, {"role": "user", "content": header}]
+        bare = [turns[0], {"role": "user", "content": ""}]
+        return max(0, self._prefix_tokens(turns) - self._prefix_tokens(bare))
+
+    def _prefix_tokens(self, messages: list[dict]) -> int:
+        return self.queue.backend.count_tokens(messages, generation_prompt=False) or 0
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,10 @@ item 6 wins over the spec): no false excerpt can be told from a true one by its 
   nothing and never carry a mark;
 - every choice comes from a seeded RNG per latent; ``score.cues`` measures what is left to read;
 - no few-shot turns and short instructions first, the explanation next and the excerpts last, with many
-  excerpts per call: the fixed part is served by a prefix cache and the per-latent cost is mostly the
-  excerpts themselves (delphi's default spends 76% of its tokens on a repeated few-shot prefix);
+  excerpts per call and one short numbered line per excerpt: a prefix cache serves the instructions in
+  every call and the explanation in all of a latent's calls but the first, so the per-latent cost is
+  mostly the excerpts themselves (delphi's default spends 76% of its tokens on a repeated few-shot
+  prefix);
 - the answer is one 0/1 digit per excerpt after "[ANSWER]:"; a batch whose answer cannot be read is
   unscored, never counted as wrong, and the last batch may be shorter than the others.
 """
@@ -37,10 +39,10 @@ from ..text import clean_token, fill, mark_runs, neutralise, prompt_text
 NEGATIVE_KINDS = ("random", "weak")
 
 SYSTEM = {"detection": "score_detection_system.txt", "fuzzing": "score_fuzzing_system.txt"}
-SAMPLES_VERSION = 2
-"""How samples are built (part of the scorers' identity, so scores of older test sets are not reused):
-2 copies mark patterns, moves whole runs, keeps a misplaced copy from its original's batch and hides
-special tokens."""
+SAMPLES_VERSION = 3
+"""How samples are built and shown (part of the scorers' identity, so scores of older test sets or
+renderings are not reused): 2 copies mark patterns, moves whole runs, keeps a misplaced copy from its
+original's batch and hides special tokens; 3 numbers the excerpt lines without a period."""
 
 
 @dataclass
@@ -237,8 +239,27 @@ def _swap_out(groups: list[list[Sample]], b: int, k: int, rng: random.Random) ->
 
 
 def build_messages(scorer: str, explanation: str, batch: list[Sample]) -> list[dict]:
-    excerpts = "\n".join(f"{i + 1}. {s.text}" for i, s in enumerate(batch))
+    """The chat messages of one batch: the scorer's instructions (the same for every latent), then a
+    user message that starts with ``explanation_header`` (the same for every batch of one latent) and
+    ends with the batch's excerpts, so a prefix cache serves all but the excerpts (and the first call's
+    explanation).
+
+    One excerpt per line, numbered without a period ("12 text"): its number and the line break are all
+    it costs beyond its own tokens. The lines cannot be forged: an excerpt never holds a line break
+    (``clean_token`` shows one as ↵), and no excerpt text can fake a mark or the answer line."""
+    excerpts = "\n".join(f"{i + 1} {s.text}" for i, s in enumerate(batch))
     return [
-        {"role": "system", "content": prompt_text(SYSTEM[scorer]).strip()},
-        {"role": "user", "content": fill("score_user.txt", explanation=neutralise(explanation), excerpts=excerpts)},
+        {"role": "system", "content": system_text(scorer)},
+        {"role": "user", "content": explanation_header(explanation) + "\n" + excerpts},
     ]
+
+
+def system_text(scorer: str) -> str:
+    """The system message of ``scorer``: the same in every call of every latent."""
+    return prompt_text(SYSTEM[scorer]).strip()
+
+
+def explanation_header(explanation: str) -> str:
+    """The start of the user message, the same in every batch of one latent: its explanation and the
+    heading of the excerpts."""
+    return fill("score_user.txt", explanation=neutralise(explanation))

@@ -59,8 +59,8 @@ class ClassifierScorer:
     async def score(self, latent: int, explanation: str, contexts) -> ScoreOutcome:
         samples, groups, requests = self.prepare(latent, explanation, contexts)
         results = await asyncio.gather(*[self._batch(r, len(b)) for r, b in zip(requests, groups, strict=True)])
-        fixed = self.context.fixed_tokens(prompt_text(classifier.SYSTEM[self.name]).strip())
-        rows, tokens = [], [0, 0, 0]
+        first, rest = self.cached_tokens(explanation)
+        rows, tokens, answered = [], [0, 0, 0], 0
         for b, (batch, (item, preds, probs, reason, completion)) in enumerate(zip(groups, results, strict=True)):
             rows += [
                 dict(
@@ -81,11 +81,20 @@ class ClassifierScorer:
                 tokens = [
                     tokens[0] + completion.prompt_tokens,
                     tokens[1] + completion.completion_tokens,
-                    tokens[2] + fixed,
+                    tokens[2] + (rest if answered else first),
                 ]
+                answered += 1
         outcome = binary_outcome(rows, "balanced_accuracy", n_calls=len(groups), tokens=tuple(tokens))
         outcome.companions = cues.companions(self.name, samples, self.config)
         return outcome
+
+    def cached_tokens(self, explanation: str) -> tuple[int, int]:
+        """Prompt tokens a prefix cache serves in the first answered call of one latent (the system
+        message, the same for every latent) and in each of its other calls (the system message and the
+        explanation's header): stored as the scores' ``fixed_prompt_tokens``."""
+        system = classifier.system_text(self.name)
+        fixed = self.context.fixed_tokens(system)
+        return fixed, fixed + self.context.shared_tokens(system, classifier.explanation_header(explanation))
 
     async def _batch(self, request: Request, n: int):
         """One prompt of ``n`` excerpts: (item, predictions, probabilities, reason, completion); unreadable ->
