@@ -35,7 +35,7 @@ from ...config import config_hash
 from ...models import steering as steer
 from ..classifier import latent_rng
 from . import generation, inputs, kl
-from .store import PLANTED_REASON, ROW_COLUMNS, SteeringStore
+from .store import PLANTED_REASON, SteeringStore, rows_writer
 
 OUTPUT_PROMPTS = "output_choice_prompts.txt"
 #: The scorer whose unscored rows remember a latent the schedule cannot reach.
@@ -242,15 +242,4 @@ class ScheduleStore:
             ]
             for j, (target, prompt, completion) in enumerate(s.lines)
         ]
-
-        def write(replacements, call_id_of):  # noqa: ARG001 - the writer's signature
-            replacements.replace(
-                "intervention_rows",
-                ["latent", "config_hash"],
-                ROW_COLUMNS,
-                [s.latent, self.hash],
-                rows,
-                now="created_at",
-            )
-
-        return write
+        return rows_writer(s.latent, self.hash, rows)

@@ -58,6 +58,18 @@ ROW_COLUMNS = [
 ]
 
 
+def rows_writer(latent: int, config_hash: str, rows: list[list]):
+    """The single writer's job that replaces one latent's stored continuations under one steering
+    configuration (``intervention_rows``, keyed by latent and config hash) with ``rows``."""
+
+    def write(replacements, call_id_of):  # noqa: ARG001 - the writer's signature
+        replacements.replace(
+            "intervention_rows", ["latent", "config_hash"], ROW_COLUMNS, [latent, config_hash], rows, now="created_at"
+        )
+
+    return write
+
+
 @dataclass
 class Steering:
     """One latent's clean and steered continuations of the neutral prompts, or why it has none."""
@@ -254,18 +266,7 @@ class SteeringStore:
                         self.run_id,
                     ]
                 )
-
-        def write(replacements, call_id_of):  # noqa: ARG001 - the writer's signature
-            replacements.replace(
-                "intervention_rows",
-                ["latent", "config_hash"],
-                ROW_COLUMNS,
-                [s.latent, self.hash],
-                rows,
-                now="created_at",
-            )
-
-        return write
+        return rows_writer(s.latent, self.hash, rows)
 
     async def surprisal(self, explanation: str, own: Steering) -> dict:
         """``surprisal.surprisal_score`` of ``explanation`` over ``own``'s continuations (with their
