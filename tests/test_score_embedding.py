@@ -124,13 +124,14 @@ def test_missing_model_path(tmp_path):
 
 
 def test_missing_package_says_how_to_install(monkeypatch):
+    from autointerp.models import sentence_encoder
     from autointerp.score import embedding
 
-    real = embedding.importlib.util.find_spec
+    real = sentence_encoder.importlib.util.find_spec
     monkeypatch.setattr(
-        embedding.importlib.util,
+        sentence_encoder.importlib.util,
         "find_spec",
-        lambda name, *a: None if name == embedding.DEFAULT_MODEL_PACKAGE else real(name, *a),
+        lambda name, *a: None if name == sentence_encoder.DEFAULT_MODEL_PACKAGE else real(name, *a),
     )
     with pytest.raises(AutointerpError, match=r"pip install 'autointerp\[embedding\]'"):
         embedding.EmbeddingScorer()
