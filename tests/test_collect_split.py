@@ -13,7 +13,7 @@ import torch
 from autointerp.collect.reduce import latent_reasons, latent_statistics
 from autointerp.collect.sampler import SALT_SPLIT, SamplerSizes, StreamingSampler
 from autointerp.collect.select import KINDS, SPLITS, SplitSizes, select_examples
-from autointerp.collect.split_rule import bin_quotas, bin_sizes, full_plan, top_quota
+from autointerp.collect.split_rule import bin_quotas, bin_sizes, full_plan, split_quotas, top_quota
 from autointerp.collect.stream import negative_capacity
 from autointerp.config import CollectConfig
 from autointerp.errors import AutointerpError
@@ -45,6 +45,62 @@ def test_bin_quotas_match_a_one_at_a_time_walk(n_q, e, t):
         assert got_test[0].tolist() == test and got_explain[0].tolist() == explain, remaining
         if remaining >= n_q * (t + e):  # the full plan: exactly t and e per bin
             assert test == [t] * n_q and explain == [e] * n_q
+
+
+@pytest.mark.parametrize(
+    "n_q, e, t, v", [(10, 4, 5, 3), (4, 2, 3, 2), (3, 1, 1, 1), (5, 0, 2, 1), (5, 3, 0, 2), (4, 0, 0, 3), (4, 2, 3, 0)]
+)
+def test_split_quotas_match_a_one_at_a_time_walk(n_q, e, t, v):
+    per_bin = e + t + v
+    for remaining in range(0, 120):
+        sizes = bin_sizes(torch.tensor([remaining]), n_q)[0].tolist()
+        # The k-th context given goes to test while the test set holds fewer than ceil(k x t / P); the
+        # j-th of the others to validate while it holds fewer than ceil(j x v / (v + e)); the rest explain.
+        test, validate, explain = [0] * n_q, [0] * n_q, [0] * n_q
+        given = left = 0
+        for q in range(n_q):
+            for _ in range(min(sizes[q], per_bin)):
+                given += 1
+                if sum(test) < math.ceil(Fraction(given * t, per_bin)):
+                    test[q] += 1
+                    continue
+                left += 1
+                if sum(validate) < math.ceil(Fraction(left * v, v + e)):
+                    validate[q] += 1
+                else:
+                    explain[q] += 1
+        got = split_quotas(torch.tensor([remaining]), n_q, e, t, v)
+        assert [x[0].tolist() for x in got] == [test, validate, explain], remaining
+        if remaining >= n_q * per_bin:  # the full plan: exactly t, v and e per bin
+            assert (test, validate, explain) == ([t] * n_q, [v] * n_q, [e] * n_q)
+        if v == 0:  # no validate set: the two-way rule's counts exactly
+            two_way = bin_quotas(torch.tensor([remaining]), n_q, e, t)
+            assert (test, explain) == (two_way[0][0].tolist(), two_way[1][0].tolist())
+
+
+@pytest.mark.parametrize("sides", [1, 2])
+def test_top_quota_and_the_three_shares(sides):
+    top_k, n_q, e, t, v = 20, 10, 4, 5, 3
+    plan = full_plan(top_k, n_q, e, t, sides, v)
+    assert plan == sides * 20 + 120 and full_plan(top_k, n_q, e, t, sides, 0) == full_plan(top_k, n_q, e, t, sides)
+    for n in range(0, 400):
+        keep = int(top_quota(torch.tensor([n]), top_k, plan)[0])
+        assert keep == min(top_k, math.floor(top_k * Fraction(n, plan)))
+        if n < sides * top_k:
+            continue
+        remaining = n - sides * keep
+        test, validate, explain = (int(x.sum()) for x in split_quotas(torch.tensor([remaining]), n_q, e, t, v))
+        explain += sides * keep
+        if n >= plan:
+            assert (test, validate, explain) == (50, 30, sides * 20 + 40)
+            continue
+        # everything is used (signed: the two sides' rounding may leave one out), and the three sets
+        # shrink together: test keeps its share of the full plan, validate its share of what test leaves
+        assert n - (sides - 1) <= test + validate + explain <= n
+        assert Fraction(test, n) >= Fraction(n_q * t, plan)
+        left_by_test = validate + explain - sides * keep  # what the bins gave less the test set
+        assert validate >= Fraction(left_by_test * v, v + e)
+        assert min(test, validate, explain) >= 1
 
 
 @pytest.mark.parametrize("sides", [1, 2])
@@ -123,9 +179,10 @@ def reference(sampler, sizes: SplitSizes) -> set[tuple]:
         n = int(sampler.n_active_contexts[lat])
         sides = [slots(b, lat) for b in (sampler.top, sampler.top_negative) if b is not None]
         sides = [side for side in sides if side]
-        plan = len(sides) * s.top_k + sizes.n_quantiles * (sizes.explain_per_quantile + sizes.test_per_quantile)
+        per_bin = sizes.explain_per_quantile + sizes.test_per_quantile + sizes.validate_per_quantile
+        plan = len(sides) * s.top_k + sizes.n_quantiles * per_bin
         keep = min(s.top_k, n * s.top_k // plan)
-        top_ctx, explain_docs, test_docs = set(), set(), set()
+        top_ctx, explain_docs, test_docs, validate_docs = set(), set(), set(), set()
         for side in sides:
             for c in sorted(side, key=lambda c: (-c["key"], c["seq"]))[:keep]:
                 out.add((lat, "explain", "top", -1, c["seq"], c["start"]))
@@ -136,8 +193,8 @@ def reference(sampler, sizes: SplitSizes) -> set[tuple]:
         n_q, R = sizes.n_quantiles, len(ranked)
         for rank, c in enumerate(ranked):
             c["bin"] = rank * n_q // R
-        test_quota, explain_quota = bin_quotas(
-            torch.tensor([R]), n_q, sizes.explain_per_quantile, sizes.test_per_quantile
+        test_quota, validate_quota, explain_quota = split_quotas(
+            torch.tensor([R]), n_q, sizes.explain_per_quantile, sizes.test_per_quantile, sizes.validate_per_quantile
         )
         for c in pool:
             c["priority"] = int(hash62(sizes.seed, c["doc"], lat, SALT_SPLIT))
@@ -152,9 +209,27 @@ def reference(sampler, sizes: SplitSizes) -> set[tuple]:
                     test_docs.add(c["doc"])
         for q in range(n_q):
             members = sorted((c for c in pool if c["bin"] == q), key=lambda c: (c["priority"], c["slot"]))
+            n_validate = 0
+            for c in members:
+                if (
+                    "split" not in c
+                    and n_validate < validate_quota[0, q]
+                    and c["doc"] not in explain_docs
+                    and c["doc"] not in test_docs
+                ):
+                    n_validate += 1
+                    c["split"] = "validate"
+                    validate_docs.add(c["doc"])
+        for q in range(n_q):
+            members = sorted((c for c in pool if c["bin"] == q), key=lambda c: (c["priority"], c["slot"]))
             n_explain = 0
             for c in members:
-                if "split" not in c and n_explain < explain_quota[0, q] and c["doc"] not in test_docs:
+                if (
+                    "split" not in c
+                    and n_explain < explain_quota[0, q]
+                    and c["doc"] not in test_docs
+                    and c["doc"] not in validate_docs
+                ):
                     n_explain += 1
                     c["split"] = "explain"
                     explain_docs.add(c["doc"])
@@ -166,16 +241,23 @@ def reference(sampler, sizes: SplitSizes) -> set[tuple]:
         if sizes.weak_negatives:
             unused = [c for c in slots(sampler.reservoir, lat) if c["slot"] not in used]
             candidates += [(c, "weak") for c in sorted(unused, key=lambda c: (abs(c["value"]), c["slot"]))]
-        tested, n_test = set(), 0
+        taken, n_test = set(), 0
         for i, (c, kind) in enumerate(candidates):
-            if n_test < sizes.random_test and c["doc"] not in explain_docs:
+            if n_test < sizes.random_test and c["doc"] not in explain_docs | validate_docs:
                 n_test += 1
-                tested.add(i)
+                taken.add(i)
                 test_docs.add(c["doc"])
                 out.add((lat, "test", kind, -1, c["seq"], c["start"]))
+        n_validate = 0
+        for i, (c, kind) in enumerate(candidates):
+            if i not in taken and n_validate < sizes.random_validate and c["doc"] not in explain_docs | test_docs:
+                n_validate += 1
+                taken.add(i)
+                validate_docs.add(c["doc"])
+                out.add((lat, "validate", kind, -1, c["seq"], c["start"]))
         n_explain = 0
         for i, (c, kind) in enumerate(candidates):
-            if i not in tested and n_explain < sizes.random_explain and c["doc"] not in test_docs:
+            if i not in taken and n_explain < sizes.random_explain and c["doc"] not in test_docs | validate_docs:
                 n_explain += 1
                 out.add((lat, "explain", kind, -1, c["seq"], c["start"]))
     return out
@@ -190,7 +272,7 @@ def as_set(sel) -> set[tuple]:
     }
 
 
-def split_sizes(weak=False, n_q=4):
+def split_sizes(weak=False, n_q=4, validate=(0, 0)):
     return SplitSizes(
         n_quantiles=n_q,
         explain_per_quantile=2,
@@ -199,6 +281,8 @@ def split_sizes(weak=False, n_q=4):
         random_test=6,
         seed=11,
         weak_negatives=weak,
+        validate_per_quantile=validate[0],
+        random_validate=validate[1],
     )
 
 
@@ -215,6 +299,31 @@ def test_selection_matches_the_reference(per_document, weak, signed):
         sel = select_examples(sampler, sizes)
         assert as_set(sel) == reference(sampler, sizes)
         assert len(as_set(sel)) == len(sel.latent)  # no context twice
+
+
+@pytest.mark.parametrize("per_document, weak", [(1, False), (3, True)])
+@pytest.mark.parametrize("validate", [(2, 4), (1, 0), (0, 3)])
+def test_selection_with_a_validate_set_matches_the_reference(per_document, weak, validate):
+    sampler = with_documents(make_sampler(150, RATES, seed=per_document, reservoir=60, negatives=18), per_document)
+    sizes = split_sizes(weak, 4, validate)
+    sel = select_examples(sampler, sizes)
+    assert as_set(sel) == reference(sampler, sizes)
+    assert len(as_set(sel)) == len(sel.latent)
+    assert ((sel.split == SPLITS.index("validate")) & (sel.kind <= 1)).any() == (validate[0] > 0)
+    assert ((sel.split == SPLITS.index("validate")) & (sel.kind >= 2)).any() == (validate[1] > 0)
+
+
+@pytest.mark.parametrize("signed", [False, True])
+@pytest.mark.parametrize("per_document", [1, 3])
+def test_the_three_sets_never_share_a_document(per_document, signed):
+    sampler = with_documents(make_sampler(150, RATES, seed=4, signed=signed, reservoir=60), per_document)
+    sel = select_examples(sampler, split_sizes(weak=True, validate=(2, 4)))
+    assert set(sel.split.tolist()) == {0, 1, 2}
+    for lat in range(len(RATES)):
+        docs = {split: set() for split in range(3)}
+        for r in np.nonzero(sel.latent == lat)[0]:
+            docs[int(sel.split[r])].add(int(sel.sequence[r]) // per_document)
+        assert not docs[0] & docs[1] and not docs[0] & docs[2] and not docs[1] & docs[2], lat
 
 
 @pytest.mark.parametrize("per_document", [1, 3])
@@ -344,6 +453,81 @@ def test_reason_when_a_set_would_be_empty():
     )
 
 
+def sizes_with_validate(config):
+    return SplitSizes(
+        **{f: getattr(config, f) for f in SplitSizes.__dataclass_fields__ if f not in ("seed", "weak_negatives")},
+        seed=config.seed,
+        weak_negatives=config.weak_negatives,
+    )
+
+
+def test_reasons_when_a_validate_set_is_asked_for():
+    # rare latents (a few activating contexts) lose a set first; dense ones lack negatives for all three
+    sampler = make_sampler(150, [0.0005, 0.001, 0.002, 0.01, 0.6], seed=1, top_k=20, negatives=60)
+    config = collect_config(
+        min_activating=2, validate_per_quantile=1, random_validate=20, random_test=20, random_explain=5
+    )
+    sel = select_examples(sampler, sizes_with_validate(config))
+    n_active = sampler.n_active_contexts.numpy()
+    reasons = latent_reasons(sel, n_active, config)
+    positive = sel.kind <= 1
+    short = 0
+    for lat in range(5):
+        n = int(n_active[lat])
+        counts = [int(((sel.latent == lat) & positive & (sel.split == k)).sum()) for k in range(3)]
+        if n >= 2 and min(counts) == 0:
+            short += 1
+            assert reasons[lat] == (
+                f"{n} activating contexts gave {counts[0]} explain, {counts[1]} test and {counts[2]} validate "
+                "contexts; each set needs at least one (raise --min-activating or lower --validate-per-quantile)"
+            )
+    assert short, "a rare latent must have lost a set"
+    clean = int(((sel.latent == 4) & (sel.kind == 2)).sum())
+    assert reasons[4] == (
+        f"{clean} non-activating windows usable; 45 needed (--random-test 20 + --random-validate 20 + "
+        "--random-explain 5): the latent fires almost everywhere (pass --weak-negatives to use its "
+        "weakest-activating windows as negatives)"
+    )
+    assert int(((sel.latent == 3) & (sel.split == 2) & (sel.kind == 2)).sum()) == 20 and 3 not in reasons
+
+
+# ---------------------------------------------------------------------------------------------- options
+
+
+@pytest.mark.parametrize("name", ["validate_per_quantile", "random_validate"])
+@pytest.mark.parametrize("value", [-1, True, "2", 1.5])
+def test_validate_sizes_must_be_whole_and_not_negative(name, value):
+    with pytest.raises(AutointerpError, match=f"--{name.replace('_', '-')} is"):
+        CollectConfig(**{name: value})
+
+
+def test_a_negative_validate_size_exits_2(tmp_path, capsys):
+    from autointerp.cli import main
+
+    db = tmp_path / "x.duckdb"
+    assert main(["collect", "--db", str(db), "--random-validate", "-2"]) == 2
+    assert "--random-validate is -2" in capsys.readouterr().err
+    assert not db.exists()
+
+
+def test_the_reservoir_must_hold_the_validate_quota_too():
+    CollectConfig(reservoir=90, validate_per_quantile=0)
+    with pytest.raises(AutointerpError, match=r"\(4 explain \+ 5 test \+ 2 validate\) = 110"):
+        CollectConfig(reservoir=100, validate_per_quantile=2)
+    assert negative_capacity(CollectConfig(random_validate=20)) == negative_capacity(CollectConfig()) + 25
+
+
+def test_without_a_validate_set_the_collect_identity_is_unchanged():
+    # the identity every collect had before the validate split: old databases resume, reruns are skipped
+    assert CollectConfig().result_hash() == "772a9e41c570270e"
+    assert CollectConfig(validate_per_quantile=0, random_validate=0).result_hash() == "772a9e41c570270e"
+    with_validate = {
+        CollectConfig(validate_per_quantile=1).result_hash(),
+        CollectConfig(random_validate=1).result_hash(),
+    }
+    assert len(with_validate) == 2 and "772a9e41c570270e" not in with_validate
+
+
 @pytest.mark.parametrize("value", [1, 0, -3, True, "20"])
 def test_min_activating_must_be_two_or_more(value):
     with pytest.raises(AutointerpError, match="--min-activating"):
@@ -381,3 +565,67 @@ def test_rare_latents_with_at_least_the_minimum_are_ok():
         explain = int(((sel.latent == lat) & (sel.kind <= 1) & (sel.split == 0)).sum())
         assert (test, explain) == ((50, 60) if n >= 110 else (test, n - test)), n
         assert test >= 0.4 * min(n, 110)
+
+
+# ------------------------------------------------------------------------------------- a real small collect
+
+
+@pytest.mark.slow
+def test_a_collect_with_a_validate_set(collected_db, tmp_path):
+    import duckdb
+
+    from autointerp.collect.stage import collect
+    from autointerp.store.splits import split_sizes as stored_split_sizes
+    from autointerp.store.splits import validate_sizes
+
+    from .conftest import small_config
+
+    config = small_config(validate_per_quantile=1, random_validate=2)
+    db = tmp_path / "validate.duckdb"
+    collect(config, db, progress=False)
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("SELECT DISTINCT split FROM examples ORDER BY 1").fetchall() == [
+        ("explain",),
+        ("test",),
+        ("validate",),
+    ]
+    # Per latent the three sets share no source document, no context and no token position.
+    for key in ("document_id", "context_id"):
+        shared = con.execute(
+            f"SELECT count(*) FROM (SELECT latent, {key} FROM examples GROUP BY ALL HAVING count(DISTINCT split) > 1)"
+        ).fetchone()[0]
+        assert shared == 0, key
+    assert con.execute("SELECT count(*) FROM examples WHERE document_id IS NULL").fetchone()[0] == 0
+    overlapping = con.execute(
+        "SELECT count(*) FROM examples a JOIN examples b ON a.latent = b.latent AND a.split < b.split "
+        "AND a.sequence_id = b.sequence_id AND a.start_pos < b.start_pos + len(b.token_ids) "
+        "AND b.start_pos < a.start_pos + len(a.token_ids)"
+    ).fetchone()[0]
+    assert overlapping == 0
+    # Every ok latent has all three sets; validate_sizes counts them.
+    ok = [r[0] for r in con.execute("SELECT latent FROM latents WHERE status = 'ok' ORDER BY latent").fetchall()]
+    sizes = validate_sizes(con, ok)
+    assert len(ok) > 100 and all(sizes[lat][0] >= 1 for lat in ok)
+    counted = con.execute(
+        "SELECT latent, count(*) FILTER (WHERE kind IN ('top', 'quantile')), count(*) FILTER (WHERE kind = 'random') "
+        "FROM examples WHERE split = 'validate' GROUP BY latent"
+    ).fetchall()
+    assert {lat: (a, n) for lat, a, n in counted if lat in sizes} == {lat: sizes[lat] for lat in ok}
+    assert stored_split_sizes(con, "validate", [10**6]) == {10**6: (0, 0)}
+    # The test set of a latent at the full plan is the one a collect without a validate set picks.
+    plan = full_plan(config.top_k, config.n_quantiles, config.explain_per_quantile, config.test_per_quantile, 1, 1)
+    rows = "SELECT latent, context_id FROM {}.examples WHERE split = 'test' AND kind = 'quantile' AND latent IN ({})"
+    full = (
+        "SELECT latent FROM latents WHERE n_active_contexts >= " + str(plan) + " AND status = 'ok' "
+        "AND latent NOT IN (SELECT latent FROM examples WHERE kind = 'top' AND max_activation < 0)"
+    )
+    con.close()
+    both = duckdb.connect()
+    both.execute(f"ATTACH '{db}' AS v (READ_ONLY)")
+    both.execute(f"ATTACH '{collected_db}' AS o (READ_ONLY)")
+    both.execute("USE v")
+    with_validate = set(both.execute(rows.format("v", full)).fetchall())
+    without = set(both.execute(rows.format("o", full)).fetchall())
+    both.close()
+    assert len(with_validate) > 100 and with_validate == without
+    assert stored_split_sizes(duckdb.connect(str(collected_db), read_only=True), "validate", [0]) == {0: (0, 0)}

@@ -168,15 +168,15 @@ def latent_reasons(selection, n_active: np.ndarray, config: CollectConfig) -> di
         n = int(n_active[lat])
         if n < config.min_activating:
             reasons[lat] = f"{n} activating contexts; --min-activating is {config.min_activating}"
+        elif config.validate_per_quantile and (explain[lat] == 0 or test[lat] == 0 or validate[lat] == 0):
+            reasons[lat] = (
+                f"{n} activating contexts gave {explain[lat]} explain, {test[lat]} test and {validate[lat]} validate "
+                "contexts; each set needs at least one (raise --min-activating or lower --validate-per-quantile)"
+            )
         elif explain[lat] == 0 or test[lat] == 0:
             reasons[lat] = (
                 f"{n} activating contexts gave {explain[lat]} explain and {test[lat]} test contexts; "
                 "both sets need at least one (raise --min-activating or the per-quantile sizes)"
-            )
-        elif no_validate[lat]:
-            reasons[lat] = (
-                f"{n} activating contexts gave {explain[lat]} explain, {test[lat]} test and 0 validate contexts; "
-                "each set asked for needs at least one (raise --min-activating or lower --validate-per-quantile)"
             )
         elif negatives[lat] < need and not config.weak_negatives:
             reasons[lat] = (
