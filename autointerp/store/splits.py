@@ -6,8 +6,8 @@ Helpers that need a held-out set of a given size (best-of-k selection scores can
 
 from __future__ import annotations
 
-#: Example kinds that are activating contexts; every other kind (random, weak, hard) is a negative.
-ACTIVATING_KINDS = ("top", "quantile")
+#: SQL test of an activating example; every other kind (random, weak, hard) is a negative.
+ACTIVATING = "kind IN ('top', 'quantile')"
 
 
 def split_sizes(con, split: str, latents=None) -> dict[int, tuple[int, int]]:
@@ -17,8 +17,7 @@ def split_sizes(con, split: str, latents=None) -> dict[int, tuple[int, int]]:
     scope = "" if latents is None else "AND latent IN (SELECT unnest(?))"
     params = [split] + ([] if latents is None else [list(map(int, latents))])
     counts = con.execute(
-        f"SELECT latent, count(*) FILTER (WHERE kind IN {ACTIVATING_KINDS}), "
-        f"count(*) FILTER (WHERE kind NOT IN {ACTIVATING_KINDS}) "
+        f"SELECT latent, count(*) FILTER (WHERE {ACTIVATING}), count(*) FILTER (WHERE NOT {ACTIVATING}) "
         f"FROM examples WHERE split = ? {scope} GROUP BY latent",
         params,
     ).fetchall()
