@@ -1,0 +1,135 @@
+"""Search by meaning: planted explanations found first, incremental embedding, clear errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+
+import pytest
+
+from autointerp.cli import main
+from autointerp.errors import AutointerpError
+from autointerp.models.sentence_encoder import SentenceEncoder
+from autointerp.query.api import open_db
+from autointerp.similarity.embeddings import embed_explanations
+from autointerp.similarity.search import SearchIndex, search
+from autointerp.store.db import connect
+from tests.conftest import query, with_explanations
+
+pytestmark = pytest.mark.slow  # collected_db runs a collect with the embedded model
+
+PLANTED = [
+    "the word 'the' at the start of a sentence",
+    "closing parentheses in Python code",
+    "names of European capital cities such as Paris and Berlin",
+    "numbers written as digits, mostly years",
+    "words about cooking, recipes and food ingredients",
+    "negative emotions like anger and sadness",
+]
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return SentenceEncoder()
+
+
+class CountingEncoder(SentenceEncoder):
+    """The real encoder, counting the texts it is asked to embed."""
+
+    def __init__(self):
+        super().__init__()
+        self.texts = 0
+
+    def embed(self, texts, cache=True):
+        self.texts += len(texts)
+        return super().embed(texts, cache)
+
+
+@pytest.fixture(scope="module")
+def planted_db(collected_db, tmp_path_factory):
+    path = tmp_path_factory.mktemp("search") / "planted.duckdb"
+    latents = with_explanations(collected_db, path, PLANTED)
+    return path, latents
+
+
+def test_planted_explanation_first_for_a_paraphrase(planted_db, capsys):
+    path, latents = planted_db
+    assert main(["search", "--db", str(path), "French and German capitals", "-k", "3", "--json"]) == 0
+    out, err = capsys.readouterr()
+    found = json.loads(out)
+    assert found[0]["latent"] == latents[2] and found[0]["similarity"] > found[1]["similarity"]
+    assert f"embedded {len(PLANTED)} explanation(s)" in err
+    assert set(found[0]) >= {"latent", "explanation", "similarity", "score", "frequency", "keyword_match"}
+    assert found[0]["frequency"] is not None and found[0]["keyword_match"] is None
+
+    # the table, and the keyword boost: a match ranks before closer meanings without it
+    assert main(["search", "--db", str(path), "French and German capitals", "-k", "2", "--keyword", "YEARS"]) == 0
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert lines[0].split()[:2] == ["latent", "similarity"] and "embedded" not in err  # nothing new to embed
+    assert lines[2].split()[0] == str(latents[3]) and lines[3].split()[0] == str(latents[2])
+
+
+def test_only_new_explanations_are_embedded(planted_db, tmp_path):
+    path = tmp_path / "copy.duckdb"
+    shutil.copy(planted_db[0], path)
+    counting = CountingEncoder()
+    con = connect(path)
+    try:
+        first = embed_explanations(con, counting, latest_only=True)  # the CLI test may have embedded them
+        con.execute(
+            "INSERT INTO explanation_rows VALUES (?, 'imported2', 'import-test', 'default', 'test', "
+            "'explained', 'tokens inside HTML tags', NULL, NULL, NULL, 0, 0, 0, now())",
+            [planted_db[1][0]],
+        )
+        before = counting.texts
+        again = embed_explanations(con, counting, latest_only=True)
+        assert (again.embedded, counting.texts - before) == (1, 1)
+        assert again.reused == first.embedded + first.reused
+        assert embed_explanations(con, counting, latest_only=True).embedded == 0 and counting.texts == before + 1
+        found = search(con, "markup language elements", k=1, encoder=counting)
+        assert found[0].latent == planted_db[1][0] and found[0].explanation == "tokens inside HTML tags"
+    finally:
+        con.close()
+
+
+def test_read_only_api_search(planted_db, tmp_path, encoder):
+    path = tmp_path / "fresh.duckdb"
+    shutil.copy(planted_db[0], path)
+    con = connect(path)
+    con.execute("DELETE FROM explanation_embeddings")
+    con.close()
+    with open_db(path) as db:  # read-only: nothing stored to search with, and it says how to add it
+        db._search_index = SearchIndex.load(db.con, encoder)  # reuse the module's encoder
+        with pytest.warns(UserWarning, match=f"{len(PLANTED)} explanation.*--embed"):
+            assert db.search("anything at all") == []
+    assert query(path, "SELECT count(*) FROM explanation_embeddings") == [(0,)]
+    with open_db(path, read_only=False) as db:  # writable: embeds first
+        hits = db.search("sad and angry feelings", k=2)
+    with open_db(path) as db, warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = db.search("sad and angry feelings", k=2)
+        with pytest.raises(AutointerpError, match="empty"):
+            db.search("   ")
+    assert [h.latent for h in again] == [h.latent for h in hits] and hits[0].latent == planted_db[1][5]
+    assert query(path, "SELECT count(*) FROM explanation_embeddings") == [(len(PLANTED),)]
+
+
+def test_empty_query_and_database_without_explanations_exit_2(planted_db, collected_db, tmp_path, capsys):
+    path = tmp_path / "q.duckdb"
+    shutil.copy(planted_db[0], path)
+    before = query(path, "SELECT count(*) FROM explanation_rows")
+    for text in ("", "   "):
+        assert main(["search", "--db", str(path), text]) == 2
+        assert "search text is empty" in capsys.readouterr().err
+    assert main(["search", "--db", str(path)]) == 2
+    assert "No search text" in capsys.readouterr().err
+    assert main(["search", "--db", str(path), "x", "-k", "0"]) == 2
+    assert query(path, "SELECT count(*) FROM explanation_rows") == before
+
+    bare = tmp_path / "bare.duckdb"
+    shutil.copy(collected_db, bare)
+    assert main(["search", "--db", str(bare), "numbers"]) == 2
+    err = capsys.readouterr().err
+    assert "no explanations to search" in err and "autointerp explain" in err and "import" in err
