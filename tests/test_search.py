@@ -50,6 +50,16 @@ class CountingEncoder(SentenceEncoder):
 def planted_db(collected_db, tmp_path_factory):
     path = tmp_path_factory.mktemp("search") / "planted.duckdb"
     latents = with_explanations(collected_db, path, PLANTED)
+    con = connect(path)
+    for control, score in (("", 0.875), ("shuffled", 0.5)):  # the control row is not the headline score
+        con.execute(
+            "INSERT INTO score_rows (latent, explanation_id, scorer, model, config_hash, control, run_id, status, "
+            "n_examples, n_unscored, chance, n_calls, prompt_tokens, completion_tokens, fixed_prompt_tokens, "
+            "score, created_at) VALUES (?, ?, 'detection', 'judge', 'c', ?, 'r', 'scored', 10, 0, '{}', 1, 1, 1, "
+            "1, ?, now())",
+            [latents[2], f"imported/{latents[2]}", control, score],
+        )
+    con.close()
     return path, latents
 
 
@@ -62,6 +72,7 @@ def test_planted_explanation_first_for_a_paraphrase(planted_db, capsys):
     assert f"embedded {len(PLANTED)} explanation(s)" in err
     assert set(found[0]) >= {"latent", "explanation", "similarity", "score", "frequency", "keyword_match"}
     assert found[0]["frequency"] is not None and found[0]["keyword_match"] is None
+    assert found[0]["score"] == 0.875 and found[1]["score"] is None
 
     # the table, and the keyword boost: a match ranks before closer meanings without it
     assert main(["search", "--db", str(path), "French and German capitals", "-k", "2", "--keyword", "YEARS"]) == 0

@@ -174,33 +174,36 @@ def _empty(dim: int, digest: str) -> ExplanationVectors:
 
 
 def hits(con: duckdb.DuckDBPyConnection, index: SearchIndex, found) -> list[SearchHit]:
-    """SearchHits for ``index.query``'s rows, with each latent's scores and frequency from ``con``."""
+    """SearchHits for ``index.query``'s rows, with each latent's frequency and its explanation's scores."""
     if not found:
         return []
     latents = [int(index.latents[i]) for i, _, _ in found]
-    info = {
-        r[0]: r[1:]
+    ids = [f"{index.config_hashes[row]}/{latent}" for (row, _, _), latent in zip(found, latents, strict=True)]
+    frequency = dict(
+        con.execute("SELECT latent, frequency FROM latents WHERE latent IN (SELECT unnest(?))", [latents]).fetchall()
+    )
+    # the headline scores of exactly this explanation, as latent_summary picks them (latest scored, no control)
+    scores = {
+        (r[0], r[1]): r[2]
         for r in con.execute(
-            "SELECT latent, frequency, detection_score, fuzzing_score, explanation_id FROM latent_summary "
-            "WHERE latent IN (SELECT unnest(?))",
-            [latents],
+            "SELECT explanation_id, scorer, score FROM scores WHERE control = '' AND status = 'scored' "
+            "AND scorer IN ('detection', 'fuzzing') AND explanation_id IN (SELECT unnest(?)) "
+            "QUALIFY row_number() OVER (PARTITION BY explanation_id, scorer "
+            "ORDER BY created_at DESC, config_hash DESC) = 1",
+            [ids],
         ).fetchall()
     }
     out = []
-    for (row, similarity, matched), latent in zip(found, latents, strict=True):
-        frequency, detection, fuzzing, shown_id = info.get(latent, (None, None, None, None))
-        own_id = f"{index.config_hashes[row]}/{latent}"
-        if shown_id != own_id:  # the scores belong to another explanation (should not happen: same LATEST rule)
-            detection = fuzzing = None
+    for (row, similarity, matched), latent, own_id in zip(found, latents, ids, strict=True):
         out.append(
             SearchHit(
                 latent=latent,
                 explanation=index.explanations[row],
                 similarity=similarity,
                 keyword_match=matched,
-                score=detection,
-                fuzzing_score=fuzzing,
-                frequency=frequency,
+                score=scores.get((own_id, "detection")),
+                fuzzing_score=scores.get((own_id, "fuzzing")),
+                frequency=frequency.get(latent),
                 explanation_id=own_id,
             )
         )
