@@ -15,8 +15,11 @@ from autointerp.query.api import open_db
 from autointerp.similarity.embeddings import embed_explanations
 from autointerp.similarity.search import SearchIndex, search
 from autointerp.store.db import connect
+from tests import test_browse
 from tests.conftest import query, with_explanations
+from tests.test_browse import wait_for
 
+browser = test_browse.browser  # the headless Chromium fixture, module-scoped here too
 pytestmark = pytest.mark.slow  # collected_db runs a collect with the embedded model
 
 PLANTED = [
@@ -144,3 +147,59 @@ def test_empty_query_and_database_without_explanations_exit_2(planted_db, collec
     assert main(["search", "--db", str(bare), "numbers"]) == 2
     err = capsys.readouterr().err
     assert "no explanations to search" in err and "autointerp explain" in err and "import" in err
+
+
+@pytest.fixture(scope="module")
+def served(planted_db, tmp_path_factory, encoder):
+    """A browse server over the planted database, with all but one latest explanation embedded. It loads
+    its own query encoder at the first search, as a server does."""
+    import threading
+
+    from autointerp.browse.server import make_server
+
+    path = tmp_path_factory.mktemp("served") / "served.duckdb"
+    shutil.copy(planted_db[0], path)
+    con = connect(path)
+    embed_explanations(con, encoder, latest_only=True)
+    con.execute(  # a newer explanation of latent 0 without an embedding: not searchable, and said so
+        "INSERT INTO explanation_rows VALUES (?, 'late', 'import-test', 'default', 'test', "
+        "'explained', 'a later explanation nobody embedded', NULL, NULL, NULL, 0, 0, 0, now())",
+        [planted_db[1][0]],
+    )
+    con.close()
+    srv = make_server(path, "127.0.0.1", 0)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_api_search_answers_hits_and_the_missing_note(served, planted_db):
+    from tests.test_browse import get_json
+
+    status, body = get_json(served.url + "api/search?q=" + "cooking%20and%20recipes" + "&k=3")
+    assert status == 200 and body["hits"][0]["latent"] == planted_db[1][4] and len(body["hits"]) == 3
+    assert body["hits"][0]["url"] == f"latents/{planted_db[1][4]}.html"
+    assert body["missing"] == 1 and "--embed" in body["note"] and body["searched"] == len(PLANTED) - 1
+    for bad in ("q=%20", "q=x&k=0", "q=x&k=101", "q=x&k=two", "q=x&sort=latent", "q=x&q=y"):
+        status, body = get_json(served.url + "api/search?" + bad)
+        assert status == 400 and body["error"], bad
+
+
+def test_browser_search_by_meaning_box(browser, served, planted_db):
+    from selenium.webdriver.common.by import By
+
+    browser.get(served.url)
+    wait_for(browser, lambda d: d.execute_script("return document.body.dataset.ready"), "1")
+    box = browser.find_element(By.ID, "meaning-q")
+    box.send_keys("a capital city in France or Germany")
+    browser.find_element(By.ID, "meaning-go").click()
+    wait_for(browser, lambda d: d.execute_script("return document.getElementById('meaning').dataset.ready"), "1")
+    found = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#meaning-hits li'), li => Number(li.dataset.latent))"
+    )
+    assert found[0] == planted_db[1][2] and len(found) == len(PLANTED) - 1
+    assert "1 explanation(s) have no embedding" in browser.find_element(By.ID, "meaning-note").text
+    browser.find_element(By.CSS_SELECTOR, "#meaning-hits li a").click()
+    wait_for(browser, lambda d: d.find_element(By.ID, "title").text, f"Latent {planted_db[1][2]}")
