@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 
@@ -17,6 +18,9 @@ from ..errors import AutointerpError
 from ..failures import explain_failure
 from ..store import summary
 from ..store.db import connect, migrations, seal_read_only
+
+if TYPE_CHECKING:
+    from ..similarity.search import SearchHit
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -125,7 +129,7 @@ class Database:
             self.con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [name]).fetchall()[0][0] > 0
         )
 
-    def search(self, text: str, k: int = 20, keyword: str | None = None) -> list:
+    def search(self, text: str, k: int = 20, keyword: str | None = None) -> list[SearchHit]:
         """The ``k`` latents whose latest explanation is closest in meaning to ``text``, best first, as a
         list of ``autointerp.similarity.search.SearchHit`` (``pandas.DataFrame([h.as_dict() for h in hits])``
         makes a table of it). ``keyword`` ranks the explanations containing it first.
