@@ -143,8 +143,16 @@ class SearchIndex:
         return len(self.latents)
 
     def embed_query(self, text: str) -> np.ndarray:
+        torch = self.encoder._torch
         with self._lock:
-            return self.encoder.embed([text], cache=False)[0].astype(np.float32)
+            # One short text is too small a forward pass to split across threads: on a busy machine the
+            # threads' waits for each other made it 5-10x slower (bench/search.py). Process-wide, so restored.
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                return self.encoder.embed([text], cache=False)[0].astype(np.float32)
+            finally:
+                torch.set_num_threads(threads)
 
     def query(self, text: str, k: int = 20, keyword: str | None = None) -> list[tuple[int, float, bool | None]]:
         """(row, similarity, keyword_match) of the top ``k`` rows for ``text``, best first."""
