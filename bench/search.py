@@ -115,6 +115,7 @@ def measure_binary(index: SearchIndex, planted: int, queries: int, k: int, reran
     """The alternative not used: 1-bit sign codes (48 bytes a row) scanned by Hamming distance, then the
     ``rerank`` nearest rescored exactly. ``recall`` is the share of the exact top k it returns; random
     vectors are the hard case for it (their cosines all sit near 0), real embeddings have more structure."""
+    rerank = min(rerank, len(index))
     codes = np.packbits(index.vectors > 0, axis=1)
     ms, recall = [], []
     for i in range(queries + 1):
