@@ -6,6 +6,7 @@ import json
 import shutil
 import warnings
 
+import numpy as np
 import pytest
 
 from autointerp.cli import main
@@ -203,3 +204,21 @@ def test_browser_search_by_meaning_box(browser, served, planted_db):
     assert "1 explanation(s) have no embedding" in browser.find_element(By.ID, "meaning-note").text
     browser.find_element(By.CSS_SELECTOR, "#meaning-hits li a").click()
     wait_for(browser, lambda d: d.find_element(By.ID, "title").text, f"Latent {planted_db[1][2]}")
+
+
+def test_index_restricted_to_latent_ranges(encoder):
+    from autointerp.similarity.embeddings import ExplanationVectors
+
+    texts = ["cities in France", "verbs in the past tense", "prime numbers", "capital cities of Europe", "colours"]
+    vectors = ExplanationVectors(
+        latents=np.array([0, 3, 4, 7, 9]),
+        config_hashes=["c"] * 5,
+        explanations=texts,
+        vectors=encoder.embed(texts),
+        encoder=encoder.digest(),
+    )
+    index = SearchIndex(vectors, encoder)
+    assert {int(index.latents[r]) for r, _, _ in index.query("Paris and Berlin", k=2)} == {0, 7}
+    only = index.only([(3, 4), (9, 12)])
+    assert list(only.latents) == [3, 4, 9] and only.explanations == [texts[1], texts[2], texts[4]]
+    assert len(only.query("Paris and Berlin", k=5)) == 3

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from urllib.parse import parse_qs
 
+from ..config import parse_latent_ranges
 from ..errors import AutointerpError
 from ..similarity.search import SearchIndex, check_k, check_query, hits, missing_note
 
@@ -20,15 +21,17 @@ MAX_K = 100
 class MeaningSearch:
     """The search-by-meaning endpoint of one server: ``answer(cursor, query_string)`` -> JSON-ready dict."""
 
-    def __init__(self, db_name: str):
+    def __init__(self, db_name: str, latents: str = ""):
         self.db_name = db_name
+        self.ranges = parse_latent_ranges(latents)  # the server's --latents: hits only among those
         self._index: SearchIndex | None = None
         self._lock = threading.Lock()
 
     def index(self, cur) -> SearchIndex:
         with self._lock:  # one load however many first requests arrive together
             if self._index is None:
-                self._index = SearchIndex.load(cur)
+                index = SearchIndex.load(cur)
+                self._index = index.only(self.ranges) if self.ranges else index
             return self._index
 
     def answer(self, cur, query_string: str) -> dict:

@@ -62,7 +62,7 @@ class BrowseServer(ThreadingHTTPServer):
         self.db_path = Path(db)
         self.db = Database(db)
         self.latents = latents
-        self.meaning = MeaningSearch(str(self.db_path))
+        self.meaning = MeaningSearch(str(self.db_path), latents)
         try:
             cur = self.db.cursor()
             try:

@@ -142,6 +142,21 @@ class SearchIndex:
     def __len__(self) -> int:
         return len(self.latents)
 
+    def only(self, ranges: list[tuple[int, int]]) -> SearchIndex:
+        """The index of the latents in ``ranges`` (inclusive (lo, hi) pairs, as ``parse_latent_ranges`` gives)."""
+        keep = np.zeros(len(self), bool)
+        for lo, hi in ranges:
+            keep |= (self.latents >= lo) & (self.latents <= hi)
+        rows = np.flatnonzero(keep)
+        vectors = ExplanationVectors(
+            latents=self.latents[rows],
+            config_hashes=[self.config_hashes[i] for i in rows],
+            explanations=[self.explanations[i] for i in rows],
+            vectors=self.vectors[rows],
+            encoder=self.encoder.digest(),
+        )
+        return SearchIndex(vectors, self.encoder, self.missing)
+
     def embed_query(self, text: str) -> np.ndarray:
         torch = self.encoder._torch
         with self._lock:
