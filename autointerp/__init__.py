@@ -39,6 +39,7 @@ _EXPORTS = {
     "AutointerpError": "autointerp.errors",
     "open_db": "autointerp.query.api",
     "Database": "autointerp.query.api",
+    "SearchHit": "autointerp.similarity.search",
     "refresh_latent_summary": "autointerp.store.summary",
 }
 

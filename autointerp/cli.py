@@ -21,6 +21,7 @@ from .errors import AutointerpError
 from .failures import explain_failure
 from .interop import export_command, import_command
 from .plan import command as plan_command
+from .query import search_command
 from .query import sql as sql_command
 from .redact import install_log_redaction
 from .score import steer_command
@@ -141,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     import_command.add_parser(sub)
     browse_command.add_parser(sub)
     sql_command.add_parser(sub)
+    search_command.add_parser(sub)
     demo_command.add_parser(sub)
     lens_command.add_parser(sub)
     steer_command.add_parser(sub)
@@ -333,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers.update({"export": export_command.run, "import": import_command.run})
     handlers["browse"] = browse_command.run
     handlers["sql"] = sql_command.run
+    handlers["search"] = search_command.run
     handlers["demo"] = demo_command.run
     handlers["lens"] = lens_command.run
     handlers["steer"] = steer_command.run

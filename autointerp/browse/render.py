@@ -89,6 +89,14 @@ def page(title: str, body: str, root: str, scripts: tuple[str, ...] = (), body_a
     )
 
 
+#: The search-by-meaning box (served only: it needs the query encoder); ``assets/search.js`` runs it.
+MEANING = """<form id="meaning" role="search" autocomplete="off">
+<label>Search by meaning <input id="meaning-q" type="search" placeholder="what the latent is about"></label>
+<button type="submit" id="meaning-go">Search</button></form>
+<p id="meaning-note" class="muted" aria-live="polite"></p><ol id="meaning-hits"></ol>
+"""
+
+
 def list_page(mode: str, db_name: str) -> str:
     """The latent list's shell; ``assets/list.js`` fills it from the API (server) or the data files (static)."""
     body = f"""<header><h1>Latents</h1><p class="muted">{e(db_name)}</p></header>
@@ -99,11 +107,11 @@ def list_page(mode: str, db_name: str) -> str:
 <label><input id="explained" type="checkbox"> explained only</label>
 <label>Per page <select id="limit"><option>50</option><option selected>100</option><option>500</option></select></label>
 </form>
-<p id="summary" aria-live="polite">Loading…</p>
+{MEANING if mode == "server" else ""}<p id="summary" aria-live="polite">Loading…</p>
 <table id="latent-table"><thead><tr id="header-row"></tr></thead><tbody id="latent-rows"></tbody></table>
 <nav id="pager"><button type="button" id="prev">← previous</button> <span id="page"></span>
 <button type="button" id="next">next →</button></nav>"""
-    scripts = ("assets/list.js",) + (("data/index.js",) if mode == "static" else ())
+    scripts = ("assets/list.js",) + (("data/index.js",) if mode == "static" else ("assets/search.js",))
     return page(f"autointerp — {db_name}", body, "", scripts, f' data-mode="{e(mode)}"')
 
 

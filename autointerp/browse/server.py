@@ -6,6 +6,7 @@ Routes:
 - ``/latents/<N>.html``: latent N's page, rendered here;
 - ``/api/latents?sort=&order=&q=&status=&explained=&offset=&limit=``: one page of the list as JSON;
 - ``/api/latents/<N>``: latent N's page data as JSON;
+- ``/api/search?q=&k=&keyword=``: the latents closest in meaning to ``q`` (``meaning.py``);
 - ``/assets/<file>``: the stylesheet and script shipped in the package.
 
 The database is attached read-only once; each request works on its own cursor (DuckDB's way of using
@@ -28,6 +29,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from ..errors import AutointerpError
 from . import jsonout, latent, listing, render
+from .meaning import MeaningSearch
 from .source import Database
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,7 @@ class BrowseServer(ThreadingHTTPServer):
         self.db_path = Path(db)
         self.db = Database(db)
         self.latents = latents
+        self.meaning = MeaningSearch(str(self.db_path), latents)
         try:
             cur = self.db.cursor()
             try:
@@ -120,6 +123,8 @@ class Handler(BaseHTTPRequestHandler):
                 return self._send(data, ASSET_TYPES[Path(path).suffix])
             if path == "/api/latents":
                 return self._api_list(url.query)
+            if path == "/api/search":
+                return self._api_search(url.query)
             if m := LATENT_API.fullmatch(path):
                 d = self._details(int(m.group(1)))
                 return self._json(d) if d else self._not_found(path)
@@ -151,6 +156,13 @@ class Handler(BaseHTTPRequestHandler):
         cur = self.server.cursor()
         try:
             self._json(listing.list_latents(cur, q, source))
+        finally:
+            cur.close()
+
+    def _api_search(self, query_string: str) -> None:
+        cur = self.server.cursor()
+        try:
+            self._json(jsonout.finite(self.server.meaning.answer(cur, query_string)))
         finally:
             cur.close()
 

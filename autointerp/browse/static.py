@@ -145,9 +145,13 @@ def _check_target(out: Path) -> None:
         )
 
 
+#: Assets of the served browser only: search by meaning needs the server's query encoder.
+SERVED_ONLY = frozenset({"search.js"})
+
+
 def _copy_assets(folder: Path) -> None:
     for entry in resources.files(__package__).joinpath("assets").iterdir():
-        if entry.name.endswith((".css", ".js")):
+        if entry.name.endswith((".css", ".js")) and entry.name not in SERVED_ONLY:
             (folder / entry.name).write_bytes(entry.read_bytes())
 
 

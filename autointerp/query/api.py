@@ -8,7 +8,9 @@ errors into :class:`AutointerpError` messages that say how to fix the query.
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 
@@ -16,6 +18,9 @@ from ..errors import AutointerpError
 from ..failures import explain_failure
 from ..store import summary
 from ..store.db import connect, migrations, seal_read_only
+
+if TYPE_CHECKING:
+    from ..similarity.search import SearchHit
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -35,6 +40,7 @@ class Database:
     def __init__(self, path, read_only: bool = True):
         self.path = Path(path)
         self.read_only = read_only
+        self._search_index = None  # loaded by the first search()
         if not self.path.is_file():
             raise AutointerpError(
                 f"No database at {self.path}.",
@@ -122,6 +128,33 @@ class Database:
         return (
             self.con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [name]).fetchall()[0][0] > 0
         )
+
+    def search(self, text: str, k: int = 20, keyword: str | None = None) -> list[SearchHit]:
+        """The ``k`` latents whose latest explanation is closest in meaning to ``text``, best first, as a
+        list of ``autointerp.similarity.search.SearchHit`` (``pandas.DataFrame([h.as_dict() for h in hits])``
+        makes a table of it). ``keyword`` ranks the explanations containing it first.
+
+        Opened writable, the explanations that lack an embedding are embedded first (only those). Read-only
+        (the default), the stored embeddings are used and a warning says how many explanations lack one
+        (``autointerp search --db PATH --embed`` adds them). The query encoder and the vectors are loaded
+        once per Database and reused.
+        """
+        from ..models.sentence_encoder import SentenceEncoder
+        from ..similarity import search as meaning
+        from ..similarity.embeddings import embed_explanations
+
+        text, k = meaning.check_query(text), meaning.check_k(k)
+        if self._search_index is None or not self.read_only:  # a writable file may have changed since
+            if meaning.count_explained(self.con) == 0:
+                raise meaning.no_explanations_error(str(self.path))
+            encoder = self._search_index.encoder if self._search_index is not None else SentenceEncoder()
+            if not self.read_only:
+                embed_explanations(self.con, encoder, latest_only=True)
+            self._search_index = meaning.SearchIndex.load(self.con, encoder)
+        index = self._search_index
+        if index.missing:
+            warnings.warn(meaning.missing_note(index.missing, str(self.path)), stacklevel=2)
+        return meaning.hits(self.con, index, index.query(text, k, keyword))
 
     def close(self) -> None:
         self.con.close()
