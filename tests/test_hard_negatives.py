@@ -205,3 +205,17 @@ def test_bad_hard_negative_options_are_refused():
         CollectConfig(**SMALL).result_hash() == dataclasses.replace(CollectConfig(**SMALL), hard_pool=9).result_hash()
     )
     assert main(["collect", "--db", "/tmp/never.duckdb", "--hard-by", "shape"]) == 2
+
+
+def test_contrastive_explainer_is_shown_hard_negatives_where_the_latent_has_them():
+    from autointerp.explain.prompt import Example, choose_examples
+
+    positives = [Example("top", None, i, [" river"], [1.0]) for i in range(3)]
+    random = [Example("random", None, i, [" market"], [0.0]) for i in range(3)]
+    hard = [Example("hard", None, i, [" stream"], [0.0]) for i in range(2)]
+    contrastive = ExplainConfig(explainer="contrastive", n_negatives=3, examples="top", n_examples=3)
+    shown, negatives = choose_examples(positives + random + hard, contrastive)
+    assert shown == positives and negatives == hard
+    assert choose_examples(positives + random, contrastive)[1] == random
+    shown, negatives = choose_examples(positives + random + hard, ExplainConfig(examples="top", n_examples=5))
+    assert shown == positives and negatives == []  # the default explainer is shown no negatives
