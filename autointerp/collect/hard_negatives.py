@@ -167,13 +167,15 @@ def by_meaning(loaded, request: HardRequest, pool: Pool, allowed: np.ndarray, en
     """([latents, n] pool indices, [latents, n] cosines), -1 / NaN where fewer windows qualify."""
     from ..models.sentence_encoder import SentenceEncoder
 
+    n_latents = allowed.shape[1]
+    if not request.explain_positive.any():  # no wanted latent has an activating explain context
+        return np.full((n_latents, request.n), -1, dtype=np.int64), np.full((n_latents, request.n), np.nan)
     encoder = encoder or SentenceEncoder()
     tokenizer, special = loaded.subject.tokenizer, set(loaded.subject.special_token_ids())
     pool_vectors = encoder.embed(window_texts(tokenizer, pool.tokens, special))
     ids = request.context_id[request.explain_positive]
-    unique, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+    _, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
     vectors = encoder.embed(window_texts(tokenizer, request.tokens[first], special))[inverse]
-    n_latents = allowed.shape[1]
     means = np.zeros((n_latents, vectors.shape[1]), dtype=np.float32)
     np.add.at(means, request.latent[request.explain_positive], vectors)
     norms = np.linalg.norm(means, axis=1, keepdims=True)
@@ -253,13 +255,17 @@ def combine(request: HardRequest, found: dict[str, tuple[np.ndarray, np.ndarray]
 
 def assign_splits(request: HardRequest, latent: np.ndarray, document: np.ndarray, seed: int, test_share: float):
     """The split of each hard negative (``select.EXPLAIN`` or ``select.TEST``) by the document rule."""
-    rows = zip(request.latent.tolist(), request.document.tolist(), request.split.tolist(), strict=True)
-    known = {(lat, doc): int(s) for lat, doc, s in rows}
     draw = hash62(seed, torch.from_numpy(np.maximum(document, 0)), torch.from_numpy(latent), SALT_HARD_SPLIT)
     to_test = (draw % 1_000_000).numpy() < test_share * 1_000_000
     split = np.where(to_test, TEST, EXPLAIN).astype(np.int8)
-    for i, (lat, doc) in enumerate(zip(latent.tolist(), document.tolist(), strict=True)):
-        split[i] = known.get((lat, doc), split[i])
+    # a (latent, document) pair that already has a split keeps it: looked up in the sorted stored pairs
+    stored = (request.latent << 32) | (request.document + 1)
+    order = np.argsort(stored, kind="stable")
+    keys = stored[order]
+    query = (latent << 32) | (document + 1)
+    at = np.minimum(np.searchsorted(keys, query), max(len(keys) - 1, 0))
+    known = (keys[at] == query) if len(keys) else np.zeros(len(query), dtype=bool)
+    split[known] = request.split[order][at[known]]
     return split
 
 
