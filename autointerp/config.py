@@ -25,6 +25,7 @@ ALL_TOKENS = "all"
 #: More tokens than any corpus holds; a larger value is a typo.
 MAX_TOKENS = 10**13
 SAMPLER_MEMORY = ("auto", "windows", "keys")  # CollectConfig.sampler_memory
+HARD_BY = ("meaning", "neighbours")  # CollectConfig.hard_by
 
 
 @dataclass
@@ -145,6 +146,21 @@ class CollectConfig:
     missing negatives with its weakest-activating windows, stored with kind 'weak', so it can still be
     scored; off, such a latent is too_few_examples."""
 
+    hard_negatives: int = 0
+    """Hard negatives per latent (kind 'hard'): non-activating windows that look like its activating
+    contexts, chosen from a pool of --hard-pool windows after the collect (docs/schema.md, "Hard
+    negatives"); split between explain and test like the random negatives. 0: none."""
+
+    hard_pool: int = 1024
+    """Candidate windows hard negatives are chosen from: tiles of whole batches picked by the seeded hash
+    among the collect's sequences, run through the model and dictionary once more after the collect."""
+
+    hard_by: str = "meaning,neighbours"
+    """How hard negatives are chosen (comma-separated, the count shared between them): meaning (pool
+    windows nearest, under the offline sentence encoder, to the mean of the latent's explain-set
+    activating contexts) and neighbours (pool windows where a latent with a similar decoder direction
+    fires strongly)."""
+
     exclude_first_position: bool = True
     """Leave the first position of every sequence out of activations: it is an attention sink whose
     residual norm is ~150x the others on the embedded model."""
@@ -231,12 +247,40 @@ class CollectConfig:
             )
         if self.dtype not in ("auto", "bfloat16", "float16", "float32"):
             raise AutointerpError(f"--dtype {self.dtype!r} is not known.", "auto, bfloat16, float16 or float32.")
+        self._check_hard_negatives()
         if isinstance(self.lens_k, bool) or not isinstance(self.lens_k, int) or self.lens_k < 0:
             raise AutointerpError(
                 f"--lens-k is {self.lens_k!r}.",
                 "a whole number of tokens per sign, 0 or more (0: no logit lens).",
                 "pass --lens-k 20, the default.",
             )
+
+    def _check_hard_negatives(self) -> None:
+        for name in ("hard_negatives", "hard_pool"):
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int)
+                or value < 0
+                or (name == "hard_pool" and not value)
+            ):
+                raise AutointerpError(
+                    f"--{name.replace('_', '-')} is {value!r}.",
+                    "a whole number, 0 or more"
+                    + (" (0: no hard negatives)." if name == "hard_negatives" else ", above 0."),
+                    "pass --hard-negatives 10 --hard-pool 1024, or leave them out.",
+                )
+        unknown = [b for b in self.hard_by_list() if b not in HARD_BY] or ([] if self.hard_by_list() else [""])
+        if unknown:
+            raise AutointerpError(
+                f"--hard-by {self.hard_by!r}: unknown or none: {', '.join(unknown)}.",
+                "a comma-separated list of: " + ", ".join(HARD_BY),
+                "pass --hard-by meaning,neighbours (the default).",
+            )
+
+    def hard_by_list(self) -> list[str]:
+        """The ways hard negatives are chosen (``hard_by``), in order, each once."""
+        return list(dict.fromkeys(b.strip() for b in self.hard_by.split(",") if b.strip()))
 
     def _check_tokens(self) -> None:
         if self.tokens == ALL_TOKENS:
@@ -257,6 +301,9 @@ class CollectConfig:
         # sampler_memory changes memory and speed, never the rows
         speed_only = ("batch_size", "device", "sampler_memory", "lens_k")
         shaping = {k: v for k, v in self.to_dict().items() if k not in speed_only}
+        if not shaping["hard_negatives"]:  # the identity of collects without hard negatives is unchanged
+            for name in ("hard_negatives", "hard_pool", "hard_by"):
+                del shaping[name]
         if not shaping["planted"]:
             del shaping["planted"]  # the identity of collects without planted latents is unchanged
         for name in ("validate_per_quantile", "random_validate"):
@@ -542,6 +589,7 @@ def check_finite(config) -> None:
 
 SCORERS = (
     "detection",
+    "detection_hard",
     "fuzzing",
     "embedding",
     "simulation",
@@ -566,6 +614,8 @@ class ScoreConfig(LLMConfig):
     (Arad et al., no LLM: does the latent's peak token, or the model's next token when the latent is
     amplified, fall among the top tokens of its decoder row's logit lens), output_choice (Gur-Arieh et
     al.'s output metric: steered over a KL schedule, a judge picks the latent's set among two decoys).
+    detection_hard: detection against the latent's hard negatives instead of its random ones
+    (collect --hard-negatives N; a latent without them is unscored with the reason).
     Detection and fuzzing also store their test sets' cue probes (input-blind, no LLM) as
     cue:<task>:<probe> scores."""
 

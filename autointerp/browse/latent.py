@@ -185,7 +185,7 @@ def _contexts(cur, ids: list[int], details: dict[int, dict]) -> None:
     order = {"top": 0, "quantile": 1, "random": 2, "weak": 3}
     rows = cur.execute(f"""
         SELECT latent, split, kind, quantile, rank, context_id, tokens, activations, max_activation
-        FROM examples WHERE {_scope("latent", ids)}
+        FROM examples WHERE {_scope("latent", ids)} AND kind <> 'hard'
         ORDER BY latent, kind, max_activation < 0, quantile DESC NULLS LAST, split, rank""").fetchall()
     for latent, split, kind, quantile, rank, context_id, tokens, acts, peak in rows:
         details[latent]["contexts"].append(

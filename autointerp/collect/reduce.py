@@ -17,9 +17,10 @@ import numpy as np
 import torch
 
 from ..config import CollectConfig
+from .hard_negatives import with_hard_negatives
 from .replay import WindowRequest
 from .sampler import StreamingSampler, histogram_edges
-from .select import EXPLAIN, QUANTILE, RANDOM, TEST, TOP, VALIDATE, WEAK, SplitSizes, select_examples
+from .select import EXPLAIN, QUANTILE, RANDOM, TEST, TOP, VALIDATE, WEAK, Selection, SplitSizes, select_examples
 from .step import ShardResult
 from .stream import corpus_too_short, n_sequences, sampler_sizes
 from .writer import write_collection
@@ -75,10 +76,13 @@ def select_and_write(
     extra_summary: dict | None = None,
     planted: list[dict] | None = None,
     replay: Callable[[WindowRequest], tuple] | None = None,
+    hard: Callable[[Selection, np.ndarray], tuple[dict, dict]] | None = None,
 ) -> CollectResult:
     """Select the explain and test sets from a finished (or merged) sampler and write the run, with the
     ground truth of any planted latents (``planted``: ``PlantedDictionary.rows``). A keys-only sampler's
-    chosen windows are filled by ``replay(request)`` (``replay.replay_windows`` where the job is set up)."""
+    chosen windows are filled by ``replay(request)`` (``replay.replay_windows`` where the job is set up);
+    ``hard(selection, ok)`` gives the hard negatives' rows of the ``ok`` latents and their cost
+    (``hard_negatives.find_hard_negatives``)."""
     done = sampler.n_sequences
     selection = select_examples(
         sampler,
@@ -101,6 +105,9 @@ def select_and_write(
         selection.tokens, selection.activations, cost = replay(WindowRequest.of(selection, config.window))
         extra_summary["replay"] = cost
     stats = latent_statistics(sampler, selection, config)
+    if hard is not None:  # after the statistics: hard negatives never change a latent's status
+        rows, extra_summary["hard_negatives"] = hard(selection, stats["status"] == "ok")
+        selection = with_hard_negatives(selection, rows)
     collection = {
         **collection,
         "dataset": config.dataset,

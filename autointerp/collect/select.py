@@ -47,8 +47,8 @@ from .sampler import SALT_SPLIT, StreamingSampler
 from .split_rule import full_plan, split_quotas, top_quota
 
 SPLITS = ("explain", "test", "validate")
-KINDS = ("top", "quantile", "random", "weak")
-TOP, QUANTILE, RANDOM, WEAK = range(4)
+KINDS = ("top", "quantile", "random", "weak", "hard")
+TOP, QUANTILE, RANDOM, WEAK, HARD = range(5)  # hard: hard negatives (hard_negatives.py), added after selection
 EXPLAIN, TEST, VALIDATE = range(3)
 
 
@@ -81,6 +81,8 @@ class Selection:
     tokens: np.ndarray  # [rows, window]
     activations: np.ndarray  # [rows, window]
     quantile_edges: np.ndarray  # [latents, n_quantiles]: lowest reservoir |value| of each bin (NaN if empty)
+    similarity: np.ndarray | None = None  # hard negatives: the similarity that chose them (NaN on other rows)
+    hard_by: np.ndarray | None = None  # hard negatives: 'meaning' or 'neighbours' (None on other rows)
 
 
 def _documents(buf: KeyedBuffer) -> torch.Tensor:

@@ -35,6 +35,7 @@ from ..store import runs
 from ..store.db import connect
 from ..store.logit_lens import write_logit_lens
 from . import dictionary as dictionaries
+from .hard_negatives import HardRequest, find_hard_negatives
 from .logit_lens import lens_of_loaded
 from .reduce import CollectResult, merge, select_and_write
 from .replay import replay_windows
@@ -258,6 +259,9 @@ class CollectJob:
             extra,
             planted=meta.get("planted") or [],
             replay=lambda request: call(replay_windows, request),  # a keys-only sampler's chosen windows
+            hard=(lambda selection, ok: call(find_hard_negatives, HardRequest.of(selection, self.config, ok)))
+            if self.config.hard_negatives
+            else None,
         )
         if lens is not None:  # the collect is committed; `autointerp lens` redoes this should it fail here
             write_logit_lens(self.con, self.run_id, lens.rows)

@@ -53,6 +53,18 @@ def delete_collect_results(con: duckdb.DuckDBPyConnection, run_ids: list[str]) -
         con.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT unnest(?))", [run_ids])
 
 
+def _hard_columns(selection: Selection) -> dict[str, pa.Array]:
+    """``similarity`` and ``hard_by`` of every example: set on hard negatives only, NULL elsewhere."""
+    n = len(selection.latent)
+    if selection.similarity is None:
+        return {"similarity": pa.nulls(n, pa.float64()), "hard_by": pa.nulls(n, pa.string())}
+    similarity = selection.similarity.astype(np.float64)
+    return {
+        "similarity": pa.array(similarity, mask=np.isnan(similarity)),
+        "hard_by": pa.array(selection.hard_by.tolist(), type=pa.string()),
+    }
+
+
 def write_collection(
     con: duckdb.DuckDBPyConnection,
     run_id: str,
@@ -96,6 +108,7 @@ def write_collection(
             "activations": _list_column(selection.activations.astype(np.float32)),
             "max_activation": selection.max_activation.astype(np.float32),
             "document_id": selection.document.astype(np.int64),
+            **_hard_columns(selection),
         }
     )
     n_latents = len(stats["n_firing"])
@@ -140,7 +153,7 @@ def write_collection(
         con.register("_contexts", contexts)
         con.execute("INSERT INTO contexts SELECT * FROM _contexts")
         con.register("_examples", examples)
-        con.execute("INSERT INTO latent_examples SELECT * FROM _examples")
+        con.execute("INSERT INTO latent_examples BY NAME SELECT * FROM _examples")
         con.register("_stats", latent_stats)
         con.execute("INSERT INTO latent_stats SELECT * FROM _stats")
         if planted:

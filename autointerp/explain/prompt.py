@@ -13,7 +13,7 @@ from .output_side import OutputSide
 class Example:
     """One stored context of a latent, as the explainer needs it."""
 
-    kind: str  # 'top', 'quantile', 'random' or 'weak' (a weakest-activating window used as a negative)
+    kind: str  # 'top', 'quantile', 'random' or 'weak' (a weakest-activating window used as a negative), 'hard'
     quantile: int | None
     rank: int
     tokens: list[str]
@@ -22,7 +22,7 @@ class Example:
 
 def choose_examples(examples: list[Example], config: ExplainConfig) -> tuple[list[Example], list[Example]]:
     """The activating examples to show (strongest quantile first) and the negatives (for an explainer
-    shown them, as contrastive).
+    shown them, as contrastive): the latent's hard negatives where it has them, else its random ones.
 
     Only explain-set examples are ever passed in; the choice among them is deterministic.
     """
@@ -37,7 +37,11 @@ def choose_examples(examples: list[Example], config: ExplainConfig) -> tuple[lis
         n_top = max(1, n // 5)
         shown = top[:n_top] + quantile[: n - n_top]
     wants_negatives = EXPLAINERS[config.explainer].negatives
-    negatives = [e for e in examples if e.kind in ("random", "weak")][: config.n_negatives] if wants_negatives else []
+    # hard negatives (look-alike windows where the latent is silent) replace the random ones where the
+    # latent has them; no other explainer is shown any negatives
+    hard = [e for e in examples if e.kind == "hard"]
+    plain = [e for e in examples if e.kind in ("random", "weak")]
+    negatives = (hard or plain)[: config.n_negatives] if wants_negatives else []
     return shown, negatives
 
 

@@ -15,6 +15,7 @@ from ..llm.base import Backend, GenerateOptions
 from ..models.special import collect_special_ids
 from ..score import registry
 from ..score.base import ScoreContext
+from ..score.classifier import contexts_for
 from ..score.stage import read_test_sets, score_options, select_explanations
 from ..store.runs import latest_collect_config
 
@@ -90,5 +91,5 @@ def score_calls(
         for latent in chunk:
             explanation = "" if config.control == "empty" else explanations.get(latent, placeholder)
             for name, scorer in scorers.items():
-                for request in scorer.requests(latent, explanation, tests[latent]):
+                for request in scorer.requests(latent, explanation, contexts_for(scorer, tests[latent])):
                     yield PlannedCall(name, latent, request.messages, request.options)

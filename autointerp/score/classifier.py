@@ -37,8 +37,15 @@ from ..text import clean_token, fill, mark_runs, neutralise, prompt_text
 #: Example kinds that are negatives: non-activating windows, and the weakest-activating windows that
 #: ``--weak-negatives`` takes for a latent that fires almost everywhere.
 NEGATIVE_KINDS = ("random", "weak")
+#: Hard negatives (non-activating windows that look like the activating ones): only ``detection_hard``
+#: reads them; every other scorer is given the test set without them (``without_hard``).
+HARD = "hard"
 
-SYSTEM = {"detection": "score_detection_system.txt", "fuzzing": "score_fuzzing_system.txt"}
+SYSTEM = {
+    "detection": "score_detection_system.txt",
+    "detection_hard": "score_detection_system.txt",  # the same task, other negatives
+    "fuzzing": "score_fuzzing_system.txt",
+}
 SAMPLES_VERSION = 3
 """How samples are built and shown (part of the scorers' identity, so scores of older test sets or
 renderings are not reused): 2 copies mark patterns, moves whole runs, keeps a misplaced copy from its
@@ -50,7 +57,7 @@ class TestContext:
     """One context of a latent's test set."""
 
     context_id: int
-    kind: str  # 'top' or 'quantile' (activating), 'random' or 'weak' (negatives: NEGATIVE_KINDS)
+    kind: str  # 'top' or 'quantile' (activating), 'random' or 'weak' (negatives: NEGATIVE_KINDS), 'hard'
     quantile: int | None
     tokens: list[str]
     activations: list[float]
@@ -80,6 +87,26 @@ def excerpt_text(tokens: list[str], marked: list[bool] | None = None) -> str:
 def active_positions(activations: list[float], threshold: float) -> list[int]:
     peak = max((abs(a) for a in activations), default=0.0)
     return [i for i, a in enumerate(activations) if peak > 0 and abs(a) >= threshold * peak]
+
+
+def without_hard(contexts: list[TestContext]) -> list[TestContext]:
+    """The test set as every scorer but ``detection_hard`` reads it: hard negatives left out."""
+    return [c for c in contexts if c.kind != HARD]
+
+
+def contexts_for(scorer, contexts: list[TestContext]) -> list[TestContext]:
+    """The test contexts ``scorer`` is given: all of them for a scorer that ``reads_hard``, else
+    ``without_hard``."""
+    return contexts if getattr(scorer, "reads_hard", False) else without_hard(contexts)
+
+
+def hard_detection_samples(contexts: list[TestContext]) -> list[Sample]:
+    """Detection samples of the activating contexts against the hard negatives (random ones left out)."""
+    chosen = [c for c in contexts if c.kind == HARD or c.kind not in (*NEGATIVE_KINDS, HARD)]
+    return [
+        Sample(c.context_id, c.kind != HARD, c.quantile, excerpt_text(c.tokens), "plain", [], *_facts(c))
+        for c in chosen
+    ]
 
 
 def detection_samples(contexts: list[TestContext]) -> list[Sample]:

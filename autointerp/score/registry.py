@@ -15,6 +15,7 @@ from .base import ScoreContext, Scorer
 SCORERS: dict[str, str] = {
     "detection": "autointerp.score.scorers.classifier:DetectionScorer",
     "fuzzing": "autointerp.score.scorers.classifier:FuzzingScorer",
+    "detection_hard": "autointerp.score.scorers.classifier:DetectionHardScorer",
     "embedding": "autointerp.score.scorers.embedding:EmbeddingScorer",
     "simulation": "autointerp.score.scorers.simulation:SimulationScorer",
     "intervention": "autointerp.score.scorers.intervention:InterventionScorer",

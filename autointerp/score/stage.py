@@ -152,7 +152,7 @@ async def _run(con, config: ScoreConfig, backend: Backend, chosen, progress: boo
         current_latent.set(latent)  # a Ray worker pool sends a latent's requests to one worker
         explanation_id, explanation = chosen[latent]
         scorer = scorers[name]
-        outcome = await scorer.score(latent, explanation, contexts)
+        outcome = await scorer.score(latent, explanation, classifier.contexts_for(scorer, contexts))
         if explanation_id.startswith(IMPORTED):  # its examples may overlap our test sets: say so
             outcome.detail = {**(outcome.detail or {}), "imported": True}
         key = dict(

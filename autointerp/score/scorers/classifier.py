@@ -18,6 +18,7 @@ class ClassifierScorer:
 
     name = ""
     needs = frozenset({"llm"})
+    cue_probes = True  # store the cue probes of the samples shown (score/cues.py)
 
     def __init__(self, context: ScoreContext):
         self.context = context
@@ -85,7 +86,7 @@ class ClassifierScorer:
                 ]
                 answered += 1
         outcome = binary_outcome(rows, "balanced_accuracy", n_calls=len(groups), tokens=tuple(tokens))
-        outcome.companions = cues.companions(self.name, samples, self.config)
+        outcome.companions = cues.companions(self.name, samples, self.config) if self.cue_probes else []
         return outcome
 
     def cached_tokens(self, explanation: str) -> tuple[int, int]:
@@ -128,3 +129,34 @@ class FuzzingScorer(ClassifierScorer):
     def samples(self, contexts, rng):
         c = self.config
         return classifier.fuzzing_samples(contexts, c.mark_threshold, c.fuzz_random, c.fuzz_misplaced, rng)
+
+
+class DetectionHardScorer(ClassifierScorer):
+    """Detection of the activating test contexts against the latent's hard negatives (kind 'hard'):
+    non-activating windows that look like them, so a vague explanation loses more here than in
+    ``detection``. Chance 0.5 (balanced accuracy). A latent without hard negatives in its test set is
+    unscored, with the reason."""
+
+    name = "detection_hard"
+    reads_hard = True
+    cue_probes = False  # the cue probes belong to detection's samples
+
+    def samples(self, contexts, rng):
+        return classifier.hard_detection_samples(contexts)
+
+    def requests(self, latent: int, explanation: str, contexts) -> list[Request]:
+        return super().requests(latent, explanation, contexts) if _has_hard(contexts) else []
+
+    async def score(self, latent: int, explanation: str, contexts) -> ScoreOutcome:
+        if not _has_hard(contexts):
+            return ScoreOutcome(
+                "unscored",
+                None,
+                self.chance(),
+                "no hard negatives in the latent's test set (collect with --hard-negatives N)",
+            )
+        return await super().score(latent, explanation, contexts)
+
+
+def _has_hard(contexts) -> bool:
+    return any(c.kind == classifier.HARD for c in contexts)
