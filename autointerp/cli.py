@@ -13,7 +13,7 @@ import sys
 import typing
 
 from .browse import command as browse_command
-from .collect import lens_command
+from .collect import lens_command, similar_command
 from .config import ALL_TOKENS, CollectConfig, ExecutorConfig, ExplainConfig, ScoreConfig
 from .config_fields import field_docs
 from .demo import command as demo_command
@@ -143,12 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
     sql_command.add_parser(sub)
     demo_command.add_parser(sub)
     lens_command.add_parser(sub)
+    similar_command.add_parser(sub)
     steer_command.add_parser(sub)
     plan_command.add_parser(sub, add_config_arguments)
     return parser
 
 
 def run_collect(args: argparse.Namespace) -> int:
+    from .collect.decoder_neighbours import describe_neighbours
     from .collect.logit_lens import describe_lens
     from .collect.stage import collect_many
     from .scale import make_executor
@@ -175,6 +177,8 @@ def run_collect(args: argparse.Namespace) -> int:
             )
             if result.lens is not None:
                 print(f"{db}: {describe_lens(result.lens, job_config.lens_k)}")
+            if result.neighbours is not None:
+                print(f"{db}: {describe_neighbours(result.neighbours, job_config.neighbours_k)}")
         print_coverage(db)
         warn_budget(db, job_config)
     print(
@@ -335,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers["sql"] = sql_command.run
     handlers["demo"] = demo_command.run
     handlers["lens"] = lens_command.run
+    handlers["similar"] = similar_command.run
     handlers["steer"] = steer_command.run
     handlers["plan"] = plan_command.run
     try:
