@@ -168,6 +168,10 @@ def run_collect(args: argparse.Namespace) -> int:
             print(f"{db}: an identical collect is already complete (run {result.run_id}); nothing to do.")
             if job_config.lens_k and not stored_lens(db):
                 print(f"{db}: it has no logit lens (collected before it existed): autointerp lens --db {db}")
+            if job_config.neighbours_k and not stored_neighbours(db):
+                print(
+                    f"{db}: it has no decoder neighbours (collected before they existed): autointerp similar --db {db}"
+                )
         else:
             counts = result.status_counts or {}
             print(
@@ -196,6 +200,18 @@ def stored_lens(db: str) -> bool:
     con = connect(db, read_only=True)
     try:
         return has_logit_lens(con)
+    finally:
+        con.close()
+
+
+def stored_neighbours(db: str) -> bool:
+    """Whether the database at ``db`` holds decoder neighbours of its current collect."""
+    from .store.db import connect
+    from .store.decoder_neighbours import has_decoder_neighbours
+
+    con = connect(db, read_only=True)
+    try:
+        return has_decoder_neighbours(con)
     finally:
         con.close()
 
