@@ -13,7 +13,7 @@ import sys
 import typing
 
 from .browse import command as browse_command
-from .collect import lens_command
+from .collect import lens_command, similar_command
 from .config import ALL_TOKENS, CollectConfig, ExecutorConfig, ExplainConfig, ScoreConfig
 from .config_fields import field_docs
 from .demo import command as demo_command
@@ -145,12 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
     search_command.add_parser(sub)
     demo_command.add_parser(sub)
     lens_command.add_parser(sub)
+    similar_command.add_parser(sub)
     steer_command.add_parser(sub)
     plan_command.add_parser(sub, add_config_arguments)
     return parser
 
 
 def run_collect(args: argparse.Namespace) -> int:
+    from .collect.decoder_neighbours import describe_neighbours
     from .collect.logit_lens import describe_lens
     from .collect.stage import collect_many
     from .scale import make_executor
@@ -168,6 +170,10 @@ def run_collect(args: argparse.Namespace) -> int:
             print(f"{db}: an identical collect is already complete (run {result.run_id}); nothing to do.")
             if job_config.lens_k and not stored_lens(db):
                 print(f"{db}: it has no logit lens (collected before it existed): autointerp lens --db {db}")
+            if job_config.neighbours_k and not stored_neighbours(db):
+                print(
+                    f"{db}: it has no decoder neighbours (collected before they existed): autointerp similar --db {db}"
+                )
         else:
             counts = result.status_counts or {}
             print(
@@ -177,6 +183,8 @@ def run_collect(args: argparse.Namespace) -> int:
             )
             if result.lens is not None:
                 print(f"{db}: {describe_lens(result.lens, job_config.lens_k)}")
+            if result.neighbours is not None:
+                print(f"{db}: {describe_neighbours(result.neighbours, job_config.neighbours_k)}")
         print_coverage(db)
         warn_budget(db, job_config)
     print(
@@ -194,6 +202,18 @@ def stored_lens(db: str) -> bool:
     con = connect(db, read_only=True)
     try:
         return has_logit_lens(con)
+    finally:
+        con.close()
+
+
+def stored_neighbours(db: str) -> bool:
+    """Whether the database at ``db`` holds decoder neighbours of its current collect."""
+    from .store.db import connect
+    from .store.decoder_neighbours import has_decoder_neighbours
+
+    con = connect(db, read_only=True)
+    try:
+        return has_decoder_neighbours(con)
     finally:
         con.close()
 
@@ -338,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers["search"] = search_command.run
     handlers["demo"] = demo_command.run
     handlers["lens"] = lens_command.run
+    handlers["similar"] = similar_command.run
     handlers["steer"] = steer_command.run
     handlers["plan"] = plan_command.run
     try:

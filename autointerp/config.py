@@ -170,6 +170,11 @@ class CollectConfig:
     norm and unembedding; view latent_logits), computed after the collect with its model. 0: no lens.
     Not part of the collect's identity: `autointerp lens --db X --k N` recomputes it."""
 
+    neighbours_k: int = 10
+    """Nearest latents by decoder cosine kept per latent (table decoder_neighbours, view similar_latents),
+    computed after the collect from its dictionary. 0: none. Not part of the collect's identity:
+    `autointerp similar --db X --k N` recomputes them."""
+
     sampler_memory: str = "auto"
     """What the sampler keeps per latent while it streams: windows (every candidate's token ids and
     activations, ~76 KB per latent at default sizes, one pass), keys (keys, positions and values only,
@@ -254,6 +259,12 @@ class CollectConfig:
                 "a whole number of tokens per sign, 0 or more (0: no logit lens).",
                 "pass --lens-k 20, the default.",
             )
+        if isinstance(self.neighbours_k, bool) or not isinstance(self.neighbours_k, int) or self.neighbours_k < 0:
+            raise AutointerpError(
+                f"--neighbours-k is {self.neighbours_k!r}.",
+                "a whole number of neighbours per latent, 0 or more (0: no decoder neighbours).",
+                "pass --neighbours-k 10, the default.",
+            )
 
     def _check_hard_negatives(self) -> None:
         for name in ("hard_negatives", "hard_pool"):
@@ -297,9 +308,9 @@ class CollectConfig:
 
     def result_hash(self) -> str:
         """Identity of the result: every field except those that only change speed."""
-        # lens_k shapes only the logit lens, a table `autointerp lens` recomputes without collecting again;
-        # sampler_memory changes memory and speed, never the rows
-        speed_only = ("batch_size", "device", "sampler_memory", "lens_k")
+        # lens_k and neighbours_k shape only tables `autointerp lens` and `autointerp similar` recompute
+        # without collecting again; sampler_memory changes memory and speed, never the rows
+        speed_only = ("batch_size", "device", "sampler_memory", "lens_k", "neighbours_k")
         shaping = {k: v for k, v in self.to_dict().items() if k not in speed_only}
         if not shaping["hard_negatives"]:  # the identity of collects without hard negatives is unchanged
             for name in ("hard_negatives", "hard_pool", "hard_by"):

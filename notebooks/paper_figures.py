@@ -21,6 +21,9 @@
 #   explained, and scored by each scorer (the `coverage` view);
 # - **(g)** input score against output score per latent (Arad et al.'s scatter; log scale for the output
 #   score), with their random-direction chance levels;
+# - **(h)** given a comparison file of two SAEs (`autointerp compare`, `AUTOINTERP_MATCHES`): explanation
+#   similarity against decoder cosine for the matched pairs of latents, with the SAEs' consistency
+#   (PW-MCC and its baseline, matched shares) in the title; skipped with a note without one;
 # - a summary table per scorer, with the empty-explanation control (`control = 'empty'`, which should
 #   sit at chance).
 #
@@ -38,6 +41,9 @@
 # ```bash
 # AUTOINTERP_DB=$PWD/demo.duckdb AUTOINTERP_FIGURES=$PWD/figures .venv/bin/jupyter execute notebooks/paper_figures.ipynb
 # ```
+#
+# Add `AUTOINTERP_MATCHES=$PWD/m.duckdb` (a file written by `autointerp compare --db A --db B --out m.duckdb`)
+# for figure (h).
 
 # %%
 import os
@@ -47,6 +53,8 @@ DB = Path(os.environ.get("AUTOINTERP_DB", "demo.duckdb")).resolve()
 FIGURES = Path(os.environ.get("AUTOINTERP_FIGURES", "figures/")).resolve()
 # A SQL condition on the `scores` view choosing the rows to plot, e.g. "model = 'gpt-4o-mini'".
 SCORES_WHERE = os.environ.get("AUTOINTERP_SCORES_WHERE", "TRUE")
+# A comparison file of two SAEs (`autointerp compare --out`) for figure (h); empty: (h) is skipped.
+MATCHES = os.environ.get("AUTOINTERP_MATCHES", "")
 N_BOOTSTRAP = 10_000
 SEED = 0
 
@@ -519,6 +527,71 @@ else:
     ax.set_ylabel("output score (log scale)")
     ax.legend(fontsize=7)
 finish(fig, "input_vs_output")
+
+# %% [markdown]
+# ## (h) Two SAEs compared: explanation similarity against decoder cosine
+#
+# Each one-to-one matched pair of latents of the comparison file (`latent_matches`) is a point: the
+# cosine of the two decoder directions against the cosine of the two latents' explanation embeddings.
+# Pairs whose explanations agree as closely as their directions sit on the diagonal. The title gives
+# the consistency of the two SAEs from `compare_summary`: PW-MCC beside its baseline (the same measure
+# for a random pairing), and the share of latents matched above decoder cosine 0.5, 0.7 and 0.9. Pairs
+# without an explanation similarity (a latent not explained) are counted, not drawn. Saved as
+# `matched_pairs.csv`. Skipped with a note when `AUTOINTERP_MATCHES` is not set.
+
+# %%
+if not MATCHES:
+    print("(h) skipped: no comparison file; set AUTOINTERP_MATCHES to a file of `autointerp compare`")
+else:
+    matches_path = Path(MATCHES).resolve()
+    if not matches_path.is_file():
+        raise AutointerpError(
+            f"No comparison file at {matches_path}.",
+            "a file written by `autointerp compare --db A --db B --out M.duckdb`.",
+            "set AUTOINTERP_MATCHES to its path, or leave it empty to skip figure (h).",
+        )
+    cmp = duckdb.connect(str(matches_path), read_only=True)
+    matched = cmp.execute(
+        "SELECT latent_a, latent_b, decoder_cos, activation_corr, explanation_sim FROM latent_matches "
+        "ORDER BY latent_a, latent_b"
+    ).df()
+    consistency = {
+        m: (v, b) for m, v, b in cmp.execute("SELECT measure, value, baseline FROM compare_summary").fetchall()
+    }
+    cmp.close()
+    matched.to_csv(FIGURES / "matched_pairs.csv", index=False)
+
+    def measure(name: str, label: str) -> str:
+        value, baseline = consistency.get(name, (None, None))
+        if value is None:
+            return ""
+        return f"{label} {value:.2f}" + (f" (baseline {baseline:.2f})" if baseline is not None else "")
+
+    fig, ax = plt.subplots(figsize=(5.5, 4.6))
+    drawn = matched[matched.decoder_cos.notna() & matched.explanation_sim.notna()]
+    if drawn.empty:
+        note(ax, f"no matched pair with an explanation similarity in {matches_path.name}: explain both SAEs first")
+    else:
+        ax.scatter(drawn.decoder_cos, drawn.explanation_sim, s=12, alpha=0.6, color="tab:green", label="matched pair")
+        ax.plot([0, 1], [0, 1], color="k", ls=":", lw=1, label="equal")
+        rho = stats.spearmanr(drawn.decoder_cos, drawn.explanation_sim)[0] if len(drawn) >= 3 else np.nan
+        ax.set_xlabel("decoder cosine")
+        ax.set_ylabel("explanation similarity (embedding cosine)")
+        shares = ", ".join(
+            f"{t}: {consistency[f'matched_share_{t}'][0]:.0%}"
+            for t in ("0.5", "0.7", "0.9")
+            if consistency.get(f"matched_share_{t}", (None,))[0] is not None
+        )
+        lines = [
+            f"{len(drawn)} matched pairs"
+            + ("" if np.isnan(rho) else f", Spearman ρ={rho:.2f}")
+            + (f"; {len(matched) - len(drawn)} without explanation similarity" if len(matched) > len(drawn) else ""),
+            measure("pw_mcc", "PW-MCC"),
+            f"matched share at decoder cos {shares}" if shares else "",
+        ]
+        ax.set_title("\n".join(line for line in lines if line), fontsize=9)
+        ax.legend(fontsize=7)
+    finish(fig, "matched_pairs")
 
 # %% [markdown]
 # ## Summary per scorer

@@ -13,6 +13,8 @@ from autointerp.errors import AutointerpError
 
 BAD = [
     (CollectConfig, {"top_k": 0}),
+    (CollectConfig, {"neighbours_k": -1}),
+    (CollectConfig, {"neighbours_k": True}),
     (ExplainConfig, {"temperature": math.nan}),
     (ExplainConfig, {"temperature": -1.0}),
     (ExplainConfig, {"timeout": math.nan}),

@@ -329,7 +329,38 @@ def test_collect_only_database_gives_notes_not_errors(collected_db, tmp_path, mo
     nb = execute(collected_db, tmp_path / "figures", monkeypatch)
     text = check_figures(tmp_path / "figures", nb)
     assert "no scores in" in text and "no latent with both an input and an output score" in text
+    assert "(h) skipped: no comparison file" in text
     assert pd.read_csv(tmp_path / "figures" / "summary.csv").empty
+
+
+def test_comparison_figure_on_a_tiny_comparison_file(collected_db, tmp_path, monkeypatch):
+    """Figure (h) from a comparison file written with the agreed tables of `autointerp compare`."""
+    import duckdb
+
+    matches = tmp_path / "m.duckdb"
+    con = duckdb.connect(str(matches))
+    con.execute("CREATE TABLE compare_sources (side VARCHAR, path VARCHAR)")
+    con.execute("INSERT INTO compare_sources VALUES ('a', 'a.duckdb'), ('b', 'b.duckdb')")
+    con.execute(
+        "CREATE TABLE latent_matches (latent_a INTEGER, latent_b INTEGER, decoder_cos DOUBLE, "
+        "activation_corr DOUBLE, explanation_sim DOUBLE)"
+    )
+    rows = [(i, 10 + i, 0.3 + 0.06 * i, 0.5, 0.2 + 0.05 * i) for i in range(10)] + [(20, 30, 0.95, None, None)]
+    con.executemany("INSERT INTO latent_matches VALUES (?, ?, ?, ?, ?)", rows)
+    con.execute("CREATE TABLE compare_summary (measure VARCHAR, value DOUBLE, n BIGINT, baseline DOUBLE, note VARCHAR)")
+    con.execute(
+        "INSERT INTO compare_summary VALUES ('pw_mcc', 0.61, 11, 0.12, NULL), ('matched_share_0.5', 0.4, 11, NULL, "
+        "NULL), ('matched_share_0.7', 0.2, 11, NULL, NULL), ('matched_share_0.9', 0.05, 11, NULL, NULL)"
+    )
+    con.close()
+    monkeypatch.setenv("AUTOINTERP_MATCHES", str(matches))
+    nb = execute(collected_db, tmp_path / "figures", monkeypatch)
+    text, images = outputs(nb)
+    assert "(h) skipped" not in text and images == len(FIGURES) + 1
+    data = (tmp_path / "figures" / "matched_pairs.png").read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 5000
+    table = pd.read_csv(tmp_path / "figures" / "matched_pairs.csv")
+    assert len(table) == len(rows) and table.explanation_sim.isna().sum() == 1
 
 
 def test_missing_database_says_which_variable_to_set(tmp_path, monkeypatch):

@@ -37,6 +37,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         action="store_true",
         help="static site: write into a folder of other files, replacing same-named ones (the rest are kept)",
     )
+    parser.add_argument(
+        "--matches",
+        metavar="M.duckdb",
+        default=None,
+        help="a comparison file of `autointerp compare`: each latent page also shows its matched latent in the "
+        "compared SAE (opened read-only, with that SAE's database)",
+    )
     parser.add_argument("--open", action="store_true", help="open the list in the default web browser")
     return parser
 
@@ -48,7 +55,12 @@ def run(args: argparse.Namespace) -> int:
         from .static import write_static
 
         site = write_static(
-            args.db, args.static, latents=args.latents, chunk_size=args.chunk_size, overwrite=args.overwrite
+            args.db,
+            args.static,
+            latents=args.latents,
+            chunk_size=args.chunk_size,
+            overwrite=args.overwrite,
+            matches=args.matches,
         )
         url = site.index.as_uri()
         print(
@@ -62,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from .interrupt import restore_ctrl_c
     from .server import make_server
 
-    server = make_server(args.db, args.host, args.port, latents=args.latents)
+    server = make_server(args.db, args.host, args.port, latents=args.latents, matches=args.matches)
     restore_ctrl_c()
     try:  # from the first line a user may act on: a Ctrl-C right after it is a clean stop too
         print(f"Serving {args.db} at {server.url} (Ctrl-C stops)", flush=True)

@@ -11,7 +11,9 @@ per-context verdicts are the ``score_examples`` rows of exactly those real score
 latent's contexts on ``context_id``; the intervention scorers' rows are left out of that join, since
 their ``context_id`` is a completion id, not a context. The input and output scores do not depend on the
 explanation, so theirs is the latent's latest scored row under any explanation (as in ``latent_summary``).
-The promoted and suppressed tokens are the ``latent_logits`` rows of the current collect.
+The promoted and suppressed tokens are the ``latent_logits`` rows of the current collect; the similar
+latents within the SAE are its ``similar_latents`` rows, and those of a compared SAE the matches of a
+comparison file (``matches.py``) when the browser was given one.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import json
 
 from .listing import EXPLANATION_FREE_SCORERS, latest_explanation_sql
+from .matches import Comparison, matched_latents
 
 STATS = (
     "latent",
@@ -65,8 +68,9 @@ def _scope(column: str, ids: list[int]) -> str:
     return f"{column} BETWEEN {int(ids[0])} AND {int(ids[-1])} AND {column} IN ({', '.join(str(int(i)) for i in ids)})"
 
 
-def latent_details(cur, latents: list[int]) -> dict[int, dict]:
-    """latent -> its page's data, for those of ``latents`` the database has."""
+def latent_details(cur, latents: list[int], comparison: Comparison | None = None) -> dict[int, dict]:
+    """latent -> its page's data, for those of ``latents`` the database has; with ``comparison``, each
+    latent's matches in the compared SAE too (key ``matches``; None without one)."""
     if not latents:
         return {}
     ids = sorted({int(x) for x in latents})
@@ -81,6 +85,8 @@ def latent_details(cur, latents: list[int]) -> dict[int, dict]:
             "contexts": [],
             "interventions": [],
             "logits": {"promoted": [], "suppressed": [], "note": None},
+            "similar": [],
+            "matches": None if comparison is None else [],
         }
     if not details:
         return {}
@@ -90,6 +96,10 @@ def latent_details(cur, latents: list[int]) -> dict[int, dict]:
     _contexts(cur, ids, details)
     _interventions(cur, ids, details)
     _logits(cur, ids, details)
+    _similar(cur, ids, details)
+    if comparison is not None:
+        for latent, found in matched_latents(cur, ids, comparison).items():
+            details[latent]["matches"] = found
     return details
 
 
@@ -244,3 +254,22 @@ def _logits(cur, ids: list[int], details: dict[int, dict]) -> None:
             lens["note"] = note
         elif sign in ("promoted", "suppressed"):
             lens[sign].append({"rank": rank, "token_id": token_id, "token": token, "value": value})
+
+
+def _similar(cur, ids: list[int], details: dict[int, dict]) -> None:
+    """The latent's nearest latents by decoder cosine (current collect), nearest first, with the relation
+    the view names and the other latent's explanation."""
+    for latent, other, rank, relation, dec, sim, freq, text in cur.execute(f"""
+            SELECT latent, other, rank, relation, decoder_cos, explanation_sim, other_frequency, other_explanation
+            FROM similar_latents WHERE {_scope("latent", ids)} ORDER BY latent, rank""").fetchall():
+        details[latent]["similar"].append(
+            {
+                "other": other,
+                "rank": rank,
+                "relation": relation,
+                "decoder_cos": dec,
+                "explanation_sim": sim,
+                "other_frequency": freq,
+                "explanation": text,
+            }
+        )

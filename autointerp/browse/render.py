@@ -133,6 +133,9 @@ def latent_page(d: dict, db_name: str) -> str:
     parts.append(_stats(d))
     parts.append(_output_side(d))
     parts.append(_scores(d["scores"]))
+    parts.append(_similar(d.get("similar") or []))
+    if d.get("matches") is not None:
+        parts.append(_matches(d["matches"]))
     sections = (
         ("top-contexts", "Top contexts", "top"),
         ("quantile-contexts", "Quantile contexts", "quantile"),
@@ -203,6 +206,48 @@ def _output_side(d: dict) -> str:
         parts.append('<p id="lens-note" class="muted">No logit lens stored (`autointerp lens --db ...`).</p>')
     parts.append("</section>")
     return "".join(parts)
+
+
+def _similar(rows: list[dict]) -> str:
+    """The nearest latents of the same SAE by decoder cosine, each linked to its page."""
+    if not rows:
+        body = '<p class="muted">No decoder neighbours stored (`autointerp similar --db ...`).</p>'
+    else:
+        body = (
+            '<table class="similar"><thead><tr><th>latent</th><th>relation</th><th>decoder cos</th>'
+            "<th>explanation sim</th><th>explanation</th></tr></thead><tbody>"
+            + "".join(
+                f'<tr class="similar-row" data-latent="{e(r["other"])}" data-relation="{e(r["relation"])}">'
+                f'<td><a href="{e(r["other"])}.html">{e(r["other"])}</a></td><td>{e(r["relation"])}</td>'
+                f"<td>{number(r['decoder_cos'], 3)}</td><td>{number(r['explanation_sim'], 3)}</td>"
+                f"<td>{e(r['explanation'] or '')}</td></tr>"
+                for r in rows
+            )
+            + "</tbody></table>"
+        )
+    return (
+        f'<section id="similar-latents"><h2>Similar latents <span class="muted">(this SAE)</span></h2>{body}</section>'
+    )
+
+
+def _matches(rows: list[dict]) -> str:
+    """The latent's one-to-one match in the compared SAE (``--matches``)."""
+    if not rows:
+        body = '<p class="muted">No match in the compared SAE.</p>'
+    else:
+        body = (
+            '<table class="matches"><thead><tr><th>latent there</th><th>decoder cos</th><th>activation corr</th>'
+            "<th>explanation sim</th><th>its explanation</th></tr></thead><tbody>"
+            + "".join(
+                f'<tr class="match-row" data-latent="{e(r["other"])}"><td>{e(r["other"])}</td>'
+                f"<td>{number(r['decoder_cos'], 3)}</td><td>{number(r['activation_corr'], 3)}</td>"
+                f"<td>{number(r['explanation_sim'], 3)}</td><td>{e(r['explanation'] or '')}</td></tr>"
+                for r in rows
+            )
+            + "</tbody></table>"
+        )
+    heading = 'Similar latents <span class="muted">(compared SAE)</span>'
+    return f'<section id="matched-latents"><h2>{heading}</h2>{body}</section>'
 
 
 def with_interval(s: dict) -> str:

@@ -58,9 +58,9 @@ class BrowseServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, db: str | Path, host: str, port: int, latents: str = ""):
+    def __init__(self, db: str | Path, host: str, port: int, latents: str = "", matches: str | Path | None = None):
         self.db_path = Path(db)
-        self.db = Database(db)
+        self.db = Database(db, matches)
         self.latents = latents
         self.meaning = MeaningSearch(str(self.db_path), latents)
         try:
@@ -169,7 +169,7 @@ class Handler(BaseHTTPRequestHandler):
     def _details(self, index: int) -> dict | None:
         cur = self.server.cursor()
         try:
-            return latent.latent_details(cur, [index]).get(index)
+            return latent.latent_details(cur, [index], self.server.db.comparison).get(index)
         finally:
             cur.close()
 
@@ -216,14 +216,17 @@ def host_allowed(header: str | None, bound: str) -> bool:
         return False
 
 
-def make_server(db: str | Path, host: str = "127.0.0.1", port: int = 0, latents: str = "") -> BrowseServer:
+def make_server(
+    db: str | Path, host: str = "127.0.0.1", port: int = 0, latents: str = "", matches: str | Path | None = None
+) -> BrowseServer:
     """A server for ``db`` bound to (host, port), not yet serving: call ``serve_forever()`` on it.
 
-    ``latents`` (ranges like ``0-999,1500``) limits the list to those latents.
+    ``latents`` (ranges like ``0-999,1500``) limits the list to those latents; ``matches``, a comparison
+    file of ``autointerp compare``, adds each latent's matches in the compared SAE to its page.
     """
     from ..config import parse_latent_ranges
 
     parse_latent_ranges(latents)
     if not 0 <= port <= 65535:
         raise AutointerpError(f"--port {port} is not a port number.", "0 (any free port) to 65535.")
-    return BrowseServer(db, host, port, latents)
+    return BrowseServer(db, host, port, latents, matches)

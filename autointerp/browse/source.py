@@ -15,6 +15,7 @@ import duckdb
 
 from ..errors import AutointerpError
 from ..store.db import connect, seal_read_only
+from .matches import attach_comparison
 
 #: The attached file's catalog name; each cursor starts in it (``USE``), so queries name views plainly.
 CATALOG = "src"
@@ -27,14 +28,17 @@ REQUIRED = {
     "score_examples": ("latent", "context_id", "label", "prediction", "probability"),
     "interventions": ("latent", "prompt", "steered", "completion", "scale", "achieved_kl"),
     "latent_logits": ("latent", "sign", "rank", "token_id", "token", "value", "note"),
+    "similar_latents": ("latent", "other", "rank", "relation", "decoder_cos", "explanation_sim", "other_explanation"),
 }
 
 
 class Database:
-    """A read-only database file, with cursors for any number of threads."""
+    """A read-only database file, with cursors for any number of threads. ``matches``: a comparison file
+    (``autointerp compare``) whose other database is attached beside it, read-only too (``comparison``)."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, matches: str | Path | None = None):
         self.path = Path(path)
+        self.comparison = None
         check = connect(path, read_only=True)  # its errors say what is wrong with the file (missing, locked, ...)
         try:
             _check_views(check, self.path)
@@ -45,7 +49,12 @@ class Database:
             self.con.execute(
                 f"ATTACH '{str(self.path.absolute()).replace(chr(39), chr(39) * 2)}' AS {CATALOG} (READ_ONLY)"
             )
+            if matches is not None:
+                self.comparison = attach_comparison(self.con, self.path, matches)
             seal_read_only(self.con)
+        except AutointerpError:
+            self.con.close()
+            raise
         except duckdb.Error as exc:
             self.con.close()
             raise AutointerpError(

@@ -60,11 +60,13 @@ def write_static(
     chunk_size: int = 1000,
     batch_size: int = 200,
     overwrite: bool = False,
+    matches: str | Path | None = None,
 ) -> StaticSite:
     """Write the site for ``db`` (the latents in ``latents`` ranges, or all) into the folder ``out``.
 
     Only the site's own files are written or deleted; ``overwrite`` lets it write into a folder of other
-    files (replacing same-named ones, keeping the rest)."""
+    files (replacing same-named ones, keeping the rest). ``matches``: a comparison file of ``autointerp
+    compare``, whose matches in the compared SAE each latent page then shows."""
     start = time.perf_counter()
     parse_latent_ranges(latents)
     if chunk_size <= 0 or batch_size <= 0:
@@ -78,7 +80,7 @@ def write_static(
             "a new or empty folder, or one an earlier `autointerp browse --static` wrote.",
             "pass another folder, or add --overwrite to write the site's files into it (other files are kept).",
         )
-    database = Database(db)
+    database = Database(db, matches)
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     try:
         if tmp.exists():
@@ -109,7 +111,7 @@ def write_static(
         )
         cur = database.cursor()
         for i in range(0, len(ids), batch_size):
-            for index, d in latent.latent_details(cur, ids[i : i + batch_size]).items():
+            for index, d in latent.latent_details(cur, ids[i : i + batch_size], database.comparison).items():
                 (tmp / "latents" / f"{index}.html").write_text(render.latent_page(d, name), encoding="utf-8")
         (tmp / "index.html").write_text(render.list_page("static", name), encoding="utf-8")
         written = sorted(str(p.relative_to(tmp).as_posix()) for p in tmp.rglob("*") if p.is_file())

@@ -35,6 +35,7 @@ class CollectResult:
     tokens_per_second: float = 0.0
     status_counts: dict | None = None
     lens: dict | None = None  # the logit lens's summary (``collect.logit_lens.Lens.summary``); None: not computed
+    neighbours: dict | None = None  # ``collect.decoder_neighbours.DecoderNeighbours.summary``; None: not computed
 
 
 def merge(

@@ -33,8 +33,10 @@ from ..executor import Call, Executor, LocalExecutor, Shard, or_local
 from ..models.dictionaries.planted import planted_part
 from ..store import runs
 from ..store.db import connect
+from ..store.decoder_neighbours import write_decoder_neighbours
 from ..store.logit_lens import write_logit_lens
 from . import dictionary as dictionaries
+from .decoder_neighbours import neighbours_of_loaded
 from .hard_negatives import HardRequest, find_hard_negatives
 from .logit_lens import lens_of_loaded
 from .reduce import CollectResult, merge, select_and_write
@@ -247,6 +249,11 @@ class CollectJob:
             start = time.perf_counter()
             lens = call(lens_of_loaded, self.config.lens_k)
             extra["logit_lens"] = lens.summary(time.perf_counter() - start)
+        neighbours = None
+        if self.config.neighbours_k:
+            start = time.perf_counter()
+            neighbours = call(neighbours_of_loaded, self.config.neighbours_k)
+            extra["decoder_neighbours"] = neighbours.summary(time.perf_counter() - start)
         self.result = select_and_write(
             self.con,
             self.run_id,
@@ -266,6 +273,9 @@ class CollectJob:
         if lens is not None:  # the collect is committed; `autointerp lens` redoes this should it fail here
             write_logit_lens(self.con, self.run_id, lens.rows)
             self.result.lens = extra["logit_lens"]
+        if neighbours is not None:  # `autointerp similar` redoes this should it fail here
+            write_decoder_neighbours(self.con, self.run_id, neighbours.rows)
+            self.result.neighbours = extra["decoder_neighbours"]
         shutil.rmtree(self.parts, ignore_errors=True)  # merged and committed: the parts are no longer needed
         if self.parts.parent.is_dir() and not any(self.parts.parent.iterdir()):
             self.parts.parent.rmdir()

@@ -43,6 +43,7 @@ def collect_run_ids(con: duckdb.DuckDBPyConnection) -> list[str]:
 def delete_collect_results(con: duckdb.DuckDBPyConnection, run_ids: list[str]) -> None:
     for table in (
         "logit_lens",
+        "decoder_neighbours",
         "planted_latents",
         "latent_examples",
         "latent_stats",
