@@ -28,9 +28,10 @@ from autointerp.score.classifier import NEGATIVE_KINDS, excerpt_text
 from autointerp.score.stage import score
 from autointerp.store.db import connect
 from autointerp.store.runs import latest_collect_config
+from autointerp.store.splits import validate_sizes
 from autointerp.text import hide_special
 
-from .conftest import query
+from .conftest import SMALL, query
 from .openai_server import ModelServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,20 +39,31 @@ GOLDEN = Path(__file__).parent / "golden"
 _LINE = re.compile(r"^(\d+) (.*)$", re.M)
 
 
-def with_validate_split(collected_db, path: Path, n_latents: int = 2) -> list[int]:
-    """A copy of the collect database whose explain-set rows also stand as the validate split (contexts
-    the test split never holds); returns its first ``n_latents`` explainable latents."""
-    shutil.copy(collected_db, path)
-    con = connect(path)
+VALIDATE = ["--validate-per-quantile", "1", "--random-validate", "2"]
+
+
+@pytest.fixture(scope="module")
+def validate_collected(tmp_path_factory):
+    """A collect on the embedded default with a validate split (the session's small collect, plus
+    validate quotas)."""
+    path = tmp_path_factory.mktemp("validate") / "validate.duckdb"
+    args = ["collect", "--db", str(path), "--quiet", *VALIDATE]
+    for key, value in SMALL.items():
+        args += ["--" + key.replace("_", "-"), str(value)]
+    assert main(args) == 0
+    return path
+
+
+def first_validated(db, n: int = 1) -> list[int]:
+    """The first ``n`` explainable latents with both activating and non-activating validate contexts."""
+    con = connect(db)
     try:
-        con.execute(
-            "INSERT INTO latent_examples SELECT * REPLACE ('validate' AS split) FROM latent_examples "
-            "WHERE split = 'explain'"
+        sizes = validate_sizes(
+            con, [r[0] for r in con.execute("SELECT latent FROM latents WHERE status = 'ok'").fetchall()]
         )
-        rows = con.execute("SELECT latent FROM latents WHERE status = 'ok' ORDER BY latent LIMIT ?", [n_latents])
-        return [r[0] for r in rows.fetchall()]
     finally:
         con.close()
+    return sorted(lat for lat, (pos, neg) in sizes.items() if pos >= 2 and neg >= 2)[:n]
 
 
 def split_labels(db, latent: int) -> dict[str, tuple[str, bool]]:
@@ -104,9 +116,10 @@ QUICK = dict(backend="openai", model="scripted", n_examples=3, max_tokens=40, ba
 
 
 @pytest.fixture
-def validate_db(collected_db, tmp_path):
+def validate_db(validate_collected, tmp_path):
     path = tmp_path / "select.duckdb"
-    return path, with_validate_split(collected_db, path, 1)
+    shutil.copy(validate_collected, path)
+    return path, first_validated(path)
 
 
 @pytest.mark.slow  # a collect on the embedded model
@@ -265,15 +278,57 @@ def test_bad_counts_exit_2(tmp_path, capsys, flags, says):
     "flags, says",
     [(["--candidates", "3"], "holds no validate contexts"), (["--refine", "1", "--min-validation", "50"], "too small")],
 )
-def test_a_missing_or_small_validate_split_exits_2_and_loses_nothing(collected_db, tmp_path, capsys, flags, says):
+def test_a_missing_or_small_validate_split_exits_2_and_loses_nothing(
+    collected_db, validate_collected, tmp_path, capsys, flags, says
+):
     db = tmp_path / "bad.duckdb"
-    if "--min-validation" in flags:
-        with_validate_split(collected_db, db)
-    else:
-        shutil.copy(collected_db, db)
+    shutil.copy(validate_collected if "--min-validation" in flags else collected_db, db)
     before = query(db, "SELECT count(*) FROM examples")
     code = main(["explain", "--db", str(db), "--backend", "openai", "--model", "m", "--quiet", *flags])
     assert code == 2
     assert says in capsys.readouterr().err
     assert query(db, "SELECT count(*) FROM examples") == before
     assert query(db, "SELECT count(*) FROM explanation_rows")[0][0] == 0
+
+
+def test_candidates_table_has_exactly_the_documented_columns(tmp_path):
+    from .test_collect_e2e import documented_columns
+
+    connect(tmp_path / "fresh.duckdb").close()
+    columns = [r[0] for r in query(tmp_path / "fresh.duckdb", "DESCRIBE explanation_candidates")]
+    assert columns == documented_columns("explanation_candidates")
+
+
+def test_ties_keep_the_first_and_unscored_never_beats_scored():
+    from autointerp.explain.select import Candidate, better
+    from autointerp.explain.validation import Validation
+
+    def cand(score, text="x"):
+        c = Candidate(0, 0, "item", "explained" if text else "unparsed", text)
+        c.validation = Validation(score, 4, None if score is not None else "no answer", [], [])
+        return c
+
+    first = cand(0.75)
+    assert not better(cand(0.75), first) and better(cand(0.8), first)
+    assert not better(cand(None), first) and better(first, cand(None))
+    assert better(cand(None), None) and not better(cand(None, text=None), None)
+
+
+@pytest.mark.slow  # a collect on the embedded model
+def test_select_by_embedding_calls_no_llm_to_validate(validate_db):
+    db, latents = validate_db
+    texts = {0: "explanation alpha", 1: "explanation beta", 2: "explanation gamma"}
+    backend = ScriptedSelection({}, texts, [], {})
+    with ModelServer(backend) as server:
+        config = ExplainConfig(
+            **QUICK, base_url=server.base_url, latents=str(latents[0]), candidates=3, select_by="embedding"
+        )
+        asyncio.run(explain(config, db, progress=False))
+    assert dict(query(db, "SELECT purpose, count(*) FROM llm_calls GROUP BY purpose")) == {"explain": 3}
+    rows = query(
+        db, "SELECT validation_score, validation_n, kept, chosen FROM explanation_candidates ORDER BY candidate"
+    )
+    n = query(db, "SELECT count(*) FROM examples WHERE split = 'validate' AND latent = ?", [latents[0]])[0][0]
+    assert all(0 <= r[0] <= 1 and r[1] == n for r in rows)
+    best = max(range(3), key=lambda i: (rows[i][0], -i))  # the first of the highest
+    assert [r[3] for r in rows] == [i == best for i in range(3)] and [r[2] for r in rows] == [r[3] for r in rows]
