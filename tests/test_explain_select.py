@@ -48,7 +48,7 @@ def validate_collected(tmp_path_factory):
     validate quotas)."""
     path = tmp_path_factory.mktemp("validate") / "validate.duckdb"
     args = ["collect", "--db", str(path), "--quiet", *VALIDATE]
-    for key, value in SMALL.items():
+    for key, value in {**SMALL, "tokens": 3072}.items():  # half the session's corpus: a few latents suffice
         args += ["--" + key.replace("_", "-"), str(value)]
     assert main(args) == 0
     return path
@@ -63,7 +63,9 @@ def first_validated(db, n: int = 1) -> list[int]:
         )
     finally:
         con.close()
-    return sorted(lat for lat, (pos, neg) in sizes.items() if pos >= 2 and neg >= 2)[:n]
+    chosen = sorted(lat for lat, (pos, neg) in sizes.items() if pos >= 2 and neg >= 2)[:n]
+    assert len(chosen) == n, sizes
+    return chosen
 
 
 def split_labels(db, latent: int) -> dict[str, tuple[str, bool]]:
