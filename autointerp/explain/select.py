@@ -162,9 +162,10 @@ class Selection:
                 rejected.append((revision.explanation, revision.score))
             initial.append(revision)
             self._store(latent, [revision], round_)
+            if revision.explanation is None:
+                break  # no revision to read: the next round's request would be this one again
         chosen = best if best is not None else initial[0]
         self._store_chosen(latent, initial, chosen)
-        selection = "refined" if chosen.round > 0 else "best_of_k"
         return dict(
             status=chosen.status,
             explanation=chosen.explanation,
@@ -172,7 +173,6 @@ class Selection:
             answer=chosen.answer,
             prompt_tokens=sum(c.prompt_tokens for c in initial),
             completion_tokens=sum(c.completion_tokens for c in initial),
-            selection=selection,
             chosen_item=chosen.item,
             n_calls=requests,
         )

@@ -201,7 +201,6 @@ class CallLogWriter:
         "n_calls",
         "prompt_tokens",
         "completion_tokens",
-        "selection",
     ]
 
     def _explanation_row(self, item: str, row: dict) -> list:
@@ -211,5 +210,4 @@ class CallLogWriter:
         if row.get("n_calls") is None:
             row["n_calls"] = self._n_calls.get(item, 0)
         row["run_id"] = self.run_id
-        row.setdefault("selection", "single")
         return [row[c] for c in self.EXPLANATION_COLUMNS]

@@ -20,14 +20,18 @@ CREATE TABLE explanation_candidates (
     PRIMARY KEY (latent, config_hash, round, candidate)
 );
 
--- 'single' (one request, no selection), 'best_of_k' (an initial candidate chosen on the validate split)
--- or 'refined' (a kept refinement revision).
-ALTER TABLE explanation_rows ADD COLUMN selection VARCHAR DEFAULT 'single';
-
+-- Each explanation's selection: 'single' (one request, no selection), 'best_of_k' (an initial candidate
+-- chosen on the validate split) or 'refined' (a kept refinement revision). Derived from the chosen
+-- candidate rather than stored as a column of explanation_rows: one source of truth, and the rows that
+-- tests, benchmarks and imports insert positionally keep their shape.
 CREATE OR REPLACE VIEW explanations AS
-SELECT latent, explanation, explainer, model, config_hash, prompt_tokens, completion_tokens, created_at, run_id,
-       status, reason, call_id, n_calls, selection
-FROM explanation_rows;
+SELECT x.latent, x.explanation, x.explainer, x.model, x.config_hash, x.prompt_tokens, x.completion_tokens,
+       x.created_at, x.run_id, x.status, x.reason, x.call_id, x.n_calls, coalesce(c.selection, 'single') AS selection
+FROM explanation_rows x
+LEFT JOIN (
+    SELECT latent, config_hash, CASE WHEN round > 0 THEN 'refined' ELSE 'best_of_k' END AS selection
+    FROM explanation_candidates WHERE chosen
+) c ON c.latent = x.latent AND c.config_hash = x.config_hash;
 
 -- Each score with the selection that produced the explanation it scored (NULL where no explanation row matches).
 CREATE OR REPLACE VIEW scores AS
@@ -36,4 +40,4 @@ SELECT s.latent, s.explanation_id, s.scorer, s.model, s.config_hash, s.n_example
        s.run_id, s.control, s.status, s.reason, s.n_unscored, s.n_calls, s.prompt_tokens, s.completion_tokens,
        s.fixed_prompt_tokens, s.detail, s.n_positive, s.n_negative, s.ci_low, s.ci_high, s.ci_method, x.selection
 FROM score_rows s
-LEFT JOIN explanation_rows x ON x.latent = s.latent AND s.explanation_id = x.config_hash || '/' || x.latent;
+LEFT JOIN explanations x ON x.latent = s.latent AND s.explanation_id = x.config_hash || '/' || x.latent;
