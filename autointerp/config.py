@@ -385,6 +385,7 @@ def config_hash(values: dict) -> str:
 
 EXPLAINERS = ("default", "contrastive", "cot", "vocabproj", "tokenchange", "ensemble")
 EXAMPLE_SOURCES = ("quantile", "top", "mix")
+SELECT_BY = ("detection", "embedding")
 
 
 @dataclass
@@ -521,8 +522,28 @@ class ExplainConfig(LLMConfig):
     """tokenchange, ensemble: the decoder direction is added at every position times this multiple of the
     latent's largest activation (its own scale, rather than a fixed value for every latent)."""
 
+    candidates: int = 1
+    """Explanations generated per latent (best-of-k): with more than 1, each is a sampled request
+    (temperature --temperature, or 1.0 when that is 0) scored on the latent's validate split
+    (--select-by), and the best is kept (ties: the first). 1: one explanation, no selection."""
+
+    refine: int = 0
+    """Refinement rounds per latent: the explainer is shown the best explanation's false positives and
+    false negatives on the validate split and asked for a revision, kept only when it scores better on
+    validation. 0: none."""
+
+    select_by: str = "detection"
+    """How candidates and revisions are scored on the validate split: detection (the detection scorer's
+    prompts, asked of the explain LLM; calls logged with purpose 'validate') or embedding (cosine
+    similarity under the sentence encoder, AUROC; no LLM)."""
+
+    min_validation: int = 2
+    """Fewest activating and fewest non-activating validate contexts each latent needs for --candidates
+    above 1 or --refine (collect with --validate-per-quantile and --random-validate)."""
+
     def __post_init__(self) -> None:
         super().__post_init__()
+        self._check_selection()
         if self.explainer not in EXPLAINERS:
             raise AutointerpError(f"--explainer {self.explainer!r} is not known.", ", ".join(EXPLAINERS))
         if self.examples not in EXAMPLE_SOURCES:
@@ -542,6 +563,28 @@ class ExplainConfig(LLMConfig):
         if self.temperature < 0:
             raise AutointerpError(f"--temperature is {self.temperature}.", "0 (greedy) or a positive temperature.")
 
+    def _check_selection(self) -> None:
+        if self.candidates < 1:
+            raise AutointerpError(
+                f"--candidates is {self.candidates}.",
+                "1 (one explanation per latent) or more (best-of-k on the validate split).",
+                "pass --candidates 1, or e.g. --candidates 4.",
+            )
+        if self.refine < 0:
+            raise AutointerpError(
+                f"--refine is {self.refine}.",
+                "0 (no refinement) or a number of refinement rounds, e.g. 2.",
+                "pass --refine 0 or a positive number.",
+            )
+        if self.select_by not in SELECT_BY:
+            raise AutointerpError(f"--select-by {self.select_by!r} is not known.", " or ".join(SELECT_BY))
+        if self.min_validation < 1:
+            raise AutointerpError(f"--min-validation is {self.min_validation}.", "a positive integer.")
+
+    def selects(self) -> bool:
+        """Whether explanations are chosen on the validate split (best-of-k or refinement)."""
+        return self.candidates > 1 or self.refine > 0
+
     SHAPING = (
         "backend",
         "model",
@@ -558,6 +601,8 @@ class ExplainConfig(LLMConfig):
     OUTPUT_SHAPING = ("output_tokens",)
     """Fields that shape the output-centric explainers' prompts only (in their identity, not the others')."""
     CHANGE_SHAPING = ("change_windows", "change_window_len", "change_scale")
+    SELECTION_SHAPING = ("candidates", "refine", "select_by")
+    """Fields in the identity of explanations chosen on the validate split (``selects()``) only."""
     """Fields that shape the stored token change (its ``config_hash``) and so the explanations shown it."""
 
 

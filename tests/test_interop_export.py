@@ -99,7 +99,14 @@ def test_parquet_has_every_public_view_with_the_same_rows(db, tmp_path):
     assert "latent_summary_live" not in names
     con = duckdb.connect(str(db), read_only=True)
     views = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
-    assert set(names) - views == {"llm_calls", "runs", "planted_latents", "token_change", "explanation_embeddings"}
+    assert set(names) - views == {
+        "llm_calls",
+        "runs",
+        "planted_latents",
+        "token_change",
+        "explanation_embeddings",
+        "explanation_candidates",
+    }
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary file left
     for name in names:
         file = str(out / f"{name}.parquet")

@@ -18,7 +18,14 @@ from ..store.db import connect
 from ..store.summary import use_live_if_stale
 from .files import partial_name, refuse_existing
 
-PUBLIC_TABLES = ("llm_calls", "runs", "planted_latents", "token_change", "explanation_embeddings")
+PUBLIC_TABLES = (
+    "llm_calls",
+    "runs",
+    "planted_latents",
+    "token_change",
+    "explanation_embeddings",
+    "explanation_candidates",
+)
 #: Text columns that may hold credentials written before redaction existed; exported redacted.
 REDACTED = {"llm_calls": ("error", "response"), "runs": ("config", "error")}
 
