@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import time
+from pathlib import Path
 
 import pytest
 
@@ -139,3 +141,12 @@ def test_cost_of_a_real_explain_matches_the_call_log(collected_db, tmp_path, loc
     assert main(["cost", "--db", str(db)]) == 0
     table = capsys.readouterr().out
     assert "single" in table and "cached/latent" in table and "dollars" not in table
+
+
+def test_llm_costs_has_exactly_the_documented_columns(tmp_path):
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "schema.md").read_text()
+    section = docs.split("## `llm_costs`")[1].split("\n## ")[0]
+    documented = re.findall(r"^\| `(\w+)` \| (\w+) \|", section, flags=re.M)
+    con = connect(tmp_path / "d.duckdb")
+    assert [(r[0], r[1]) for r in con.execute("DESCRIBE llm_costs").fetchall()] == documented
+    con.close()
