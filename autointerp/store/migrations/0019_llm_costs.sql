@@ -9,8 +9,9 @@ ALTER TABLE llm_calls ADD COLUMN cached_tokens INTEGER;
 ALTER TABLE llm_calls ADD COLUMN cached_tokens_estimate INTEGER;
 
 -- One row per run and purpose; per-latent figures divide by the latents the calls were for (an item
--- 'latent 12 detection batch 0' is latent 12's). strategy (explain runs): 'single', 'best_of_k K' or 'refined R', from the
--- run's configuration (candidates, refine); NULL for other stages. cached_tokens counts what backends
+-- 'latent 12 detection batch 0' is latent 12's). strategy (explain runs): 'single', 'best_of_k K',
+-- 'refined R' or 'refined R of best_of_k K', from the run's configuration (candidates, refine); NULL for
+-- other stages. cached_tokens counts what backends
 -- reported and, where a call reported nothing, its estimate; cached_tokens_estimated is the estimated part.
 CREATE VIEW llm_costs AS
 WITH strategies AS (
@@ -21,6 +22,9 @@ WITH strategies AS (
             WHEN stage <> 'explain' THEN NULL
             WHEN coalesce(TRY_CAST(json_extract_string(config, '$.refine') AS INTEGER), 0) > 0
                 THEN 'refined ' || CAST(json_extract_string(config, '$.refine') AS INTEGER)
+                    || CASE WHEN coalesce(TRY_CAST(json_extract_string(config, '$.candidates') AS INTEGER), 1) > 1
+                            THEN ' of best_of_k ' || CAST(json_extract_string(config, '$.candidates') AS INTEGER)
+                            ELSE '' END
             WHEN coalesce(TRY_CAST(json_extract_string(config, '$.candidates') AS INTEGER), 1) > 1
                 THEN 'best_of_k ' || CAST(json_extract_string(config, '$.candidates') AS INTEGER)
             ELSE 'single'
