@@ -115,9 +115,14 @@ class CollectConfig:
     """Contexts per quantile in the test set (delphi's default 5 x 10 = 50); disjoint from the explain
     set."""
 
+    validate_per_quantile: int = 0
+    """Contexts per quantile in the validate set (examples split 'validate'), held out from both the
+    explain and the test set (no shared document), for choosing between candidate explanations without
+    touching the test set. 0: no validate set (the collect is what it was before the option)."""
+
     reservoir: int = 200
     """Uniform sample of activating contexts kept per latent, from which quantile contexts are drawn.
-    Must hold at least n_quantiles x (explain_per_quantile + test_per_quantile)."""
+    Must hold at least n_quantiles x (explain_per_quantile + test_per_quantile + validate_per_quantile)."""
 
     random_explain: int = 10
     """Non-activating contexts per latent in the explain set (for contrastive explainers)."""
@@ -125,10 +130,15 @@ class CollectConfig:
     random_test: int = 50
     """Non-activating contexts per latent in the test set (negatives for the scorers)."""
 
+    random_validate: int = 0
+    """Non-activating contexts per latent in the validate set (0: none). With --weak-negatives a latent
+    short of them gets its weakest-activating windows, as the other sets do."""
+
     min_activating: int = 20
     """Activating contexts a latent needs to be explained and scored (status ok). Below the full plan
-    (top_k + n_quantiles x (explain_per_quantile + test_per_quantile)) its explain and test sets shrink
-    together, each keeping contexts from across the activation range (docs/schema.md, "Split rule")."""
+    (top_k + n_quantiles x (explain_per_quantile + test_per_quantile + validate_per_quantile)) its
+    explain, test and validate sets shrink together, each keeping contexts from across the activation
+    range (docs/schema.md, "The split rule"); each set asked for must keep at least one."""
 
     weak_negatives: bool = False
     """For a latent with too few non-activating windows (one that fires almost everywhere), fill the
@@ -170,9 +180,15 @@ class CollectConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise AutointerpError(f"--{name.replace('_', '-')} is {getattr(self, name)}.", "a positive integer.")
-        for name in ["explain_per_quantile", "test_per_quantile", "random_explain", "random_test"]:
-            if getattr(self, name) < 0:
-                raise AutointerpError(f"--{name.replace('_', '-')} is {getattr(self, name)}.", "zero or more.")
+        counts = ["explain_per_quantile", "test_per_quantile", "validate_per_quantile"]
+        for name in [*counts, "random_explain", "random_test", "random_validate"]:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise AutointerpError(
+                    f"--{name.replace('_', '-')} is {value!r}.",
+                    "a whole number, zero or more.",
+                    f"pass --{name.replace('_', '-')} 0 or a positive count.",
+                )
         if isinstance(self.min_activating, bool) or not isinstance(self.min_activating, int) or self.min_activating < 2:
             raise AutointerpError(
                 f"--min-activating is {self.min_activating!r}.",
@@ -198,11 +214,12 @@ class CollectConfig:
                 f"--peak-offset {self.peak_offset} is outside the window.",
                 f"0 <= peak-offset < window ({self.window}).",
             )
-        needed = self.n_quantiles * (self.explain_per_quantile + self.test_per_quantile)
+        needed = self.n_quantiles * (self.explain_per_quantile + self.test_per_quantile + self.validate_per_quantile)
         if self.reservoir < needed:
+            validate = f" + {self.validate_per_quantile} validate" if self.validate_per_quantile else ""
             raise AutointerpError(
                 f"--reservoir {self.reservoir} cannot fill {self.n_quantiles} quantiles x "
-                f"({self.explain_per_quantile} explain + {self.test_per_quantile} test) = {needed}.",
+                f"({self.explain_per_quantile} explain + {self.test_per_quantile} test{validate}) = {needed}.",
                 f"--reservoir >= {needed}",
                 f"pass --reservoir {2 * needed}.",
             )
@@ -242,6 +259,9 @@ class CollectConfig:
         shaping = {k: v for k, v in self.to_dict().items() if k not in speed_only}
         if not shaping["planted"]:
             del shaping["planted"]  # the identity of collects without planted latents is unchanged
+        for name in ("validate_per_quantile", "random_validate"):
+            if not shaping[name]:
+                del shaping[name]  # nor is that of collects without a validate set
         return config_hash(shaping)
 
 
@@ -307,6 +327,7 @@ def config_hash(values: dict) -> str:
 
 EXPLAINERS = ("default", "contrastive", "cot", "vocabproj", "tokenchange", "ensemble")
 EXAMPLE_SOURCES = ("quantile", "top", "mix")
+SELECT_BY = ("detection", "embedding")
 
 
 @dataclass
@@ -443,8 +464,28 @@ class ExplainConfig(LLMConfig):
     """tokenchange, ensemble: the decoder direction is added at every position times this multiple of the
     latent's largest activation (its own scale, rather than a fixed value for every latent)."""
 
+    candidates: int = 1
+    """Explanations generated per latent (best-of-k): with more than 1, each is a sampled request
+    (temperature --temperature, or 1.0 when that is 0) scored on the latent's validate split
+    (--select-by), and the best is kept (ties: the first). 1: one explanation, no selection."""
+
+    refine: int = 0
+    """Refinement rounds per latent: the explainer is shown the best explanation's false positives and
+    false negatives on the validate split and asked for a revision, kept only when it scores better on
+    validation. 0: none."""
+
+    select_by: str = "detection"
+    """How candidates and revisions are scored on the validate split: detection (the detection scorer's
+    prompts, asked of the explain LLM; calls logged with purpose 'validate') or embedding (cosine
+    similarity under the sentence encoder, AUROC; no LLM)."""
+
+    min_validation: int = 2
+    """Fewest activating and fewest non-activating validate contexts each latent needs for --candidates
+    above 1 or --refine (collect with --validate-per-quantile and --random-validate)."""
+
     def __post_init__(self) -> None:
         super().__post_init__()
+        self._check_selection()
         if self.explainer not in EXPLAINERS:
             raise AutointerpError(f"--explainer {self.explainer!r} is not known.", ", ".join(EXPLAINERS))
         if self.examples not in EXAMPLE_SOURCES:
@@ -464,6 +505,28 @@ class ExplainConfig(LLMConfig):
         if self.temperature < 0:
             raise AutointerpError(f"--temperature is {self.temperature}.", "0 (greedy) or a positive temperature.")
 
+    def _check_selection(self) -> None:
+        if self.candidates < 1:
+            raise AutointerpError(
+                f"--candidates is {self.candidates}.",
+                "1 (one explanation per latent) or more (best-of-k on the validate split).",
+                "pass --candidates 1, or e.g. --candidates 4.",
+            )
+        if self.refine < 0:
+            raise AutointerpError(
+                f"--refine is {self.refine}.",
+                "0 (no refinement) or a number of refinement rounds, e.g. 2.",
+                "pass --refine 0 or a positive number.",
+            )
+        if self.select_by not in SELECT_BY:
+            raise AutointerpError(f"--select-by {self.select_by!r} is not known.", " or ".join(SELECT_BY))
+        if self.min_validation < 1:
+            raise AutointerpError(f"--min-validation is {self.min_validation}.", "a positive integer.")
+
+    def selects(self) -> bool:
+        """Whether explanations are chosen on the validate split (best-of-k or refinement)."""
+        return self.candidates > 1 or self.refine > 0
+
     SHAPING = (
         "backend",
         "model",
@@ -480,6 +543,8 @@ class ExplainConfig(LLMConfig):
     OUTPUT_SHAPING = ("output_tokens",)
     """Fields that shape the output-centric explainers' prompts only (in their identity, not the others')."""
     CHANGE_SHAPING = ("change_windows", "change_window_len", "change_scale")
+    SELECTION_SHAPING = ("candidates", "refine", "select_by")
+    """Fields in the identity of explanations chosen on the validate split (``selects()``) only."""
     """Fields that shape the stored token change (its ``config_hash``) and so the explanations shown it."""
 
 

@@ -156,6 +156,7 @@ class ModelServer:
             prefill=prefill,
             logprobs=bool(request.get("logprobs")),
             top_logprobs=int(request.get("top_logprobs") or 0),
+            seed=request.get("seed"),
             regex=(request.get("structured_outputs") or {}).get("regex", ""),
         )
         if self.delay:

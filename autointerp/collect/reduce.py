@@ -1,4 +1,5 @@
-"""Collect's reduce phase: merge the shards' samplers, select the explain and test sets, write the run.
+"""Collect's reduce phase: merge the shards' samplers, select the explain, test and validate sets, write
+the run.
 
 Merging is ``StreamingSampler.absorb`` in shard order (largest keys with ties broken by sequence, counts
 added, a compensated sum): the merged sampler is the one a single pass would have built. A keys-only
@@ -18,7 +19,7 @@ import torch
 from ..config import CollectConfig
 from .replay import WindowRequest
 from .sampler import StreamingSampler, histogram_edges
-from .select import EXPLAIN, QUANTILE, RANDOM, TEST, TOP, WEAK, SplitSizes, select_examples
+from .select import EXPLAIN, QUANTILE, RANDOM, TEST, TOP, VALIDATE, WEAK, SplitSizes, select_examples
 from .step import ShardResult
 from .stream import corpus_too_short, n_sequences, sampler_sizes
 from .writer import write_collection
@@ -89,6 +90,8 @@ def select_and_write(
             random_test=config.random_test,
             seed=config.seed,
             weak_negatives=config.weak_negatives,
+            validate_per_quantile=config.validate_per_quantile,
+            random_validate=config.random_validate,
         ),
     )
     extra_summary = dict(extra_summary or {})
@@ -144,10 +147,21 @@ def latent_reasons(selection, n_active: np.ndarray, config: CollectConfig) -> di
     clean, weak = count(selection.kind == RANDOM), count(selection.kind == WEAK)
     positive = (selection.kind == TOP) | (selection.kind == QUANTILE)
     explain, test = count(positive & (selection.split == EXPLAIN)), count(positive & (selection.split == TEST))
-    need = config.random_test + config.random_explain
+    validate = count(positive & (selection.split == VALIDATE))
+    need = config.random_test + config.random_validate + config.random_explain
     negatives = clean + weak
+    # a validate set asked for must hold an activating context too (without one it cannot rank explanations)
+    no_validate = (validate == 0) & (config.validate_per_quantile > 0)
     flagged = (n_active > 0) & (
-        (n_active < config.min_activating) | (explain == 0) | (test == 0) | (negatives < need) | (weak > 0)
+        (n_active < config.min_activating)
+        | (explain == 0)
+        | (test == 0)
+        | no_validate
+        | (negatives < need)
+        | (weak > 0)
+    )
+    asked = f"--random-test {config.random_test} + " + (
+        f"--random-validate {config.random_validate} + " if config.random_validate else ""
     )
     reasons = {}
     for lat in np.nonzero(flagged)[0].tolist():
@@ -159,17 +173,21 @@ def latent_reasons(selection, n_active: np.ndarray, config: CollectConfig) -> di
                 f"{n} activating contexts gave {explain[lat]} explain and {test[lat]} test contexts; "
                 "both sets need at least one (raise --min-activating or the per-quantile sizes)"
             )
+        elif no_validate[lat]:
+            reasons[lat] = (
+                f"{n} activating contexts gave {explain[lat]} explain, {test[lat]} test and 0 validate contexts; "
+                "each set asked for needs at least one (raise --min-activating or lower --validate-per-quantile)"
+            )
         elif negatives[lat] < need and not config.weak_negatives:
             reasons[lat] = (
-                f"{clean[lat]} non-activating windows usable; {need} needed (--random-test {config.random_test} "
-                f"+ --random-explain {config.random_explain}): the latent fires almost everywhere "
+                f"{clean[lat]} non-activating windows usable; {need} needed ({asked}"
+                f"--random-explain {config.random_explain}): the latent fires almost everywhere "
                 "(pass --weak-negatives to use its weakest-activating windows as negatives)"
             )
         elif negatives[lat] < need:
             reasons[lat] = (
                 f"{clean[lat]} non-activating windows and {weak[lat]} weakest-activating windows usable; "
-                f"{need} negatives needed (--random-test {config.random_test} + "
-                f"--random-explain {config.random_explain})"
+                f"{need} negatives needed ({asked}--random-explain {config.random_explain})"
             )
         elif weak[lat]:
             reasons[lat] = (

@@ -1,4 +1,4 @@
-"""Turn the sampler's buffers into each latent's explain and test sets.
+"""Turn the sampler's buffers into each latent's explain, test and (when asked for) validate sets.
 
 The split rule (seeded, documented, the same for every latent; the counts are ``split_rule.py``'s):
 
@@ -9,20 +9,26 @@ The split rule (seeded, documented, the same for every latent; the counts are ``
    out are ranked by maximum activation (its magnitude for signed latents) and cut into ``n_quantiles``
    equal-count bins; quantile 0 holds the weakest contexts, quantile n-1 the strongest (delphi numbers
    its bins the other way round). Binning after the top contexts are removed keeps the strongest bin of
-   a rare latent filled. Each bin gives ``test_per_quantile`` test and ``explain_per_quantile`` explain
-   contexts, fewer by ``split_rule.bin_quotas`` when it is short. Within a bin contexts are ordered by a
-   hash of (seed, document, latent) (``split_priority``); the test set is filled first, then the explain
-   set.
+   a rare latent filled. Each bin gives ``test_per_quantile`` test, ``validate_per_quantile`` validate
+   and ``explain_per_quantile`` explain contexts, fewer by ``split_rule.split_quotas`` when it is short.
+   Within a bin contexts are ordered by a hash of (seed, document, latent) (``split_priority``); the test
+   set is filled first, then the validate set, then the explain set.
 3. **Negatives.** Non-activating windows, already in random (hash) order: the first ``random_test`` join
-   the test set, the next ``random_explain`` the explain set. With ``weak_negatives``, a latent with too
-   few of them (one that fires almost everywhere) has the shortfall filled with its weakest-activating
-   unused reservoir contexts, weakest first, stored with kind ``weak``.
+   the test set, the next ``random_validate`` the validate set, the next ``random_explain`` the explain
+   set. With ``weak_negatives``, a latent with too few of them (one that fires almost everywhere) has the
+   shortfall filled with its weakest-activating unused reservoir contexts, weakest first, stored with
+   kind ``weak``.
 
-**Documents.** A latent's explain and test sets never share a source document: each document is
-assigned to one split per latent. Documents of the top contexts are explain documents, so their other
-contexts cannot join the test set; documents that hold a test context cannot give explain contexts; a
-negative window joins a split only if its document holds no context of the other split. A context
-passed over for this reason is skipped, and the next one in priority order takes its place.
+The validate set (0 rows unless ``validate_per_quantile`` or ``random_validate`` is set) is held out
+from both others, for choosing between candidate explanations without touching the test set.
+
+**Documents.** A latent's explain, test and validate sets share no source document (so no context and
+no token position either): each document is assigned to one split per latent. Documents of the top
+contexts are explain documents, so their other contexts cannot join the test or validate set; documents
+that hold a test context cannot give validate or explain contexts; documents that hold a validate
+context cannot give explain contexts; a negative window joins a split only if its document holds no
+context of another split. A context passed over for this reason is skipped, and the next one in
+priority order takes its place. Without a validate set this is the two-way rule, row for row.
 
 Following the delphi paper, the default explain set draws from every quantile rather than only the top,
 which it found gives explanations that generalise better.
@@ -38,12 +44,12 @@ import torch
 from ..hashing import hash62
 from .buffers import EMPTY, KeyedBuffer
 from .sampler import SALT_SPLIT, StreamingSampler
-from .split_rule import bin_quotas, full_plan, top_quota
+from .split_rule import full_plan, split_quotas, top_quota
 
-SPLITS = ("explain", "test")
+SPLITS = ("explain", "test", "validate")
 KINDS = ("top", "quantile", "random", "weak")
 TOP, QUANTILE, RANDOM, WEAK = range(4)
-EXPLAIN, TEST = range(2)
+EXPLAIN, TEST, VALIDATE = range(3)
 
 
 @dataclass
@@ -55,6 +61,8 @@ class SplitSizes:
     random_test: int
     seed: int
     weak_negatives: bool = False  # fill a latent's missing negatives with its weakest-activating contexts
+    validate_per_quantile: int = 0  # quantile contexts per bin in the validate set
+    random_validate: int = 0  # non-activating windows in the validate set
 
 
 @dataclass
@@ -94,7 +102,14 @@ def select_examples(sampler: StreamingSampler, sizes: SplitSizes) -> Selection:
     seq_len = s.seq_len
     sides = [buf for buf in (sampler.top, sampler.top_negative) if buf is not None]
     n_sides = sum((buf.key > EMPTY).any(dim=1).to(torch.int64) for buf in sides)
-    plan = full_plan(s.top_k, sizes.n_quantiles, sizes.explain_per_quantile, sizes.test_per_quantile, n_sides)
+    plan = full_plan(
+        s.top_k,
+        sizes.n_quantiles,
+        sizes.explain_per_quantile,
+        sizes.test_per_quantile,
+        n_sides,
+        sizes.validate_per_quantile,
+    )
     keep_top = top_quota(sampler.n_active_contexts, s.top_k, plan)
     top_parts, top_ctx, top_doc = [], [], []
     for buf in sides:
@@ -103,8 +118,9 @@ def select_examples(sampler: StreamingSampler, sizes: SplitSizes) -> Selection:
         top_ctx.append(ctx)
         top_doc.append(doc)
     top_ctx, top_doc = torch.cat(top_ctx, dim=1), torch.cat(top_doc, dim=1)
-    quantile, edges, picked, explain_doc, test_doc = _quantiles(sampler.reservoir, top_ctx, top_doc, sizes, seq_len)
-    negative = _negatives(sampler, picked, torch.cat([top_doc, explain_doc], dim=1), test_doc, sizes, seq_len)
+    quantile, edges, picked, docs = _quantiles(sampler.reservoir, top_ctx, top_doc, sizes, seq_len)
+    docs[EXPLAIN] = torch.cat([top_doc, docs[EXPLAIN]], dim=1)
+    negative = _negatives(sampler, picked, docs, sizes)
     parts = [*top_parts, quantile, *negative]
     rows = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     negative_top = (rows["kind"] == TOP) & (rows["max_activation"] < 0)  # a signed latent's other side, after
@@ -170,8 +186,8 @@ def _top(buf: KeyedBuffer, keep: torch.Tensor, seq_len: int):
 
 
 def _quantiles(buf: KeyedBuffer, top_ctx, top_doc, sizes: SplitSizes, seq_len: int):
-    """Quantile rows, the bins' edges, which reservoir slots were used, and the documents of the explain
-    and of the test quantile contexts ([latents, capacity], -1 where none)."""
+    """Quantile rows, the bins' edges, which reservoir slots were used, and the documents of each split's
+    quantile contexts (split index -> [latents, capacity], -1 where none)."""
     L, cap = buf.key.shape
     device = buf.key.device
     n_q = sizes.n_quantiles
@@ -189,11 +205,11 @@ def _quantiles(buf: KeyedBuffer, top_ctx, top_doc, sizes: SplitSizes, seq_len: i
     edges.scatter_reduce_(1, quantile, value, reduce="amin")
     edges = edges[:, :n_q]
     edges = torch.where(torch.isinf(edges), float("nan"), edges)
-    test_quota, explain_quota = bin_quotas(
-        remaining.squeeze(1), n_q, sizes.explain_per_quantile, sizes.test_per_quantile
+    quotas = split_quotas(
+        remaining.squeeze(1), n_q, sizes.explain_per_quantile, sizes.test_per_quantile, sizes.validate_per_quantile
     )
     none = torch.zeros(L, 1, dtype=torch.int64, device=device)
-    test_quota, explain_quota = torch.cat([test_quota, none], 1), torch.cat([explain_quota, none], 1)
+    test_quota, validate_quota, explain_quota = (torch.cat([quota, none], 1) for quota in quotas)
     # Order by bin, then by priority within a bin.
     document = _documents(buf)
     priority = split_priority(sizes.seed, document, torch.arange(L, device=device).unsqueeze(1))
@@ -206,22 +222,28 @@ def _quantiles(buf: KeyedBuffer, top_ctx, top_doc, sizes: SplitSizes, seq_len: i
     can_test = (sorted_bin < n_q) & ~_isin_rows(sorted_doc, top_doc)
     test = can_test & (_within_group(sorted_bin, can_test) < torch.gather(test_quota, 1, sorted_bin))
     test_doc = torch.where(test, sorted_doc, -1)
-    can_explain = (sorted_bin < n_q) & ~test & ~_isin_rows(sorted_doc, test_doc)
+    # Then validate: neither a top context's document nor a test context's.
+    can_validate = can_test & ~test & ~_isin_rows(sorted_doc, test_doc)
+    validate = can_validate & (_within_group(sorted_bin, can_validate) < torch.gather(validate_quota, 1, sorted_bin))
+    validate_doc = torch.where(validate, sorted_doc, -1)
+    taken_doc = torch.cat([test_doc, validate_doc], dim=1)
+    can_explain = (sorted_bin < n_q) & ~test & ~validate & ~_isin_rows(sorted_doc, taken_doc)
     explain = can_explain & (_within_group(sorted_bin, can_explain) < torch.gather(explain_quota, 1, sorted_bin))
     explain_doc = torch.where(explain, sorted_doc, -1)
-    lat, pos = (test | explain).nonzero(as_tuple=True)
+    lat, pos = (test | validate | explain).nonzero(as_tuple=True)
     slot = order[lat, pos]
-    split = torch.where(test[lat, pos], TEST, EXPLAIN)
+    split = torch.where(test[lat, pos], TEST, torch.where(validate[lat, pos], VALIDATE, EXPLAIN))
     rank_in_bin = _within_group(sorted_bin, torch.ones_like(test))[lat, pos]
     rows = _rows(lat, split, QUANTILE, sorted_bin[lat, pos], rank_in_bin, buf, slot)
     picked = torch.zeros_like(eligible)
     picked[lat, slot] = True
-    return rows, edges.cpu().numpy(), picked, explain_doc, test_doc
+    return rows, edges.cpu().numpy(), picked, {EXPLAIN: explain_doc, TEST: test_doc, VALIDATE: validate_doc}
 
 
-def _negatives(sampler: StreamingSampler, picked, explain_doc, test_doc, sizes: SplitSizes, seq_len: int):
+def _negatives(sampler: StreamingSampler, picked, docs: dict[int, torch.Tensor], sizes: SplitSizes):
     """Rows of the negatives: clean non-activating windows in hash order, then (with ``weak_negatives``)
-    the unused reservoir contexts, weakest first; test first, each document kept to one split."""
+    the unused reservoir contexts, weakest first; test first, then validate, then explain, each document
+    kept to one split (``docs``: each split's documents of activating contexts)."""
     clean = sampler.negatives
     order = torch.sort(clean.key, dim=1, descending=True, stable=True).indices
     candidates = [(clean, order, torch.gather(clean.key, 1, order) > EMPTY, RANDOM)]
@@ -233,18 +255,22 @@ def _negatives(sampler: StreamingSampler, picked, explain_doc, test_doc, sizes: 
     valid = torch.cat([c[2] for c in candidates], dim=1)
     document = torch.cat([torch.gather(_documents(buf), 1, o) for buf, o, _, _ in candidates], dim=1)
     group = torch.zeros_like(document)
-    can_test = valid & ~_isin_rows(document, explain_doc)
-    test = can_test & (_within_group(group, can_test) < sizes.random_test)
-    taken_doc = torch.cat([test_doc, torch.where(test, document, -1)], dim=1)
-    can_explain = valid & ~test & ~_isin_rows(document, taken_doc)
-    explain = can_explain & (_within_group(group, can_explain) < sizes.random_explain)
+    chosen = {}
+    free = valid
+    for split, quota in ((TEST, sizes.random_test), (VALIDATE, sizes.random_validate), (EXPLAIN, sizes.random_explain)):
+        # documents this split may not use: the other splits' activating contexts and earlier negatives
+        other = [d for s, d in docs.items() if s != split] + [torch.where(c, document, -1) for c in chosen.values()]
+        can = free & ~_isin_rows(document, torch.cat(other, dim=1))
+        chosen[split] = can & (_within_group(group, can) < quota)
+        free = free & ~chosen[split]
     rank = _within_group(group, valid)
+    split_of = torch.where(chosen[TEST], TEST, torch.where(chosen[VALIDATE], VALIDATE, EXPLAIN))
+    any_chosen = chosen[TEST] | chosen[VALIDATE] | chosen[EXPLAIN]
     rows, offset = [], 0
     for buf, o, _, kind in candidates:
         width = o.shape[1]
-        chosen = (test | explain)[:, offset : offset + width]
-        lat, pos = chosen.nonzero(as_tuple=True)
-        split = torch.where(test[:, offset : offset + width][lat, pos], TEST, EXPLAIN)
+        lat, pos = any_chosen[:, offset : offset + width].nonzero(as_tuple=True)
+        split = split_of[:, offset : offset + width][lat, pos]
         r = rank[:, offset : offset + width][lat, pos]
         rows.append(_rows(lat, split, kind, torch.full_like(lat, -1), r, buf, o[lat, pos], with_acts=kind == WEAK))
         offset += width

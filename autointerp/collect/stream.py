@@ -85,8 +85,8 @@ def n_sequences(config: CollectConfig) -> int:
 
 def negative_capacity(config: CollectConfig) -> int:
     """Non-activating windows kept per latent: the negatives asked for and a quarter more, to replace
-    those that share a document with the other split's activating contexts (select.py)."""
-    need = config.random_test + config.random_explain
+    those that share a document with another split's activating contexts (select.py)."""
+    need = config.random_test + config.random_validate + config.random_explain
     return need + need // 4
 
 

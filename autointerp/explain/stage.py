@@ -28,6 +28,9 @@ from .explainers import EXPLAINERS
 from .output_side import OutputSides
 from .parse import parse_explanation
 from .prompt import Example, build_messages
+from .refine import REFINE_PROMPT
+from .select import Selection
+from .validation import Validator, read_validation_sets, require_validation_split
 
 log = logging.getLogger(__name__)
 CHUNK = 256  # latents whose examples are read from the database at once
@@ -48,18 +51,25 @@ class ExplainResult:
     completion_tokens: int
 
 
-def explainer_identity(config: ExplainConfig, model: str, collect: str, output: OutputSides | None = None) -> str:
+def explainer_identity(
+    config: ExplainConfig, model: str, collect: str, output: OutputSides | None = None, validation: str = ""
+) -> str:
     """Hash of everything that shapes an explanation, including the prompt files' text and the collect run
     whose examples it read (``runs.current_collect``): after ``collect --overwrite`` every latent is
     explained again, even with the same collect settings, as the examples may differ (issue 15 item 3).
     An output-centric explainer's identity also holds its ``output`` side settings (the others' is
-    unchanged by them)."""
+    unchanged by them). Explanations chosen on the validate split also hold the selection settings and
+    ``validation``, the validation scorer's identity (the others' is unchanged by them)."""
     shaping = {k: getattr(config, k) for k in ExplainConfig.SHAPING}
     shaping["model"] = model
     shaping["collect"] = collect
     shaping["prompts"] = {name: prompt_text(name) for name in EXPLAINERS[config.explainer].prompt_files()}
     if output is not None:
         shaping["output_side"] = output.identity()
+    if config.selects():
+        shaping.update({k: getattr(config, k) for k in ExplainConfig.SELECTION_SHAPING}, validation=validation)
+        if config.refine:
+            shaping["refine_prompt"] = prompt_text(REFINE_PROMPT)
     return config_hash(shaping)
 
 
@@ -121,13 +131,17 @@ async def explain(config: ExplainConfig, db, progress: bool = True, executor: Ex
         output = None
         if explainer.lens or explainer.token_change:  # refused here, before a backend is opened
             output = OutputSides.open(con, config, explainer.lens, explainer.token_change)
+        if config.selects():  # refused here too: best-of-k and refinement read the validate split
+            require_validation_split(con, latents, config.min_validation)
         async with stage_backend(config, executor) as backend:
             return await _run(con, config, backend, latents, not_explainable, progress, output)
 
 
 async def _run(con, config, backend, latents, not_explainable, progress, output=None) -> ExplainResult:
     collect = runs.current_collect(con)
-    identity = explainer_identity(config, backend.model, collect, output)
+    run = StageRun(con, "explain", backend, config)
+    validator = Validator(config, con, run.llm, run.writer, run.run_id) if config.selects() else None
+    identity = explainer_identity(config, backend.model, collect, output, validator.identity() if validator else "")
     done = {
         r[0]
         for r in con.execute(
@@ -136,7 +150,6 @@ async def _run(con, config, backend, latents, not_explainable, progress, output=
         ).fetchall()
     }
     todo = [lat for lat in latents if lat not in done]
-    run = StageRun(con, "explain", backend, config)
     stored = {
         **config.to_dict(),
         "resolved": {
@@ -150,6 +163,7 @@ async def _run(con, config, backend, latents, not_explainable, progress, output=
     options = explain_options(config)
     prefill = options.prefill
     queue = run.llm  # answered calls are reused from the call log, never sent twice
+    selection = Selection(config, queue, run.writer, validator, identity, run.run_id) if validator else None
     counts = {"explained": 0, "unparsed": 0, "failed": 0}
 
     def failed(row: dict, reason: str, n_calls: int) -> None:
@@ -164,7 +178,7 @@ async def _run(con, config, backend, latents, not_explainable, progress, output=
             call_id=None,
         )
 
-    async def one(latent: int, examples: list[Example], latent_max: float, prepared=None) -> None:
+    async def one(latent: int, examples: list[Example], latent_max: float, prepared=None, validate=None) -> None:
         current_latent.set(latent)  # a Ray worker pool sends a latent's requests to one worker
         item = f"latent {latent}"
         row = {"latent": latent, "config_hash": identity, "explainer": config.explainer, "model": backend.model}
@@ -172,6 +186,10 @@ async def _run(con, config, backend, latents, not_explainable, progress, output=
         completion = None
         if isinstance(side, str):  # no output side to explain from (the lens does not apply, a planted latent)
             failed(row, side, 0)
+        elif selection is not None:  # best-of-k and refinement: every request under the candidate's own item
+            messages = build_messages(examples, latent_max, config, side)
+            row.update(await selection.choose(latent, messages, options, validate))
+            item = row.pop("chosen_item")
         else:
             messages = build_messages(examples, latent_max, config, side)
             try:
@@ -200,12 +218,14 @@ async def _run(con, config, backend, latents, not_explainable, progress, output=
 
     def read(cur, chunk):
         examples, maxima = read_examples(cur, chunk, special)
-        return examples, maxima, (output.read(cur, chunk) if output is not None else {})
+        prepared = output.read(cur, chunk) if output is not None else {}
+        return examples, maxima, prepared, (read_validation_sets(cur, chunk, special) if selection else {})
 
     def latent_jobs(chunk, data):
-        examples, maxima, prepared = data
+        examples, maxima, prepared, validate = data
         for latent in chunk:
-            yield functools.partial(one, latent, examples[latent], maxima[latent], prepared.get(latent))
+            job = functools.partial(one, latent, examples[latent], maxima[latent], prepared.get(latent))
+            yield functools.partial(job, validate=validate.get(latent))
 
     # latents are prepared ahead of the queue, a few times the requests in flight
     limit = max(4 * config.max_in_flight, 16)

@@ -18,6 +18,10 @@ class GenerateOptions:
     prefill: str = ""
     """Text the assistant's answer starts with (the model continues it; the completion's text does not
     repeat it). Pins small models to the answer format; needs a backend that can continue a message."""
+    seed: int | None = None
+    """Sampling seed, where the backend takes one (openai, vllm): best-of-k candidates of one prompt
+    differ in it, so each is its own request in the call log. None: the backend's own randomness (and
+    left out of the request hash, so requests made before this field existed keep their hash)."""
     regex: str = ""
     """A regular expression the completion (after the prefill) must match in full: guided decoding.
     The local backend enforces it for answers made of digits, spaces, newlines and colons; vllm and

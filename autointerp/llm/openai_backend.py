@@ -65,6 +65,8 @@ class OpenAIBackend(Backend):
         kwargs = dict(
             model=self.model, messages=messages, max_tokens=options.max_tokens, temperature=options.temperature
         )
+        if options.seed is not None:
+            kwargs["seed"] = options.seed
         if options.logprobs:
             kwargs.update(logprobs=True, top_logprobs=options.top_logprobs or None)
         extra_body = {}  # extensions of `vllm serve` (OpenAI's own API has neither)

@@ -46,7 +46,7 @@ class VLLMBackend(Backend):
         prompt = (
             self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + options.prefill
         )
-        extra = {}
+        extra = {} if options.seed is None else {"seed": options.seed}
         if options.regex:  # vLLM's structured outputs (guided decoding)
             from vllm.sampling_params import StructuredOutputsParams
 

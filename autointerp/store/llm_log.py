@@ -36,7 +36,10 @@ class StoredResponse(NamedTuple):
 
 
 def request_hash(backend: str, model: str, messages: list[dict], options: GenerateOptions) -> str:
-    blob = json.dumps([backend, model, messages, dataclasses.asdict(options)], sort_keys=True)
+    shaping = dataclasses.asdict(options)
+    if shaping.get("seed") is None:  # the hash of a request without a seed is what it was before seeds
+        shaping.pop("seed", None)
+    blob = json.dumps([backend, model, messages, shaping], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -204,6 +207,7 @@ class CallLogWriter:
         "n_calls",
         "prompt_tokens",
         "completion_tokens",
+        "selection",
     ]
 
     def _explanation_row(self, item: str, row: dict) -> list:
@@ -213,4 +217,5 @@ class CallLogWriter:
         if row.get("n_calls") is None:
             row["n_calls"] = self._n_calls.get(item, 0)
         row["run_id"] = self.run_id
+        row.setdefault("selection", "single")
         return [row[c] for c in self.EXPLANATION_COLUMNS]

@@ -3,10 +3,11 @@ A of shared/specs/intervention-and-output-scores.md), computed with the subject 
 
 - ``input_score``: the fraction of the latent's first N top-activating records (N = min(--input-examples,
   available)) whose peak token is one of its representative tokens R_i (the top 20 of the logit lens of
-  its decoder row). Records: all of the latent's activating examples of the current collect, both
-  splits (kinds ``top`` and ``quantile``, positive side), strongest first by ``max_activation``, as the
-  spec's top records; not the test set the stage hands scorers, which is a held-out sample spread over
-  quantiles and would mostly show weak activations. Interval: Wilson over the N records.
+  its decoder row). Records: all of the latent's activating examples of the current collect, of the
+  explain and the test split (never the validate split, held out from every scorer; kinds ``top`` and
+  ``quantile``, positive side), strongest first by ``max_activation``, as the spec's top records; not
+  the test set the stage hands scorers, which is a held-out sample spread over quantiles and would
+  mostly show weak activations. Interval: Wilson over the N records.
 - ``output_score``: rank_term x prob_term of R_i after one forward pass on the neutral prompt with the
   latent amplified at the last position (``input_output.sides``). One deterministic number: no interval.
 
@@ -41,6 +42,7 @@ def top_records(con, latent: int, run_id: str, limit: int) -> list[tuple[int, li
     collect ``run_id``, strongest first, each context once."""
     rows = con.execute(
         "SELECT context_id, token_ids, activations FROM examples WHERE latent = ? AND run_id = ? "
+        "AND split IN ('explain', 'test') "  # never the validate split, held out from every scorer
         "AND kind IN ('top', 'quantile') AND max_activation > 0 ORDER BY max_activation DESC, context_id",
         [latent, run_id],
     ).fetchall()
