@@ -21,6 +21,7 @@ from .errors import AutointerpError
 from .failures import explain_failure
 from .interop import export_command, import_command
 from .plan import command as plan_command
+from .plan import cost_command
 from .query import search_command
 from .query import sql as sql_command
 from .redact import install_log_redaction
@@ -148,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     similar_command.add_parser(sub)
     steer_command.add_parser(sub)
     plan_command.add_parser(sub, add_config_arguments)
+    cost_command.add_parser(sub)
     return parser
 
 
@@ -361,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers["similar"] = similar_command.run
     handlers["steer"] = steer_command.run
     handlers["plan"] = plan_command.run
+    handlers["cost"] = cost_command.run
     try:
         with sigterm_raises():
             return handlers[args.command](args)

@@ -24,6 +24,10 @@
 # - **(h)** given a comparison file of two SAEs (`autointerp compare`, `AUTOINTERP_MATCHES`): explanation
 #   similarity against decoder cosine for the matched pairs of latents, with the SAEs' consistency
 #   (PW-MCC and its baseline, matched shares) in the title; skipped with a note without one;
+# - **(i)** explain strategies (`autointerp explain --candidates K --refine R`): test score by strategy
+#   (single, best-of-k, refined) with intervals, and the validation-to-test drop of the chosen
+#   explanations (how much selecting on the validate split overfits it); skipped with a note when the
+#   database holds a single strategy;
 # - a summary table per scorer, with the empty-explanation control (`control = 'empty'`, which should
 #   sit at chance).
 #
@@ -592,6 +596,102 @@ else:
         ax.set_title("\n".join(line for line in lines if line), fontsize=9)
         ax.legend(fontsize=7)
     finish(fig, "matched_pairs")
+
+# %% [markdown]
+# ## (i) Explain strategies: test score, and how much selection overfits
+#
+# Left: the test score of each strategy's explanations (the `selection` that produced the scored
+# explanation: `single`, `best_of_k`, `refined`) per scorer, each latent's latest score of that
+# strategy: faint points are latents with their own interval (`ci_low`, `ci_high`), the bold mark the
+# mean over latents with its 95% t-interval. Right: for the explanations chosen on the validate split
+# (`explanation_candidates.chosen`), their validation score against their test score under the same
+# measure (the run's `select_by`: detection or embedding); points below the diagonal scored worse on
+# test than on the validation that chose them. The mean drop is given with a bootstrap 95% interval.
+# Saved as `strategies.png`, `strategies.csv` and `validation_drop.csv`.
+
+# %%
+score_columns = set(con.execute("DESCRIBE scores").df().column_name)
+has_candidates = bool(
+    con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'explanation_candidates'").fetchone()[0]
+)
+by_strategy = pd.DataFrame(columns=["latent", "scorer", "selection", "score", "ci_low", "ci_high"])
+if "selection" in score_columns:
+    by_strategy = con.execute(f"""
+        SELECT latent, scorer, selection, score, ci_low, ci_high FROM scores
+        WHERE ({SCORES_WHERE}) AND control = '' AND scorer NOT LIKE 'cue:%' AND score IS NOT NULL
+          AND selection IS NOT NULL
+        QUALIFY row_number() OVER (PARTITION BY latent, scorer, selection ORDER BY created_at DESC) = 1""").df()
+STRATEGIES = [s for s in ("single", "best_of_k", "refined") if s in set(by_strategy.selection)]
+STRATEGIES += sorted(set(by_strategy.selection) - set(STRATEGIES))
+if len(STRATEGIES) < 2:
+    print(
+        f"(i) skipped: {DB.name} holds scores of {'one explain strategy' if STRATEGIES else 'no explain strategy'} "
+        f"({', '.join(STRATEGIES) or 'none'}); run `autointerp explain --candidates K` or `--refine R` and score "
+        "again to compare strategies."
+    )
+else:
+    drop = pd.DataFrame(columns=["latent", "scorer", "selection", "validation_score", "test_score"])
+    if has_candidates:
+        drop = con.execute(f"""
+            SELECT c.latent, s.scorer, s.selection, c.validation_score, s.score AS test_score
+            FROM explanation_candidates c
+            JOIN runs r ON r.run_id = c.run_id
+            JOIN scores s ON s.explanation_id = c.config_hash || '/' || c.latent AND s.control = ''
+             AND s.scorer = coalesce(json_extract_string(r.config, '$.select_by'), 'detection')
+            WHERE c.chosen AND c.validation_score IS NOT NULL AND s.score IS NOT NULL AND ({SCORES_WHERE})
+            QUALIFY row_number() OVER (PARTITION BY c.latent, c.config_hash, s.scorer
+                                       ORDER BY c.round DESC, s.created_at DESC) = 1""").df()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    table = []
+    shown = [s for s in SCORERS if s in set(by_strategy.scorer)]
+    width = 0.8 / max(len(shown), 1)
+    rng = np.random.default_rng(SEED)
+    for j, scorer in enumerate(shown):
+        for i, strategy in enumerate(STRATEGIES):
+            rows = by_strategy[(by_strategy.scorer == scorer) & (by_strategy.selection == strategy)]
+            if rows.empty:
+                continue
+            x = i + (j - (len(shown) - 1) / 2) * width
+            xs = x + rng.uniform(-width / 4, width / 4, len(rows))
+            left.scatter(xs, rows.score, s=8, alpha=0.35, color=COLORS[scorer])
+            has_ci = rows.ci_low.notna() & rows.ci_high.notna()
+            left.vlines(
+                xs[has_ci.to_numpy()], rows.ci_low[has_ci], rows.ci_high[has_ci], color=COLORS[scorer], alpha=0.2
+            )
+            mean, low, high = mean_ci(rows.score)
+            left.errorbar(
+                x,
+                mean,
+                yerr=[[mean - low if np.isfinite(low) else 0], [high - mean if np.isfinite(high) else 0]],
+                fmt="o",
+                color=COLORS[scorer],
+                capsize=4,
+                label=scorer if i == 0 else None,
+            )
+            table.append(dict(scorer=scorer, strategy=strategy, n_latents=len(rows), mean=mean, t_low=low, t_high=high))
+    left.set_xticks(range(len(STRATEGIES)), STRATEGIES)
+    left.set_ylabel("test score")
+    left.set_title("test score by explain strategy")
+    left.legend(fontsize=7)
+    if drop.empty:
+        note(right, "no chosen candidate has both a validation and a test score of the same measure")
+    else:
+        gaps = drop.validation_score - drop.test_score
+        low, high = bootstrap_ci(gaps)
+        for strategy, rows in drop.groupby("selection"):
+            right.scatter(rows.validation_score, rows.test_score, s=12, label=f"{strategy} (n={len(rows)})")
+        lo = float(min(drop.validation_score.min(), drop.test_score.min()))
+        hi = float(max(drop.validation_score.max(), drop.test_score.max()))
+        right.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+        right.set_xlabel("validation score (chose the explanation)")
+        right.set_ylabel("test score")
+        right.set_title(f"validation - test: {gaps.mean():+.3f} [{low:+.3f}, {high:+.3f}]", fontsize=9)
+        right.legend(fontsize=7)
+    finish(fig, "strategies")
+    strategies = pd.DataFrame(table)
+    strategies.to_csv(FIGURES / "strategies.csv", index=False)
+    drop.to_csv(FIGURES / "validation_drop.csv", index=False)
+    display(strategies)
 
 # %% [markdown]
 # ## Summary per scorer

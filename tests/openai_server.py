@@ -46,8 +46,19 @@ class FaultPlan:
 class ModelServer:
     """``with ModelServer(backend) as server: server.base_url``"""
 
-    def __init__(self, backend, plan: FaultPlan | None = None, timeout_sleep: float = 3.0, delay: float = 0.0):
+    def __init__(
+        self,
+        backend,
+        plan: FaultPlan | None = None,
+        timeout_sleep: float = 3.0,
+        delay: float = 0.0,
+        prefix_cache: bool = False,
+    ):
+        """``prefix_cache``: report usage.prompt_tokens_details.cached_tokens as a server with automatic
+        prefix caching would: the longest token prefix the prompt shares with a prompt served before."""
         self.backend = backend
+        self.prefix_cache = prefix_cache
+        self._served_prompts: list[list[int]] = []
         self.plan = plan or FaultPlan()
         self.timeout_sleep = timeout_sleep
         self.delay = delay
@@ -167,6 +178,14 @@ class ModelServer:
                     for t in completion.logprobs
                 ]
             }
+        usage = {
+            "prompt_tokens": completion.prompt_tokens,
+            "completion_tokens": completion.completion_tokens,
+            "total_tokens": completion.prompt_tokens + completion.completion_tokens,
+        }
+        if self.prefix_cache:
+            cached = min(self._cached_prefix(messages), completion.prompt_tokens)
+            usage["prompt_tokens_details"] = {"cached_tokens": cached}
         return {
             "id": "chatcmpl-test",
             "object": "chat.completion",
@@ -180,12 +199,24 @@ class ModelServer:
                     "logprobs": choice_logprobs,
                 }
             ],
-            "usage": {
-                "prompt_tokens": completion.prompt_tokens,
-                "completion_tokens": completion.completion_tokens,
-                "total_tokens": completion.prompt_tokens + completion.completion_tokens,
-            },
+            "usage": usage,
         }
+
+    def _cached_prefix(self, messages: list[dict]) -> int:
+        """Tokens of the prompt's longest common prefix with an earlier prompt (then remembered)."""
+        from autointerp.llm.local_backend import chat_token_ids
+
+        ids = chat_token_ids(self.backend._tokenizer, messages, True)
+        best = 0
+        for earlier in self._served_prompts:
+            n = 0
+            for a, b in zip(ids, earlier, strict=False):
+                if a != b:
+                    break
+                n += 1
+            best = max(best, n)
+        self._served_prompts.append(ids)
+        return best
 
     def __enter__(self) -> ModelServer:
         self._thread.start()

@@ -388,3 +388,11 @@ def test_output_side_compares_with_chance_on_a_log_scale_and_classes_latents():
     assert "' river' ' lake'" in text and "rivers" in text and "n=4 latents" in text
     assert "no input or output score" in render_output_side(gather_output_side(con, [5]))
     con.close()
+
+
+@pytest.mark.slow
+def test_demo_summary_says_what_each_explain_strategy_spent(demo_run):
+    db, out, _ = demo_run
+    calls, latents = query(db, "SELECT sum(calls), sum(latents) FROM llm_costs WHERE strategy = 'single'")[0]
+    line = next(ln for ln in out.splitlines() if ln.startswith("Explain strategy single:"))
+    assert f"{calls / latents:.1f} calls" in line and f"over {latents} latents" in line

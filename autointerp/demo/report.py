@@ -21,6 +21,7 @@ import json
 import math
 from dataclasses import dataclass, field
 
+from ..plan.costs import cost_rows, strategy_lines
 from ..score.paired_gap import PairedGap, paired_gap
 
 #: The column of ``scores`` that says how many contexts a score rests on.
@@ -105,6 +106,7 @@ class Summary:
     top: list[dict] = field(default_factory=list)  # best latents: latent, frequency, scores, intervals, explanation
     top_by: str = ""
     cues: list[tuple[str, float, int]] = field(default_factory=list)  # (probe, mean balanced accuracy, latents)
+    costs: list[str] = field(default_factory=list)  # per explain strategy: calls and tokens per latent (llm_costs)
 
 
 def mean_and_half_width(values: list[float]) -> tuple[float | None, float | None]:
@@ -208,6 +210,7 @@ def gather(con, latents: list[int], scorer_order: list[str]) -> Summary:
     ]
     summary = Summary(latents, explain_status, lines)
     summary.cues = [(name, float(mean), int(n)) for name, mean, n in con.execute(CUES, [latents]).fetchall()]
+    summary.costs = strategy_lines(cost_rows(con))
     scores: dict[int, dict[str, float]] = {}
     intervals: dict[int, dict[str, tuple]] = {}  # (ci_low, ci_high, n) of each score
     for latent, scorer, status, value, _, low, high, n in full:
@@ -354,6 +357,8 @@ def render(summary: Summary, scorers_shown: list[str]) -> str:
     ]
     out += headline(summary.lines)
     out += cue_lines(summary.cues)
+    if summary.costs:
+        out += ["", *summary.costs, "(`autointerp cost --db FILE` for every run and purpose, and dollars with prices.)"]
     if summary.top:
         out += ["", f"Top latents by {summary.top_by} score:"]
         rows = [

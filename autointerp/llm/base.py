@@ -44,6 +44,8 @@ class Completion:
     finish_reason: str | None = None
     endpoint: str | None = None
     """Which endpoint answered, when a backend spreads requests over several (its URL without user info)."""
+    cached_tokens: int | None = None
+    """Prompt tokens the backend's prefix cache served, as it reports them; None when it reports nothing."""
 
 
 class TransientError(Exception):

@@ -127,7 +127,19 @@ class OpenAIBackend(Backend):
             completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
             logprobs=logprobs,
             finish_reason=getattr(choice, "finish_reason", None),
+            cached_tokens=_cached_tokens(usage),
         )
 
     async def aclose(self) -> None:
         await self._client.close()
+
+
+def _cached_tokens(usage) -> int | None:
+    """usage.prompt_tokens_details.cached_tokens (OpenAI, and vLLM's server with prefix caching), or None
+    when the server does not report it."""
+    details = getattr(usage, "prompt_tokens_details", None)
+    if isinstance(details, dict):  # a field the client's model does not declare stays a dict
+        value = details.get("cached_tokens")
+    else:
+        value = getattr(details, "cached_tokens", None)
+    return int(value) if isinstance(value, int | float) and value >= 0 else None

@@ -87,6 +87,8 @@ class VLLMBackend(Backend):
             completion_tokens=len(out.token_ids),
             logprobs=logprobs,
             finish_reason=out.finish_reason,
+            # vLLM's automatic prefix caching says how many prompt tokens it served (None without it)
+            cached_tokens=getattr(final, "num_cached_tokens", None),
         )
 
     async def aclose(self) -> None:

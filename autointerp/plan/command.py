@@ -56,14 +56,7 @@ def add_parser(subparsers, add_config_arguments) -> argparse.ArgumentParser:
         help="length of the placeholder explanation scored where a latent has none yet (default: the mean "
         "of the database's explanations, or 20)",
     )
-    for name, what in (("in", "uncached prompt"), ("out", "completion"), ("cached", "cached prompt")):
-        parser.add_argument(
-            f"--price-{name}",
-            type=float,
-            default=None,
-            metavar="USD",
-            help=f"dollars per million {what} tokens" + (" (default: --price-in)" if name == "cached" else ""),
-        )
+    add_price_arguments(parser)
     parser.add_argument(
         "--calibrate",
         type=int,
@@ -109,7 +102,20 @@ def configs(args: argparse.Namespace) -> tuple[ExplainConfig, ScoreConfig]:
     return out[0], out[1]
 
 
-def check_prices(args: argparse.Namespace) -> None:
+def add_price_arguments(parser: argparse.ArgumentParser) -> None:
+    """--price-in, --price-out and --price-cached (dollars per million tokens); ``autointerp cost`` shares them."""
+    for name, what in (("in", "uncached prompt"), ("out", "completion"), ("cached", "cached prompt")):
+        parser.add_argument(
+            f"--price-{name}",
+            type=float,
+            default=None,
+            metavar="USD",
+            help=f"dollars per million {what} tokens" + (" (default: --price-in)" if name == "cached" else ""),
+        )
+
+
+def check_price_values(args: argparse.Namespace) -> None:
+    """Refuse a negative, infinite or NaN price."""
     for name in ("price_in", "price_out", "price_cached"):
         value = getattr(args, name)
         if value is not None and not (value >= 0 and value != float("inf")):
@@ -118,6 +124,10 @@ def check_prices(args: argparse.Namespace) -> None:
                 "a price in dollars per million tokens, zero or more.",
                 "pass e.g. --price-in 0.15 --price-out 0.60.",
             )
+
+
+def check_prices(args: argparse.Namespace) -> None:
+    check_price_values(args)
     if args.calibrate < 0:
         raise AutointerpError(f"--calibrate is {args.calibrate}.", "a positive number of requests (default 4).")
     if args.explanation_tokens is not None and args.explanation_tokens <= 0:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from .. import jsonio
 from ..redact import redact
 from .bulk import Replacements, insert_rows
+from .cached_prefix import PrefixMemory
 
 if TYPE_CHECKING:  # annotations only: storage needs none of the LLM layer at run time
     from ..llm.base import GenerateOptions
@@ -66,6 +67,7 @@ class CallLogWriter:
         self._queue: asyncio.Queue = asyncio.Queue()
         self._last_call: dict[str, int] = {}
         self._n_calls: dict[str, int] = defaultdict(int)
+        self._prefixes = PrefixMemory()
         self.transactions = 0
 
     def log_call(self, record: CallRecord) -> None:
@@ -152,6 +154,8 @@ class CallLogWriter:
         "logprobs",
         "prompt_tokens",
         "completion_tokens",
+        "cached_tokens",
+        "cached_tokens_estimate",
         "latency_s",
         "attempt",
         "error",
@@ -181,6 +185,8 @@ class CallLogWriter:
             logprobs,
             None if c is None else c.prompt_tokens,
             None if c is None else c.completion_tokens,
+            None if c is None else c.cached_tokens,
+            None if c is None else self._prefixes.estimate(record.item, record.messages, c.prompt_tokens),
             record.latency_s,
             record.attempt,
             redact(record.error),  # a server may echo credentials in its error
