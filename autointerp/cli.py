@@ -14,6 +14,7 @@ import typing
 
 from .browse import command as browse_command
 from .collect import lens_command
+from .compare import command as compare_command
 from .config import ALL_TOKENS, CollectConfig, ExecutorConfig, ExplainConfig, ScoreConfig
 from .config_fields import field_docs
 from .demo import command as demo_command
@@ -145,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     lens_command.add_parser(sub)
     steer_command.add_parser(sub)
     plan_command.add_parser(sub, add_config_arguments)
+    compare_command.add_parser(sub)
     return parser
 
 
@@ -337,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers["lens"] = lens_command.run
     handlers["steer"] = steer_command.run
     handlers["plan"] = plan_command.run
+    handlers["compare"] = compare_command.run
     try:
         with sigterm_raises():
             return handlers[args.command](args)
