@@ -29,6 +29,8 @@ from ..models.neighbours import nearest_by_cosine, unit_rows
 EXACT_LIMIT = 4096 * 4096
 #: Candidates per latent (each direction) for the sparse matching.
 DEFAULT_CANDIDATES = 8
+#: Cosines held per chunk of the candidate search (2^26 floats, 256 MiB): rows per chunk = this / n_keys.
+CHUNK_CELLS = 2**26
 
 
 @dataclass
@@ -59,11 +61,16 @@ def hungarian(a: torch.Tensor, b: torch.Tensor) -> Matching:
     return _sorted(rows, cols, cos[rows, cols], "hungarian")
 
 
-def candidate_edges(a: torch.Tensor, b: torch.Tensor, k: int, chunk: int = 4096) -> tuple[np.ndarray, ...]:
+def candidate_edges(a: torch.Tensor, b: torch.Tensor, k: int, chunk: int | None = None) -> tuple[np.ndarray, ...]:
     """(rows, cols, cosines) of the union of each a-row's ``k`` nearest b-rows and each b-row's ``k``
-    nearest a-rows, without duplicates."""
-    ab = nearest_by_cosine(a, b, k=k, chunk=chunk)
-    ba = nearest_by_cosine(b, a, k=k, chunk=chunk)
+    nearest a-rows, without duplicates. ``chunk`` (rows per block; default: ``CHUNK_CELLS`` cosines a
+    block) bounds memory."""
+
+    def rows_per_block(n_keys: int) -> int:
+        return chunk or max(64, min(4096, CHUNK_CELLS // max(n_keys, 1)))
+
+    ab = nearest_by_cosine(a, b, k=k, chunk=rows_per_block(b.shape[0]))
+    ba = nearest_by_cosine(b, a, k=k, chunk=rows_per_block(a.shape[0]))
     rows = np.concatenate([np.repeat(np.arange(a.shape[0]), ab.indices.shape[1]), ba.indices.reshape(-1).numpy()])
     cols = np.concatenate([ab.indices.reshape(-1).numpy(), np.repeat(np.arange(b.shape[0]), ba.indices.shape[1])])
     cos = np.concatenate([ab.cosines.reshape(-1).numpy(), ba.cosines.reshape(-1).numpy()]).astype(np.float64)
@@ -85,7 +92,9 @@ def greedy(rows: np.ndarray, cols: np.ndarray, cos: np.ndarray) -> Matching:
     return _sorted(rows[keep], cols[keep], cos[keep], "greedy")
 
 
-def sparse_matching(a: torch.Tensor, b: torch.Tensor, k: int = DEFAULT_CANDIDATES, chunk: int = 4096) -> Matching:
+def sparse_matching(
+    a: torch.Tensor, b: torch.Tensor, k: int = DEFAULT_CANDIDATES, chunk: int | None = None
+) -> Matching:
     """The best one-to-one matching on the top-``k`` candidate graph (see the module docstring)."""
     from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import min_weight_full_bipartite_matching
@@ -106,7 +115,11 @@ def sparse_matching(a: torch.Tensor, b: torch.Tensor, k: int = DEFAULT_CANDIDATE
 
 
 def match_decoders(
-    a: torch.Tensor, b: torch.Tensor, exact_limit: int = EXACT_LIMIT, k: int = DEFAULT_CANDIDATES, chunk: int = 4096
+    a: torch.Tensor,
+    b: torch.Tensor,
+    exact_limit: int = EXACT_LIMIT,
+    k: int = DEFAULT_CANDIDATES,
+    chunk: int | None = None,
 ) -> Matching:
     """One-to-one matching of decoder directions ``a`` [n_a, d] and ``b`` [n_b, d]: Hungarian when
     ``n_a * n_b <= exact_limit``, else the sparse candidate matching (greedy where that has none)."""
