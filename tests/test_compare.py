@@ -165,3 +165,25 @@ def test_compare_refuses_bad_inputs_and_changes_nothing(permuted_pair, collected
         assert message in capsys.readouterr().err
         assert not out.exists()
     assert {p: digest(p) for p in before} == before
+
+
+def test_decoder_spaces_and_corpora_decide_which_measures_apply():
+    from autointerp.compare.command import decoder_space
+    from autointerp.compare.sources import Side, same_corpus
+    from autointerp.models.dictionaries import LinearDictionary
+
+    def dictionary(d_out, reads="output"):
+        w = directions(8, d=4)
+        return LinearDictionary(
+            W_enc=w.T.clone(), b_enc=torch.zeros(8), W_dec=directions(8, d=d_out), b_dec=torch.zeros(d_out),
+            activation="relu", reads=reads,
+        )  # fmt: skip
+
+    assert decoder_space(dictionary(4)) == decoder_space(dictionary(4))  # SAEs at any residual layer
+    assert decoder_space(dictionary(4)) != decoder_space(dictionary(6))
+    assert decoder_space(dictionary(4)) != decoder_space(dictionary(4, reads="input"))  # a transcoder
+    corpus = {"dataset": "embedded", "dataset_config": "", "split": "train", "text_column": "text", "seq_len": 256}
+    a = Side("a", None, None, corpus, 8, 0)
+    b = Side("b", None, None, {**corpus, "dataset": "other.txt"}, 8, 0)
+    assert same_corpus(a, Side("b", None, None, dict(corpus), 8, 0)) is None
+    assert "dataset" in same_corpus(a, b)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import AutointerpError
+from ..models.dictionaries import resolve_module_names
 from . import sources as sources_mod
 from .activations import activation_correlation, token_batches
 from .explanations import explanation_similarity, latest_vectors
@@ -104,8 +105,8 @@ def compare(
     a, b = sources_mod.open_sides(path_a, path_b, explanations)
     subject, dict_a = a.source.load(device)
     _, dict_b = b.source.load("cpu")  # the dictionary only: A's model reads both hookpoints
-    dict_a.to("cpu")
-    dict_b.to("cpu")
+    for dictionary in (dict_a, dict_b):  # names relative to model.base_model (sparsify) -> full module names
+        resolve_module_names(dictionary.to("cpu"), subject)
     dec_a, dec_b = dict_a.decoder_directions().detach().float(), dict_b.decoder_directions().detach().float()
     n_a, n_b = int(dec_a.shape[0]), int(dec_b.shape[0])
     space_a, space_b = decoder_space(dict_a), decoder_space(dict_b)
