@@ -14,6 +14,7 @@ import typing
 
 from .browse import command as browse_command
 from .collect import lens_command, similar_command
+from .compare import command as compare_command
 from .config import ALL_TOKENS, CollectConfig, ExecutorConfig, ExplainConfig, ScoreConfig
 from .config_fields import field_docs
 from .demo import command as demo_command
@@ -150,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     steer_command.add_parser(sub)
     plan_command.add_parser(sub, add_config_arguments)
     cost_command.add_parser(sub)
+    compare_command.add_parser(sub)
     return parser
 
 
@@ -364,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers["steer"] = steer_command.run
     handlers["plan"] = plan_command.run
     handlers["cost"] = cost_command.run
+    handlers["compare"] = compare_command.run
     try:
         with sigterm_raises():
             return handlers[args.command](args)
