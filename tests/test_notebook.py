@@ -411,9 +411,9 @@ def fill_strategies(db: Path) -> dict[str, list[float]]:
             for latent in latents:
                 con.execute(
                     "INSERT INTO explanation_rows (latent, config_hash, run_id, explainer, model, status, explanation, "
-                    "n_calls, prompt_tokens, completion_tokens, created_at, selection) VALUES "
-                    "(?, ?, 'explain-k', 'default', 'test', 'explained', 'x', 1, 0, 0, now(), ?)",
-                    [latent, strategy, strategy],
+                    "n_calls, prompt_tokens, completion_tokens, created_at) VALUES "
+                    "(?, ?, 'explain-k', 'default', 'test', 'explained', 'x', 1, 0, 0, now())",
+                    [latent, strategy],
                 )
                 for scorer in ("detection", "fuzzing"):
                     score = float(np.clip(quality + rng.normal(0, 0.08), 0, 1))
@@ -431,8 +431,9 @@ def fill_strategies(db: Path) -> dict[str, list[float]]:
                         con.execute(
                             "INSERT INTO explanation_candidates (latent, config_hash, round, candidate, run_id, "
                             "status, explanation, validation_score, validation_n, kept, chosen, created_at) VALUES "
-                            "(?, ?, 0, 0, 'explain-k', 'explained', 'x', ?, 10, true, true, now())",
-                            [latent, strategy, score + 0.1],
+                            "(?, ?, ?, 0, 'explain-k', 'explained', 'x', ?, 10, true, true, now())",
+                            # the chosen candidate makes the selection: a refinement round > 0 is 'refined'
+                            [latent, strategy, int(strategy == "refined"), score + 0.1],
                         )
     finally:
         con.close()
