@@ -8,12 +8,10 @@ with ``--lens-k 0``, or to keep another number of tokens. It reloads the collect
 from __future__ import annotations
 
 import argparse
-import os
 import time
-from pathlib import Path
 
-from ..errors import AutointerpError
 from ..store.logit_lens import DEFAULT_K
+from .command_checks import require_at_least_one, require_writable_database
 
 #: Latents per chunk (collect.logit_lens.DEFAULT_CHUNK; repeated here so that `autointerp --help` loads no torch).
 DEFAULT_CHUNK = 256
@@ -47,22 +45,8 @@ def run(args: argparse.Namespace) -> int:
     from .logit_lens import PLANTED_NOTE, compute_logit_lens, describe_lens, with_notes
     from .reopen import read_collect_source
 
-    for name, value in (("--k", args.k), ("--chunk-size", args.chunk_size)):
-        if value < 1:
-            raise AutointerpError(f"{name} is {value}.", "a whole number of at least 1.")
-    path = Path(args.db)
-    if not path.is_file():
-        raise AutointerpError(
-            f"No database at {args.db}.",
-            "a database written by `autointerp collect`.",
-            "check the --db path, or run `autointerp collect --db PATH` first.",
-        )
-    if not os.access(path, os.W_OK):
-        raise AutointerpError(
-            f"The database {args.db} is read-only, so the lens cannot be stored in it.",
-            "a database file this user may write.",
-            "copy it somewhere writable (or change its permissions) and run again.",
-        )
+    require_at_least_one(k=args.k, chunk_size=args.chunk_size)
+    require_writable_database(args.db, "the lens")
     con = connect(args.db)  # a lock held by another process fails here, before the model loads
     try:
         source = read_collect_source(con)

@@ -10,12 +10,10 @@ collect's neighbours, and embeds every explanation that has no current embedding
 from __future__ import annotations
 
 import argparse
-import os
 import time
-from pathlib import Path
 
-from ..errors import AutointerpError
 from ..store.decoder_neighbours import DEFAULT_K
+from .command_checks import require_at_least_one, require_writable_database
 
 #: Latents per chunk (collect.decoder_neighbours.DEFAULT_CHUNK; repeated so that `--help` loads no torch).
 DEFAULT_CHUNK = 4096
@@ -55,22 +53,8 @@ def run(args: argparse.Namespace) -> int:
     from .decoder_neighbours import compute_decoder_neighbours, describe_neighbours
     from .reopen import read_collect_source
 
-    for name, value in (("--k", args.k), ("--chunk-size", args.chunk_size)):
-        if isinstance(value, bool) or value < 1:
-            raise AutointerpError(f"{name} is {value}.", "a whole number of at least 1.")
-    path = Path(args.db)
-    if not path.is_file():
-        raise AutointerpError(
-            f"No database at {args.db}.",
-            "a database written by `autointerp collect`.",
-            "check the --db path, or run `autointerp collect --db PATH` first.",
-        )
-    if not os.access(path, os.W_OK):
-        raise AutointerpError(
-            f"The database {args.db} is read-only, so the neighbours cannot be stored in it.",
-            "a database file this user may write.",
-            "copy it somewhere writable (or change its permissions) and run again.",
-        )
+    require_at_least_one(k=args.k, chunk_size=args.chunk_size)
+    require_writable_database(args.db, "the neighbours")
     con = connect(args.db)  # migrates an older database; a lock held elsewhere fails here, before loading
     try:
         source = read_collect_source(con)
